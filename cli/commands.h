@@ -1,0 +1,15 @@
+// Subcommands of qat-hw. Each registers itself on the app; only commands that work are added.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace qathw::cli {
+
+// Exit codes shared by every subcommand.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitMismatch = 1;  // a verification found a difference
+inline constexpr int kExitBadInput = 2;  // bad arguments, files or targets
+
+void add_targets_command(CLI::App& app, int& exit_code);
+
+}  // namespace qathw::cli

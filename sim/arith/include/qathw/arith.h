@@ -1,0 +1,8 @@
+// The arithmetic core: every number format and integer rule of the accelerator, defined once.
+#pragma once
+
+#include "qathw/arith/core.h"
+#include "qathw/arith/dot.h"
+#include "qathw/arith/fixed_point.h"
+#include "qathw/arith/pack.h"
+#include "qathw/arith/quantize.h"

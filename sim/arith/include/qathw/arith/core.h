@@ -1,0 +1,119 @@
+// The integer rules every other part of qat-hw is built on: number formats, rounding, overflow.
+// Header-only, pure functions on native integers, callable from host and CUDA device code.
+// docs/arith.md states each rule as a formula with worked examples.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define QATHW_HD __host__ __device__
+#else
+#define QATHW_HD
+#endif
+
+namespace qathw::arith {
+
+enum class WeightFormat : std::uint8_t { Ternary, Int4 };
+enum class ActQuantizer : std::uint8_t { DynamicPerTokenAbsmax, StaticPerTensor };
+enum class Rounding : std::uint8_t { HalfAwayFromZero, HalfEven };
+enum class Overflow : std::uint8_t { Saturate, Wrap };
+
+// Ranges the rules are defined for; target validation enforces them. They keep every
+// intermediate product inside int64: |accumulator| < 2^31 and scale mantissa < 2^31.
+inline constexpr int kMinActBits = 2, kMaxActBits = 16;
+inline constexpr int kMinAccBits = 8, kMaxAccBits = 32;
+inline constexpr int kMinMantissaBits = 2, kMaxMantissaBits = 31;
+inline constexpr int kMinShift = 0, kMaxShift = 62;
+
+// The numeric contract of one accelerator target (the arithmetic part of a TargetSpec).
+struct Format {
+  WeightFormat weights = WeightFormat::Ternary;
+  int act_bits = 8;
+  ActQuantizer act_quantizer = ActQuantizer::DynamicPerTokenAbsmax;
+  Rounding rounding = Rounding::HalfAwayFromZero;
+  int acc_bits = 24;
+  Overflow overflow = Overflow::Saturate;
+  int scale_mantissa_bits = 16;
+  int scale_shift_min = 0;
+  int scale_shift_max = 62;
+};
+
+// ---- two's-complement ranges -------------------------------------------------------------
+
+QATHW_HD constexpr std::int64_t signed_max(int bits) { return (std::int64_t{1} << (bits - 1)) - 1; }
+QATHW_HD constexpr std::int64_t signed_min(int bits) { return -(std::int64_t{1} << (bits - 1)); }
+
+QATHW_HD constexpr std::int64_t clamp(std::int64_t v, std::int64_t lo, std::int64_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// v limited to the signed `bits`-bit range [-2^(bits-1), 2^(bits-1) - 1].
+QATHW_HD constexpr std::int64_t saturate(std::int64_t v, int bits) {
+  return clamp(v, signed_min(bits), signed_max(bits));
+}
+
+// v reduced modulo 2^bits into the signed `bits`-bit range (what a bits-wide register keeps).
+QATHW_HD constexpr std::int64_t wrap(std::int64_t v, int bits) {
+  const std::uint64_t mask = (bits >= 64) ? ~std::uint64_t{0} : ((std::uint64_t{1} << bits) - 1);
+  const std::uint64_t low = static_cast<std::uint64_t>(v) & mask;
+  const std::uint64_t sign = std::uint64_t{1} << (bits - 1);
+  return (low & sign) ? static_cast<std::int64_t>(low) - static_cast<std::int64_t>(sign) * 2
+                      : static_cast<std::int64_t>(low);
+}
+
+QATHW_HD constexpr std::int64_t apply_overflow(std::int64_t v, int bits, Overflow mode) {
+  return mode == Overflow::Saturate ? saturate(v, bits) : wrap(v, bits);
+}
+
+// ---- rounding ----------------------------------------------------------------------------
+
+// round(v / 2^shift) to the nearest integer, ties by `mode`. Defined for |v| < 2^62,
+// 0 <= shift <= 62. This is the only integer rounding in the accelerator.
+QATHW_HD constexpr std::int64_t round_shift(std::int64_t v, int shift, Rounding mode) {
+  if (shift == 0) return v;
+  const std::int64_t one = std::int64_t{1} << shift;
+  const std::int64_t half = one >> 1;
+  if (mode == Rounding::HalfAwayFromZero) {
+    const std::int64_t mag = ((v < 0 ? -v : v) + half) >> shift;
+    return v < 0 ? -mag : mag;
+  }
+  const std::int64_t floor = v >> shift;  // arithmetic shift: rounds toward -infinity
+  const std::int64_t rem = v - floor * one;  // in [0, 2^shift)
+  const bool up = rem > half || (rem == half && (floor & 1) != 0);
+  return floor + (up ? 1 : 0);
+}
+
+// round(num / den) for num >= 0, den > 0, ties by `mode`.
+QATHW_HD constexpr std::uint64_t round_div(std::uint64_t num, std::uint64_t den, Rounding mode) {
+  const std::uint64_t q = num / den;
+  const std::uint64_t r = num % den;
+  const std::uint64_t twice = 2 * r;  // r < den < 2^63, so no overflow
+  const bool up = twice > den || (twice == den && (mode == Rounding::HalfAwayFromZero || (q & 1) != 0));
+  return q + (up ? 1 : 0);
+}
+
+// A float or double rounded to the nearest integer (returned in the same type), ties by `mode`.
+// Independent of the floating-point environment's rounding mode; exact for every input.
+template <typename Real>
+QATHW_HD Real round_to_integer(Real x, Rounding mode) {
+  const Real t = std::trunc(x);
+  const Real frac = std::fabs(x - t);  // exact: x and trunc(x) share their exponent range
+  const Real away = t + std::copysign(Real(1), x);
+  if (frac > Real(0.5)) return away;
+  if (frac < Real(0.5)) return t;
+  if (mode == Rounding::HalfAwayFromZero) return away;
+  return std::fmod(t, Real(2)) == Real(0) ? t : away;
+}
+
+// Number of significant bits of v (0 for 0).
+QATHW_HD constexpr int bit_length(std::uint64_t v) {
+  int n = 0;
+  while (v != 0) {
+    v >>= 1;
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace qathw::arith

@@ -1,0 +1,95 @@
+// Fixed-point scales: how the hardware represents a real multiplier as an integer pair.
+#pragma once
+
+#include "qathw/arith/core.h"
+
+namespace qathw::arith {
+
+// The real value mantissa * 2^-shift. mantissa is unsigned and below 2^mantissa_bits of the
+// target's scale format; shift is within [scale_shift_min, scale_shift_max].
+struct FixedPoint {
+  std::int64_t mantissa = 0;
+  int shift = 0;
+};
+
+enum class FixedPointStatus : std::uint8_t { Ok, TooLarge, TooSmall, NotPositive };
+
+struct FixedPointResult {
+  FixedPoint value;
+  FixedPointStatus status = FixedPointStatus::Ok;
+};
+
+// A positive real scale as the hardware's pair: the largest shift in range for which the
+// rounded mantissa still fits, so precision is maximal. `value` too large for the format
+// (mantissa would not fit at the smallest shift) or too small (mantissa rounds to 0 at the
+// largest shift) is reported, not silently clamped.
+QATHW_HD inline FixedPointResult to_fixed_point(double value, const Format& f) {
+  FixedPointResult out;
+  if (!(value > 0.0)) {
+    out.status = FixedPointStatus::NotPositive;
+    return out;
+  }
+  const std::int64_t limit = std::int64_t{1} << f.scale_mantissa_bits;
+  int exponent = 0;
+  std::frexp(value, &exponent);  // value = frac * 2^exponent, frac in [0.5, 1)
+  int shift = f.scale_mantissa_bits - exponent;  // puts value * 2^shift in [2^(M-1), 2^M)
+  if (shift > f.scale_shift_max) shift = f.scale_shift_max;
+  if (shift < f.scale_shift_min) shift = f.scale_shift_min;
+  double m = round_to_integer(std::ldexp(value, shift), f.rounding);
+  if (m >= static_cast<double>(limit) && shift > f.scale_shift_min) {  // rounded up to 2^M
+    --shift;
+    m = round_to_integer(std::ldexp(value, shift), f.rounding);
+  }
+  if (m >= static_cast<double>(limit)) {
+    out.status = FixedPointStatus::TooLarge;
+    return out;
+  }
+  if (m < 1.0) {
+    out.status = FixedPointStatus::TooSmall;
+    return out;
+  }
+  out.value = FixedPoint{static_cast<std::int64_t>(m), shift};
+  return out;
+}
+
+QATHW_HD inline double to_real(FixedPoint p) { return std::ldexp(static_cast<double>(p.mantissa), -p.shift); }
+
+// The hardware's reciprocal unit: qmax / amax as a normalised fixed-point pair, computed with
+// integers only (one division per token). amax == 0 gives the pair {0, shift_min}: every code
+// of an all-zero token is 0. Requires 0 <= amax < 2^31 and 1 <= qmax < 2^15.
+QATHW_HD inline FixedPoint reciprocal(std::int64_t amax, std::int64_t qmax, const Format& f) {
+  if (amax <= 0) return FixedPoint{0, f.scale_shift_min};
+  const int m_bits = f.scale_mantissa_bits;
+  const std::int64_t limit = std::int64_t{1} << m_bits;
+  const std::uint64_t a = static_cast<std::uint64_t>(amax);
+  const std::uint64_t q = static_cast<std::uint64_t>(qmax);
+  // Shift that normalises floor(q * 2^shift / a) into [2^(M-1), 2^M); it keeps q * 2^shift
+  // below 2^M * a < 2^62. With d = bitlen(a) - bitlen(q), shift is M-1+d or M+d, the latter
+  // when q * 2^d < a.
+  const int d = bit_length(a) - bit_length(q);
+  const bool below = d >= 0 ? (q << d) < a : q < (a << -d);
+  int shift = (m_bits - 1) + d + (below ? 1 : 0);
+  if (shift > f.scale_shift_max) shift = f.scale_shift_max;
+  if (shift < f.scale_shift_min) {
+    // The true mantissa would need more than M bits at the smallest shift: saturate it.
+    return FixedPoint{limit - 1, f.scale_shift_min};
+  }
+  std::uint64_t m = round_div(q << shift, a, f.rounding);
+  if (m >= static_cast<std::uint64_t>(limit)) {  // rounding carried into bit M
+    if (shift > f.scale_shift_min) {
+      m >>= 1;  // m == 2^M exactly, so halving it and the shift is exact
+      --shift;
+    } else {
+      m = static_cast<std::uint64_t>(limit - 1);
+    }
+  }
+  return FixedPoint{static_cast<std::int64_t>(m), shift};
+}
+
+// Multiplies an integer by a fixed-point scale, rounds by the target's mode and saturates to
+// `out_bits`: the requantization unit. Requires |v| < 2^31 and mantissa < 2^31.
+QATHW_HD constexpr std::int64_t requantize(std::int64_t v, FixedPoint scale, Rounding mode, int out_bits) {
+  return saturate(round_shift(v * scale.mantissa, scale.shift, mode), out_bits);
+}
+
+}  // namespace qathw::arith

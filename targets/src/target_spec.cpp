@@ -1,0 +1,295 @@
+#include "qathw/target/target_spec.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <utility>
+
+#include <toml++/toml.h>
+
+#include "builtin_targets.h"
+
+namespace qathw::target {
+namespace {
+
+// The spelling of each enum value in TOML and JSON; every enum here has two values.
+template <typename E>
+using Choices = std::array<std::pair<std::string_view, E>, 2>;
+
+constexpr Choices<arith::WeightFormat> kWeightFormats = {
+    {{"ternary", arith::WeightFormat::Ternary}, {"int4", arith::WeightFormat::Int4}}};
+constexpr Choices<arith::ActQuantizer> kQuantizers = {
+    {{"dynamic_per_token_absmax", arith::ActQuantizer::DynamicPerTokenAbsmax},
+     {"static_per_tensor", arith::ActQuantizer::StaticPerTensor}}};
+constexpr Choices<arith::Rounding> kRoundings = {
+    {{"half_away_from_zero", arith::Rounding::HalfAwayFromZero}, {"half_even", arith::Rounding::HalfEven}}};
+constexpr Choices<arith::Overflow> kOverflows = {
+    {{"saturate", arith::Overflow::Saturate}, {"wrap", arith::Overflow::Wrap}}};
+
+template <typename E>
+std::string_view name_of(E v, const Choices<E>& choices) {
+  for (const auto& [name, value] : choices)
+    if (value == v) return name;
+  return "?";
+}
+
+std::string where(const toml::node& node) {
+  const auto& pos = node.source().begin;
+  return pos.line ? " (line " + std::to_string(pos.line) + ")" : "";
+}
+
+// Reads one validated field at a time; every error names the origin and the dotted field.
+class Reader {
+ public:
+  explicit Reader(const std::string& origin) : origin_(origin) {}
+
+  [[noreturn]] void fail(const std::string& field, const std::string& what) const {
+    throw TargetError(origin_ + ": field '" + field + "': " + what);
+  }
+
+  // Rejects keys that are not in `allowed`; `prefix` is the table's dotted name ("" at the top).
+  void only(const toml::table& t, const std::string& prefix, std::initializer_list<std::string_view> allowed) const {
+    for (const auto& [key, node] : t) {
+      if (std::find(allowed.begin(), allowed.end(), key.str()) != allowed.end()) continue;
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      fail(prefix + std::string(key.str()), "unknown field" + where(node) + "; allowed here: " + list);
+    }
+  }
+
+  const toml::table& table(const toml::table& root, std::string_view key) const {
+    const toml::node* n = root.get(key);
+    if (!n) fail(std::string(key), "missing table [" + std::string(key) + "]");
+    if (!n->is_table()) fail(std::string(key), "must be a table [" + std::string(key) + "]" + where(*n));
+    return *n->as_table();
+  }
+
+  const toml::node& node(const toml::table& t, const std::string& section, std::string_view key) const {
+    const toml::node* n = t.get(key);
+    if (!n) fail(dotted(section, key), "missing");
+    return *n;
+  }
+
+  std::int64_t integer(const toml::table& t, const std::string& section, std::string_view key, std::int64_t lo,
+                       std::int64_t hi) const {
+    const toml::node& n = node(t, section, key);
+    const std::string range = "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    if (!n.is_integer()) fail(dotted(section, key), range + where(n) + ", got " + shown(n));
+    const std::int64_t v = n.as_integer()->get();
+    if (v < lo || v > hi) fail(dotted(section, key), range + where(n) + ", got " + std::to_string(v));
+    return v;
+  }
+
+  // A number (integer or float) in (lo, hi] when lo_open, else [lo, hi].
+  double number(const toml::table& t, const std::string& section, std::string_view key, double lo, double hi,
+                bool lo_open) const {
+    const toml::node& n = node(t, section, key);
+    std::ostringstream range;
+    range << "must be a number in " << (lo_open ? "(" : "[") << lo << ", " << hi << "]";
+    double v = 0;
+    if (n.is_integer()) {
+      v = static_cast<double>(n.as_integer()->get());
+    } else if (n.is_floating_point()) {
+      v = n.as_floating_point()->get();
+    } else {
+      fail(dotted(section, key), range.str() + where(n) + ", got " + shown(n));
+    }
+    const bool low_ok = lo_open ? v > lo : v >= lo;
+    if (!low_ok || !(v <= hi)) {  // !(v <= hi) also rejects NaN
+      std::ostringstream got;
+      got << v;
+      fail(dotted(section, key), range.str() + where(n) + ", got " + got.str());
+    }
+    return v;
+  }
+
+  std::string string(const toml::table& t, const std::string& section, std::string_view key) const {
+    const toml::node& n = node(t, section, key);
+    if (!n.is_string()) fail(dotted(section, key), "must be a string" + where(n) + ", got " + shown(n));
+    return n.as_string()->get();
+  }
+
+  template <typename E>
+  E choice(const toml::table& t, const std::string& section, std::string_view key, const Choices<E>& choices) const {
+    const toml::node& n = node(t, section, key);
+    std::string list;
+    for (const auto& c : choices) list += (list.empty() ? "\"" : ", \"") + std::string(c.first) + "\"";
+    if (n.is_string()) {
+      const std::string& s = n.as_string()->get();
+      for (const auto& [name, value] : choices)
+        if (s == name) return value;
+      fail(dotted(section, key), "must be one of " + list + where(n) + ", got \"" + s + "\"");
+    }
+    fail(dotted(section, key), "must be one of " + list + where(n) + ", got " + shown(n));
+  }
+
+ private:
+  static std::string dotted(const std::string& section, std::string_view key) {
+    return section.empty() ? std::string(key) : section + "." + std::string(key);
+  }
+  static std::string shown(const toml::node& n) {
+    switch (n.type()) {
+      case toml::node_type::string: return "a string";
+      case toml::node_type::integer: return "an integer";
+      case toml::node_type::floating_point: return "a float";
+      case toml::node_type::boolean: return "a boolean";
+      case toml::node_type::table: return "a table";
+      case toml::node_type::array: return "an array";
+      default: return "a date or time";
+    }
+  }
+  const std::string& origin_;
+};
+
+std::uint64_t fnv1a64(std::string_view text) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string_view to_string(arith::WeightFormat v) { return name_of(v, kWeightFormats); }
+std::string_view to_string(arith::ActQuantizer v) { return name_of(v, kQuantizers); }
+std::string_view to_string(arith::Rounding v) { return name_of(v, kRoundings); }
+std::string_view to_string(arith::Overflow v) { return name_of(v, kOverflows); }
+
+TargetSpec parse_target(std::string_view toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& pos = e.source().begin;
+    throw TargetError(origin + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
+                      ": TOML syntax error: " + std::string(e.description()));
+  }
+  const Reader r(origin);
+  r.only(root, "", {"name", "description", "weights", "activations", "arithmetic", "scale", "array", "memory",
+                    "clock", "energy"});
+
+  TargetSpec spec;
+  spec.origin = origin;
+  spec.name = r.string(root, "", "name");
+  if (spec.name.empty() || spec.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos)
+    r.fail("name", "must be non-empty lower-case letters, digits, '-' or '_', got \"" + spec.name + "\"");
+  if (root.get("description")) spec.description = r.string(root, "", "description");
+
+  arith::Format& f = spec.format;
+  const toml::table& weights = r.table(root, "weights");
+  r.only(weights, "weights.", {"format"});
+  f.weights = r.choice(weights, "weights", "format", kWeightFormats);
+
+  const toml::table& act = r.table(root, "activations");
+  r.only(act, "activations.", {"bits", "quantizer"});
+  f.act_bits = static_cast<int>(r.integer(act, "activations", "bits", arith::kMinActBits, arith::kMaxActBits));
+  f.act_quantizer = r.choice(act, "activations", "quantizer", kQuantizers);
+
+  const toml::table& ar = r.table(root, "arithmetic");
+  r.only(ar, "arithmetic.", {"rounding", "accumulator_bits", "overflow"});
+  f.rounding = r.choice(ar, "arithmetic", "rounding", kRoundings);
+  f.acc_bits =
+      static_cast<int>(r.integer(ar, "arithmetic", "accumulator_bits", arith::kMinAccBits, arith::kMaxAccBits));
+  f.overflow = r.choice(ar, "arithmetic", "overflow", kOverflows);
+
+  const toml::table& sc = r.table(root, "scale");
+  r.only(sc, "scale.", {"mantissa_bits", "shift_min", "shift_max"});
+  f.scale_mantissa_bits =
+      static_cast<int>(r.integer(sc, "scale", "mantissa_bits", arith::kMinMantissaBits, arith::kMaxMantissaBits));
+  f.scale_shift_min = static_cast<int>(r.integer(sc, "scale", "shift_min", arith::kMinShift, arith::kMaxShift));
+  f.scale_shift_max = static_cast<int>(r.integer(sc, "scale", "shift_max", f.scale_shift_min, arith::kMaxShift));
+
+  const toml::table& arr = r.table(root, "array");
+  r.only(arr, "array.", {"rows", "lanes"});
+  spec.array.rows = static_cast<int>(r.integer(arr, "array", "rows", 1, 1024));
+  spec.array.lanes = static_cast<int>(r.integer(arr, "array", "lanes", 1, 1024));
+
+  const toml::table& mem = r.table(root, "memory");
+  r.only(mem, "memory.", {"weight_sram_kib", "activation_sram_kib"});
+  spec.memory.weight_sram_kib = static_cast<int>(r.integer(mem, "memory", "weight_sram_kib", 1, 1 << 20));
+  spec.memory.activation_sram_kib = static_cast<int>(r.integer(mem, "memory", "activation_sram_kib", 1, 1 << 20));
+
+  const toml::table& clk = r.table(root, "clock");
+  r.only(clk, "clock.", {"frequency_mhz"});
+  spec.clock_mhz = r.number(clk, "clock", "frequency_mhz", 0.0, 100000.0, true);
+
+  const toml::table& en = r.table(root, "energy");
+  r.only(en, "energy.", {"source", "add_pj_per_bit", "sram_read_pj_per_bit", "sram_write_pj_per_bit",
+                         "register_pj_per_bit"});
+  spec.energy.source = r.string(en, "energy", "source");
+  spec.energy.add_pj_per_bit = r.number(en, "energy", "add_pj_per_bit", 0.0, 1000.0, false);
+  spec.energy.sram_read_pj_per_bit = r.number(en, "energy", "sram_read_pj_per_bit", 0.0, 1000.0, false);
+  spec.energy.sram_write_pj_per_bit = r.number(en, "energy", "sram_write_pj_per_bit", 0.0, 1000.0, false);
+  spec.energy.register_pj_per_bit = r.number(en, "energy", "register_pj_per_bit", 0.0, 1000.0, false);
+  return spec;
+}
+
+TargetSpec load_target_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw TargetError(path.string() + ": cannot open target file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw TargetError(path.string() + ": cannot read target file");
+  return parse_target(text.str(), path.string());
+}
+
+std::vector<std::string> builtin_names() {
+  std::vector<std::string> names;
+  for (const auto& b : kBuiltinTargets) names.emplace_back(b.name);
+  return names;
+}
+
+TargetSpec builtin_target(std::string_view name) {
+  for (const auto& b : kBuiltinTargets)
+    if (b.name == name) return parse_target(b.toml, "built-in:" + std::string(b.name));
+  std::string list;
+  for (const auto& n : builtin_names()) list += (list.empty() ? "" : ", ") + n;
+  throw TargetError("unknown target '" + std::string(name) + "' (built-in targets: " + list +
+                    "; or give a path to a .toml file)");
+}
+
+TargetSpec resolve_target(const std::string& name_or_path) {
+  const bool is_path = name_or_path.find('/') != std::string::npos ||
+                       (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".toml");
+  return is_path ? load_target_file(name_or_path) : builtin_target(name_or_path);
+}
+
+nlohmann::json to_json(const TargetSpec& s) {
+  const arith::Format& f = s.format;
+  return {
+      {"name", s.name},
+      {"description", s.description},
+      {"weights", {{"format", to_string(f.weights)}}},
+      {"activations", {{"bits", f.act_bits}, {"quantizer", to_string(f.act_quantizer)}}},
+      {"arithmetic",
+       {{"rounding", to_string(f.rounding)}, {"accumulator_bits", f.acc_bits}, {"overflow", to_string(f.overflow)}}},
+      {"scale",
+       {{"mantissa_bits", f.scale_mantissa_bits}, {"shift_min", f.scale_shift_min}, {"shift_max", f.scale_shift_max}}},
+      {"array", {{"rows", s.array.rows}, {"lanes", s.array.lanes}}},
+      {"memory", {{"weight_sram_kib", s.memory.weight_sram_kib}, {"activation_sram_kib", s.memory.activation_sram_kib}}},
+      {"clock", {{"frequency_mhz", s.clock_mhz}}},
+      {"energy",
+       {{"source", s.energy.source},
+        {"add_pj_per_bit", s.energy.add_pj_per_bit},
+        {"sram_read_pj_per_bit", s.energy.sram_read_pj_per_bit},
+        {"sram_write_pj_per_bit", s.energy.sram_write_pj_per_bit},
+        {"register_pj_per_bit", s.energy.register_pj_per_bit}}},
+  };
+}
+
+std::string content_hash(const TargetSpec& spec) {
+  nlohmann::json j = to_json(spec);
+  j.erase("name");
+  j.erase("description");
+  j["energy"].erase("source");
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(j.dump())));
+  return hex;
+}
+
+}  // namespace qathw::target
