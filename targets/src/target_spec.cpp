@@ -160,15 +160,10 @@ std::string_view to_string(arith::ActQuantizer v) { return name_of(v, kQuantizer
 std::string_view to_string(arith::Rounding v) { return name_of(v, kRoundings); }
 std::string_view to_string(arith::Overflow v) { return name_of(v, kOverflows); }
 
-TargetSpec parse_target(std::string_view toml_text, const std::string& origin) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, origin);
-  } catch (const toml::parse_error& e) {
-    const auto& pos = e.source().begin;
-    throw TargetError(origin + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
-                      ": TOML syntax error: " + std::string(e.description()));
-  }
+namespace {
+
+// The one validating reader behind every way a target arrives (TOML file, built-in, JSON).
+TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   const Reader r(origin);
   r.only(root, "", {"name", "description", "weights", "activations", "arithmetic", "scale", "array", "memory",
                     "clock", "energy"});
@@ -227,6 +222,52 @@ TargetSpec parse_target(std::string_view toml_text, const std::string& origin) {
   spec.energy.sram_write_pj_per_bit = r.number(en, "energy", "sram_write_pj_per_bit", 0.0, 1000.0, false);
   spec.energy.register_pj_per_bit = r.number(en, "energy", "register_pj_per_bit", 0.0, 1000.0, false);
   return spec;
+}
+
+// JSON objects, strings, integers and floats as the equivalent TOML nodes.
+toml::table table_from_json(const nlohmann::json& j, const std::string& origin, const std::string& prefix) {
+  if (!j.is_object()) throw TargetError(origin + ": field '" + prefix + "': must be an object");
+  toml::table t;
+  for (const auto& [key, value] : j.items()) {
+    const std::string field = prefix.empty() ? key : prefix + "." + key;
+    if (value.is_object()) {
+      t.insert(key, table_from_json(value, origin, field));
+    } else if (value.is_string()) {
+      t.insert(key, value.get<std::string>());
+    } else if (value.is_number_integer()) {
+      t.insert(key, value.get<std::int64_t>());
+    } else if (value.is_number_float()) {
+      t.insert(key, value.get<double>());
+    } else if (value.is_boolean()) {
+      t.insert(key, value.get<bool>());
+    } else {
+      throw TargetError(origin + ": field '" + field + "': unsupported JSON value");
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+TargetSpec parse_target(std::string_view toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& pos = e.source().begin;
+    throw TargetError(origin + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
+                      ": TOML syntax error: " + std::string(e.description()));
+  }
+  return spec_from_table(root, origin);
+}
+
+TargetSpec target_from_json(const nlohmann::json& j, const std::string& origin) {
+  nlohmann::json fields = j;
+  if (fields.is_object()) {
+    fields.erase("hash");
+    fields.erase("origin");
+  }
+  return spec_from_table(table_from_json(fields, origin, ""), origin);
 }
 
 TargetSpec load_target_file(const std::filesystem::path& path) {

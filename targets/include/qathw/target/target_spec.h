@@ -60,6 +60,8 @@ TargetSpec resolve_target(const std::string& name_or_path);
 
 // The resolved spec with every field, as written by `qat-hw targets show`.
 nlohmann::json to_json(const TargetSpec& spec);
+// The inverse, validated like a TOML file (keys "hash" and "origin" are ignored).
+TargetSpec target_from_json(const nlohmann::json& json, const std::string& origin);
 // Stable 64-bit FNV-1a hash (16 hex digits) of every field that describes the hardware: all but
 // name, description and the energy citation. Independent of field order and formatting.
 std::string content_hash(const TargetSpec& spec);

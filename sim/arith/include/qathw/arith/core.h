@@ -103,7 +103,8 @@ QATHW_HD Real round_to_integer(Real x, Rounding mode) {
   if (frac > Real(0.5)) return away;
   if (frac < Real(0.5)) return t;
   if (mode == Rounding::HalfAwayFromZero) return away;
-  return std::fmod(t, Real(2)) == Real(0) ? t : away;
+  // A tie means |x| < 2^23 (2^52 for double), so t / 2 and its truncation are exact.
+  return std::trunc(t * Real(0.5)) * Real(2) == t ? t : away;
 }
 
 // Number of significant bits of v (0 for 0).

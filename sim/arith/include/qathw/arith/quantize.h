@@ -19,7 +19,7 @@ inline constexpr int kAbsFracBits = 24;
 QATHW_HD inline std::uint64_t abs_fixed(float w) {
   const double a = std::fabs(static_cast<double>(w));
   const double capped = a < 256.0 ? a : 256.0;
-  return static_cast<std::uint64_t>(std::ldexp(capped, kAbsFracBits));  // truncates
+  return static_cast<std::uint64_t>(capped * double(std::uint64_t{1} << kAbsFracBits));  // exact scaling, truncates
 }
 
 // mean(|w|) from the sum of abs_fixed over `count` weights.
@@ -64,6 +64,9 @@ QATHW_HD constexpr std::int64_t quantize_act(std::int64_t v, FixedPoint inv_scal
 QATHW_HD inline FixedPoint token_inv_scale(std::int64_t amax, const Format& f) {
   return reciprocal(amax, act_qmax(f.act_bits), f);
 }
+
+// The datapath's ReLU on integers (requantized accumulators of hidden layers).
+QATHW_HD constexpr std::int64_t relu(std::int64_t v) { return v > 0 ? v : 0; }
 
 // |v|, the per-element step of the absmax reduction.
 QATHW_HD constexpr std::int64_t magnitude(std::int64_t v) { return v < 0 ? -v : v; }

@@ -1,0 +1,69 @@
+// qat-hw infer MODEL --engine int: runs a deployed bundle on a data set's test split.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "qathw/training/bundle.h"
+#include "qathw/training/idx.h"
+#include "qathw/training/int_engine.h"
+#include "qathw/util/atomic_file.h"
+
+namespace qathw::cli {
+namespace {
+
+struct InferOptions {
+  std::string model;
+  std::string engine = "int";
+  std::string data = training::kDefaultDataDir;
+  std::string target;
+  std::string json;
+  long samples = 0;
+};
+
+int run_infer(const InferOptions& o) {
+  std::unique_ptr<target::TargetSpec> expected;
+  if (!o.target.empty()) expected = std::make_unique<target::TargetSpec>(target::resolve_target(o.target));
+  const training::Bundle bundle = training::load_bundle(o.model, expected.get());
+  const training::Dataset test = training::load_split(o.data, training::Split::Test, bundle.classes);
+  if (test.rows != static_cast<std::size_t>(bundle.rows) || test.cols != static_cast<std::size_t>(bundle.cols))
+    throw training::DataError(test.source + ": images are " + std::to_string(test.rows) + "x" +
+                              std::to_string(test.cols) + ", the bundle expects " + std::to_string(bundle.rows) + "x" +
+                              std::to_string(bundle.cols));
+  const std::size_t count = o.samples > 0 ? std::min<std::size_t>(o.samples, test.count) : test.count;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<std::int32_t> out = training::IntEngine(bundle).run_batch(test.pixels.data(), count);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  long correct = 0;
+  for (std::size_t i = 0; i < count; ++i)
+    if (training::argmax(out.data() + i * bundle.classes, bundle.classes) == test.labels[i]) ++correct;
+  const double accuracy = static_cast<double>(correct) / static_cast<double>(count);
+  char line[160];
+  std::snprintf(line, sizeof line, "engine %s: %zu images, accuracy %.2f%%, %.0f images/s\n", o.engine.c_str(), count,
+                100.0 * accuracy, count / seconds);
+  std::cout << line;
+  if (!o.json.empty()) {
+    const nlohmann::json j = {{"engine", o.engine},   {"model", o.model},       {"target", bundle.target.name},
+                              {"target_hash", bundle.target_hash}, {"samples", count}, {"accuracy", accuracy},
+                              {"images_per_s", count / seconds}};
+    util::write_file_atomic(o.json, j.dump(2) + "\n");
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_infer_command(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<InferOptions>();
+  auto* cmd = app.add_subcommand("infer", "Run a deployed bundle on the test split and report accuracy");
+  cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
+  cmd->add_option("--engine", o->engine, "Engine")->capture_default_str()->check(CLI::IsMember({"int"}));
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
+  cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
+  cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
+  cmd->add_option("--json", o->json, "Write the result as JSON to this file");
+  cmd->callback([o, &exit_code] { exit_code = run_infer(*o); });
+}
+
+}  // namespace qathw::cli

@@ -1,0 +1,157 @@
+// qat-hw train --target T: FP32 twin, PTQ and QAT on a data set, exported as a deployed bundle
+// whose integer engine is checked against the trainer's quantized forward on the test set.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "commands.h"
+#include "qathw/target/target_spec.h"
+#include "qathw/training/bundle.h"
+#include "qathw/training/int_engine.h"
+#include "qathw/training/trainer.h"
+#include "qathw/util/atomic_file.h"
+
+namespace qathw::cli {
+namespace {
+
+struct TrainOptions {
+  std::string target = "ternary-asic";
+  std::string data = training::kDefaultDataDir;
+  std::string out;
+  std::string hidden = "256,256";
+  std::string ste = "identity";
+  bool resume = false;
+  bool no_fp32 = false;
+  training::TrainConfig config;
+};
+
+std::vector<int> parse_sizes(const std::string& text) {
+  std::vector<int> sizes;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    std::size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 1 || v > 65536)
+      throw std::invalid_argument("--hidden: '" + item + "' is not a layer size in [1, 65536]");
+    sizes.push_back(v);
+  }
+  return sizes;
+}
+
+std::string percent(double fraction) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * fraction);
+  return buf;
+}
+
+nlohmann::json phase_json(const training::PhaseResult& r) {
+  return {{"test_accuracy", r.test_accuracy}, {"steps_per_s", r.steps_per_s}, {"steps", r.steps},
+          {"train_seconds", r.train_seconds}, {"epochs_resumed", r.epochs_resumed}};
+}
+
+int run_train(const TrainOptions& o) {
+  const target::TargetSpec spec = target::resolve_target(o.target);
+  training::TrainConfig config = o.config;
+  config.hidden = parse_sizes(o.hidden);
+  config.ste_clip = o.ste == "clipped";
+  config.train_fp32 = !o.no_fp32;
+  const std::filesystem::path out = o.out.empty() ? std::filesystem::path("runs") / spec.name : std::filesystem::path(o.out);
+  std::filesystem::create_directories(out);
+
+  const training::Dataset train = training::load_split(o.data, training::Split::Train);
+  const training::Dataset test = training::load_split(o.data, training::Split::Test, train.classes);
+  std::cerr << "train: target " << spec.name << " (" << target::content_hash(spec) << "), data " << o.data << ": "
+            << train.count << " train / " << test.count << " test images of " << train.rows << "x" << train.cols
+            << ", " << train.classes << " classes, " << config.threads << " threads\n";
+
+  auto progress = [](const training::EpochProgress& p) {
+    char line[200];
+    std::snprintf(line, sizeof line, "%-4s epoch %2d/%-2d  loss %.4f  train %6.2f%%  test %6.2f%%  %6.0f steps/s  ETA %4.0fs\n",
+                  p.phase == training::Phase::Fp32 ? "fp32" : "qat", p.epoch, p.epochs, p.loss,
+                  100.0 * p.train_accuracy, 100.0 * p.test_accuracy, p.steps_per_s, p.eta_s);
+    std::cerr << line << std::flush;
+  };
+  const training::TrainResult r = training::train(spec, config, train, test, out / "checkpoints", o.resume, progress);
+
+  nlohmann::json report = {{"target", spec.name},
+                           {"target_hash", target::content_hash(spec)},
+                           {"data", {{"dir", o.data}, {"train", train.count}, {"test", test.count},
+                                     {"rows", train.rows}, {"cols", train.cols}, {"classes", train.classes}}},
+                           {"config", training::to_json(config)}};
+  if (r.fp32_result.ran) {
+    report["fp32"] = phase_json(r.fp32_result);
+    report["ptq"] = {{"test_accuracy", r.ptq_result.test_accuracy}};
+  }
+  report["qat"] = phase_json(r.qat_result);
+
+  // Export, then hold the deployed bundle's integer engine to the trainer's quantized forward.
+  const std::filesystem::path bundle_path = out / "model.qhw";
+  nlohmann::json provenance = {{"config", report["config"]}, {"qat_test_accuracy", r.qat_result.test_accuracy}};
+  training::save_bundle(bundle_path, training::make_bundle(r.qat, spec, static_cast<int>(train.rows),
+                                                           static_cast<int>(train.cols), provenance));
+  const training::Bundle bundle = training::load_bundle(bundle_path, &spec);
+  const training::QuantizedEval trainer_eval = training::evaluate_quantized(r.qat, spec, test);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<std::int32_t> engine = training::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
+  const double engine_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  long mismatches = 0;
+  std::int64_t largest = 0;
+  for (std::size_t i = 0; i < engine.size(); ++i) {
+    const std::int64_t d = std::llabs(static_cast<std::int64_t>(engine[i]) - trainer_eval.outputs[i]);
+    if (d != 0) ++mismatches;
+    largest = std::max(largest, d);
+  }
+  report["bundle"] = bundle_path.string();
+  report["agreement"] = {{"samples", test.count},
+                         {"output_integers", engine.size()},
+                         {"mismatches", mismatches},
+                         {"largest_difference_lsb", largest},
+                         {"int_engine_images_per_s", test.count / engine_seconds}};
+  util::write_file_atomic(out / "report.json", report.dump(2) + "\n");
+
+  if (r.fp32_result.ran) {
+    std::cout << "FP32 twin   test accuracy " << percent(r.fp32_result.test_accuracy) << "\n";
+    std::cout << "PTQ         test accuracy " << percent(r.ptq_result.test_accuracy) << "\n";
+  }
+  std::cout << "QAT         test accuracy " << percent(r.qat_result.test_accuracy) << "  ("
+            << static_cast<long>(r.qat_result.steps_per_s) << " steps/s)\n";
+  std::cout << "integer engine vs trainer: " << test.count << " images, " << mismatches << " mismatching output integers"
+            << (mismatches ? " (largest " + std::to_string(largest) + " LSB)" : std::string()) << "\n";
+  std::cout << "bundle " << bundle_path.string() << ", report " << (out / "report.json").string() << "\n";
+  return mismatches == 0 ? kExitOk : kExitMismatch;
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* cmd = app.add_subcommand("train", "Quantization-aware training for a target, exported as a deployed bundle");
+  cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str();
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
+  cmd->add_option("--out", o->out, "Output folder (default runs/<target>)");
+  cmd->add_option("--hidden", o->hidden, "Hidden layer sizes, comma separated")->capture_default_str();
+  cmd->add_option("--epochs", o->config.epochs, "Epochs of each phase")->capture_default_str()->check(CLI::Range(1, 10000));
+  cmd->add_option("--batch", o->config.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_option("--lr", o->config.lr, "Peak learning rate (AdamW)")->capture_default_str()->check(CLI::Range(1e-7, 10.0));
+  cmd->add_option("--weight-decay", o->config.weight_decay, "AdamW weight decay in the first half of training")
+      ->capture_default_str()->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--warmup-frac", o->config.warmup_frac, "Fraction of steps of linear warm-up")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", o->config.seed, "Random seed (initialisation and sample order)")->capture_default_str();
+  cmd->add_option("--threads", o->config.threads, "CPU threads")->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--ste", o->ste, "Weight straight-through estimator: identity, or clipped (zero where the quantizer clips)")
+      ->capture_default_str()->check(CLI::IsMember({"identity", "clipped"}));
+  cmd->add_flag("--resume", o->resume, "Continue from the checkpoints in the output folder");
+  cmd->add_flag("--no-fp32", o->no_fp32, "Skip the FP32 twin (and so PTQ)");
+  cmd->callback([o, &exit_code] { exit_code = run_train(*o); });
+}
+
+}  // namespace qathw::cli

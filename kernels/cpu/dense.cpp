@@ -1,0 +1,51 @@
+#include "qathw/kernels/dense.h"
+
+#include <omp.h>
+
+#include <cmath>
+
+#include <Eigen/Core>
+
+namespace qathw::kernels {
+namespace {
+
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const RowMajor>;
+using Map = Eigen::Map<RowMajor>;
+
+}  // namespace
+
+void set_threads(int threads) {
+  omp_set_num_threads(threads);
+  Eigen::setNbThreads(threads);
+}
+
+int threads() { return Eigen::nbThreads(); }
+
+void gemm_abt(const float* a, const float* b, int m, int n, int k, float* c) {
+  Map(c, m, n).noalias() = ConstMap(a, m, k) * ConstMap(b, n, k).transpose();
+}
+
+void gemm_atb(const float* a, const float* b, int m, int n, int k, float* c) {
+  Map(c, n, k).noalias() = ConstMap(a, m, n).transpose() * ConstMap(b, m, k);
+}
+
+void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c) {
+  Map(c, m, k).noalias() = ConstMap(a, m, n) * ConstMap(b, n, k);
+}
+
+void adamw_step(float* w, const float* grad, float* m, float* v, std::size_t n, const AdamWParams& p) {
+  const float c1 = 1.0f / (1.0f - std::pow(p.beta1, static_cast<float>(p.step)));
+  const float c2 = 1.0f / (1.0f - std::pow(p.beta2, static_cast<float>(p.step)));
+  const float decay = 1.0f - p.lr * p.weight_decay;
+  const long count = static_cast<long>(n);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < count; ++i) {
+    const float g = grad[i];
+    m[i] = p.beta1 * m[i] + (1.0f - p.beta1) * g;
+    v[i] = p.beta2 * v[i] + (1.0f - p.beta2) * g * g;
+    w[i] = w[i] * decay - p.lr * (m[i] * c1) / (std::sqrt(v[i] * c2) + p.eps);
+  }
+}
+
+}  // namespace qathw::kernels

@@ -1,0 +1,108 @@
+#include "qathw/kernels/quant_ops.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace qathw::kernels {
+
+float quantize_weights(const float* w, int out, int in, const arith::Format& f, float* codes, float* scales,
+                       float* dequantized, float* ste_mask, arith::FixedPoint* requant) {
+  const std::size_t per_row = static_cast<std::size_t>(in);
+  if (f.weights == arith::WeightFormat::Ternary) {
+    std::uint64_t sum = 0;  // integer sum: the same whatever the thread split
+    const long total = static_cast<long>(per_row) * out;
+#pragma omp parallel for schedule(static) reduction(+ : sum) if (total > 32768)
+    for (long i = 0; i < total; ++i) sum += arith::abs_fixed(w[i]);
+    const float scale = arith::weight_scale(arith::mean_from_abs_fixed(sum, static_cast<std::uint64_t>(total)), f.weights);
+    std::fill(scales, scales + out, scale);
+  } else {
+    for (int n = 0; n < out; ++n) {
+      float amax = 0;
+      for (std::size_t k = 0; k < per_row; ++k) amax = std::max(amax, std::fabs(w[n * per_row + k]));
+      scales[n] = arith::weight_scale(amax, f.weights);
+    }
+  }
+  const float reference = *std::max_element(scales, scales + out);
+#pragma omp parallel for schedule(static) if (static_cast<long>(out) * in > 32768)
+  for (int n = 0; n < out; ++n) {
+    const float s = scales[n];
+    for (std::size_t k = 0; k < per_row; ++k) {
+      const std::size_t i = n * per_row + k;
+      const float c = static_cast<float>(arith::weight_code(w[i], s, f.weights, f.rounding));
+      codes[i] = c;
+      dequantized[i] = c * s;
+      ste_mask[i] = arith::weight_in_range(w[i], s, f.weights) ? 1.0f : 0.0f;
+    }
+  }
+  // Requantization pairs after the parallel loop: an exception must not leave an OpenMP region.
+  for (int n = 0; n < out; ++n) {
+    const auto r = arith::to_fixed_point(static_cast<double>(scales[n]) / static_cast<double>(reference), f);
+    if (r.status != arith::FixedPointStatus::Ok)
+      throw std::runtime_error("weight scale ratio " + std::to_string(scales[n] / reference) + " of output channel " +
+                               std::to_string(n) + " is not representable in the target's scale format");
+    requant[n] = r.value;
+  }
+  return reference;
+}
+
+template <typename Int>
+void quantize_tokens(const Int* values, int rows, int cols, const arith::Format& f, float* codes,
+                     std::int64_t* amax) {
+#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols > 32768)
+  for (int b = 0; b < rows; ++b) {
+    const Int* v = values + static_cast<std::size_t>(b) * cols;
+    std::int64_t m = 0;
+    for (int k = 0; k < cols; ++k) m = std::max(m, arith::magnitude(v[k]));
+    amax[b] = m;
+    const arith::FixedPoint r = arith::token_inv_scale(m, f);
+    float* c = codes + static_cast<std::size_t>(b) * cols;
+    for (int k = 0; k < cols; ++k) c[k] = static_cast<float>(arith::quantize_act(v[k], r, f.act_bits, f.rounding));
+  }
+}
+
+template void quantize_tokens<std::uint8_t>(const std::uint8_t*, int, int, const arith::Format&, float*,
+                                            std::int64_t*);
+template void quantize_tokens<std::int32_t>(const std::int32_t*, int, int, const arith::Format&, float*,
+                                            std::int64_t*);
+
+template <typename Acc>
+void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::FixedPoint* requant, bool relu,
+                          const arith::Format& f, std::int32_t* z) {
+#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols > 32768)
+  for (int b = 0; b < rows; ++b) {
+    const std::size_t row = static_cast<std::size_t>(b) * cols;
+    for (int n = 0; n < cols; ++n) {
+      const std::int64_t a = arith::apply_overflow(static_cast<std::int64_t>(acc[row + n]), f.acc_bits, f.overflow);
+      const std::int64_t q = arith::requantize(a, requant[n], f.rounding, f.acc_bits);
+      z[row + n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+    }
+  }
+}
+
+template void accumulator_epilogue<float>(const float*, int, int, const arith::FixedPoint*, bool,
+                                          const arith::Format&, std::int32_t*);
+template void accumulator_epilogue<std::int64_t>(const std::int64_t*, int, int, const arith::FixedPoint*, bool,
+                                                 const arith::Format&, std::int32_t*);
+
+bool float_accumulation_exact(int in, const arith::Format& f) {
+  // Bound on |any partial sum| of one dot product of `in` codes.
+  const std::int64_t bound = arith::act_qmax(f.act_bits) * arith::weight_qmax(f.weights) * static_cast<std::int64_t>(in);
+  const bool float_exact = bound <= (std::int64_t{1} << 24);  // every integer up to 2^24 is a float
+  const bool order_free = f.overflow == arith::Overflow::Wrap || arith::saturation_impossible(bound, f);
+  return float_exact && order_free;
+}
+
+void accumulate_exact(const float* codes_row, const float* weight_codes, int out, int in, int lanes,
+                      const arith::Format& f, std::int64_t* acc_row) {
+  std::vector<std::int32_t> x(codes_row, codes_row + in);
+  std::vector<std::int32_t> w(static_cast<std::size_t>(in));
+  for (int n = 0; n < out; ++n) {
+    const float* wr = weight_codes + static_cast<std::size_t>(n) * in;
+    std::copy(wr, wr + in, w.begin());
+    acc_row[n] = arith::dot(x.data(), w.data(), in, lanes, f);
+  }
+}
+
+}  // namespace qathw::kernels

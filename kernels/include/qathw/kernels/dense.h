@@ -1,0 +1,33 @@
+// Dense float kernels of training: GEMMs on row-major buffers and the optimizer step.
+// With integer-valued codes as inputs the GEMMs are exact while every partial sum stays below
+// 2^24; they never use reduced-precision (TF32/BF16) arithmetic.
+#pragma once
+
+#include <cstddef>
+
+namespace qathw::kernels {
+
+// Threads used by the host kernels (Eigen and OpenMP); results are deterministic for a given count.
+void set_threads(int threads);
+int threads();
+
+// c[m x n] = a[m x k] * b[n x k]^T
+void gemm_abt(const float* a, const float* b, int m, int n, int k, float* c);
+// c[n x k] = a[m x n]^T * b[m x k]
+void gemm_atb(const float* a, const float* b, int m, int n, int k, float* c);
+// c[m x k] = a[m x n] * b[n x k]
+void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c);
+
+struct AdamWParams {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+  long step = 1;  // 1-based, for bias correction
+};
+
+// Decoupled weight decay (AdamW): w -= lr * wd * w, then the Adam update with bias correction.
+void adamw_step(float* w, const float* grad, float* m, float* v, std::size_t n, const AdamWParams& p);
+
+}  // namespace qathw::kernels

@@ -1,0 +1,44 @@
+// The trainer's quantization kernels: index and reduction structure here, every element rule a
+// call into the arith core. Raw row-major buffers, so a device backend can mirror each
+// signature on device pointers. Float buffers named `codes` hold integer values exactly.
+#pragma once
+
+#include <cstdint>
+
+#include "qathw/arith.h"
+
+namespace qathw::kernels {
+
+// Fake-quantizes an out x in weight matrix: integer codes, per-output-channel real scales
+// (ternary: one absmean gamma repeated; INT4: absmax / 7 per row), dequantized weights
+// (codes * scale, for the backward pass), the straight-through mask (1 where the quantizer does
+// not clip), and per-channel requantization pairs scale[n] / reference as the hardware applies
+// them to accumulators. Returns the reference scale. Throws std::runtime_error when a ratio
+// cannot be represented in the target's fixed-point format.
+float quantize_weights(const float* w, int out, int in, const arith::Format& f, float* codes, float* scales,
+                       float* dequantized, float* ste_mask, arith::FixedPoint* requant);
+
+// Per-token activation quantizer on integers: for each of `rows` tokens of `cols` values, the
+// absmax, the hardware reciprocal and the codes. Writes codes (as floats) and each token's absmax.
+template <typename Int>
+void quantize_tokens(const Int* values, int rows, int cols, const arith::Format& f, float* codes,
+                     std::int64_t* amax);
+
+// Accumulator epilogue of a layer: exact integer accumulators (held in floats) pass through the
+// accumulator's overflow rule, the per-channel requantization and, for hidden layers, ReLU.
+// Acc is float (exact integers from a float GEMM) or std::int64_t (from accumulate_exact).
+template <typename Acc>
+void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::FixedPoint* requant, bool relu,
+                          const arith::Format& f, std::int32_t* z);
+
+// Whether a float GEMM of a layer's codes gives its accumulators exactly: every partial sum is
+// an integer below 2^24 (so float arithmetic is exact), and either the accumulator wraps
+// (modular, so order never matters) or no sum can reach the saturation limit.
+bool float_accumulation_exact(int in, const arith::Format& f);
+
+// Recomputes one token's accumulators with the array's exact chunked accumulation (arith::dot),
+// for layers where float_accumulation_exact is false. lanes: the array's adder-tree width.
+void accumulate_exact(const float* codes_row, const float* weight_codes, int out, int in, int lanes,
+                      const arith::Format& f, std::int64_t* acc_row);
+
+}  // namespace qathw::kernels

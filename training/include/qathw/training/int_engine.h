@@ -1,0 +1,29 @@
+// The integer engine: a deployed bundle run with integer arithmetic only, through the arith core,
+// one sample at a time as the accelerator runs it. The reference the other engines are held to.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qathw/training/bundle.h"
+
+namespace qathw::training {
+
+// Every layer's output integers (requantized, after ReLU for hidden layers) for one sample.
+using LayerOutputs = std::vector<std::vector<std::int32_t>>;
+
+class IntEngine {
+ public:
+  explicit IntEngine(const Bundle& bundle);
+
+  LayerOutputs run(const std::uint8_t* pixels) const;
+
+  // Output-layer integers of `count` samples (count x classes), samples in parallel.
+  std::vector<std::int32_t> run_batch(const std::uint8_t* pixels, std::size_t count) const;
+
+ private:
+  const Bundle& bundle_;
+  std::vector<std::vector<std::int8_t>> codes_;  // unpacked once
+};
+
+}  // namespace qathw::training

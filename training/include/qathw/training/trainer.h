@@ -1,0 +1,75 @@
+// QAT training runs: the FP32 twin, PTQ of its weights, and QAT on the target's arithmetic.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qathw/target/target_spec.h"
+#include "qathw/training/idx.h"
+#include "qathw/training/network.h"
+
+namespace qathw::training {
+
+struct TrainConfig {
+  std::vector<int> hidden = {256, 256};
+  int epochs = 10;
+  int batch = 256;
+  float lr = 2e-3f;
+  float weight_decay = 0.05f;  // applied in the first half of the steps, 0 after (BitNet b1.58)
+  float warmup_frac = 0.05f;   // linear warm-up, then cosine decay to 0
+  std::uint64_t seed = 1;
+  int threads = 2;
+  bool ste_clip = false;  // zero weight gradients where the weight quantizer clips
+  bool train_fp32 = true;  // the FP32 twin (and so PTQ)
+};
+
+nlohmann::json to_json(const TrainConfig& c);
+
+enum class Phase { Fp32, Qat };
+
+// The learning rate and weight decay of a 0-based step out of `total`.
+float learning_rate(const TrainConfig& c, long step, long total);
+float weight_decay(const TrainConfig& c, long step, long total);
+
+struct EpochProgress {
+  Phase phase;
+  int epoch, epochs;
+  float loss, train_accuracy, test_accuracy, steps_per_s, eta_s;
+};
+
+struct PhaseResult {
+  bool ran = false;
+  double test_accuracy = 0;
+  double steps_per_s = 0;
+  double train_seconds = 0;
+  long steps = 0;
+  int epochs_resumed = 0;  // epochs restored from a checkpoint rather than trained in this run
+};
+
+struct TrainResult {
+  Mlp fp32, qat;
+  PhaseResult fp32_result, ptq_result, qat_result;
+};
+
+// Trains on `train`, evaluates on `test`. Checkpoints after every epoch into `checkpoint_dir`
+// (atomically); with `resume`, continues from the checkpoints there to the same result as an
+// uninterrupted run.
+TrainResult train(const target::TargetSpec& target, const TrainConfig& config, const Dataset& train,
+                  const Dataset& test, const std::filesystem::path& checkpoint_dir, bool resume,
+                  const std::function<void(const EpochProgress&)>& progress);
+
+// Output-layer integers of the quantized forward for every sample (count x classes), and the
+// accuracy they give.
+struct QuantizedEval {
+  std::vector<std::int32_t> outputs;
+  double accuracy = 0;
+};
+QuantizedEval evaluate_quantized(const Mlp& net, const target::TargetSpec& target, const Dataset& data);
+double evaluate_fp32(const Mlp& net, const Dataset& data);
+
+}  // namespace qathw::training

@@ -1,0 +1,133 @@
+#include "qathw/training/idx.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+namespace qathw::training {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Whole file contents, inflated when it starts with the gzip magic number.
+std::vector<std::uint8_t> read_bytes(const fs::path& path) {
+  std::ifstream probe(path, std::ios::binary);
+  if (!probe) throw DataError(path.string() + ": cannot open");
+  std::array<unsigned char, 2> magic{};
+  probe.read(reinterpret_cast<char*>(magic.data()), 2);
+  const bool gzip = probe.gcount() == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  probe.close();
+
+  std::vector<std::uint8_t> out;
+  if (!gzip) {
+    std::ifstream in(path, std::ios::binary);
+    out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) throw DataError(path.string() + ": read error");
+    return out;
+  }
+  std::unique_ptr<gzFile_s, int (*)(gzFile)> gz(gzopen(path.c_str(), "rb"), gzclose);
+  if (!gz) throw DataError(path.string() + ": cannot open");
+  std::vector<std::uint8_t> chunk(1 << 20);
+  for (;;) {
+    const int n = gzread(gz.get(), chunk.data(), static_cast<unsigned>(chunk.size()));
+    if (n < 0) {
+      int err = 0;
+      throw DataError(path.string() + ": corrupt gzip data (" + gzerror(gz.get(), &err) + ")");
+    }
+    if (n == 0) break;
+    out.insert(out.end(), chunk.begin(), chunk.begin() + n);
+  }
+  // gzread returns 0 at a truncated stream's end too; zlib reports it through gzerror.
+  int err = 0;
+  gzerror(gz.get(), &err);
+  if (err != Z_OK && err != Z_STREAM_END) throw DataError(path.string() + ": truncated or corrupt gzip data");
+  return out;
+}
+
+std::uint32_t big_endian32(const std::uint8_t* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+}
+
+fs::path find_file(const fs::path& dir, const std::string& stem) {
+  for (const char* suffix : {".gz", ""}) {
+    const fs::path p = dir / (stem + suffix);
+    if (fs::exists(p)) return p;
+  }
+  throw DataError((dir / stem).string() + "[.gz]: not found (expected an MNIST-style IDX data set in " +
+                  dir.string() + ")");
+}
+
+}  // namespace
+
+IdxArray read_idx(const fs::path& path) {
+  const std::vector<std::uint8_t> bytes = read_bytes(path);
+  if (bytes.size() < 4) throw DataError(path.string() + ": too short for an IDX header");
+  if (bytes[0] != 0 || bytes[1] != 0)
+    throw DataError(path.string() + ": not an IDX file (magic number must start with two zero bytes)");
+  if (bytes[2] != 0x08)
+    throw DataError(path.string() + ": IDX element type 0x" + std::to_string(bytes[2]) +
+                    " is not supported (only unsigned bytes, 0x08)");
+  const int rank = bytes[3];
+  if (rank < 1 || rank > 4) throw DataError(path.string() + ": IDX rank " + std::to_string(rank) + " not in [1, 4]");
+  const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);
+  if (bytes.size() < header) throw DataError(path.string() + ": truncated IDX header");
+  IdxArray a;
+  std::size_t total = 1;
+  for (int i = 0; i < rank; ++i) {
+    const std::uint32_t d = big_endian32(&bytes[4 + 4 * i]);
+    if (d == 0) throw DataError(path.string() + ": IDX dimension " + std::to_string(i) + " is zero");
+    a.dims.push_back(d);
+    total *= d;
+    if (total > (std::size_t{1} << 34)) throw DataError(path.string() + ": IDX dimensions implausibly large");
+  }
+  if (bytes.size() - header != total)
+    throw DataError(path.string() + ": " + std::to_string(bytes.size() - header) + " data bytes, header says " +
+                    std::to_string(total) + (bytes.size() - header < total ? " (truncated)" : " (trailing bytes)"));
+  a.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+  return a;
+}
+
+Dataset load_split(const fs::path& dir, Split split, int classes) {
+  if (!fs::is_directory(dir)) throw DataError(dir.string() + ": data folder not found");
+  const std::string prefix = split == Split::Train ? "train" : "t10k";
+  const fs::path images_path = find_file(dir, prefix + "-images-idx3-ubyte");
+  const fs::path labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
+  IdxArray images = read_idx(images_path);
+  IdxArray labels = read_idx(labels_path);
+  if (images.dims.size() != 3)
+    throw DataError(images_path.string() + ": images must have 3 dimensions (count, rows, cols), found " +
+                    std::to_string(images.dims.size()));
+  if (labels.dims.size() != 1)
+    throw DataError(labels_path.string() + ": labels must have 1 dimension, found " +
+                    std::to_string(labels.dims.size()));
+  if (labels.dims[0] != images.dims[0])
+    throw DataError(labels_path.string() + ": " + std::to_string(labels.dims[0]) + " labels for " +
+                    std::to_string(images.dims[0]) + " images in " + images_path.string());
+  Dataset d;
+  d.count = images.dims[0];
+  d.rows = images.dims[1];
+  d.cols = images.dims[2];
+  d.features = d.rows * d.cols;
+  d.pixels = std::move(images.values);
+  d.labels = std::move(labels.values);
+  d.source = images_path.string();
+  const int largest = *std::max_element(d.labels.begin(), d.labels.end());
+  if (classes <= 0) {
+    // The class count is a property of the data set: take it from the training labels.
+    const std::vector<std::uint8_t> train_labels =
+        split == Split::Train ? d.labels : read_idx(find_file(dir, "train-labels-idx1-ubyte")).values;
+    classes = *std::max_element(train_labels.begin(), train_labels.end()) + 1;
+  }
+  if (largest >= classes)
+    throw DataError(labels_path.string() + ": label " + std::to_string(largest) + " outside the " +
+                    std::to_string(classes) + " classes of the training set");
+  if (classes < 2) throw DataError(labels_path.string() + ": fewer than 2 classes");
+  d.classes = classes;
+  return d;
+}
+
+}  // namespace qathw::training

@@ -1,0 +1,85 @@
+#include "qathw/util/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace qathw::util {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string unique_suffix() {
+  static int counter = 0;
+  return ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+[[noreturn]] void fail(const fs::path& path, const std::string& what) {
+  throw IoError(path.string() + ": " + what + " (" + std::strerror(errno) + ")");
+}
+
+}  // namespace
+
+void write_file_atomic(const fs::path& path, std::string_view content) {
+  const fs::path tmp = path.string() + unique_suffix();
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(tmp, "cannot create");
+  std::size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      fail(tmp, "write failed");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    fail(tmp, "cannot flush");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    fail(path, "cannot rename into place");
+  }
+}
+
+fs::path staging_directory_for(const fs::path& path) {
+  const fs::path staged = path.string() + unique_suffix();
+  std::error_code ec;
+  fs::remove_all(staged, ec);
+  if (!fs::create_directories(staged, ec) || ec) throw IoError(staged.string() + ": cannot create (" + ec.message() + ")");
+  return staged;
+}
+
+void replace_directory(const fs::path& staged, const fs::path& path) {
+  std::error_code ec;
+  const fs::path old = path.string() + ".old" + unique_suffix();
+  const bool had_old = fs::exists(path);
+  if (had_old) {
+    fs::rename(path, old, ec);
+    if (ec) throw IoError(path.string() + ": cannot move the previous version aside (" + ec.message() + ")");
+  }
+  fs::rename(staged, path, ec);
+  if (ec) {
+    if (had_old) fs::rename(old, path, ec);
+    throw IoError(path.string() + ": cannot rename into place (" + ec.message() + ")");
+  }
+  if (had_old) fs::remove_all(old, ec);
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(path.string() + ": cannot open");
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (in.bad()) throw IoError(path.string() + ": read error");
+  return s.str();
+}
+
+}  // namespace qathw::util
