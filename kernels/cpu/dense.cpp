@@ -34,12 +34,13 @@ void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c) {
   Map(c, m, k).noalias() = ConstMap(a, m, n) * ConstMap(b, n, k);
 }
 
-void adamw_step(float* w, const float* grad, float* m, float* v, std::size_t n, const AdamWParams& p) {
+void adamw_step(float* __restrict w, const float* __restrict grad, float* __restrict m, float* __restrict v,
+                std::size_t n, const AdamWParams& p) {
   const float c1 = 1.0f / (1.0f - std::pow(p.beta1, static_cast<float>(p.step)));
   const float c2 = 1.0f / (1.0f - std::pow(p.beta2, static_cast<float>(p.step)));
   const float decay = 1.0f - p.lr * p.weight_decay;
   const long count = static_cast<long>(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (long i = 0; i < count; ++i) {
     const float g = grad[i];
     m[i] = p.beta1 * m[i] + (1.0f - p.beta1) * g;

@@ -25,15 +25,22 @@ float quantize_weights(const float* w, int out, int in, const arith::Format& f, 
     }
   }
   const float reference = *std::max_element(scales, scales + out);
+  // Local copies: the enums are char-sized, so loads through `f` could alias the float outputs
+  // and would keep the loop from vectorizing.
+  const arith::WeightFormat format = f.weights;
+  const arith::Rounding rounding = f.rounding;
 #pragma omp parallel for schedule(static) if (static_cast<long>(out) * in > 32768)
   for (int n = 0; n < out; ++n) {
     const float s = scales[n];
+    const float* __restrict wr = w + n * per_row;
+    float* __restrict cr = codes + n * per_row;
+    float* __restrict dr = dequantized + n * per_row;
+    float* __restrict mr = ste_mask + n * per_row;
     for (std::size_t k = 0; k < per_row; ++k) {
-      const std::size_t i = n * per_row + k;
-      const float c = static_cast<float>(arith::weight_code(w[i], s, f.weights, f.rounding));
-      codes[i] = c;
-      dequantized[i] = c * s;
-      ste_mask[i] = arith::weight_in_range(w[i], s, f.weights) ? 1.0f : 0.0f;
+      const float c = arith::weight_code_value(wr[k], s, format, rounding);
+      cr[k] = c;
+      dr[k] = c * s;
+      mr[k] = arith::weight_in_range(wr[k], s, format) ? 1.0f : 0.0f;
     }
   }
   // Requantization pairs after the parallel loop: an exception must not leave an OpenMP region.

@@ -17,9 +17,9 @@ namespace qathw::training {
 
 struct TrainConfig {
   std::vector<int> hidden = {256, 256};
-  int epochs = 10;
+  int epochs = 20;
   int batch = 256;
-  float lr = 2e-3f;
+  float lr = 4e-3f;
   float weight_decay = 0.05f;  // applied in the first half of the steps, 0 after (BitNet b1.58)
   float warmup_frac = 0.05f;   // linear warm-up, then cosine decay to 0
   std::uint64_t seed = 1;

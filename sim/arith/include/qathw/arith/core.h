@@ -97,14 +97,15 @@ QATHW_HD constexpr std::uint64_t round_div(std::uint64_t num, std::uint64_t den,
 // Independent of the floating-point environment's rounding mode; exact for every input.
 template <typename Real>
 QATHW_HD Real round_to_integer(Real x, Rounding mode) {
+  // Written as selects, without branches, so loops over it vectorize.
   const Real t = std::trunc(x);
   const Real frac = std::fabs(x - t);  // exact: x and trunc(x) share their exponent range
   const Real away = t + std::copysign(Real(1), x);
-  if (frac > Real(0.5)) return away;
-  if (frac < Real(0.5)) return t;
-  if (mode == Rounding::HalfAwayFromZero) return away;
   // A tie means |x| < 2^23 (2^52 for double), so t / 2 and its truncation are exact.
-  return std::trunc(t * Real(0.5)) * Real(2) == t ? t : away;
+  const bool t_even = std::trunc(t * Real(0.5)) * Real(2) == t;
+  const bool tie_away = mode == Rounding::HalfAwayFromZero || !t_even;
+  const bool up = frac > Real(0.5) || (frac == Real(0.5) && tie_away);
+  return up ? away : t;
 }
 
 // Number of significant bits of v (0 for 0).

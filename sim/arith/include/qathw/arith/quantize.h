@@ -17,8 +17,7 @@ inline constexpr float kWeightScaleEps = 1e-5f;
 // these integers, so a mean is the same whatever order (CPU thread, GPU block) it is summed in.
 inline constexpr int kAbsFracBits = 24;
 QATHW_HD inline std::uint64_t abs_fixed(float w) {
-  const double a = std::fabs(static_cast<double>(w));
-  const double capped = a < 256.0 ? a : 256.0;
+  const double capped = std::fmin(std::fabs(static_cast<double>(w)), 256.0);
   return static_cast<std::uint64_t>(capped * double(std::uint64_t{1} << kAbsFracBits));  // exact scaling, truncates
 }
 
@@ -34,11 +33,16 @@ QATHW_HD inline float weight_scale(float statistic, WeightFormat w) {
   return w == WeightFormat::Ternary ? s : s / static_cast<float>(weight_qmax(w));
 }
 
-// codes = clamp(round(w / scale), -qmax, qmax).
-QATHW_HD inline std::int8_t weight_code(float w, float scale, WeightFormat format, Rounding mode) {
+// codes = clamp(round(w / scale), -qmax, qmax), as a float holding the integer (what the
+// trainer's GEMMs consume).
+QATHW_HD inline float weight_code_value(float w, float scale, WeightFormat format, Rounding mode) {
   const float q = round_to_integer(w / scale, mode);
   const float qmax = static_cast<float>(weight_qmax(format));
-  return static_cast<std::int8_t>(q > qmax ? qmax : (q < -qmax ? -qmax : q));
+  return q > qmax ? qmax : (q < -qmax ? -qmax : q);
+}
+
+QATHW_HD inline std::int8_t weight_code(float w, float scale, WeightFormat format, Rounding mode) {
+  return static_cast<std::int8_t>(weight_code_value(w, scale, format, mode));
 }
 
 // Whether w lies inside the range the quantizer does not clip: |w / scale| <= qmax + 1/2.
