@@ -13,13 +13,14 @@ float quantize_weights(const float* w, int out, int in, const arith::Format& f, 
   if (f.weights == arith::WeightFormat::Ternary) {
     std::uint64_t sum = 0;  // integer sum: the same whatever the thread split
     const long total = static_cast<long>(per_row) * out;
-#pragma omp parallel for schedule(static) reduction(+ : sum) if (total > 32768)
+#pragma omp simd reduction(+ : sum)
     for (long i = 0; i < total; ++i) sum += arith::abs_fixed(w[i]);
     const float scale = arith::weight_scale(arith::mean_from_abs_fixed(sum, static_cast<std::uint64_t>(total)), f.weights);
     std::fill(scales, scales + out, scale);
   } else {
     for (int n = 0; n < out; ++n) {
       float amax = 0;
+#pragma omp simd reduction(max : amax)
       for (std::size_t k = 0; k < per_row; ++k) amax = std::max(amax, std::fabs(w[n * per_row + k]));
       scales[n] = arith::weight_scale(amax, f.weights);
     }
@@ -55,8 +56,9 @@ float quantize_weights(const float* w, int out, int in, const arith::Format& f, 
 }
 
 template <typename Int>
-void quantize_tokens(const Int* values, int rows, int cols, const arith::Format& f, float* codes,
-                     std::int64_t* amax) {
+void quantize_tokens(const Int* values, int rows, int cols, const arith::Format& format, float* codes,
+                     std::int64_t* amax, std::uint8_t* offset_codes, int ld) {
+  const arith::Format f = format;  // a local copy: outputs cannot alias it, so loops vectorize
 #pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols > 32768)
   for (int b = 0; b < rows; ++b) {
     const Int* v = values + static_cast<std::size_t>(b) * cols;
@@ -66,30 +68,47 @@ void quantize_tokens(const Int* values, int rows, int cols, const arith::Format&
     const arith::FixedPoint r = arith::token_inv_scale(m, f);
     float* c = codes + static_cast<std::size_t>(b) * cols;
     for (int k = 0; k < cols; ++k) c[k] = static_cast<float>(arith::quantize_act(v[k], r, f.act_bits, f.rounding));
+    if (offset_codes) {
+      std::uint8_t* o = offset_codes + static_cast<std::size_t>(b) * ld;
+      for (int k = 0; k < cols; ++k) o[k] = static_cast<std::uint8_t>(static_cast<int>(c[k]) + 128);
+    }
   }
 }
 
 template void quantize_tokens<std::uint8_t>(const std::uint8_t*, int, int, const arith::Format&, float*,
-                                            std::int64_t*);
+                                            std::int64_t*, std::uint8_t*, int);
 template void quantize_tokens<std::int32_t>(const std::int32_t*, int, int, const arith::Format&, float*,
-                                            std::int64_t*);
+                                            std::int64_t*, std::uint8_t*, int);
 
 template <typename Acc>
 void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::FixedPoint* requant, bool relu,
-                          const arith::Format& f, std::int32_t* z) {
+                          const arith::Format& format, std::int32_t* z) {
+  const arith::Format f = format;  // a local copy: outputs cannot alias it, so loops vectorize
+  // The pairs as two arrays, read once per element.
+  std::vector<std::int64_t> mantissa(cols);
+  std::vector<int> shift(cols);
+  for (int n = 0; n < cols; ++n) {
+    mantissa[n] = requant[n].mantissa;
+    shift[n] = requant[n].shift;
+  }
+  const std::int64_t* __restrict m = mantissa.data();
+  const int* __restrict s = shift.data();
 #pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols > 32768)
   for (int b = 0; b < rows; ++b) {
-    const std::size_t row = static_cast<std::size_t>(b) * cols;
+    const Acc* __restrict in = acc + static_cast<std::size_t>(b) * cols;
+    std::int32_t* __restrict out = z + static_cast<std::size_t>(b) * cols;
     for (int n = 0; n < cols; ++n) {
-      const std::int64_t a = arith::apply_overflow(static_cast<std::int64_t>(acc[row + n]), f.acc_bits, f.overflow);
-      const std::int64_t q = arith::requantize(a, requant[n], f.rounding, f.acc_bits);
-      z[row + n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+      const std::int64_t a = arith::apply_overflow(static_cast<std::int64_t>(in[n]), f.acc_bits, f.overflow);
+      const std::int64_t q = arith::requantize(a, arith::FixedPoint{m[n], s[n]}, f.rounding, f.acc_bits);
+      out[n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
     }
   }
 }
 
 template void accumulator_epilogue<float>(const float*, int, int, const arith::FixedPoint*, bool,
                                           const arith::Format&, std::int32_t*);
+template void accumulator_epilogue<std::int32_t>(const std::int32_t*, int, int, const arith::FixedPoint*, bool,
+                                                 const arith::Format&, std::int32_t*);
 template void accumulator_epilogue<std::int64_t>(const std::int64_t*, int, int, const arith::FixedPoint*, bool,
                                                  const arith::Format&, std::int32_t*);
 
@@ -99,6 +118,12 @@ bool float_accumulation_exact(int in, const arith::Format& f) {
   const bool float_exact = bound <= (std::int64_t{1} << 24);  // every integer up to 2^24 is a float
   const bool order_free = f.overflow == arith::Overflow::Wrap || arith::saturation_impossible(bound, f);
   return float_exact && order_free;
+}
+
+bool int8_accumulation_exact(int in, const arith::Format& f) {
+  const std::int64_t bound = arith::act_qmax(f.act_bits) * arith::weight_qmax(f.weights) * static_cast<std::int64_t>(in);
+  const bool order_free = f.overflow == arith::Overflow::Wrap || arith::saturation_impossible(bound, f);
+  return f.act_bits <= 8 && bound < (std::int64_t{1} << 31) && order_free;
 }
 
 void accumulate_exact(const float* codes_row, const float* weight_codes, int out, int in, int lanes,

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "qathw/kernels/dense.h"
+#include "qathw/kernels/int8_gemm.h"
 #include "qathw/kernels/quant_ops.h"
 
 namespace qathw::training {
@@ -42,6 +43,13 @@ void quantize_weights(const Mlp& net, const arith::Format& f, std::vector<Quanti
     q.requant.resize(layer.out);
     q.reference = kernels::quantize_weights(layer.w.data(), layer.out, layer.in, f, q.codes.data(), q.scales.data(),
                                             q.dequantized.data(), q.ste_mask.data(), q.requant.data());
+    if (kernels::int8_gemm_enabled() && kernels::int8_accumulation_exact(layer.in, f)) {
+      q.codes_s8.resize(static_cast<std::size_t>(layer.out) * kernels::padded_row(layer.in));
+      q.code_offsets.resize(layer.out);
+      kernels::pack_int8_rows(q.codes.data(), layer.out, layer.in, q.codes_s8.data(), q.code_offsets.data());
+    } else {
+      q.codes_s8.clear();
+    }
   }
 }
 
@@ -57,6 +65,7 @@ void size_activations(const Mlp& net, int batch, Activations& act) {
   for (std::size_t l = 0; l < layers; ++l) act.inputs[l].resize(static_cast<std::size_t>(batch) * net.layers[l].in);
   act.logits.resize(static_cast<std::size_t>(batch) * net.classes());
   act.amax.resize(batch);
+  act.inputs_u8.resize(layers);
 }
 
 }  // namespace
@@ -82,9 +91,17 @@ void forward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, con
                        const std::uint8_t* pixels, int batch, Activations& act) {
   size_activations(net, batch, act);
   const float qmax = static_cast<float>(arith::act_qmax(f.act_bits));
+  // Byte codes for the int8 GEMM of layer l (quantize_weights packed its weights when it runs).
+  auto offset_codes = [&](std::size_t l) -> std::uint8_t* {
+    if (q[l].codes_s8.empty()) return nullptr;
+    std::vector<std::uint8_t>& buf = act.inputs_u8[l];
+    buf.resize(static_cast<std::size_t>(batch) * kernels::padded_row(net.layers[l].in));
+    return buf.data();
+  };
   // unit[b]: the real value of one integer of the current layer's input, per token.
   std::vector<float> unit(batch, 1.0f / 255.0f);
-  kernels::quantize_tokens(pixels, batch, net.inputs(), f, act.inputs[0].data(), act.amax.data());
+  kernels::quantize_tokens(pixels, batch, net.inputs(), f, act.inputs[0].data(), act.amax.data(), offset_codes(0),
+                           kernels::padded_row(net.inputs()));
   for (std::size_t l = 0; l < net.layers.size(); ++l) {
     const Layer& layer = net.layers[l];
     const QuantizedLayer& ql = q[l];
@@ -94,7 +111,13 @@ void forward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, con
 
     const std::size_t outputs = static_cast<std::size_t>(batch) * layer.out;
     act.z[l].resize(outputs);
-    if (kernels::float_accumulation_exact(layer.in, f)) {
+    if (!ql.codes_s8.empty()) {
+      act.acc_i32.resize(outputs);
+      kernels::gemm_u8s8_abt(act.inputs_u8[l].data(), ql.codes_s8.data(), ql.code_offsets.data(), batch, layer.out,
+                             kernels::padded_row(layer.in), act.acc_i32.data());
+      kernels::accumulator_epilogue(act.acc_i32.data(), batch, layer.out, ql.requant.data(), layer.relu, f,
+                                    act.z[l].data());
+    } else if (kernels::float_accumulation_exact(layer.in, f)) {
       act.acc.resize(outputs);
       kernels::gemm_abt(act.inputs[l].data(), ql.codes.data(), batch, layer.out, layer.in, act.acc.data());
       kernels::accumulator_epilogue(act.acc.data(), batch, layer.out, ql.requant.data(), layer.relu, f,
@@ -109,7 +132,8 @@ void forward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, con
     }
     for (int b = 0; b < batch; ++b) unit[b] = scale[b] * ql.reference;
     if (layer.relu) {
-      kernels::quantize_tokens(act.z[l].data(), batch, layer.out, f, act.inputs[l + 1].data(), act.amax.data());
+      kernels::quantize_tokens(act.z[l].data(), batch, layer.out, f, act.inputs[l + 1].data(), act.amax.data(),
+                               offset_codes(l + 1), kernels::padded_row(layer.out));
     }
   }
   const int classes = net.classes();
@@ -140,51 +164,62 @@ float softmax_cross_entropy(const std::vector<float>& logits, const std::uint8_t
   return static_cast<float>(loss / batch);
 }
 
-void backward_fp32(const Mlp& net, const Activations& act, std::vector<float> dy, std::vector<std::vector<float>>& grads) {
+void backward_fp32(const Mlp& net, Activations& act, const std::vector<float>& dlogits,
+                   std::vector<std::vector<float>>& grads) {
   const int batch = act.batch;
   grads.resize(net.layers.size());
-  std::vector<float> dx;
+  const float* dy = dlogits.data();
+  int next = 0;  // which scratch buffer receives the next input gradient
   for (std::size_t l = net.layers.size(); l-- > 0;) {
     const Layer& layer = net.layers[l];
     grads[l].resize(layer.w.size());
-    kernels::gemm_atb(dy.data(), act.inputs[l].data(), batch, layer.out, layer.in, grads[l].data());
+    kernels::gemm_atb(dy, act.inputs[l].data(), batch, layer.out, layer.in, grads[l].data());
     if (l == 0) break;  // the first layer needs no input gradient
+    std::vector<float>& dx = act.grad_scratch[next];
     dx.resize(static_cast<std::size_t>(batch) * layer.in);
-    kernels::gemm_ab(dy.data(), layer.w.data(), batch, layer.out, layer.in, dx.data());
+    kernels::gemm_ab(dy, layer.w.data(), batch, layer.out, layer.in, dx.data());
     const std::vector<float>& x = act.inputs[l];  // post-ReLU outputs of layer l-1
     for (std::size_t i = 0; i < dx.size(); ++i)
       if (x[i] <= 0.0f) dx[i] = 0.0f;
-    dy.swap(dx);
+    dy = dx.data();
+    next ^= 1;
   }
 }
 
-void backward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, const Activations& act,
-                        std::vector<float> dy, bool clip, std::vector<std::vector<float>>& grads) {
+void backward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, Activations& act,
+                        const std::vector<float>& dlogits, bool clip, std::vector<std::vector<float>>& grads) {
   const int batch = act.batch;
   grads.resize(net.layers.size());
-  std::vector<float> scaled, dx;
+  std::vector<float> dy_buf(dlogits);  // small (batch x classes)
+  std::vector<float>* dy = &dy_buf;
+  int next = 0;
   for (std::size_t l = net.layers.size(); l-- > 0;) {
     const Layer& layer = net.layers[l];
     const QuantizedLayer& ql = q[l];
-    // d(loss)/d(dequantized W) = (dy * code_scale per token)^T . input codes
-    scaled.resize(dy.size());
+    // d(loss)/d(dequantized W) = (dy * code_scale per token)^T . input codes. dy is scaled in
+    // place: its unscaled values are not needed again (dx below uses them first, so compute dx
+    // before scaling).
+    std::vector<float>* dx = nullptr;
+    if (l > 0) {
+      dx = &act.grad_scratch[next];
+      dx->resize(static_cast<std::size_t>(batch) * layer.in);
+      kernels::gemm_ab(dy->data(), ql.dequantized.data(), batch, layer.out, layer.in, dx->data());
+      const std::vector<std::int32_t>& z = act.z[l - 1];  // ReLU'd integers feeding this layer
+      for (std::size_t i = 0; i < dx->size(); ++i)
+        if (z[i] <= 0) (*dx)[i] = 0.0f;
+    }
     const std::vector<float>& s = act.code_scale[l];
-    for (int b = 0; b < batch; ++b)
-      for (int n = 0; n < layer.out; ++n) {
-        const std::size_t i = static_cast<std::size_t>(b) * layer.out + n;
-        scaled[i] = dy[i] * s[b];
-      }
+    for (int b = 0; b < batch; ++b) {
+      float* row = dy->data() + static_cast<std::size_t>(b) * layer.out;
+      for (int n = 0; n < layer.out; ++n) row[n] *= s[b];
+    }
     grads[l].resize(layer.w.size());
-    kernels::gemm_atb(scaled.data(), act.inputs[l].data(), batch, layer.out, layer.in, grads[l].data());
+    kernels::gemm_atb(dy->data(), act.inputs[l].data(), batch, layer.out, layer.in, grads[l].data());
     if (clip)
       for (std::size_t i = 0; i < grads[l].size(); ++i) grads[l][i] *= ql.ste_mask[i];
     if (l == 0) break;
-    dx.resize(static_cast<std::size_t>(batch) * layer.in);
-    kernels::gemm_ab(dy.data(), ql.dequantized.data(), batch, layer.out, layer.in, dx.data());
-    const std::vector<std::int32_t>& z = act.z[l - 1];  // ReLU'd integers feeding this layer
-    for (std::size_t i = 0; i < dx.size(); ++i)
-      if (z[i] <= 0) dx[i] = 0.0f;
-    dy.swap(dx);
+    dy = dx;
+    next ^= 1;
   }
 }
 

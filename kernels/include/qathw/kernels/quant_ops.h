@@ -19,14 +19,17 @@ float quantize_weights(const float* w, int out, int in, const arith::Format& f, 
                        float* dequantized, float* ste_mask, arith::FixedPoint* requant);
 
 // Per-token activation quantizer on integers: for each of `rows` tokens of `cols` values, the
-// absmax, the hardware reciprocal and the codes. Writes codes (as floats) and each token's absmax.
+// absmax, the hardware reciprocal and the codes. Writes codes (as floats), each token's absmax
+// and, when `offset_codes` is not null, the codes + 128 as bytes in rows of `ld` bytes (the
+// int8 GEMM's operand; needs act_bits <= 8).
 template <typename Int>
 void quantize_tokens(const Int* values, int rows, int cols, const arith::Format& f, float* codes,
-                     std::int64_t* amax);
+                     std::int64_t* amax, std::uint8_t* offset_codes = nullptr, int ld = 0);
 
 // Accumulator epilogue of a layer: exact integer accumulators (held in floats) pass through the
 // accumulator's overflow rule, the per-channel requantization and, for hidden layers, ReLU.
-// Acc is float (exact integers from a float GEMM) or std::int64_t (from accumulate_exact).
+// Acc is float (exact integers from a float GEMM), std::int32_t (the int8 GEMM) or std::int64_t
+// (accumulate_exact).
 template <typename Acc>
 void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::FixedPoint* requant, bool relu,
                           const arith::Format& f, std::int32_t* z);
@@ -35,6 +38,9 @@ void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::Fixed
 // an integer below 2^24 (so float arithmetic is exact), and either the accumulator wraps
 // (modular, so order never matters) or no sum can reach the saturation limit.
 bool float_accumulation_exact(int in, const arith::Format& f);
+
+// The same for an int32 GEMM on int8 codes: codes fit bytes and no sum reaches 2^31.
+bool int8_accumulation_exact(int in, const arith::Format& f);
 
 // Recomputes one token's accumulators with the array's exact chunked accumulation (arith::dot),
 // for layers where float_accumulation_exact is false. lanes: the array's adder-tree width.

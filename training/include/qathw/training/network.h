@@ -39,6 +39,8 @@ struct QuantizedLayer {
   std::vector<float> ste_mask;     // 1 where the weight quantizer does not clip
   std::vector<arith::FixedPoint> requant;  // per output channel: scale / reference
   float reference = 0;                     // real value of one requantized z unit per input code unit
+  std::vector<std::int8_t> codes_s8;       // the codes as padded int8 rows, when the int8 GEMM runs
+  std::vector<std::int32_t> code_offsets;  // its per-row offsets
 };
 
 // Quantizes every layer into `out`, reusing its buffers (this runs once per training step).
@@ -52,16 +54,20 @@ struct Activations {
   std::vector<std::vector<std::int32_t>> z;       // quantized: per layer, requantized (and ReLU'd) integers
   std::vector<std::vector<float>> fp32_outputs;   // FP32: per layer, outputs after ReLU (logits last)
   std::vector<float> logits;                      // batch x classes, real
+  std::vector<std::vector<std::uint8_t>> inputs_u8;  // quantized: codes + 128, padded rows (int8 GEMM)
   std::vector<std::int64_t> amax;                 // scratch
+  std::vector<std::int32_t> acc_i32;              // scratch: int8 GEMM accumulators
   std::vector<float> acc;                         // scratch: batch x out
   std::vector<std::int64_t> acc_exact;            // scratch for layers whose float sums are not exact
+  std::vector<float> grad_scratch[2];             // scratch of the backward passes
 };
 
 // FP32 twin: same architecture, no quantization. Input pixel / 255.
 void forward_fp32(const Mlp& net, const std::uint8_t* pixels, int batch, Activations& act);
 
-// The accelerator's computation; act.z.back() holds the output-layer integers. `lanes` is the
-// target's adder-tree width, used only by layers whose float accumulation would not be exact.
+// The accelerator's computation; act.z.back() holds the output-layer integers. Accumulators come
+// from the int8 GEMM where it runs and is exact, else from the float GEMM where that is exact,
+// else from the array's chunked accumulation (`lanes`: the target's adder-tree width).
 void forward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, const arith::Format& f, int lanes,
                        const std::uint8_t* pixels, int batch, Activations& act);
 
@@ -70,12 +76,12 @@ float softmax_cross_entropy(const std::vector<float>& logits, const std::uint8_t
                             std::vector<float>& dlogits, int& correct);
 
 // Gradients of the master weights (one vector per layer) from d(loss)/d(logits).
-void backward_fp32(const Mlp& net, const Activations& act, std::vector<float> dlogits,
+void backward_fp32(const Mlp& net, Activations& act, const std::vector<float>& dlogits,
                    std::vector<std::vector<float>>& grads);
 // Straight-through estimator: the activation quantizer passes gradients unchanged (absmax never
 // clips); the weight quantizer passes them where ste_mask is 1 (all weights when `clip` is off).
-void backward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, const Activations& act,
-                        std::vector<float> dlogits, bool clip, std::vector<std::vector<float>>& grads);
+void backward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, Activations& act,
+                        const std::vector<float>& dlogits, bool clip, std::vector<std::vector<float>>& grads);
 
 // Index of the first maximum of each row: the predicted class.
 template <typename T>

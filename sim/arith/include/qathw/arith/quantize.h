@@ -17,7 +17,8 @@ inline constexpr float kWeightScaleEps = 1e-5f;
 // these integers, so a mean is the same whatever order (CPU thread, GPU block) it is summed in.
 inline constexpr int kAbsFracBits = 24;
 QATHW_HD inline std::uint64_t abs_fixed(float w) {
-  const double capped = std::fmin(std::fabs(static_cast<double>(w)), 256.0);
+  const double a = std::fabs(static_cast<double>(w));
+  const double capped = a < 256.0 ? a : 256.0;
   return static_cast<std::uint64_t>(capped * double(std::uint64_t{1} << kAbsFracBits));  // exact scaling, truncates
 }
 
