@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <fstream>
+#include <iomanip>
 #include <initializer_list>
 #include <sstream>
 #include <utility>
@@ -100,7 +101,7 @@ class Reader {
     const bool low_ok = lo_open ? v > lo : v >= lo;
     if (!low_ok || !(v <= hi)) {  // !(v <= hi) also rejects NaN
       std::ostringstream got;
-      got << v;
+      got << std::setprecision(17) << v;
       fail(dotted(section, key), range.str() + where(n) + ", got " + got.str());
     }
     return v;
@@ -172,7 +173,8 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   spec.origin = origin;
   spec.name = r.string(root, "", "name");
   if (spec.name.empty() || spec.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos)
-    r.fail("name", "must be non-empty lower-case letters, digits, '-' or '_', got \"" + spec.name + "\"");
+    r.fail("name", "must be non-empty lower-case letters, digits, '-' or '_'" + where(*root.get("name")) + ", got \"" +
+                       spec.name + "\"");
   if (root.get("description")) spec.description = r.string(root, "", "description");
 
   arith::Format& f = spec.format;
@@ -197,7 +199,10 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   f.scale_mantissa_bits =
       static_cast<int>(r.integer(sc, "scale", "mantissa_bits", arith::kMinMantissaBits, arith::kMaxMantissaBits));
   f.scale_shift_min = static_cast<int>(r.integer(sc, "scale", "shift_min", arith::kMinShift, arith::kMaxShift));
-  f.scale_shift_max = static_cast<int>(r.integer(sc, "scale", "shift_max", f.scale_shift_min, arith::kMaxShift));
+  // The reciprocal of any accumulator value must be representable normalised (fixed_point.h).
+  const int shift_needed = f.scale_mantissa_bits + f.acc_bits - f.act_bits + 1;
+  f.scale_shift_max = static_cast<int>(
+      r.integer(sc, "scale", "shift_max", std::max(f.scale_shift_min, shift_needed), arith::kMaxShift));
 
   const toml::table& arr = r.table(root, "array");
   r.only(arr, "array.", {"rows", "lanes"});

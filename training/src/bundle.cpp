@@ -190,10 +190,15 @@ Bundle load_bundle(const std::filesystem::path& path, const target::TargetSpec* 
     } catch (const nlohmann::json::exception& e) {
       throw BundleError(mf + ": " + lname + ": " + e.what());
     }
-    if (wf == arith::WeightFormat::Ternary)
-      for (std::size_t i = 0; i < static_cast<std::size_t>(bl.in) * bl.out; ++i)
-        if (arith::load_code(bl.packed.data(), i, wf) == -2)
-          throw BundleError((path / "weights.bin").string() + ": invalid ternary field 0b10 in " + lname);
+    // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are not weights any
+    // trained model has, and the exactness bounds of the engines assume |code| <= qmax.
+    for (std::size_t i = 0; i < static_cast<std::size_t>(bl.in) * bl.out; ++i) {
+      const int code = arith::load_code(bl.packed.data(), i, wf);
+      if (code < -arith::weight_qmax(wf) || code > arith::weight_qmax(wf))
+        throw BundleError((path / "weights.bin").string() + ": invalid weight code " + std::to_string(code) + " in " +
+                          lname + " (codes lie in [-" + std::to_string(arith::weight_qmax(wf)) + ", " +
+                          std::to_string(arith::weight_qmax(wf)) + "])");
+    }
     expected_in = bl.out;
     b.layers.push_back(std::move(bl));
   }

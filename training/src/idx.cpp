@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -68,9 +69,11 @@ IdxArray read_idx(const fs::path& path) {
   if (bytes.size() < 4) throw DataError(path.string() + ": too short for an IDX header");
   if (bytes[0] != 0 || bytes[1] != 0)
     throw DataError(path.string() + ": not an IDX file (magic number must start with two zero bytes)");
-  if (bytes[2] != 0x08)
-    throw DataError(path.string() + ": IDX element type 0x" + std::to_string(bytes[2]) +
-                    " is not supported (only unsigned bytes, 0x08)");
+  if (bytes[2] != 0x08) {
+    char type[8];
+    std::snprintf(type, sizeof type, "0x%02x", bytes[2]);
+    throw DataError(path.string() + ": IDX element type " + type + " is not supported (only unsigned bytes, 0x08)");
+  }
   const int rank = bytes[3];
   if (rank < 1 || rank > 4) throw DataError(path.string() + ": IDX rank " + std::to_string(rank) + " not in [1, 4]");
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);

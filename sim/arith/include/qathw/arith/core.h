@@ -69,7 +69,8 @@ QATHW_HD constexpr std::int64_t apply_overflow(std::int64_t v, int bits, Overflo
 // ---- rounding ----------------------------------------------------------------------------
 
 // round(v / 2^shift) to the nearest integer, ties by `mode`. Defined for |v| < 2^62,
-// 0 <= shift <= 62. This is the only integer rounding in the accelerator.
+// 0 <= shift <= 62. With round_div (the reciprocal's division) the accelerator's only integer
+// rounding.
 QATHW_HD constexpr std::int64_t round_shift(std::int64_t v, int shift, Rounding mode) {
   if (shift == 0) return v;
   const std::int64_t one = std::int64_t{1} << shift;

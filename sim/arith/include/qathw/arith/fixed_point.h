@@ -56,7 +56,10 @@ QATHW_HD inline double to_real(FixedPoint p) { return std::ldexp(static_cast<dou
 
 // The hardware's reciprocal unit: qmax / amax as a normalised fixed-point pair, computed with
 // integers only (one division per token). amax == 0 gives the pair {0, shift_min}: every code
-// of an all-zero token is 0. Requires 0 <= amax < 2^31 and 1 <= qmax < 2^15.
+// of an all-zero token is 0. Requires 0 <= amax <= 2^31 and 1 <= qmax < 2^15. The pair is
+// normalised whenever the shift range allows it; target validation requires
+// shift_max >= mantissa_bits + acc_bits - act_bits + 1, which covers every amax an acc_bits
+// accumulator can hold.
 QATHW_HD inline FixedPoint reciprocal(std::int64_t amax, std::int64_t qmax, const Format& f) {
   if (amax <= 0) return FixedPoint{0, f.scale_shift_min};
   const int m_bits = f.scale_mantissa_bits;
@@ -87,7 +90,7 @@ QATHW_HD inline FixedPoint reciprocal(std::int64_t amax, std::int64_t qmax, cons
 }
 
 // Multiplies an integer by a fixed-point scale, rounds by the target's mode and saturates to
-// `out_bits`: the requantization unit. Requires |v| < 2^31 and mantissa < 2^31.
+// `out_bits`: the requantization unit. Requires |v| <= 2^31 and mantissa < 2^31.
 QATHW_HD constexpr std::int64_t requantize(std::int64_t v, FixedPoint scale, Rounding mode, int out_bits) {
   return saturate(round_shift(v * scale.mantissa, scale.shift, mode), out_bits);
 }

@@ -13,8 +13,9 @@ QATHW_HD constexpr int weight_qmax(WeightFormat w) { return w == WeightFormat::T
 // Lower bound of a weight scale statistic, as in BitNet b1.58 (avoids division by zero).
 inline constexpr float kWeightScaleEps = 1e-5f;
 
-// |w| as an unsigned Q8.24 fixed-point integer, |w| saturated at 256. Weight statistics sum
-// these integers, so a mean is the same whatever order (CPU thread, GPU block) it is summed in.
+// |w| as an unsigned fixed-point integer with 24 fraction bits, |w| saturated at 256 (so at most
+// 2^32; a NaN counts as 256). Weight statistics sum these integers, so a mean is the same
+// whatever order (CPU thread, GPU block) it is summed in.
 inline constexpr int kAbsFracBits = 24;
 QATHW_HD inline std::uint64_t abs_fixed(float w) {
   const double a = std::fabs(static_cast<double>(w));
@@ -46,10 +47,11 @@ QATHW_HD inline std::int8_t weight_code(float w, float scale, WeightFormat forma
   return static_cast<std::int8_t>(weight_code_value(w, scale, format, mode));
 }
 
-// Whether w lies inside the range the quantizer does not clip: |w / scale| <= qmax + 1/2.
+// Whether w lies inside the range the quantizer does not clip: |w / scale| < qmax + 1/2 (at
+// qmax + 1/2 itself the rounded value is already clipped in both rounding modes' worst case).
 // Outside it the code is pinned to +-qmax and the straight-through gradient is zero.
 QATHW_HD inline bool weight_in_range(float w, float scale, WeightFormat format) {
-  return std::fabs(w / scale) <= static_cast<float>(weight_qmax(format)) + 0.5f;
+  return std::fabs(w / scale) < static_cast<float>(weight_qmax(format)) + 0.5f;
 }
 
 // ---- activations (integers -> act_bits codes; the hardware's quantizer unit) -------------
