@@ -13,5 +13,6 @@ inline constexpr int kExitBadInput = 2;  // bad arguments, files or targets
 void add_targets_command(CLI::App& app, int& exit_code);
 void add_train_command(CLI::App& app, int& exit_code);
 void add_infer_command(CLI::App& app, int& exit_code);
+void add_sim_command(CLI::App& app, int& exit_code);
 
 }  // namespace qathw::cli

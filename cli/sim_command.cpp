@@ -1,0 +1,132 @@
+// qat-hw sim MODEL: the SystemC model on the test split: accuracy, cycles, utilisation, traffic,
+// energy and simulation speed; with --check, every layer's outputs against the integer engine.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "qathw/sim/systemc_engine.h"
+#include "qathw/training/idx.h"
+#include "qathw/util/atomic_file.h"
+
+namespace qathw::cli {
+namespace {
+
+struct SimOptions {
+  std::string model;
+  std::string data = training::kDefaultDataDir;
+  std::string target;
+  std::string json;
+  long samples = 0;
+  bool check = false;
+};
+
+int run_sim(const SimOptions& o) {
+  std::unique_ptr<target::TargetSpec> expected;
+  if (!o.target.empty()) expected = std::make_unique<target::TargetSpec>(target::resolve_target(o.target));
+  const training::Bundle bundle = training::load_bundle(o.model, expected.get());
+  const training::Dataset test = training::load_split(o.data, training::Split::Test, bundle.classes);
+  if (test.rows != static_cast<std::size_t>(bundle.rows) || test.cols != static_cast<std::size_t>(bundle.cols))
+    throw training::DataError(test.source + ": images are " + std::to_string(test.rows) + "x" +
+                              std::to_string(test.cols) + ", the bundle expects " + std::to_string(bundle.rows) + "x" +
+                              std::to_string(bundle.cols));
+  const std::size_t count = o.samples > 0 ? std::min<std::size_t>(o.samples, test.count) : test.count;
+  const std::size_t features = test.features;
+  const sim::SimRun run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
+
+  long correct = 0;
+  sim::LayerStats total;
+  std::vector<sim::LayerStats> per_layer(bundle.layers.size());
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::vector<std::int32_t>& logits = run.outputs[i].back();
+    if (training::argmax(logits.data(), bundle.classes) == test.labels[i]) ++correct;
+    total += run.stats[i].total;
+    for (std::size_t l = 0; l < per_layer.size(); ++l) per_layer[l] += run.stats[i].layers[l];
+  }
+  const double n = static_cast<double>(count);
+  const double accuracy = correct / n;
+  const double cycles = static_cast<double>(total.cycles) / n;
+  const double utilization = static_cast<double>(total.macs) / static_cast<double>(total.mac_slots);
+  const double energy_nj = sim::energy_pj(total, bundle.target) / n / 1000.0;
+  const double us = cycles / bundle.target.clock_mhz;
+
+  long mismatches = 0;
+  nlohmann::json first;
+  if (o.check) {
+    const training::IntEngine engine(bundle);
+    for (std::size_t i = 0; i < count; ++i) {
+      const training::LayerOutputs ref = engine.run(test.pixels.data() + i * features);
+      if (ref == run.outputs[i]) continue;
+      if (++mismatches > 1) continue;
+      for (std::size_t l = 0; l < ref.size() && first.is_null(); ++l)
+        for (std::size_t e = 0; e < ref[l].size(); ++e)
+          if (ref[l][e] != run.outputs[i][l][e]) {
+            first = {{"engines", "int vs systemc"}, {"sample", i},     {"layer", l},
+                     {"element", e},                {"int", ref[l][e]}, {"systemc", run.outputs[i][l][e]}};
+            break;
+          }
+    }
+  }
+
+  char line[256];
+  std::printf("systemc: %zu images of %s on target %s (%s)\n", count, o.model.c_str(), bundle.target.name.c_str(),
+              bundle.target_hash.c_str());
+  std::printf("  accuracy            %.2f%%\n", 100.0 * accuracy);
+  std::printf("  cycles/inference    %.0f (%.2f us at %.0f MHz)\n", cycles, us, bundle.target.clock_mhz);
+  std::printf("  PE utilisation      %.1f%%\n", 100.0 * utilization);
+  std::printf("  energy/inference    %.2f nJ\n", energy_nj);
+  for (std::size_t l = 0; l < per_layer.size(); ++l) {
+    const sim::LayerStats& s = per_layer[l];
+    std::snprintf(line, sizeof line, "  layer %zu: %4d x %-4d  %8.0f cycles  utilisation %5.1f%%  %8.2f nJ\n", l,
+                  bundle.layers[l].in, bundle.layers[l].out, s.cycles / n,
+                  100.0 * static_cast<double>(s.macs) / static_cast<double>(s.mac_slots),
+                  sim::energy_pj(s, bundle.target) / n / 1000.0);
+    std::cout << line;
+  }
+  std::printf("  simulation speed    %.0f images/s, %.1f M cycles/s\n", n / run.wall_seconds,
+              static_cast<double>(total.cycles) / run.wall_seconds / 1e6);
+  if (o.check) {
+    if (mismatches == 0)
+      std::printf("  check vs int engine: every layer of %zu images identical\n", count);
+    else
+      std::printf("  check vs int engine: %ld of %zu images differ; first: %s\n", mismatches, count, first.dump().c_str());
+  }
+  std::fflush(stdout);
+
+  if (!o.json.empty()) {
+    nlohmann::json j = {{"model", o.model},
+                        {"target", bundle.target.name},
+                        {"target_hash", bundle.target_hash},
+                        {"samples", count},
+                        {"accuracy", accuracy},
+                        {"cycles_per_inference", cycles},
+                        {"latency_us", us},
+                        {"utilization", utilization},
+                        {"energy_nj_per_inference", energy_nj},
+                        {"sim_images_per_s", n / run.wall_seconds},
+                        {"sim_cycles_per_s", static_cast<double>(total.cycles) / run.wall_seconds},
+                        {"per_inference", sim::to_json(run.stats.front().total)},
+                        {"layers", nlohmann::json::array()}};
+    // The counts depend on the shapes only, so every inference has the same; the first stands for all.
+    for (const auto& s : run.stats.front().layers) j["layers"].push_back(sim::to_json(s));
+    if (o.check) j["check"] = {{"engine", "int"}, {"mismatching_samples", mismatches}, {"first_divergence", first}};
+    util::write_file_atomic(o.json, j.dump(2) + "\n");
+  }
+  return mismatches == 0 ? kExitOk : kExitMismatch;
+}
+
+}  // namespace
+
+void add_sim_command(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<SimOptions>();
+  auto* cmd = app.add_subcommand("sim", "Run a bundle on the SystemC model: cycles, utilisation, traffic, energy");
+  cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
+  cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
+  cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
+  cmd->add_option("--json", o->json, "Write the results as JSON to this file");
+  cmd->add_flag("--check", o->check, "Compare every layer's outputs with the integer engine (exit 1 on a difference)");
+  cmd->callback([o, &exit_code] { exit_code = run_sim(*o); });
+}
+
+}  // namespace qathw::cli

@@ -1,0 +1,41 @@
+// Event counts of the accelerator model and the energy they cost. docs/sim.md states the cycle
+// model these counts follow.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qathw/target/target_spec.h"
+
+namespace qathw::sim {
+
+struct LayerStats {
+  std::uint64_t cycles = 0;           // all units of the layer, end to end
+  std::uint64_t quantizer_cycles = 0; // absmax pass, reciprocal, code pass
+  std::uint64_t array_cycles = 0;     // PE array: tiles x chunks, plus the pipeline fill
+  std::uint64_t requant_cycles = 0;   // the last tile's requantization
+  std::uint64_t macs = 0;             // products that contributed (in x out)
+  std::uint64_t mac_slots = 0;        // rows x lanes x tile chunk cycles: what the array offered
+  std::uint64_t adds = 0;             // adder-tree and accumulator adds
+  std::uint64_t weight_read_bits = 0;
+  std::uint64_t act_read_bits = 0;
+  std::uint64_t act_write_bits = 0;
+  std::uint64_t register_write_bits = 0;  // accumulator register updates
+
+  LayerStats& operator+=(const LayerStats& o);
+};
+
+// Per inference: one LayerStats per layer and their sum.
+struct InferenceStats {
+  std::vector<LayerStats> layers;
+  LayerStats total;
+};
+
+// Energy in picojoules of a set of events, from the target's energy table.
+double energy_pj(const LayerStats& s, const target::TargetSpec& t);
+
+nlohmann::json to_json(const LayerStats& s);
+
+}  // namespace qathw::sim

@@ -1,0 +1,27 @@
+// The SystemC model of the accelerator as an engine: loads a deployed bundle through the
+// accelerator's TLM-2.0 host interface, runs samples, returns every layer's output integers and
+// the timing and traffic counts. SystemC cannot restart its kernel, so a process holds at most
+// one SystemCEngine, and each engine runs once.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qathw/sim/stats.h"
+#include "qathw/training/bundle.h"
+#include "qathw/training/int_engine.h"
+
+namespace qathw::sim {
+
+struct SimRun {
+  std::vector<training::LayerOutputs> outputs;  // per sample (only the last layer unless keep_layers)
+  std::vector<InferenceStats> stats;            // per sample
+  double wall_seconds = 0;
+  double simulated_seconds = 0;
+};
+
+// Runs `count` samples (row-major uint8 pixels) through the model. Throws std::runtime_error when
+// the bundle does not fit the target's SRAMs, or if called twice in one process.
+SimRun run_systemc(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers);
+
+}  // namespace qathw::sim
