@@ -102,7 +102,9 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
   }
 }
 
-Bundle load_bundle(const std::filesystem::path& path, const target::TargetSpec* expected) {
+namespace {
+
+Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* expected) {
   const std::string where = path.string();
   if (!std::filesystem::is_directory(path)) throw BundleError(where + ": not a bundle directory");
   std::string text;
@@ -206,6 +208,17 @@ Bundle load_bundle(const std::filesystem::path& path, const target::TargetSpec* 
     throw BundleError(mf + ": the last layer has " + std::to_string(expected_in) + " outputs, field 'classes' says " +
                       std::to_string(b.classes));
   return b;
+}
+
+}  // namespace
+
+Bundle load_bundle(const std::filesystem::path& path, const target::TargetSpec* expected) {
+  try {
+    return read_bundle(path, expected);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong JSON type anywhere in the manifest.
+    throw BundleError((path / "manifest.json").string() + ": " + e.what());
+  }
 }
 
 }  // namespace qathw::training

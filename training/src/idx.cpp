@@ -16,6 +16,9 @@ namespace fs = std::filesystem;
 
 // Whole file contents, inflated when it starts with the gzip magic number.
 std::vector<std::uint8_t> read_bytes(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw DataError(path.string() + ": cannot open (no such file)");
+  if (!fs::is_regular_file(path, ec)) throw DataError(path.string() + ": not a regular file");
   std::ifstream probe(path, std::ios::binary);
   if (!probe) throw DataError(path.string() + ": cannot open");
   std::array<unsigned char, 2> magic{};

@@ -22,7 +22,7 @@ class IntEngine {
   std::vector<std::int32_t> run_batch(const std::uint8_t* pixels, std::size_t count) const;
 
  private:
-  const Bundle& bundle_;
+  Bundle bundle_;  // a copy: an engine outlives the bundle it was made from
   std::vector<std::vector<std::int8_t>> codes_;  // unpacked once
 };
 
