@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "model_inputs.h"
 #include "qathw/training/bundle.h"
 #include "qathw/training/idx.h"
 #include "qathw/training/int_engine.h"
@@ -23,15 +24,10 @@ struct InferOptions {
 };
 
 int run_infer(const InferOptions& o) {
-  std::unique_ptr<target::TargetSpec> expected;
-  if (!o.target.empty()) expected = std::make_unique<target::TargetSpec>(target::resolve_target(o.target));
-  const training::Bundle bundle = training::load_bundle(o.model, expected.get());
-  const training::Dataset test = training::load_split(o.data, training::Split::Test, bundle.classes);
-  if (test.rows != static_cast<std::size_t>(bundle.rows) || test.cols != static_cast<std::size_t>(bundle.cols))
-    throw training::DataError(test.source + ": images are " + std::to_string(test.rows) + "x" +
-                              std::to_string(test.cols) + ", the bundle expects " + std::to_string(bundle.rows) + "x" +
-                              std::to_string(bundle.cols));
-  const std::size_t count = o.samples > 0 ? std::min<std::size_t>(o.samples, test.count) : test.count;
+  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, o.samples);
+  const training::Bundle& bundle = in.bundle;
+  const training::Dataset& test = in.test;
+  const std::size_t count = in.count;
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<std::int32_t> out = training::IntEngine(bundle).run_batch(test.pixels.data(), count);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

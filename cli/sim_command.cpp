@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "model_inputs.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/training/idx.h"
 #include "qathw/util/atomic_file.h"
@@ -22,15 +23,10 @@ struct SimOptions {
 };
 
 int run_sim(const SimOptions& o) {
-  std::unique_ptr<target::TargetSpec> expected;
-  if (!o.target.empty()) expected = std::make_unique<target::TargetSpec>(target::resolve_target(o.target));
-  const training::Bundle bundle = training::load_bundle(o.model, expected.get());
-  const training::Dataset test = training::load_split(o.data, training::Split::Test, bundle.classes);
-  if (test.rows != static_cast<std::size_t>(bundle.rows) || test.cols != static_cast<std::size_t>(bundle.cols))
-    throw training::DataError(test.source + ": images are " + std::to_string(test.rows) + "x" +
-                              std::to_string(test.cols) + ", the bundle expects " + std::to_string(bundle.rows) + "x" +
-                              std::to_string(bundle.cols));
-  const std::size_t count = o.samples > 0 ? std::min<std::size_t>(o.samples, test.count) : test.count;
+  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, o.samples);
+  const training::Bundle& bundle = in.bundle;
+  const training::Dataset& test = in.test;
+  const std::size_t count = in.count;
   const std::size_t features = test.features;
   const sim::SimRun run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
 

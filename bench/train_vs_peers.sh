@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Training throughput and accuracy, side by side in one run: `qat-hw train` against the same QAT
+# MLP in PyTorch (newest from PyPI, and Debian's python3-torch) and Brevitas, on Fashion-MNIST,
+# with one recipe passed to every side, each side at 1 and 2 threads.
+#
+#   bench/train_vs_peers.sh [OUT_DIR]        (default bench/results)
+#
+# Writes OUT_DIR/train_vs_peers.json (every run) and OUT_DIR/train_vs_peers.md (the table and
+# the ratios against the fastest peer). Environment: EPOCHS (default 20), THREADS ("1 2"),
+# PEERS ("torch-pypi torch-debian brevitas"). Run it on an otherwise idle machine.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+OUT="${1:-$ROOT/bench/results}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+THREADS="${THREADS:-1 2}"
+
+# The recipe, the single place both sides take it from.
+RECIPE=(--epochs "${EPOCHS:-20}" --batch 256 --lr 4e-3 --weight-decay 0.05 --warmup-frac 0.05 --hidden 256,256
+        --seed 1 --ste identity)
+
+cd "$ROOT"
+scripts/build >/dev/null
+bench/peers/setup_venv.sh >&2
+bench/peers/setup_debian_torch.sh >&2 || echo "train_vs_peers: Debian's python3-torch unavailable; that row is skipped" >&2
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+qat_hw="$ROOT/build/release/cli/qat-hw"
+for threads in $THREADS; do
+  for target in ternary-asic int4-fpga; do
+    echo "== qat-hw train --target $target --threads $threads" >&2
+    # The FP32 twin is the same model for both targets: train it once per thread count.
+    fp32=()
+    [[ "$target" == int4-fpga ]] && fp32=(--no-fp32)
+    "$qat_hw" train --target "$target" --threads "$threads" "${RECIPE[@]}" "${fp32[@]}" \
+      --out "$WORK/ours-$target-$threads" >/dev/null
+    cp "$WORK/ours-$target-$threads/report.json" "$WORK/ours-$target-$threads.json"
+  done
+done
+PEER_ARGS="${RECIPE[*]}" THREADS="$THREADS" bench/peers/run_peers.sh "$WORK/peers.json"
+
+python3 - "$WORK" "$OUT" "$THREADS" <<'PY'
+import glob, json, os, platform, sys
+
+work, out, threads = sys.argv[1], sys.argv[2], sys.argv[3].split()
+rows = []
+for path in sorted(glob.glob(os.path.join(work, "ours-*.json"))):
+    r = json.load(open(path))
+    weights = "ternary" if r["target"] == "ternary-asic" else "int4"
+    t = r["config"]["threads"]
+    if "fp32" in r:
+        rows.append(dict(side="qat-hw", mode="fp32", weights="-", threads=t,
+                         steps_per_s=r["fp32"]["steps_per_s"], accuracy=r["fp32"]["test_accuracy"]))
+    rows.append(dict(side="qat-hw", mode="qat", weights=weights, threads=t,
+                     steps_per_s=r["qat"]["steps_per_s"], accuracy=r["qat"]["test_accuracy"],
+                     ptq=r.get("ptq", {}).get("test_accuracy"), agreement=r["agreement"]["mismatches"]))
+for p in json.load(open(os.path.join(work, "peers.json"))):
+    if "error" in p:
+        rows.append(dict(side=p["peer"], mode="?", weights="?", threads="?", error=p["error"]))
+        continue
+    side = p["peer"] + " " + p.get("framework_version", "")
+    rows.append(dict(side=side.strip(), mode=p["mode"], weights=p.get("weights", "-") if p["mode"] == "qat" else "-",
+                     threads=p["threads"], steps_per_s=p["steps_per_s"], accuracy=p["test_accuracy"],
+                     quantizers=p.get("quantizers")))
+
+def best(side_pred, mode, weights=None):
+    c = [r for r in rows if "error" not in r and side_pred(r["side"]) and r["mode"] == mode
+         and (weights is None or r["weights"] == weights)]
+    return max(c, key=lambda r: r["steps_per_s"]) if c else None
+
+ours = lambda s: s == "qat-hw"
+peer = lambda s: s != "qat-hw"
+lines = ["| side | mode | weights | threads | steps/s | test accuracy |", "|---|---|---|---|---|---|"]
+for r in rows:
+    if "error" in r:
+        lines.append(f"| {r['side']} | failed: {r['error'][:60]} | | | | |")
+        continue
+    lines.append(f"| {r['side']} | {r['mode']} | {r['weights']} | {r['threads']} | {r['steps_per_s']:.0f} | "
+                 f"{100 * r['accuracy']:.2f}% |")
+summary = []
+peer_fp32 = best(peer, "fp32")
+for w in ("ternary", "int4"):
+    o, p = best(ours, "qat", w), best(peer, "qat", w)
+    if o and p:
+        summary.append(f"- {w} QAT: qat-hw {o['steps_per_s']:.0f} steps/s ({o['threads']} threads) vs fastest peer QAT "
+                       f"{p['side']} {p['steps_per_s']:.0f} ({p['threads']} threads): **{o['steps_per_s'] / p['steps_per_s']:.2f}x**"
+                       + (f"; vs fastest peer FP32 ({peer_fp32['side']}, {peer_fp32['steps_per_s']:.0f}): "
+                          f"**{o['steps_per_s'] / peer_fp32['steps_per_s']:.2f}x**" if peer_fp32 else ""))
+        summary.append(f"- {w} QAT accuracy: qat-hw {100 * o['accuracy']:.2f}% vs {p['side']} {100 * p['accuracy']:.2f}%")
+md = "\n".join(lines + [""] + summary) + "\n"
+result = {"machine": platform.processor() or platform.machine(), "rows": rows, "summary": summary}
+for name, text in (("train_vs_peers.json", json.dumps(result, indent=1) + "\n"), ("train_vs_peers.md", md)):
+    tmp = os.path.join(out, name + ".tmp")
+    open(tmp, "w").write(text)
+    os.replace(tmp, os.path.join(out, name))
+print(md)
+PY

@@ -1,0 +1,22 @@
+#include "model_inputs.h"
+
+#include <algorithm>
+#include <memory>
+
+namespace qathw::cli {
+
+ModelInputs load_model_inputs(const std::string& model, const std::string& target, const std::string& data,
+                              long samples) {
+  std::unique_ptr<target::TargetSpec> expected;
+  if (!target.empty()) expected = std::make_unique<target::TargetSpec>(target::resolve_target(target));
+  ModelInputs in{training::load_bundle(model, expected.get()), {}, 0};
+  in.test = training::load_split(data, training::Split::Test, in.bundle.classes);
+  if (in.test.rows != static_cast<std::size_t>(in.bundle.rows) || in.test.cols != static_cast<std::size_t>(in.bundle.cols))
+    throw training::DataError(in.test.source + ": images are " + std::to_string(in.test.rows) + "x" +
+                              std::to_string(in.test.cols) + ", the bundle expects " + std::to_string(in.bundle.rows) +
+                              "x" + std::to_string(in.bundle.cols));
+  in.count = samples > 0 ? std::min<std::size_t>(static_cast<std::size_t>(samples), in.test.count) : in.test.count;
+  return in;
+}
+
+}  // namespace qathw::cli

@@ -1,0 +1,22 @@
+// What the commands that run a deployed bundle share: the bundle, checked against an optional
+// target, and the test split it runs on, checked against the bundle's input shape.
+#pragma once
+
+#include <string>
+
+#include "qathw/training/bundle.h"
+#include "qathw/training/idx.h"
+
+namespace qathw::cli {
+
+struct ModelInputs {
+  training::Bundle bundle;
+  training::Dataset test;
+  std::size_t count = 0;  // samples to run: the first `count` test images
+};
+
+// `target` empty: any target; `samples` 0: the whole test split.
+ModelInputs load_model_inputs(const std::string& model, const std::string& target, const std::string& data,
+                              long samples);
+
+}  // namespace qathw::cli
