@@ -9,6 +9,7 @@
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/training/idx.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/verify/compare.h"
 
 namespace qathw::cli {
 namespace {
@@ -27,7 +28,6 @@ int run_sim(const SimOptions& o) {
   const training::Bundle& bundle = in.bundle;
   const training::Dataset& test = in.test;
   const std::size_t count = in.count;
-  const std::size_t features = test.features;
   const sim::SimRun run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
 
   long correct = 0;
@@ -46,22 +46,11 @@ int run_sim(const SimOptions& o) {
   const double energy_nj = sim::energy_pj(total, bundle.target) / n / 1000.0;
   const double us = cycles / bundle.target.clock_mhz;
 
-  long mismatches = 0;
-  nlohmann::json first;
+  // --check: every layer of every sample against the integer engine.
+  verify::Comparison check;
   if (o.check) {
-    const training::IntEngine engine(bundle);
-    for (std::size_t i = 0; i < count; ++i) {
-      const training::LayerOutputs ref = engine.run(test.pixels.data() + i * features);
-      if (ref == run.outputs[i]) continue;
-      if (++mismatches > 1) continue;
-      for (std::size_t l = 0; l < ref.size() && first.is_null(); ++l)
-        for (std::size_t e = 0; e < ref[l].size(); ++e)
-          if (ref[l][e] != run.outputs[i][l][e]) {
-            first = {{"engines", "int vs systemc"}, {"sample", i},     {"layer", l},
-                     {"element", e},                {"int", ref[l][e]}, {"systemc", run.outputs[i][l][e]}};
-            break;
-          }
-    }
+    check = verify::compare("int", training::IntEngine(bundle).run_all(test.pixels.data(), count), "systemc",
+                            run.outputs);
   }
 
   char line[256];
@@ -82,10 +71,11 @@ int run_sim(const SimOptions& o) {
   std::printf("  simulation speed    %.0f images/s, %.1f M cycles/s\n", n / run.wall_seconds,
               static_cast<double>(total.cycles) / run.wall_seconds / 1e6);
   if (o.check) {
-    if (mismatches == 0)
+    if (!check.first)
       std::printf("  check vs int engine: every layer of %zu images identical\n", count);
     else
-      std::printf("  check vs int engine: %ld of %zu images differ; first: %s\n", mismatches, count, first.dump().c_str());
+      std::printf("  check vs int engine: %zu of %zu images differ; first: %s\n", check.mismatching_samples, count,
+                  verify::describe(*check.first).c_str());
   }
   std::fflush(stdout);
 
@@ -105,10 +95,10 @@ int run_sim(const SimOptions& o) {
                         {"layers", nlohmann::json::array()}};
     // The counts depend on the shapes only, so every inference has the same; the first stands for all.
     for (const auto& s : run.stats.front().layers) j["layers"].push_back(sim::to_json(s));
-    if (o.check) j["check"] = {{"engine", "int"}, {"mismatching_samples", mismatches}, {"first_divergence", first}};
+    if (o.check) j["check"] = verify::to_json(check);
     util::write_file_atomic(o.json, j.dump(2) + "\n");
   }
-  return mismatches == 0 ? kExitOk : kExitMismatch;
+  return check.first ? kExitMismatch : kExitOk;
 }
 
 }  // namespace

@@ -37,6 +37,14 @@ LayerOutputs IntEngine::run(const std::uint8_t* pixels) const {
   return outputs;
 }
 
+std::vector<LayerOutputs> IntEngine::run_all(const std::uint8_t* pixels, std::size_t count) const {
+  const std::size_t features = static_cast<std::size_t>(bundle_.rows) * bundle_.cols;
+  std::vector<LayerOutputs> out(count);
+#pragma omp parallel for schedule(dynamic, 16)
+  for (long i = 0; i < static_cast<long>(count); ++i) out[i] = run(pixels + static_cast<std::size_t>(i) * features);
+  return out;
+}
+
 std::vector<std::int32_t> IntEngine::run_batch(const std::uint8_t* pixels, std::size_t count) const {
   const std::size_t features = static_cast<std::size_t>(bundle_.rows) * bundle_.cols;
   const int classes = bundle_.classes;

@@ -18,6 +18,9 @@ class IntEngine {
 
   LayerOutputs run(const std::uint8_t* pixels) const;
 
+  // Every layer's outputs of `count` samples, samples in parallel.
+  std::vector<LayerOutputs> run_all(const std::uint8_t* pixels, std::size_t count) const;
+
   // Output-layer integers of `count` samples (count x classes), samples in parallel.
   std::vector<std::int32_t> run_batch(const std::uint8_t* pixels, std::size_t count) const;
 

@@ -1,0 +1,148 @@
+// qat-hw verify MODEL: runs the deployed bundle on several engines and compares every layer's
+// output integers exactly; exit 0 when all agree, 1 on a difference (the first is reported),
+// 2 on bad input.
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "commands.h"
+#include "model_inputs.h"
+#include "qathw/sim/systemc_engine.h"
+#include "qathw/util/atomic_file.h"
+#include "qathw/verify/compare.h"
+
+namespace qathw::cli {
+namespace {
+
+struct VerifyOptions {
+  std::string model;
+  std::string engines = "int,systemc";
+  std::string samples = "all";
+  std::string data = training::kDefaultDataDir;
+  std::string target;
+  std::string json;
+};
+
+struct EngineRun {
+  std::vector<training::LayerOutputs> outputs;
+  double seconds = 0;
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+using Engine = std::function<EngineRun(const ModelInputs&)>;
+
+EngineRun run_int(const ModelInputs& in) {
+  EngineRun r;
+  const auto t0 = std::chrono::steady_clock::now();
+  r.outputs = training::IntEngine(in.bundle).run_all(in.test.pixels.data(), in.count);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+EngineRun run_systemc(const ModelInputs& in) {
+  sim::SimRun s = sim::run_systemc(in.bundle, in.test.pixels.data(), in.count, true);
+  EngineRun r;
+  r.outputs = std::move(s.outputs);
+  r.seconds = s.wall_seconds;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& l : s.stats.front().layers) layers.push_back(l.cycles);
+  r.extra = {{"cycles_per_inference", s.stats.front().total.cycles}, {"cycles_per_layer", layers}};
+  return r;
+}
+
+const std::map<std::string, Engine>& engines() {
+  static const std::map<std::string, Engine> all = {{"int", run_int}, {"systemc", run_systemc}};
+  return all;
+}
+
+std::vector<std::string> parse_engines(const std::string& text) {
+  std::vector<std::string> names;
+  std::stringstream in(text);
+  std::string name;
+  while (std::getline(in, name, ',')) {
+    if (!engines().count(name)) {
+      std::string list;
+      for (const auto& e : engines()) list += (list.empty() ? "" : ", ") + e.first;
+      throw std::invalid_argument("--engines: unknown engine '" + name + "' (available: " + list + ")");
+    }
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  if (names.size() < 2) throw std::invalid_argument("--engines: name at least two engines to compare");
+  return names;
+}
+
+long parse_samples(const std::string& text) {
+  if (text == "all") return 0;
+  std::size_t used = 0;
+  long v = 0;
+  try {
+    v = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || v < 1) throw std::invalid_argument("--samples: '" + text + "' is not a count or 'all'");
+  return v;
+}
+
+int run_verify(const VerifyOptions& o) {
+  const std::vector<std::string> names = parse_engines(o.engines);
+  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, parse_samples(o.samples));
+  std::map<std::string, EngineRun> runs;
+  for (const auto& name : names) {
+    std::cerr << "verify: running " << name << " on " << in.count << " images\n";
+    runs[name] = engines().at(name)(in);
+  }
+  nlohmann::json report = {{"model", o.model},
+                           {"target", in.bundle.target.name},
+                           {"target_hash", in.bundle.target_hash},
+                           {"samples", in.count},
+                           {"engines", nlohmann::json::object()},
+                           {"comparisons", nlohmann::json::array()}};
+  for (const auto& name : names) {
+    const EngineRun& r = runs[name];
+    nlohmann::json e = r.extra;
+    e["seconds"] = r.seconds;
+    e["images_per_s"] = r.seconds > 0 ? in.count / r.seconds : 0.0;
+    report["engines"][name] = e;
+  }
+  bool agree = true;
+  const std::string& ref = names.front();
+  std::printf("verify %s (target %s): %zu images, every layer compared exactly\n", o.model.c_str(),
+              in.bundle.target.name.c_str(), in.count);
+  for (std::size_t k = 1; k < names.size(); ++k) {
+    const verify::Comparison c = verify::compare(ref, runs[ref].outputs, names[k], runs[names[k]].outputs);
+    report["comparisons"].push_back(verify::to_json(c));
+    if (c.first) {
+      agree = false;
+      std::printf("  %s vs %s: %zu of %zu images differ; first: %s\n", ref.c_str(), names[k].c_str(),
+                  c.mismatching_samples, c.samples, verify::describe(*c.first).c_str());
+    } else {
+      std::printf("  %s vs %s: identical\n", ref.c_str(), names[k].c_str());
+    }
+  }
+  for (const auto& name : names)
+    std::printf("  %-8s %.2f s (%.0f images/s)\n", name.c_str(), runs[name].seconds, in.count / runs[name].seconds);
+  report["agree"] = agree;
+  if (!o.json.empty()) util::write_file_atomic(o.json, report.dump(2) + "\n");
+  return agree ? kExitOk : kExitMismatch;
+}
+
+}  // namespace
+
+void add_verify_command(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<VerifyOptions>();
+  auto* cmd = app.add_subcommand("verify", "Run a bundle on several engines and compare every layer bit for bit");
+  cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
+  cmd->add_option("--engines", o->engines, "Comma-separated engines; the first is the reference")->capture_default_str();
+  cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
+  cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
+  cmd->add_option("--json", o->json, "Write a JSON summary to this file");
+  cmd->callback([o, &exit_code] { exit_code = run_verify(*o); });
+}
+
+}  // namespace qathw::cli
