@@ -1,0 +1,79 @@
+// One row of the PE array: Lanes adder-only processing elements feeding an adder tree, and the
+// row's accumulator. Ternary codes select x, 0 or -x (sign-select); INT4 codes add shifted
+// copies of x (shift-and-add). Each valid cycle adds the tree's exact sum into the accumulator,
+// then applies the overflow rule (saturate or wrap to AccBits), as arith::accumulate does.
+module qathw_pe_row #(
+  parameter int Lanes = 16,
+  parameter int ActBits = 8,
+  parameter int AccBits = 24,
+  parameter int WeightInt4 = 0,  // 0: ternary codes, 1: INT4 codes (both as 4-bit two's complement)
+  parameter int Saturate = 1     // 1: saturate, 0: wrap
+) (
+  input  logic                      clk_i,
+  input  logic                      rst_ni,
+  input  logic                      clear_i,   // this valid cycle starts a new dot product
+  input  logic                      valid_i,   // x_i and w_i hold one chunk of Lanes products
+  input  logic [Lanes*ActBits-1:0]  x_i,       // activation codes, two's complement
+  input  logic [Lanes*4-1:0]        w_i,       // weight codes, two's complement
+  input  logic [Lanes-1:0]          lane_en_i, // lanes past the end of the dot product are off
+  output logic [AccBits-1:0]        acc_o      // two's complement accumulator
+);
+  localparam int ProdBits = ActBits + 4;
+  localparam int TreeBits = ProdBits + $clog2(Lanes) + 1;
+  localparam int SumBits = (AccBits > TreeBits ? AccBits : TreeBits) + 1;
+
+  // Products of each lane, without a multiplier.
+  logic signed [ProdBits-1:0] prod [Lanes];
+  always_comb begin
+    for (int l = 0; l < Lanes; l++) begin
+      logic signed [ProdBits-1:0] x;
+      logic signed [3:0] w;
+      logic [3:0] mag;
+      logic signed [ProdBits-1:0] sum;
+      x = ProdBits'($signed(x_i[l*ActBits +: ActBits]));
+      w = $signed(w_i[l*4 +: 4]);
+      mag = w[3] ? 4'(-w) : w;
+      sum = '0;
+      if (WeightInt4 != 0) begin
+        for (int b = 0; b < 4; b++) begin
+          if (mag[b]) sum = sum + (x <<< b);
+        end
+      end else begin
+        sum = (w != 4'sd0) ? x : '0;  // sign-select: |w| is 1 for every non-zero ternary code
+      end
+      prod[l] = (!lane_en_i[l]) ? '0 : (w[3] ? -sum : sum);
+    end
+  end
+
+  // Adder tree: exact, wide enough for Lanes products.
+  logic signed [TreeBits-1:0] partial;
+  always_comb begin
+    partial = '0;
+    for (int l = 0; l < Lanes; l++) partial = partial + TreeBits'(prod[l]);
+  end
+
+  // Accumulator with the target's overflow rule.
+  localparam logic signed [SumBits-1:0] AccMax = SumBits'((64'sd1 <<< (AccBits - 1)) - 1);
+  localparam logic signed [SumBits-1:0] AccMin = -(SumBits'(64'sd1 <<< (AccBits - 1)));
+  logic signed [AccBits-1:0] acc_q;
+  logic signed [SumBits-1:0] sum_full;
+  logic signed [AccBits-1:0] acc_d;
+  always_comb begin
+    sum_full = (clear_i ? '0 : SumBits'(acc_q)) + SumBits'(partial);
+    if (Saturate != 0) begin
+      if (sum_full > AccMax) acc_d = AccBits'(AccMax);
+      else if (sum_full < AccMin) acc_d = AccBits'(AccMin);
+      else acc_d = AccBits'(sum_full);
+    end else begin
+      acc_d = AccBits'(sum_full);  // keep the low AccBits: two's-complement wrap
+    end
+  end
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) acc_q <= '0;
+    else if (valid_i) acc_q <= acc_d;
+    else if (clear_i) acc_q <= '0;
+  end
+
+  assign acc_o = acc_q;
+endmodule

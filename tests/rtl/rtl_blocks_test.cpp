@@ -1,0 +1,205 @@
+// RTL blocks (Verilated with the parameters of QATHW_RTL_TARGET) against the arith core, on
+// seeded random inputs with the corners forced in: every result must be identical.
+#include <cstdint>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "../arith/test_support.h"
+#include "Vact_code.h"
+#include "Vpe_row.h"
+#include "Vpe_row_narrow.h"
+#include "Vreciprocal.h"
+#include "Vrequant.h"
+#include "qathw/arith.h"
+#include "qathw/target/target_spec.h"
+
+namespace qathw::rtl {
+namespace {
+
+const target::TargetSpec& spec() {
+  static const target::TargetSpec t = target::builtin_target(QATHW_RTL_TARGET);
+  return t;
+}
+
+// Bit fields of Verilator ports: plain integers up to 64 bits, VlWide arrays of 32-bit words above.
+template <typename Port>
+void put_bits(Port& port, int offset, int width, std::uint64_t value) {
+  for (int b = 0; b < width; ++b) {
+    const bool bit = (value >> b) & 1;
+    const int at = offset + b;
+    if constexpr (std::is_integral_v<Port>) {
+      port = static_cast<Port>(bit ? (port | (Port{1} << at)) : (port & ~(Port{1} << at)));
+    } else {
+      const std::uint32_t mask = std::uint32_t{1} << (at % 32);
+      port[at / 32] = bit ? (port[at / 32] | mask) : (port[at / 32] & ~mask);
+    }
+  }
+}
+
+std::int64_t sign_extend(std::uint64_t v, int width) {
+  const std::uint64_t sign = std::uint64_t{1} << (width - 1);
+  v &= (width == 64) ? ~std::uint64_t{0} : ((std::uint64_t{1} << width) - 1);
+  return static_cast<std::int64_t>((v ^ sign) - sign);
+}
+
+template <typename Model>
+void tick(Model& m) {
+  m.clk_i = 0;
+  m.eval();
+  m.clk_i = 1;
+  m.eval();
+}
+
+template <typename Model>
+void reset(Model& m) {
+  m.clk_i = 0;
+  m.rst_ni = 0;
+  m.eval();
+  m.rst_ni = 1;
+  m.eval();
+}
+
+// Streams one dot product through a PE row, a chunk of `lanes` per cycle; returns the accumulator.
+template <typename Model>
+std::int64_t row_dot(Model& m, const std::vector<int>& x, const std::vector<int>& w, int lanes, int act_bits,
+                     int acc_bits) {
+  const int k = static_cast<int>(x.size());
+  for (int base = 0; base < k; base += lanes) {
+    for (int l = 0; l < lanes; ++l) {
+      const bool on = base + l < k;
+      put_bits(m.x_i, l * act_bits, act_bits, on ? static_cast<std::uint64_t>(x[base + l]) : 0);
+      put_bits(m.w_i, l * 4, 4, on ? static_cast<std::uint64_t>(w[base + l]) : 0);
+      put_bits(m.lane_en_i, l, 1, on ? 1 : 0);
+    }
+    m.clear_i = base == 0;
+    m.valid_i = 1;
+    tick(m);
+  }
+  m.valid_i = 0;
+  m.clear_i = 0;
+  m.eval();
+  return sign_extend(m.acc_o, acc_bits);
+}
+
+template <typename Model>
+void check_pe_row(int acc_bits, std::uint64_t seed) {
+  arith::Format f = spec().format;
+  f.acc_bits = acc_bits;
+  const int lanes = spec().array.lanes;
+  const int qmax = static_cast<int>(arith::act_qmax(f.act_bits));
+  const bool int4 = f.weights == arith::WeightFormat::Int4;
+  Model m;
+  reset(m);
+  std::mt19937_64 rng(seed);
+  int differs_from_exact = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const int k = 1 + static_cast<int>(rng() % (5 * lanes + 3));
+    const int mode = trial % 4;  // 0, 1: random; 2: all +qmax and +max weight; 3: alternating extremes
+    std::vector<int> x(k), w(k);
+    for (int i = 0; i < k; ++i) {
+      x[i] = mode >= 2 ? ((mode == 3 && i % 2) ? -qmax : qmax) : static_cast<int>(rng() % (2 * qmax + 1)) - qmax;
+      const int wmax = int4 ? 7 : 1;
+      w[i] = mode == 2 ? wmax : (int4 ? static_cast<int>(rng() % 16) - 8 : static_cast<int>(rng() % 3) - 1);
+    }
+    const std::int64_t want = arith::dot(x.data(), w.data(), k, lanes, f);
+    const std::int64_t got = row_dot(m, x, w, lanes, f.act_bits, acc_bits);
+    ASSERT_EQ(got, want) << "k=" << k << " trial " << trial << " " << test::seed_note(seed);
+    std::int64_t exact = 0;
+    for (int i = 0; i < k; ++i) exact += static_cast<std::int64_t>(x[i]) * w[i];
+    differs_from_exact += exact != want;
+  }
+  if (acc_bits < 16) {
+    EXPECT_GT(differs_from_exact, 0) << "the overflow corner was never reached";
+  }
+}
+
+TEST(RtlPeRow, EqualsArithDotWithTheTargetsAccumulator) {
+  check_pe_row<Vpe_row>(spec().format.acc_bits, test::test_seed(21));
+}
+
+TEST(RtlPeRow, EqualsArithDotWithANarrowAccumulatorAtItsLimits) {
+  check_pe_row<Vpe_row_narrow>(QATHW_RTL_NARROW_ACC_BITS, test::test_seed(22));
+}
+
+TEST(RtlRequant, EqualsArithRequantizeAndRelu) {
+  const arith::Format& f = spec().format;
+  const std::uint64_t seed = test::test_seed(23);
+  std::mt19937_64 rng(seed);
+  Vrequant m;
+  const std::int64_t lo = arith::signed_min(f.acc_bits), hi = arith::signed_max(f.acc_bits);
+  for (int i = 0; i < 200000; ++i) {
+    std::int64_t acc = lo + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
+    if (i % 7 == 0) acc = (i % 14 == 0) ? lo : hi;
+    const arith::FixedPoint p{static_cast<std::int64_t>(rng() % (std::uint64_t{1} << f.scale_mantissa_bits)),
+                              static_cast<int>(rng() % 63)};
+    const bool relu = rng() % 2;
+    m.acc_i = static_cast<std::uint32_t>(acc) & ((std::uint64_t{1} << f.acc_bits) - 1);
+    m.mantissa_i = static_cast<std::uint32_t>(p.mantissa);
+    m.shift_i = static_cast<std::uint8_t>(p.shift);
+    m.relu_i = relu;
+    m.eval();
+    std::int64_t want = arith::requantize(acc, p, f.rounding, f.acc_bits);
+    if (relu) want = arith::relu(want);
+    ASSERT_EQ(sign_extend(m.z_o, f.acc_bits), want)
+        << "acc=" << acc << " m=" << p.mantissa << " s=" << p.shift << " " << test::seed_note(seed);
+  }
+}
+
+TEST(RtlActCode, EqualsArithQuantizeAct) {
+  const arith::Format& f = spec().format;
+  const std::uint64_t seed = test::test_seed(24);
+  std::mt19937_64 rng(seed);
+  Vact_code m;
+  const std::int64_t top = arith::signed_max(f.acc_bits);
+  for (int i = 0; i < 200000; ++i) {
+    // A token's absmax and one of its values, with the reciprocal the quantizer would use; every
+    // fourth case an arbitrary pair, to cover the rounding and the clamp off the usual path.
+    const int bits = 1 + static_cast<int>(rng() % (f.acc_bits - 1));
+    const std::int64_t amax = static_cast<std::int64_t>(rng() % (std::uint64_t{1} << bits)) + 1;
+    std::int64_t v = static_cast<std::int64_t>(rng() % (2 * static_cast<std::uint64_t>(amax) + 1)) - amax;
+    if (i % 5 == 0) v = (i % 10 == 0) ? amax : -amax;
+    arith::FixedPoint r = arith::token_inv_scale(std::min(amax, top), f);
+    if (i % 4 == 3) r = {static_cast<std::int64_t>(rng() % (std::uint64_t{1} << f.scale_mantissa_bits)),
+                         static_cast<int>(rng() % 63)};
+    v = std::max(std::min(v, top), -top);
+    m.v_i = static_cast<std::uint32_t>(v) & ((std::uint64_t{1} << f.acc_bits) - 1);
+    m.mantissa_i = static_cast<std::uint32_t>(r.mantissa);
+    m.shift_i = static_cast<std::uint8_t>(r.shift);
+    m.eval();
+    ASSERT_EQ(sign_extend(m.code_o, f.act_bits), arith::quantize_act(v, r, f.act_bits, f.rounding))
+        << "v=" << v << " m=" << r.mantissa << " s=" << r.shift << " " << test::seed_note(seed);
+  }
+}
+
+TEST(RtlReciprocal, EqualsArithReciprocalInMantissaBitsCycles) {
+  const arith::Format& f = spec().format;
+  const std::uint64_t seed = test::test_seed(25);
+  std::mt19937_64 rng(seed);
+  Vreciprocal m;
+  reset(m);
+  const std::int64_t top = std::int64_t{1} << (f.acc_bits - 1);
+  for (int i = 0; i < 20000; ++i) {
+    std::int64_t amax = static_cast<std::int64_t>(rng() % (std::uint64_t{1} << (1 + rng() % (f.acc_bits - 1))));
+    if (i < 64) amax = i < 32 ? i : top - (i - 32);  // small values, and the largest magnitudes
+    m.amax_i = static_cast<std::uint32_t>(amax);
+    m.start_i = 1;
+    tick(m);
+    m.start_i = 0;
+    int cycles = 1;
+    while (!m.done_o && cycles < 200) {
+      tick(m);
+      ++cycles;
+    }
+    ASSERT_TRUE(m.done_o) << "no result for amax=" << amax;
+    EXPECT_EQ(cycles, f.scale_mantissa_bits + 1) << "start cycle + one cycle per mantissa bit";
+    const arith::FixedPoint want = arith::token_inv_scale(amax, f);
+    ASSERT_EQ(static_cast<std::int64_t>(m.mantissa_o), want.mantissa) << "amax=" << amax << " " << test::seed_note(seed);
+    ASSERT_EQ(static_cast<int>(m.shift_o), want.shift) << "amax=" << amax << " " << test::seed_note(seed);
+  }
+}
+
+}  // namespace
+}  // namespace qathw::rtl
