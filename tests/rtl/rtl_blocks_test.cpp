@@ -9,6 +9,7 @@
 
 #include "../arith/test_support.h"
 #include "Vact_code.h"
+#include "Vpe_array.h"
 #include "Vpe_row.h"
 #include "Vpe_row_narrow.h"
 #include "Vreciprocal.h"
@@ -37,6 +38,22 @@ void put_bits(Port& port, int offset, int width, std::uint64_t value) {
       port[at / 32] = bit ? (port[at / 32] | mask) : (port[at / 32] & ~mask);
     }
   }
+}
+
+template <typename Port>
+std::uint64_t get_bits(const Port& port, int offset, int width) {
+  std::uint64_t v = 0;
+  for (int b = 0; b < width; ++b) {
+    const int at = offset + b;
+    bool bit;
+    if constexpr (std::is_integral_v<Port>) {
+      bit = (port >> at) & 1;
+    } else {
+      bit = (port[at / 32] >> (at % 32)) & 1;
+    }
+    v |= static_cast<std::uint64_t>(bit) << b;
+  }
+  return v;
 }
 
 std::int64_t sign_extend(std::uint64_t v, int width) {
@@ -122,6 +139,47 @@ TEST(RtlPeRow, EqualsArithDotWithTheTargetsAccumulator) {
 
 TEST(RtlPeRow, EqualsArithDotWithANarrowAccumulatorAtItsLimits) {
   check_pe_row<Vpe_row_narrow>(QATHW_RTL_NARROW_ACC_BITS, test::test_seed(22));
+}
+
+// One tile: up to Rows output channels of one input, Lanes products per row per cycle.
+TEST(RtlPeArray, EveryRowOfATileEqualsArithDot) {
+  const arith::Format& f = spec().format;
+  const int rows = spec().array.rows, lanes = spec().array.lanes;
+  const int qmax = static_cast<int>(arith::act_qmax(f.act_bits));
+  const bool int4 = f.weights == arith::WeightFormat::Int4;
+  const std::uint64_t seed = test::test_seed(26);
+  std::mt19937_64 rng(seed);
+  Vpe_array m;
+  reset(m);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int k = 1 + static_cast<int>(rng() % (4 * lanes + 5));
+    const int active = 1 + static_cast<int>(rng() % rows);
+    std::vector<int> x(k);
+    std::vector<std::vector<int>> w(active, std::vector<int>(k));
+    for (auto& v : x) v = static_cast<int>(rng() % (2 * qmax + 1)) - qmax;
+    for (auto& row : w)
+      for (auto& v : row) v = int4 ? static_cast<int>(rng() % 15) - 7 : static_cast<int>(rng() % 3) - 1;
+    for (int base = 0; base < k; base += lanes) {
+      for (int l = 0; l < lanes; ++l) {
+        const bool on = base + l < k;
+        put_bits(m.x_i, l * f.act_bits, f.act_bits, on ? static_cast<std::uint64_t>(x[base + l]) : 0);
+        put_bits(m.lane_en_i, l, 1, on);
+        for (int r = 0; r < rows; ++r)
+          put_bits(m.w_i, (r * lanes + l) * 4, 4, (on && r < active) ? static_cast<std::uint64_t>(w[r][base + l]) : 0);
+      }
+      for (int r = 0; r < rows; ++r) put_bits(m.row_en_i, r, 1, r < active);
+      m.clear_i = base == 0;
+      m.valid_i = 1;
+      tick(m);
+    }
+    m.valid_i = 0;
+    m.clear_i = 0;
+    m.eval();
+    for (int r = 0; r < active; ++r)
+      ASSERT_EQ(sign_extend(get_bits(m.acc_o, r * f.acc_bits, f.acc_bits), f.acc_bits),
+                arith::dot(x.data(), w[r].data(), k, lanes, f))
+          << "row " << r << " k=" << k << " trial " << trial << " " << test::seed_note(seed);
+  }
 }
 
 TEST(RtlRequant, EqualsArithRequantizeAndRelu) {
