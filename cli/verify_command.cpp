@@ -2,6 +2,7 @@
 // output integers exactly; exit 0 when all agree, 1 on a difference (the first is reported),
 // 2 on bad input.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -11,6 +12,7 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "qathw/rtl/rtl_engine.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/verify/compare.h"
@@ -54,8 +56,22 @@ EngineRun run_systemc(const ModelInputs& in) {
   return r;
 }
 
+EngineRun run_rtl(const ModelInputs& in) {
+  rtl::RtlRun s = rtl::run_rtl(in.bundle, in.test.pixels.data(), in.count);
+  EngineRun r;
+  r.outputs = std::move(s.outputs);
+  r.seconds = s.wall_seconds;
+  std::uint64_t total = 0;
+  for (auto c : s.layer_cycles) total += c;
+  r.extra = {{"cycles_per_inference", total},
+             {"cycles_per_layer", s.layer_cycles},
+             {"simulated_cycles", s.cycles},
+             {"cycles_per_s", s.wall_seconds > 0 ? s.cycles / s.wall_seconds : 0.0}};
+  return r;
+}
+
 const std::map<std::string, Engine>& engines() {
-  static const std::map<std::string, Engine> all = {{"int", run_int}, {"systemc", run_systemc}};
+  static const std::map<std::string, Engine> all = {{"int", run_int}, {"systemc", run_systemc}, {"rtl", run_rtl}};
   return all;
 }
 
@@ -126,6 +142,21 @@ int run_verify(const VerifyOptions& o) {
   }
   for (const auto& name : names)
     std::printf("  %-8s %.2f s (%.0f images/s)\n", name.c_str(), runs[name].seconds, in.count / runs[name].seconds);
+  // Cycle counts: the SystemC model's cycle model against the RTL's clock, layer by layer.
+  if (runs.count("systemc") && runs.count("rtl")) {
+    const auto& s = runs["systemc"].extra["cycles_per_layer"];
+    const auto& r = runs["rtl"].extra["cycles_per_layer"];
+    nlohmann::json layers = nlohmann::json::array();
+    double worst = 0;
+    for (std::size_t l = 0; l < s.size() && l < r.size(); ++l) {
+      const double sc = s[l].get<double>(), rc = r[l].get<double>();
+      const double diff = rc > 0 ? (sc - rc) / rc : 0;
+      worst = std::max(worst, std::fabs(diff));
+      layers.push_back({{"systemc", s[l]}, {"rtl", r[l]}, {"relative_difference", diff}});
+      std::printf("  cycles, layer %zu: systemc %.0f, rtl %.0f (%+.2f%%)\n", l, sc, rc, 100 * diff);
+    }
+    report["cycles"] = {{"layers", layers}, {"largest_relative_difference", worst}};
+  }
   report["agree"] = agree;
   if (!o.json.empty()) util::write_file_atomic(o.json, report.dump(2) + "\n");
   return agree ? kExitOk : kExitMismatch;

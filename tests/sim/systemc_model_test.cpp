@@ -22,14 +22,12 @@ std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / 
 LayerStats closed_form(const target::TargetSpec& t, std::uint64_t in, std::uint64_t out, bool first) {
   const std::uint64_t rows = t.array.rows, lanes = t.array.lanes;
   const std::uint64_t chunks = ceil_div(in, lanes), tiles = ceil_div(out, rows);
-  std::uint64_t depth = 0;
-  while ((std::uint64_t{1} << depth) < lanes) ++depth;
   const std::uint64_t act = t.format.act_bits, acc = t.format.acc_bits;
   const std::uint64_t code = t.format.weights == arith::WeightFormat::Ternary ? 2 : 4;
   const std::uint64_t input_bits = first ? 8 : acc;
   LayerStats s;
   s.quantizer_cycles = 2 * chunks + t.format.scale_mantissa_bits;
-  s.array_cycles = tiles * chunks + depth + 1;
+  s.array_cycles = tiles * chunks;
   s.requant_cycles = 1;
   s.cycles = s.quantizer_cycles + s.array_cycles + s.requant_cycles;
   s.macs = in * out;

@@ -8,13 +8,6 @@ namespace {
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 
-// Adder-tree depth of `lanes` inputs plus the accumulator stage: the array's pipeline fill.
-std::uint64_t pipeline_depth(int lanes) {
-  std::uint64_t depth = 0;
-  while ((1 << depth) < lanes) ++depth;
-  return depth + 1;
-}
-
 }  // namespace
 
 LayerStats& LayerStats::operator+=(const LayerStats& o) {
@@ -97,7 +90,7 @@ std::uint64_t PeArray::run_layer(const std::int8_t* codes, const std::int8_t* we
   }
   s.macs += static_cast<std::uint64_t>(in) * out;
   s.adds += static_cast<std::uint64_t>(in) * out;  // per chunk: (len - 1) tree adds + 1 accumulator add
-  return cycles + pipeline_depth(target_.array.lanes);
+  return cycles;  // the adder tree and the accumulator update complete within each cycle
 }
 
 RequantUnit::RequantUnit(sc_core::sc_module_name name, const target::TargetSpec& t) : sc_module(name), target_(t) {}
@@ -111,8 +104,8 @@ std::uint64_t RequantUnit::run(const std::int64_t* acc, const std::int32_t* pair
     z[n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
   }
   s.act_write_bits += static_cast<std::uint64_t>(out) * f.acc_bits;
-  // Tiles before the last are requantized while the array computes the next tile; the last
-  // tile's outputs take one cycle.
+  // Each tile's accumulators are requantized (rows units in parallel) in the cycle after its
+  // last chunk, while the array starts the next tile; only the last tile's cycle adds to the layer.
   return 1;
 }
 

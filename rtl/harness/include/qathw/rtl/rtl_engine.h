@@ -1,0 +1,29 @@
+// The RTL of the accelerator (Verilated) as an engine over deployed bundles: loads the bundle
+// through the configuration port, streams each sample's pixels in and every layer's outputs out,
+// and counts each layer's cycles. The RTL is built for each built-in target's parameters.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qathw/training/bundle.h"
+#include "qathw/training/int_engine.h"
+
+namespace qathw::rtl {
+
+struct RtlRun {
+  std::vector<training::LayerOutputs> outputs;  // per sample, every layer
+  std::vector<std::uint64_t> layer_cycles;      // per layer, of the first sample (the same for all)
+  std::uint64_t cycles = 0;                     // every simulated clock cycle, I/O included
+  double wall_seconds = 0;
+};
+
+// Names of the targets an RTL model was built for.
+std::vector<std::string> rtl_targets();
+
+// Throws std::runtime_error when no RTL model was built for the bundle's target (matched by
+// content hash) or the bundle exceeds the RTL's memories.
+RtlRun run_rtl(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count);
+
+}  // namespace qathw::rtl

@@ -1,0 +1,36 @@
+#include "qathw/rtl/rtl_engine.h"
+
+#include <stdexcept>
+
+#include "qathw/target/target_spec.h"
+
+namespace qathw::rtl {
+
+// One entry point per RTL build (src/rtl_model.cpp compiled for each built-in target).
+RtlRun run_rtl_ternary_asic(const training::Bundle&, const std::uint8_t*, std::size_t);
+RtlRun run_rtl_int4_fpga(const training::Bundle&, const std::uint8_t*, std::size_t);
+
+namespace {
+
+struct Build {
+  const char* target;
+  RtlRun (*run)(const training::Bundle&, const std::uint8_t*, std::size_t);
+};
+const Build kBuilds[] = {{"ternary-asic", run_rtl_ternary_asic}, {"int4-fpga", run_rtl_int4_fpga}};
+
+}  // namespace
+
+std::vector<std::string> rtl_targets() {
+  std::vector<std::string> names;
+  for (const Build& b : kBuilds) names.emplace_back(b.target);
+  return names;
+}
+
+RtlRun run_rtl(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
+  for (const Build& b : kBuilds)
+    if (target::content_hash(target::builtin_target(b.target)) == bundle.target_hash) return b.run(bundle, pixels, count);
+  throw std::runtime_error("no RTL build for target '" + bundle.target.name + "' (hash " + bundle.target_hash +
+                           "): the RTL is built for the built-in targets ternary-asic and int4-fpga");
+}
+
+}  // namespace qathw::rtl

@@ -1,0 +1,175 @@
+// The harness of one Verilated accelerator model; compiled once per built-in target with
+// QATHW_RTL_MODEL naming the model class and QATHW_RTL_ENTRY this file's entry point.
+#include <chrono>
+#include <stdexcept>
+#include <type_traits>
+
+#include <verilated.h>
+
+#include "qathw/arith.h"
+#include "qathw/rtl/rtl_engine.h"
+
+#define QATHW_STRINGIFY2(x) #x
+#define QATHW_STRINGIFY(x) QATHW_STRINGIFY2(x)
+#include QATHW_STRINGIFY(QATHW_RTL_MODEL.h)
+
+namespace qathw::rtl {
+namespace {
+
+// Memory sizes of the RTL build (the qathw_accel parameters its CMake sets).
+constexpr int kMaxLayers = 4, kMaxWidth = 1024, kWeightWords = 4096, kRequantDepth = 2048;
+
+template <typename Port>
+void put_bits(Port& port, int offset, int width, std::uint64_t value) {
+  for (int b = 0; b < width; ++b) {
+    const bool bit = (value >> b) & 1;
+    const int at = offset + b;
+    if constexpr (std::is_integral_v<Port>) {
+      port = static_cast<Port>(bit ? (port | (Port{1} << at)) : (port & ~(Port{1} << at)));
+    } else {
+      const std::uint32_t mask = std::uint32_t{1} << (at % 32);
+      port[at / 32] = bit ? (port[at / 32] | mask) : (port[at / 32] & ~mask);
+    }
+  }
+}
+
+template <typename Port>
+void clear_bits(Port& port) {
+  if constexpr (std::is_integral_v<Port>) {
+    port = 0;
+  } else {
+    for (auto& w : port.m_storage) w = 0;
+  }
+}
+
+class Harness {
+ public:
+  explicit Harness(const training::Bundle& b) : b_(b), rows_(b.target.array.rows), lanes_(b.target.array.lanes) {
+    if (b.layers.size() > kMaxLayers) throw std::runtime_error("the RTL holds at most 4 layers");
+    std::size_t weight_words = 0, pairs = 0;
+    for (const auto& l : b.layers) {
+      if (l.in > kMaxWidth || l.out > kMaxWidth) throw std::runtime_error("the RTL holds layers up to 1024 wide");
+      weight_words += chunks(l.in) * tiles(l.out);
+      pairs += static_cast<std::size_t>(l.out);
+    }
+    if (weight_words > kWeightWords || pairs > kRequantDepth)
+      throw std::runtime_error("the bundle's weights do not fit the RTL's weight or requantization memory");
+    m_.clk_i = 0;
+    m_.rst_ni = 0;
+    m_.eval();
+    m_.rst_ni = 1;
+    m_.eval();
+    configure();
+  }
+
+  training::LayerOutputs run(const std::uint8_t* pixels, std::vector<std::uint64_t>& layer_cycles) {
+    const std::size_t features = static_cast<std::size_t>(b_.rows) * b_.cols;
+    layer_cycles.assign(b_.layers.size(), 0);
+    training::LayerOutputs out(b_.layers.size());
+    std::size_t fed = 0;
+    m_.out_ready_i = 1;
+    for (std::uint64_t guard = 0; guard < 100000000; ++guard) {
+      m_.in_valid_i = fed < features && m_.in_ready_o;
+      m_.in_data_i = fed < features ? pixels[fed] : 0;
+      m_.eval();
+      if (m_.computing_o) ++layer_cycles.at(m_.layer_o);
+      const bool took = m_.in_valid_i && m_.in_ready_o;
+      const bool gave = m_.out_valid_o && m_.out_ready_i;
+      const int layer = m_.out_layer_o;
+      const std::int64_t value = arith::wrap(static_cast<std::int64_t>(m_.out_data_o), b_.target.format.acc_bits);
+      const bool last = m_.out_last_o;
+      tick();
+      if (took) ++fed;
+      if (gave) {
+        out.at(layer).push_back(static_cast<std::int32_t>(value));
+        if (last) return out;
+      }
+    }
+    throw std::runtime_error("the RTL did not finish a sample");
+  }
+
+  std::uint64_t cycles() const { return cycles_; }
+
+ private:
+  std::size_t chunks(int in) const { return (static_cast<std::size_t>(in) + lanes_ - 1) / lanes_; }
+  std::size_t tiles(int out) const { return (static_cast<std::size_t>(out) + rows_ - 1) / rows_; }
+
+  void tick() {
+    m_.clk_i = 0;
+    m_.eval();
+    m_.clk_i = 1;
+    m_.eval();
+    ++cycles_;
+  }
+
+  void write(int kind, std::size_t addr) {
+    m_.cfg_we_i = 1;
+    m_.cfg_kind_i = static_cast<std::uint8_t>(kind);
+    m_.cfg_addr_i = static_cast<std::uint16_t>(addr);
+    tick();
+    m_.cfg_we_i = 0;
+  }
+
+  void configure() {
+    std::size_t wbase = 0, rbase = 0;
+    for (std::size_t l = 0; l < b_.layers.size(); ++l) {
+      const training::BundleLayer& layer = b_.layers[l];
+      // Weight words: tile t, chunk c holds rows x lanes codes, row r's lane i at (r * lanes + i) * 4.
+      for (std::size_t t = 0; t < tiles(layer.out); ++t)
+        for (std::size_t c = 0; c < chunks(layer.in); ++c) {
+          clear_bits(m_.cfg_data_i);
+          for (int r = 0; r < rows_; ++r)
+            for (int i = 0; i < lanes_; ++i) {
+              const std::size_t n = t * rows_ + r, k = c * lanes_ + i;
+              if (n < static_cast<std::size_t>(layer.out) && k < static_cast<std::size_t>(layer.in))
+                put_bits(m_.cfg_data_i, (r * lanes_ + i) * 4, 4,
+                         static_cast<std::uint64_t>(layer.code(static_cast<int>(n), static_cast<int>(k))));
+            }
+          write(0, wbase + t * chunks(layer.in) + c);
+        }
+      for (int n = 0; n < layer.out; ++n) {
+        clear_bits(m_.cfg_data_i);
+        put_bits(m_.cfg_data_i, 0, b_.target.format.scale_mantissa_bits,
+                 static_cast<std::uint64_t>(layer.requant[n].mantissa));
+        put_bits(m_.cfg_data_i, b_.target.format.scale_mantissa_bits, 6, static_cast<std::uint64_t>(layer.requant[n].shift));
+        write(1, rbase + n);
+      }
+      clear_bits(m_.cfg_data_i);
+      put_bits(m_.cfg_data_i, 0, 16, static_cast<std::uint64_t>(layer.in));
+      put_bits(m_.cfg_data_i, 16, 16, static_cast<std::uint64_t>(layer.out));
+      put_bits(m_.cfg_data_i, 32, 1, layer.relu ? 1 : 0);
+      put_bits(m_.cfg_data_i, 33, 16, wbase);
+      put_bits(m_.cfg_data_i, 49, 16, rbase);
+      write(2, l);
+      wbase += tiles(layer.out) * chunks(layer.in);
+      rbase += static_cast<std::size_t>(layer.out);
+    }
+    clear_bits(m_.cfg_data_i);
+    put_bits(m_.cfg_data_i, 0, 8, b_.layers.size());
+    write(3, 0);
+  }
+
+  const training::Bundle& b_;
+  const int rows_, lanes_;
+  QATHW_RTL_MODEL m_;
+  std::uint64_t cycles_ = 0;
+};
+
+}  // namespace
+
+RtlRun QATHW_RTL_ENTRY(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Harness h(bundle);
+  RtlRun run;
+  const std::size_t features = static_cast<std::size_t>(bundle.rows) * bundle.cols;
+  std::vector<std::uint64_t> cycles;
+  for (std::size_t i = 0; i < count; ++i) {
+    run.outputs.push_back(h.run(pixels + i * features, cycles));
+    if (i == 0) run.layer_cycles = cycles;
+  }
+  run.cycles = h.cycles();
+  run.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return run;
+}
+
+}  // namespace qathw::rtl
