@@ -19,6 +19,9 @@ module qathw_accel #(
   parameter int MaxWidth = 1024,     // widest layer input or output
   parameter int WeightWords = 4096,  // weight memory words of Rows x Lanes codes
   parameter int RequantDepth = 2048,  // requantization pairs, one per output channel of every layer
+  // Fault injection, for proving that verification catches a wrong datapath: in this layer the
+  // activation quantizer clamps to qmax - 1 instead of qmax. -1: no fault (every real build).
+  parameter int FaultClampLayer = -1,
   localparam int CfgBits = Rows * Lanes * 4 > 72 ? Rows * Lanes * 4 : 72  // a weight word or a descriptor
 ) (
   input  logic                       clk_i,
@@ -140,11 +143,18 @@ module qathw_accel #(
   );
 
   // Lanes activation-code elements.
+  localparam logic [ActBits-1:0] QMaxCode = ActBits'((1 << (ActBits - 1)) - 1);
   logic [ActBits-1:0] chunk_code [Lanes];
   for (genvar i = 0; i < Lanes; i++) begin : g_code
+    logic [ActBits-1:0] code;
     qathw_act_code #(.InBits(ValBits), .ActBits(ActBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_code (
-      .v_i(chunk_val[i]), .mantissa_i(inv_mant), .shift_i(inv_shift), .code_o(chunk_code[i])
+      .v_i(chunk_val[i]), .mantissa_i(inv_mant), .shift_i(inv_shift), .code_o(code)
     );
+    if (FaultClampLayer >= 0) begin : g_fault
+      assign chunk_code[i] = (32'(layer_q) == FaultClampLayer && code == QMaxCode) ? code - 1'b1 : code;
+    end else begin : g_no_fault
+      assign chunk_code[i] = code;
+    end
   end
 
   // The PE array on one chunk of one tile.
