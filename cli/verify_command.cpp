@@ -7,6 +7,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <memory>
 #include <sstream>
 
@@ -27,12 +28,14 @@ struct VerifyOptions {
   std::string data = training::kDefaultDataDir;
   std::string target;
   std::string json;
+  std::string trace;
 };
 
 struct EngineRun {
   std::vector<training::LayerOutputs> outputs;
   double seconds = 0;
   nlohmann::json extra = nlohmann::json::object();
+  std::vector<std::vector<std::uint64_t>> layer_end;  // rtl: per sample, per layer, the clock cycle
 };
 
 using Engine = std::function<EngineRun(const ModelInputs&)>;
@@ -60,6 +63,7 @@ EngineRun run_rtl(const ModelInputs& in) {
   rtl::RtlRun s = rtl::run_rtl(in.bundle, in.test.pixels.data(), in.count);
   EngineRun r;
   r.outputs = std::move(s.outputs);
+  r.layer_end = std::move(s.layer_end);
   r.seconds = s.wall_seconds;
   std::uint64_t total = 0;
   for (auto c : s.layer_cycles) total += c;
@@ -126,16 +130,29 @@ int run_verify(const VerifyOptions& o) {
     report["engines"][name] = e;
   }
   bool agree = true;
+  std::optional<std::size_t> failing_sample;
   const std::string& ref = names.front();
   std::printf("verify %s (target %s): %zu images, every layer compared exactly\n", o.model.c_str(),
               in.bundle.target.name.c_str(), in.count);
   for (std::size_t k = 1; k < names.size(); ++k) {
     const verify::Comparison c = verify::compare(ref, runs[ref].outputs, names[k], runs[names[k]].outputs);
-    report["comparisons"].push_back(verify::to_json(c));
+    nlohmann::json cj = verify::to_json(c);
+    std::string at_cycle;
+    if (c.first && !c.first->shape.size()) {
+      // The RTL's clock cycle at which the differing layer finished, for the waveform.
+      for (const std::string& e : {ref, names[k]})
+        if (!runs[e].layer_end.empty()) {
+          const std::uint64_t cycle = runs[e].layer_end.at(c.first->sample).at(c.first->layer);
+          cj["first_divergence"]["rtl_cycle"] = cycle;
+          at_cycle = " (rtl: layer finished at cycle " + std::to_string(cycle) + " of its run)";
+        }
+    }
+    report["comparisons"].push_back(cj);
     if (c.first) {
       agree = false;
-      std::printf("  %s vs %s: %zu of %zu images differ; first: %s\n", ref.c_str(), names[k].c_str(),
-                  c.mismatching_samples, c.samples, verify::describe(*c.first).c_str());
+      if (!failing_sample) failing_sample = c.first->sample;
+      std::printf("  %s vs %s: %zu of %zu images differ; first: %s%s\n", ref.c_str(), names[k].c_str(),
+                  c.mismatching_samples, c.samples, verify::describe(*c.first).c_str(), at_cycle.c_str());
     } else {
       std::printf("  %s vs %s: identical\n", ref.c_str(), names[k].c_str());
     }
@@ -158,6 +175,14 @@ int run_verify(const VerifyOptions& o) {
     report["cycles"] = {{"layers", layers}, {"largest_relative_difference", worst}};
   }
   report["agree"] = agree;
+  // The waveform of the first differing sample (or of the first sample when all agree): the RTL
+  // runs it again with tracing switched on.
+  if (!o.trace.empty()) {
+    const std::size_t sample = failing_sample.value_or(0);
+    rtl::run_rtl(in.bundle, in.test.pixels.data() + sample * in.test.features, 1, o.trace);
+    std::printf("  waveform of sample %zu (rtl, every signal, every cycle) written to %s\n", sample, o.trace.c_str());
+    report["trace"] = {{"file", o.trace}, {"sample", sample}};
+  }
   if (!o.json.empty()) util::write_file_atomic(o.json, report.dump(2) + "\n");
   return agree ? kExitOk : kExitMismatch;
 }
@@ -173,6 +198,7 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
   cmd->add_option("--json", o->json, "Write a JSON summary to this file");
+  cmd->add_option("--trace", o->trace, "Write the RTL's FST waveform of the first differing sample (or of sample 0)");
   cmd->callback([o, &exit_code] { exit_code = run_verify(*o); });
 }
 

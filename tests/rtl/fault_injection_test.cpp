@@ -11,8 +11,8 @@
 #include "qathw/verify/compare.h"
 
 namespace qathw::rtl {
-RtlRun run_rtl_fault(const training::Bundle&, const std::uint8_t*, std::size_t);
-RtlRun run_rtl_clean(const training::Bundle&, const std::uint8_t*, std::size_t);
+RtlRun run_rtl_fault(const training::Bundle&, const std::uint8_t*, std::size_t, const std::string&);
+RtlRun run_rtl_clean(const training::Bundle&, const std::uint8_t*, std::size_t, const std::string&);
 
 namespace {
 
@@ -36,10 +36,10 @@ TEST(RtlFaultInjection, VerifyReportsTheFaultAtTheFaultyLayer) {
   const Case c = make_case(seed);
   const auto reference = training::IntEngine(c.bundle).run_all(c.pixels.data(), c.samples);
   const verify::Comparison clean =
-      verify::compare("int", reference, "rtl", run_rtl_clean(c.bundle, c.pixels.data(), c.samples).outputs);
+      verify::compare("int", reference, "rtl", run_rtl_clean(c.bundle, c.pixels.data(), c.samples, "").outputs);
   EXPECT_FALSE(clean.first) << "the fault-free build differs: " << verify::describe(*clean.first);
   const verify::Comparison faulty =
-      verify::compare("int", reference, "rtl", run_rtl_fault(c.bundle, c.pixels.data(), c.samples).outputs);
+      verify::compare("int", reference, "rtl", run_rtl_fault(c.bundle, c.pixels.data(), c.samples, "").outputs);
   ASSERT_TRUE(faulty.first) << "the injected fault went unnoticed; " << test::seed_note(seed);
   EXPECT_EQ(faulty.first->layer, 1u) << verify::describe(*faulty.first);
   EXPECT_EQ(faulty.first->sample, 0u) << verify::describe(*faulty.first);

@@ -7,14 +7,14 @@
 namespace qathw::rtl {
 
 // One entry point per RTL build (src/rtl_model.cpp compiled for each built-in target).
-RtlRun run_rtl_ternary_asic(const training::Bundle&, const std::uint8_t*, std::size_t);
-RtlRun run_rtl_int4_fpga(const training::Bundle&, const std::uint8_t*, std::size_t);
+RtlRun run_rtl_ternary_asic(const training::Bundle&, const std::uint8_t*, std::size_t, const std::string&);
+RtlRun run_rtl_int4_fpga(const training::Bundle&, const std::uint8_t*, std::size_t, const std::string&);
 
 namespace {
 
 struct Build {
   const char* target;
-  RtlRun (*run)(const training::Bundle&, const std::uint8_t*, std::size_t);
+  RtlRun (*run)(const training::Bundle&, const std::uint8_t*, std::size_t, const std::string&);
 };
 const Build kBuilds[] = {{"ternary-asic", run_rtl_ternary_asic}, {"int4-fpga", run_rtl_int4_fpga}};
 
@@ -26,9 +26,11 @@ std::vector<std::string> rtl_targets() {
   return names;
 }
 
-RtlRun run_rtl(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
+RtlRun run_rtl(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+               const std::string& fst_path) {
   for (const Build& b : kBuilds)
-    if (target::content_hash(target::builtin_target(b.target)) == bundle.target_hash) return b.run(bundle, pixels, count);
+    if (target::content_hash(target::builtin_target(b.target)) == bundle.target_hash)
+      return b.run(bundle, pixels, count, fst_path);
   throw std::runtime_error("no RTL build for target '" + bundle.target.name + "' (hash " + bundle.target_hash +
                            "): the RTL is built for the built-in targets ternary-asic and int4-fpga");
 }

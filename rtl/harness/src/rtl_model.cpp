@@ -5,6 +5,9 @@
 #include <type_traits>
 
 #include <verilated.h>
+#include <verilated_fst_c.h>
+
+#include <memory>
 
 #include "qathw/arith.h"
 #include "qathw/rtl/rtl_engine.h"
@@ -62,9 +65,23 @@ class Harness {
     configure();
   }
 
-  training::LayerOutputs run(const std::uint8_t* pixels, std::vector<std::uint64_t>& layer_cycles) {
+  void trace_to(const std::string& path) {
+    Verilated::traceEverOn(true);
+    fst_ = std::make_unique<VerilatedFstC>();
+    m_.trace(fst_.get(), 99);
+    fst_->open(path.c_str());
+    if (!fst_->isOpen()) throw std::runtime_error(path + ": cannot open the waveform file");
+  }
+
+  void close_trace() {
+    if (fst_) fst_->close();
+  }
+
+  training::LayerOutputs run(const std::uint8_t* pixels, std::vector<std::uint64_t>& layer_cycles,
+                             std::vector<std::uint64_t>& layer_end) {
     const std::size_t features = static_cast<std::size_t>(b_.rows) * b_.cols;
     layer_cycles.assign(b_.layers.size(), 0);
+    layer_end.assign(b_.layers.size(), 0);
     training::LayerOutputs out(b_.layers.size());
     std::size_t fed = 0;
     m_.out_ready_i = 1;
@@ -72,7 +89,10 @@ class Harness {
       m_.in_valid_i = fed < features && m_.in_ready_o;
       m_.in_data_i = fed < features ? pixels[fed] : 0;
       m_.eval();
-      if (m_.computing_o) ++layer_cycles.at(m_.layer_o);
+      if (m_.computing_o) {
+        ++layer_cycles.at(m_.layer_o);
+        layer_end.at(m_.layer_o) = cycles_;
+      }
       const bool took = m_.in_valid_i && m_.in_ready_o;
       const bool gave = m_.out_valid_o && m_.out_ready_i;
       const int layer = m_.out_layer_o;
@@ -97,8 +117,10 @@ class Harness {
   void tick() {
     m_.clk_i = 0;
     m_.eval();
+    if (fst_) fst_->dump(2 * cycles_);
     m_.clk_i = 1;
     m_.eval();
+    if (fst_) fst_->dump(2 * cycles_ + 1);
     ++cycles_;
   }
 
@@ -152,21 +174,26 @@ class Harness {
   const training::Bundle& b_;
   const int rows_, lanes_;
   QATHW_RTL_MODEL m_;
+  std::unique_ptr<VerilatedFstC> fst_;
   std::uint64_t cycles_ = 0;
 };
 
 }  // namespace
 
-RtlRun QATHW_RTL_ENTRY(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
+RtlRun QATHW_RTL_ENTRY(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+                       const std::string& fst_path) {
   const auto t0 = std::chrono::steady_clock::now();
   Harness h(bundle);
+  if (!fst_path.empty()) h.trace_to(fst_path);
   RtlRun run;
   const std::size_t features = static_cast<std::size_t>(bundle.rows) * bundle.cols;
-  std::vector<std::uint64_t> cycles;
+  std::vector<std::uint64_t> cycles, ends;
   for (std::size_t i = 0; i < count; ++i) {
-    run.outputs.push_back(h.run(pixels + i * features, cycles));
+    run.outputs.push_back(h.run(pixels + i * features, cycles, ends));
+    run.layer_end.push_back(ends);
     if (i == 0) run.layer_cycles = cycles;
   }
+  h.close_trace();
   run.cycles = h.cycles();
   run.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return run;

@@ -15,6 +15,8 @@ namespace qathw::rtl {
 struct RtlRun {
   std::vector<training::LayerOutputs> outputs;  // per sample, every layer
   std::vector<std::uint64_t> layer_cycles;      // per layer, of the first sample (the same for all)
+  std::vector<std::vector<std::uint64_t>> layer_end;  // per sample, per layer: the clock cycle (from the
+                                                       // run's start) of the layer's last computing cycle
   std::uint64_t cycles = 0;                     // every simulated clock cycle, I/O included
   double wall_seconds = 0;
 };
@@ -24,6 +26,9 @@ std::vector<std::string> rtl_targets();
 
 // Throws std::runtime_error when no RTL model was built for the bundle's target (matched by
 // content hash) or the bundle exceeds the RTL's memories.
-RtlRun run_rtl(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count);
+// With `fst_path`, the run's waveform (every signal, every cycle) is written there as FST: tracing
+// is compiled in and costs nothing unless switched on here.
+RtlRun run_rtl(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+               const std::string& fst_path = "");
 
 }  // namespace qathw::rtl
