@@ -22,6 +22,11 @@ module qathw_accel #(
   // Fault injection, for proving that verification catches a wrong datapath: in this layer the
   // activation quantizer clamps to qmax - 1 instead of qmax. -1: no fault (every real build).
   parameter int FaultClampLayer = -1,
+  // Optional $readmemh images of the weight and requantization memories (the configuration port
+  // loads them otherwise): hex words of Rows x Lanes codes, and {shift, mantissa} pairs.
+  parameter WeightInit = "",
+  parameter RequantMantissaInit = "",
+  parameter RequantShiftInit = "",
   localparam int CfgBits = Rows * Lanes * 4 > 72 ? Rows * Lanes * 4 : 72  // a weight word or a descriptor
 ) (
   input  logic                       clk_i,
@@ -66,6 +71,12 @@ module qathw_accel #(
   logic [15:0]         d_in_q [MaxLayers], d_out_q [MaxLayers], d_wbase_q [MaxLayers], d_rbase_q [MaxLayers];
   logic                d_relu_q [MaxLayers];
   logic [7:0]          layers_q;
+
+  initial begin
+    if (WeightInit != "") $readmemh(WeightInit, wmem_q);
+    if (RequantMantissaInit != "") $readmemh(RequantMantissaInit, rq_mant_q);
+    if (RequantShiftInit != "") $readmemh(RequantShiftInit, rq_shift_q);
+  end
 
   always_ff @(posedge clk_i) begin
     if (cfg_we_i) begin
@@ -302,6 +313,7 @@ module qathw_accel #(
   assign out_data_o = AccBits'(act_q[ai_out][XBits'(count_q)]);
   assign out_layer_o = layer_q;
   assign out_last_o = state_q == Output && layer_q + 1'b1 == layers_q && 32'(count_q) + 1 == 32'(out_n);
-  assign computing_o = state_q inside {Absmax, Recip, Codes, Array, RequantLast};
+  assign computing_o = state_q == Absmax || state_q == Recip || state_q == Codes || state_q == Array ||
+                       state_q == RequantLast;
   assign layer_o = layer_q;
 endmodule
