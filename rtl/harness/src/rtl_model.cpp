@@ -2,7 +2,6 @@
 // QATHW_RTL_MODEL naming the model class and QATHW_RTL_ENTRY this file's entry point.
 #include <chrono>
 #include <stdexcept>
-#include <type_traits>
 
 #include <verilated.h>
 #include <verilated_fst_c.h>
@@ -10,6 +9,7 @@
 #include <memory>
 
 #include "qathw/arith.h"
+#include "qathw/rtl/port_bits.h"
 #include "qathw/rtl/rtl_engine.h"
 
 #define QATHW_STRINGIFY2(x) #x
@@ -21,29 +21,6 @@ namespace {
 
 // Memory sizes of the RTL build (the qathw_accel parameters its CMake sets).
 constexpr int kMaxLayers = 4, kMaxWidth = 1024, kWeightWords = 4096, kRequantDepth = 2048;
-
-template <typename Port>
-void put_bits(Port& port, int offset, int width, std::uint64_t value) {
-  for (int b = 0; b < width; ++b) {
-    const bool bit = (value >> b) & 1;
-    const int at = offset + b;
-    if constexpr (std::is_integral_v<Port>) {
-      port = static_cast<Port>(bit ? (port | (Port{1} << at)) : (port & ~(Port{1} << at)));
-    } else {
-      const std::uint32_t mask = std::uint32_t{1} << (at % 32);
-      port[at / 32] = bit ? (port[at / 32] | mask) : (port[at / 32] & ~mask);
-    }
-  }
-}
-
-template <typename Port>
-void clear_bits(Port& port) {
-  if constexpr (std::is_integral_v<Port>) {
-    port = 0;
-  } else {
-    for (auto& w : port.m_storage) w = 0;
-  }
-}
 
 class Harness {
  public:
