@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "qathw/hls/hls_engine.h"
 #include "qathw/rtl/rtl_engine.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/util/atomic_file.h"
@@ -74,8 +75,17 @@ EngineRun run_rtl(const ModelInputs& in) {
   return r;
 }
 
+EngineRun run_hls(const ModelInputs& in) {
+  EngineRun r;
+  const auto t0 = std::chrono::steady_clock::now();
+  r.outputs = hls::run_hls(in.bundle, in.test.pixels.data(), in.count);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
 const std::map<std::string, Engine>& engines() {
-  static const std::map<std::string, Engine> all = {{"int", run_int}, {"systemc", run_systemc}, {"rtl", run_rtl}};
+  static const std::map<std::string, Engine> all = {
+      {"int", run_int}, {"systemc", run_systemc}, {"rtl", run_rtl}, {"hls", run_hls}};
   return all;
 }
 

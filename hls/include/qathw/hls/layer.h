@@ -1,0 +1,113 @@
+// HLS C++ of the accelerator's datapath (Vitis HLS conventions): one layer streamed through the
+// activation quantizer, the PE array tile by tile, and the requantization units. Synthesizable:
+// static loop bounds, fixed-size arrays, no allocation, no recursion, no I/O. Every element rule
+// is a call into the arith core (sim/arith), which stays inside that subset too.
+//
+// T is a target's constants struct (generated from its TOML file by CMake): kRows, kLanes,
+// kMaxWidth, kMaxWeightBytes and format().
+#pragma once
+
+#include <cstdint>
+
+#include "qathw/arith.h"
+
+namespace qathw::hls {
+
+// Per-token activation quantizer: absmax, the hardware reciprocal, codes.
+template <class T>
+void activation_quantizer(const std::int32_t values[T::kMaxWidth], int n, std::int16_t codes[T::kMaxWidth]) {
+  constexpr arith::Format f = T::format();
+  std::int64_t amax = 0;
+absmax:
+  for (int k = 0; k < T::kMaxWidth; ++k) {
+#pragma HLS PIPELINE II = 1
+    if (k < n) {
+      const std::int64_t m = arith::magnitude(values[k]);
+      amax = m > amax ? m : amax;
+    }
+  }
+  const arith::FixedPoint inv = arith::token_inv_scale(amax, f);
+code:
+  for (int k = 0; k < T::kMaxWidth; ++k) {
+#pragma HLS PIPELINE II = 1
+    if (k < n) {
+      std::int64_t c = arith::quantize_act(values[k], inv, f.act_bits, f.rounding);
+#ifdef QATHW_HLS_FAULT_CLAMP
+      // Injected fault (tests only): the clamp stops one short of qmax.
+      if (c == arith::act_qmax(f.act_bits)) c -= 1;
+#endif
+      codes[k] = static_cast<std::int16_t>(c);
+    }
+  }
+}
+
+// One tile: kRows output channels of one input, kLanes products per row per cycle.
+template <class T>
+void pe_tile(const std::int16_t codes[T::kMaxWidth], const std::uint8_t weights[T::kMaxWeightBytes], int in_n,
+             int out_n, int n0, std::int64_t acc[T::kRows]) {
+  constexpr arith::Format f = T::format();
+rows_clear:
+  for (int r = 0; r < T::kRows; ++r) {
+#pragma HLS UNROLL
+    acc[r] = 0;
+  }
+chunks:
+  for (int base = 0; base < T::kMaxWidth; base += T::kLanes) {
+#pragma HLS PIPELINE II = 1
+    if (base < in_n) {
+    rows:
+      for (int r = 0; r < T::kRows; ++r) {
+#pragma HLS UNROLL
+        std::int64_t partial = 0;  // the row's adder tree
+      lanes:
+        for (int i = 0; i < T::kLanes; ++i) {
+#pragma HLS UNROLL
+          const int k = base + i;
+          const int n = n0 + r;
+          if (k < in_n && n < out_n) {
+            const int w = arith::load_code(weights, static_cast<std::size_t>(n) * in_n + k, f.weights);
+            partial += arith::pe_product(codes[k], w, f.weights);
+          }
+        }
+        acc[r] = arith::accumulate(acc[r], partial, f);
+      }
+    }
+  }
+}
+
+// The layer top: values in (pixels or the previous layer's outputs), outputs out. Weights packed
+// as the SRAM holds them; one requantization pair per output channel.
+template <class T>
+void layer_top(const std::int32_t values[T::kMaxWidth], int in_n, int out_n, bool relu,
+               const std::uint8_t weights[T::kMaxWeightBytes], const std::int32_t rq_mantissa[T::kMaxWidth],
+               const std::int32_t rq_shift[T::kMaxWidth], std::int32_t out[T::kMaxWidth]) {
+#pragma HLS INTERFACE m_axi port = weights offset = slave bundle = gmem
+#pragma HLS INTERFACE s_axilite port = in_n
+#pragma HLS INTERFACE s_axilite port = out_n
+#pragma HLS INTERFACE s_axilite port = relu
+#pragma HLS INTERFACE s_axilite port = return
+  constexpr arith::Format f = T::format();
+  std::int16_t codes[T::kMaxWidth];
+#pragma HLS ARRAY_PARTITION variable = codes cyclic factor = T::kLanes
+  std::int64_t acc[T::kRows];
+#pragma HLS ARRAY_PARTITION variable = acc complete
+  activation_quantizer<T>(values, in_n, codes);
+tiles:
+  for (int n0 = 0; n0 < T::kMaxWidth; n0 += T::kRows) {
+    if (n0 < out_n) {
+      pe_tile<T>(codes, weights, in_n, out_n, n0, acc);
+    requant:
+      for (int r = 0; r < T::kRows; ++r) {
+#pragma HLS UNROLL
+        const int n = n0 + r;
+        if (n < out_n) {
+          const std::int64_t z =
+              arith::requantize(acc[r], arith::FixedPoint{rq_mantissa[n], rq_shift[n]}, f.rounding, f.acc_bits);
+          out[n] = static_cast<std::int32_t>(relu ? arith::relu(z) : z);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace qathw::hls
