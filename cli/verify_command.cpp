@@ -1,6 +1,7 @@
 // qat-hw verify MODEL: runs the deployed bundle on several engines and compares every layer's
 // output integers exactly; exit 0 when all agree, 1 on a difference (the first is reported),
 // 2 on bad input.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,7 +25,8 @@ namespace {
 
 struct VerifyOptions {
   std::string model;
-  std::string engines = "int,systemc";
+  std::string engines = "int,systemc,rtl,hls";
+  bool engines_given = false;
   std::string samples = "all";
   std::string data = training::kDefaultDataDir;
   std::string target;
@@ -119,8 +121,15 @@ long parse_samples(const std::string& text) {
 }
 
 int run_verify(const VerifyOptions& o) {
-  const std::vector<std::string> names = parse_engines(o.engines);
+  std::vector<std::string> names = parse_engines(o.engines);
   const ModelInputs in = load_model_inputs(o.model, o.target, o.data, parse_samples(o.samples));
+  // The RTL and HLS engines exist for the built-in targets; by default, others run without them.
+  const std::vector<std::string> built = rtl::rtl_targets();
+  if (!o.engines_given && std::find(built.begin(), built.end(), in.bundle.target.name) == built.end()) {
+    std::cerr << "verify: no RTL or HLS build for target '" << in.bundle.target.name
+              << "': comparing int and systemc\n";
+    names = {"int", "systemc"};
+  }
   std::map<std::string, EngineRun> runs;
   for (const auto& name : names) {
     std::cerr << "verify: running " << name << " on " << in.count << " images\n";
@@ -203,7 +212,9 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<VerifyOptions>();
   auto* cmd = app.add_subcommand("verify", "Run a bundle on several engines and compare every layer bit for bit");
   cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
-  cmd->add_option("--engines", o->engines, "Comma-separated engines; the first is the reference")->capture_default_str();
+  cmd->add_option("--engines", o->engines, "Comma-separated engines (int, systemc, rtl, hls); the first is the reference")
+      ->capture_default_str()
+      ->each([o](const std::string&) { o->engines_given = true; });
   cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
