@@ -1,0 +1,53 @@
+// Design-space sweep specs: a base target plus axes (target fields with lists or ranges of
+// values), training settings and the verification sample count. docs/sweep.md describes them.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qathw/target/target_spec.h"
+
+namespace qathw::sweep {
+
+struct Axis {
+  std::string field;                 // dotted target field, e.g. "array.rows"
+  std::vector<nlohmann::json> values;
+};
+
+struct TrainingSettings {
+  std::string data;
+  std::vector<int> hidden = {256, 256};
+  int epochs = 5;
+  std::uint64_t seed = 1;
+};
+
+struct SweepSpec {
+  std::string origin;  // the spec file
+  target::TargetSpec base;
+  std::vector<Axis> axes;
+  TrainingSettings training;
+  long verify_samples = 1000;
+};
+
+// One design point: the base target with one value of every axis.
+struct Point {
+  target::TargetSpec target;
+  nlohmann::json overrides;  // {"array.rows": 8, ...}
+  std::string hash;          // stable: the target's content hash and the training settings
+  std::string training_key;  // points with equal keys can share one training run
+};
+
+// Parses and validates a spec; errors (std::runtime_error) name the file and the field.
+SweepSpec load_sweep(const std::filesystem::path& path);
+SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin,
+                      const std::filesystem::path& base_dir);
+
+// Every point of the cross product of the axes, in a stable order. Each point's target is
+// validated like a target file; an invalid combination is an error naming the point.
+std::vector<Point> expand(const SweepSpec& spec);
+
+}  // namespace qathw::sweep

@@ -1,0 +1,170 @@
+#include "qathw/sweep/sweep_spec.h"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <toml++/toml.h>
+
+namespace qathw::sweep {
+namespace {
+
+[[noreturn]] void fail(const std::string& origin, const std::string& field, const std::string& what) {
+  throw std::runtime_error(origin + ": field '" + field + "': " + what);
+}
+
+nlohmann::json to_json_value(const toml::node& n, const std::string& origin, const std::string& field) {
+  if (n.is_integer()) return n.as_integer()->get();
+  if (n.is_floating_point()) return n.as_floating_point()->get();
+  if (n.is_string()) return n.as_string()->get();
+  if (n.is_boolean()) return n.as_boolean()->get();
+  fail(origin, field, "values must be integers, numbers, strings or booleans");
+}
+
+// An axis: a list of values, or {from, to, step} (integers, inclusive).
+std::vector<nlohmann::json> axis_values(const toml::node& n, const std::string& origin, const std::string& field) {
+  std::vector<nlohmann::json> values;
+  if (const toml::array* a = n.as_array()) {
+    for (const toml::node& v : *a) values.push_back(to_json_value(v, origin, field));
+  } else if (const toml::table* t = n.as_table()) {
+    for (const auto& [k, v] : *t)
+      if (k != "from" && k != "to" && k != "step") fail(origin, field + "." + std::string(k.str()), "unknown field; a range has from, to, step");
+    const auto from = (*t)["from"].value<std::int64_t>(), to = (*t)["to"].value<std::int64_t>();
+    const std::int64_t step = (*t)["step"].value_or(std::int64_t{1});
+    if (!from || !to) fail(origin, field, "a range needs integer 'from' and 'to'");
+    if (step <= 0 || *to < *from) fail(origin, field, "a range needs from <= to and step >= 1");
+    if ((*to - *from) / step >= 10000) fail(origin, field, "a range of more than 10000 values");
+    for (std::int64_t v = *from; v <= *to; v += step) values.push_back(v);
+  } else {
+    fail(origin, field, "must be a list of values or a range {from, to, step}");
+  }
+  if (values.empty()) fail(origin, field, "has no values");
+  return values;
+}
+
+// Sets a dotted field in a target's JSON; the field must exist in the base target.
+void set_field(nlohmann::json& target, const std::string& field, const nlohmann::json& value,
+               const std::string& origin) {
+  const auto dot = field.find('.');
+  if (dot == std::string::npos || !target.contains(field.substr(0, dot)) ||
+      !target[field.substr(0, dot)].contains(field.substr(dot + 1)))
+    fail(origin, "axes." + field, "not a target field (see docs/targets.md)");
+  target[field.substr(0, dot)][field.substr(dot + 1)] = value;
+}
+
+std::string fnv_hex(const std::string& text) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace
+
+SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, const std::filesystem::path& base_dir) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    throw std::runtime_error(origin + ":" + std::to_string(e.source().begin.line) + ": TOML syntax error: " +
+                             std::string(e.description()));
+  }
+  for (const auto& [k, v] : root)
+    if (k != "base" && k != "axes" && k != "training" && k != "verify")
+      fail(origin, std::string(k.str()), "unknown field; allowed here: base, axes, training, verify");
+  SweepSpec spec;
+  spec.origin = origin;
+  const auto base = root["base"].value<std::string>();
+  if (!base) fail(origin, "base", "missing: a built-in target name or a .toml path");
+  const bool is_path = base->find('/') != std::string::npos || base->find(".toml") != std::string::npos;
+  try {
+    spec.base = target::resolve_target(is_path ? (base_dir / *base).string() : *base);
+  } catch (const target::TargetError& e) {
+    fail(origin, "base", e.what());
+  }
+  const toml::table* axes = root["axes"].as_table();
+  if (!axes || axes->empty()) fail(origin, "axes", "missing: a table of target fields and their values");
+  const nlohmann::json base_json = target::to_json(spec.base);
+  for (const auto& [k, v] : *axes) {
+    Axis a{std::string(k.str()), axis_values(v, origin, "axes." + std::string(k.str()))};
+    nlohmann::json probe = base_json;
+    set_field(probe, a.field, a.values.front(), origin);
+    spec.axes.push_back(std::move(a));
+  }
+  if (const toml::table* t = root["training"].as_table()) {
+    for (const auto& [k, v] : *t)
+      if (k != "data" && k != "hidden" && k != "epochs" && k != "seed")
+        fail(origin, "training." + std::string(k.str()), "unknown field; allowed here: data, hidden, epochs, seed");
+    spec.training.data = (*t)["data"].value_or(std::string("/usr/share/datasets/fashion-mnist"));
+    if (const toml::array* h = (*t)["hidden"].as_array()) {
+      spec.training.hidden.clear();
+      for (const toml::node& n : *h) {
+        const auto size = n.value<std::int64_t>();
+        if (!size || *size < 1 || *size > 65536) fail(origin, "training.hidden", "layer sizes must be integers in [1, 65536]");
+        spec.training.hidden.push_back(static_cast<int>(*size));
+      }
+    }
+    const std::int64_t epochs = (*t)["epochs"].value_or(std::int64_t{5});
+    if (epochs < 1 || epochs > 10000) fail(origin, "training.epochs", "must be an integer in [1, 10000]");
+    spec.training.epochs = static_cast<int>(epochs);
+    spec.training.seed = static_cast<std::uint64_t>((*t)["seed"].value_or(std::int64_t{1}));
+  } else {
+    spec.training.data = "/usr/share/datasets/fashion-mnist";
+  }
+  if (const toml::table* v = root["verify"].as_table()) {
+    for (const auto& [k, n] : *v)
+      if (k != "samples") fail(origin, "verify." + std::string(k.str()), "unknown field; allowed here: samples");
+    spec.verify_samples = (*v)["samples"].value_or(std::int64_t{1000});
+    if (spec.verify_samples < 1) fail(origin, "verify.samples", "must be at least 1");
+  }
+  return spec;
+}
+
+SweepSpec load_sweep(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open sweep spec");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_sweep(text.str(), path.string(), path.parent_path());
+}
+
+std::vector<Point> expand(const SweepSpec& spec) {
+  std::vector<Point> points;
+  std::vector<std::size_t> index(spec.axes.size(), 0);
+  const nlohmann::json base_json = target::to_json(spec.base);
+  const nlohmann::json training = {{"data", spec.training.data}, {"hidden", spec.training.hidden},
+                                   {"epochs", spec.training.epochs}, {"seed", spec.training.seed}};
+  for (;;) {
+    nlohmann::json t = base_json, overrides = nlohmann::json::object();
+    for (std::size_t a = 0; a < spec.axes.size(); ++a) {
+      set_field(t, spec.axes[a].field, spec.axes[a].values[index[a]], spec.origin);
+      overrides[spec.axes[a].field] = spec.axes[a].values[index[a]];
+    }
+    Point p;
+    p.overrides = overrides;
+    try {
+      p.target = target::target_from_json(t, spec.origin + " point " + overrides.dump());
+    } catch (const target::TargetError& e) {
+      throw std::runtime_error(e.what());
+    }
+    p.hash = fnv_hex(target::content_hash(p.target) + training.dump());
+    // Training depends on the numeric format (and on the adder-tree width where accumulators can
+    // saturate mid-sum), not on rows, SRAM sizes, clock or energy.
+    nlohmann::json key = target::to_json(p.target);
+    key.erase("name");
+    key.erase("description");
+    key.erase("memory");
+    key.erase("clock");
+    key.erase("energy");
+    key["array"].erase("rows");
+    p.training_key = fnv_hex(key.dump() + training.dump());
+    points.push_back(std::move(p));
+    std::size_t a = 0;
+    while (a < index.size() && ++index[a] == spec.axes[a].values.size()) index[a++] = 0;
+    if (a == index.size()) break;
+  }
+  return points;
+}
+
+}  // namespace qathw::sweep

@@ -1,0 +1,72 @@
+// Sweep specs: parsing, validation errors naming the field, point expansion, stable hashes and
+// which points share a training run.
+#include <set>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "qathw/sweep/sweep_spec.h"
+
+namespace qathw::sweep {
+namespace {
+
+SweepSpec parse(const std::string& text) { return parse_sweep(text, "spec.toml", QATHW_SWEEPS_DIR); }
+
+void expect_error(const std::string& text, const std::string& fragment) {
+  try {
+    expand(parse(text));
+    ADD_FAILURE() << "accepted:\n" << text;
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("spec.toml"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(fragment), std::string::npos) << "'" << fragment << "' not in: " << msg;
+  }
+}
+
+TEST(SweepSpec, ExampleExpandsToTheCrossProduct) {
+  const SweepSpec spec = load_sweep(std::string(QATHW_SWEEPS_DIR) + "/examples/small.toml");
+  const std::vector<Point> points = expand(spec);
+  ASSERT_EQ(points.size(), 4u);
+  std::set<std::string> hashes, keys;
+  for (const Point& p : points) {
+    hashes.insert(p.hash);
+    keys.insert(p.training_key);
+    EXPECT_EQ(p.target.array.rows, p.overrides["array.rows"].get<int>());
+    EXPECT_EQ(p.target.format.acc_bits, p.overrides["arithmetic.accumulator_bits"].get<int>());
+  }
+  EXPECT_EQ(hashes.size(), 4u);
+  EXPECT_EQ(keys.size(), 2u) << "geometries that differ only in rows must share a training run";
+  EXPECT_EQ(spec.training.epochs, 2);
+  EXPECT_EQ(spec.verify_samples, 500);
+}
+
+TEST(SweepSpec, HashesAreStableAndIndependentOfAxisOrder) {
+  const std::string a = "base = \"int4-fpga\"\n[axes]\n\"array.lanes\" = [16, 32]\n\"arithmetic.overflow\" = [\"wrap\", \"saturate\"]\n";
+  const std::string b = "base = \"int4-fpga\"\n[axes]\n\"arithmetic.overflow\" = [\"saturate\", \"wrap\"]\n\"array.lanes\" = [32, 16]\n";
+  std::set<std::string> ha, hb;
+  for (const Point& p : expand(parse(a))) ha.insert(p.hash);
+  for (const Point& p : expand(parse(b))) hb.insert(p.hash);
+  EXPECT_EQ(ha.size(), 4u);
+  EXPECT_EQ(ha, hb);
+  // The lanes change the training key (the adder-tree width is part of the accumulation rule).
+  std::set<std::string> keys;
+  for (const Point& p : expand(parse(a))) keys.insert(p.training_key);
+  EXPECT_EQ(keys.size(), 4u);
+}
+
+TEST(SweepSpec, BadSpecsNameTheField) {
+  expect_error("[axes]\n\"array.rows\" = [8]\n", "field 'base'");
+  expect_error("base = \"nonesuch\"\n[axes]\n\"array.rows\" = [8]\n", "unknown target 'nonesuch'");
+  expect_error("base = \"ternary-asic\"\ncolour = 1\n[axes]\n\"array.rows\" = [8]\n", "field 'colour'");
+  expect_error("base = \"ternary-asic\"\n", "field 'axes'");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.columns\" = [8]\n", "field 'axes.array.columns': not a target field");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = []\n", "field 'axes.array.rows': has no values");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = { from = 8, to = 4 }\n", "from <= to");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"arithmetic.accumulator_bits\" = [24, 40]\n",
+               "field 'arithmetic.accumulator_bits': must be an integer in [8, 32]");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [8]\n[training]\nepochs = 0\n", "field 'training.epochs'");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [8]\n[verify]\nsamples = 0\n", "field 'verify.samples'");
+}
+
+}  // namespace
+}  // namespace qathw::sweep
