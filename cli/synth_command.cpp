@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/hash.h"
 
 namespace qathw::cli {
 namespace {
@@ -34,13 +35,6 @@ struct SynthOptions {
   std::string rtl_dir = QATHW_RTL_DIR;
 };
 
-std::string fnv_hex(const std::string& text) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 
 // Runs a program without a shell; its output goes to `log`. Returns the exit status.
 int run_program(const std::vector<std::string>& argv, const fs::path& log) {
@@ -105,7 +99,7 @@ nlohmann::json synthesize(const target::TargetSpec& t, const std::string& flow, 
   const fs::path cache_dir = o.cache.empty()
                                  ? fs::path(std::getenv("HOME") ? std::getenv("HOME") : "/tmp") / ".cache/qat-hw/synth"
                                  : fs::path(o.cache);
-  const std::string key = fnv_hex(sources + params.str() + synth);
+  const std::string key = util::fnv1a64_hex(sources + params.str() + synth);
   const fs::path cached = cache_dir / (key + ".json");
   if (fs::exists(cached)) {
     nlohmann::json j = nlohmann::json::parse(util::read_file(cached), nullptr, false);

@@ -14,7 +14,7 @@ void layer_top_int4_fpga(const std::int32_t*, int, int, bool, const std::uint8_t
 
 namespace {
 
-constexpr int kMaxWidth = 1024;  // the tops' Target::kMaxWidth
+constexpr int kMaxWidth = QATHW_HLS_MAX_WIDTH;  // the tops' Target::kMaxWidth
 
 struct Build {
   const char* target;
@@ -27,10 +27,10 @@ const Build kBuilds[] = {{"ternary-asic", layer_top_ternary_asic}, {"int4-fpga",
 std::vector<training::LayerOutputs> run_layers(const training::Bundle& bundle, const std::uint8_t* pixels,
                                                std::size_t count, LayerTop top) {
   const int features = bundle.rows * bundle.cols;
-  if (features > kMaxWidth) throw std::runtime_error("the HLS datapath takes layers up to 1024 wide");
+  if (features > kMaxWidth) throw std::runtime_error("the HLS datapath takes layers up to " + std::to_string(kMaxWidth) + " wide");
   std::vector<std::vector<std::int32_t>> mantissa, shift;
   for (const auto& l : bundle.layers) {
-    if (l.in > kMaxWidth || l.out > kMaxWidth) throw std::runtime_error("the HLS datapath takes layers up to 1024 wide");
+    if (l.in > kMaxWidth || l.out > kMaxWidth) throw std::runtime_error("the HLS datapath takes layers up to " + std::to_string(kMaxWidth) + " wide");
     mantissa.emplace_back(kMaxWidth, 0);
     shift.emplace_back(kMaxWidth, 0);
     for (int n = 0; n < l.out; ++n) {

@@ -6,6 +6,8 @@
 
 #include <toml++/toml.h>
 
+#include "qathw/util/hash.h"
+
 namespace qathw::sweep {
 namespace {
 
@@ -52,13 +54,6 @@ void set_field(nlohmann::json& target, const std::string& field, const nlohmann:
   target[field.substr(0, dot)][field.substr(dot + 1)] = value;
 }
 
-std::string fnv_hex(const std::string& text) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 
 }  // namespace
 
@@ -148,7 +143,7 @@ std::vector<Point> expand(const SweepSpec& spec) {
     } catch (const target::TargetError& e) {
       throw std::runtime_error(e.what());
     }
-    p.hash = fnv_hex(target::content_hash(p.target) + training.dump());
+    p.hash = util::fnv1a64_hex(target::content_hash(p.target) + training.dump());
     // Training depends on the numeric format (and on the adder-tree width where accumulators can
     // saturate mid-sum), not on rows, SRAM sizes, clock or energy.
     nlohmann::json key = target::to_json(p.target);
@@ -158,7 +153,7 @@ std::vector<Point> expand(const SweepSpec& spec) {
     key.erase("clock");
     key.erase("energy");
     key["array"].erase("rows");
-    p.training_key = fnv_hex(key.dump() + training.dump());
+    p.training_key = util::fnv1a64_hex(key.dump() + training.dump());
     points.push_back(std::move(p));
     std::size_t a = 0;
     while (a < index.size() && ++index[a] == spec.axes[a].values.size()) index[a++] = 0;

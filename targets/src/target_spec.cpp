@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "builtin_targets.h"
+#include "qathw/util/hash.h"
 
 namespace qathw::target {
 namespace {
@@ -145,14 +146,6 @@ class Reader {
   const std::string& origin_;
 };
 
-std::uint64_t fnv1a64(std::string_view text) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -333,9 +326,7 @@ std::string content_hash(const TargetSpec& spec) {
   j.erase("name");
   j.erase("description");
   j["energy"].erase("source");
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(j.dump())));
-  return hex;
+  return util::fnv1a64_hex(j.dump());
 }
 
 }  // namespace qathw::target

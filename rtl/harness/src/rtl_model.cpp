@@ -19,16 +19,19 @@
 namespace qathw::rtl {
 namespace {
 
-// Memory sizes of the RTL build (the qathw_accel parameters its CMake sets).
-constexpr int kMaxLayers = 4, kMaxWidth = 1024, kWeightWords = 4096, kRequantDepth = 2048;
+// Memory sizes of the RTL build (the qathw_accel parameters rtl/harness/CMakeLists.txt sets).
+constexpr int kMaxLayers = QATHW_RTL_MAX_LAYERS, kMaxWidth = QATHW_RTL_MAX_WIDTH;
+constexpr int kWeightWords = QATHW_RTL_WEIGHT_WORDS, kRequantDepth = QATHW_RTL_REQUANT_DEPTH;
 
 class Harness {
  public:
   explicit Harness(const training::Bundle& b) : b_(b), rows_(b.target.array.rows), lanes_(b.target.array.lanes) {
-    if (b.layers.size() > kMaxLayers) throw std::runtime_error("the RTL holds at most 4 layers");
+    if (b.layers.size() > kMaxLayers)
+      throw std::runtime_error("the RTL holds at most " + std::to_string(kMaxLayers) + " layers");
     std::size_t weight_words = 0, pairs = 0;
     for (const auto& l : b.layers) {
-      if (l.in > kMaxWidth || l.out > kMaxWidth) throw std::runtime_error("the RTL holds layers up to 1024 wide");
+      if (l.in > kMaxWidth || l.out > kMaxWidth)
+        throw std::runtime_error("the RTL holds layers up to " + std::to_string(kMaxWidth) + " wide");
       weight_words += chunks(l.in) * tiles(l.out);
       pairs += static_cast<std::size_t>(l.out);
     }
