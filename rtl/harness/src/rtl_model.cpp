@@ -1,5 +1,7 @@
 // The harness of one Verilated accelerator model; compiled once per built-in target with
-// QATHW_RTL_MODEL naming the model class and QATHW_RTL_ENTRY this file's entry point.
+// QATHW_RTL_MODEL naming the model class and QATHW_RTL_ENTRY this file's entry point. The run-time
+// builds of other targets' RTL (rtl/flow, point_rtl.cpp) compile it into a shared object with
+// QATHW_RTL_SHARED: it then uses nothing of qat-hw's libraries but headers, and exports its entry.
 #include <chrono>
 #include <stdexcept>
 
@@ -125,7 +127,7 @@ class Harness {
               const std::size_t n = t * rows_ + r, k = c * lanes_ + i;
               if (n < static_cast<std::size_t>(layer.out) && k < static_cast<std::size_t>(layer.in))
                 put_bits(m_.cfg_data_i, (r * lanes_ + i) * 4, 4,
-                         static_cast<std::uint64_t>(layer.code(static_cast<int>(n), static_cast<int>(k))));
+                         static_cast<std::uint64_t>(arith::load_code(layer.packed.data(), n * layer.in + k, layer.format)));
             }
           write(0, wbase + t * chunks(layer.in) + c);
         }
@@ -180,3 +182,10 @@ RtlRun QATHW_RTL_ENTRY(const training::Bundle& bundle, const std::uint8_t* pixel
 }
 
 }  // namespace qathw::rtl
+
+#ifdef QATHW_RTL_SHARED
+// The shared object's one exported symbol: the entry point, found with dlsym.
+extern "C" __attribute__((visibility("default"))) qathw::rtl::RtlRunFunction* qathw_rtl_entry() {
+  return &qathw::rtl::QATHW_RTL_ENTRY;
+}
+#endif

@@ -1,0 +1,156 @@
+#include "qathw/rtl/point_rtl.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "qathw/util/atomic_file.h"
+#include "qathw/util/hash.h"
+#include "qathw/util/process.h"
+
+namespace qathw::rtl {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What CMake knows about the RTL build (rtl/flow/CMakeLists.txt): the sources, the harness, the
+// include folders it needs, and the memory sizes every RTL build uses.
+const char* const kRtlSources = QATHW_RTL_POINT_SOURCES;
+const char* const kHarness = QATHW_RTL_POINT_HARNESS;
+const char* const kIncludes = QATHW_RTL_POINT_INCLUDES;
+const char* const kMemoryArgs = QATHW_RTL_POINT_MEMORY_ARGS;
+const char* const kMemoryDefines = QATHW_RTL_POINT_MEMORY_DEFINES;
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> items;
+  std::istringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ';'))
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
+std::vector<std::string> parameter_args(const target::TargetSpec& t) {
+  const arith::Format& f = t.format;
+  std::vector<std::string> args = {
+      "-GRows=" + std::to_string(t.array.rows),
+      "-GLanes=" + std::to_string(t.array.lanes),
+      "-GActBits=" + std::to_string(f.act_bits),
+      "-GAccBits=" + std::to_string(f.acc_bits),
+      "-GMantBits=" + std::to_string(f.scale_mantissa_bits),
+      "-GShiftMin=" + std::to_string(f.scale_shift_min),
+      "-GShiftMax=" + std::to_string(f.scale_shift_max),
+      "-GWeightInt4=" + std::to_string(f.weights == arith::WeightFormat::Int4 ? 1 : 0),
+      "-GSaturate=" + std::to_string(f.overflow == arith::Overflow::Saturate ? 1 : 0),
+      "-GHalfEven=" + std::to_string(f.rounding == arith::Rounding::HalfEven ? 1 : 0)};
+  for (const std::string& a : split(kMemoryArgs)) args.push_back(a);
+  return args;
+}
+
+// Every header the harness includes can change the shared object: hash the include folders' files.
+std::string include_contents() {
+  std::string all;
+  for (const std::string& dir : split(kIncludes)) {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      if (e.is_regular_file()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const fs::path& f : files) all += f.string() + "\n" + util::read_file(f);
+  }
+  return all;
+}
+
+std::string tool_versions() {
+  static const std::string versions = [] {
+    return util::run_program({"verilator", "--version"}).output + util::run_program({"c++", "--version"}).output;
+  }();
+  return versions;
+}
+
+fs::path cache_dir_of(const RtlBuildSettings& s) {
+  if (!s.cache_dir.empty()) return s.cache_dir;
+  const char* home = std::getenv("HOME");
+  return fs::path(home ? home : "/tmp") / ".cache/qat-hw/rtl";
+}
+
+RtlRunFunction* load(const fs::path& so) {
+  // One load per shared object and process: dlopen keeps it for the process's life.
+  static std::mutex mutex;
+  static std::map<std::string, RtlRunFunction*> loaded;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = loaded.find(so.string()); it != loaded.end()) return it->second;
+  void* handle = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) throw std::runtime_error(so.string() + ": cannot load the RTL build: " + dlerror());
+  using Entry = RtlRunFunction* (*)();
+  auto entry = reinterpret_cast<Entry>(dlsym(handle, "qathw_rtl_entry"));
+  if (!entry) throw std::runtime_error(so.string() + ": not an RTL build of qat-hw (no entry point)");
+  return loaded[so.string()] = entry();
+}
+
+}  // namespace
+
+std::string rtl_build_key(const target::TargetSpec& t) {
+  std::string inputs;
+  for (const std::string& a : parameter_args(t)) inputs += a + "\n";
+  for (const std::string& f : split(kRtlSources)) inputs += util::read_file(f);
+  inputs += util::read_file(kHarness) + include_contents() + kMemoryDefines + tool_versions();
+  return util::fnv1a64_hex(inputs);
+}
+
+fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
+  const fs::path cache = cache_dir_of(s);
+  const std::string key = rtl_build_key(t);
+  const fs::path done = cache / key, so = done / "qathw_rtl_point.so";
+  if (fs::exists(so)) return so;
+  fs::create_directories(cache);
+  const fs::path work = cache / (key + ".build." + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  fs::create_directories(work);
+  const fs::path log = work / "build.log";
+  if (!s.quiet)
+    std::cerr << "rtl: building the RTL of " << t.name << " (" << t.array.rows << "x" << t.array.lanes << ", acc "
+              << t.format.acc_bits << ", act " << t.format.act_bits << " bits) in " << done.string() << "\n";
+
+  std::string cflags = "-fPIC -fvisibility=hidden -std=c++17 -DQATHW_RTL_SHARED -DQATHW_RTL_MODEL=Vaccel "
+                       "-DQATHW_RTL_ENTRY=run_rtl_point";
+  for (const std::string& d : split(kMemoryDefines)) cflags += " -D" + d;
+  for (const std::string& i : split(kIncludes)) cflags += " -I" + i;
+  std::vector<std::string> argv = {"verilator", "--cc", "--exe", "--build", "-j", std::to_string(std::max(1, s.jobs)),
+                                   "-Wall", "-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                                   "--trace-fst", "--top-module", "qathw_accel", "--prefix", "Vaccel",
+                                   "--Mdir", (work / "obj").string(), "-o", so.filename().string(),
+                                   "-CFLAGS", cflags, "-LDFLAGS", "-shared -Wl,-Bsymbolic"};
+  for (const std::string& a : parameter_args(t)) argv.push_back(a);
+  for (const std::string& f : split(kRtlSources)) argv.push_back(f);
+  argv.push_back(kHarness);
+  const util::ProgramRun r = util::run_program(argv, log);
+  const fs::path built = work / "obj" / so.filename();
+  if (r.status != 0 || !fs::exists(built))
+    throw std::runtime_error(r.status == 127 ? "verilator is not installed (the Debian package verilator)"
+                                             : "the RTL build of " + t.name + " failed, see " + log.string());
+  // Publish the shared object and its log alone; the object files are not needed again.
+  const fs::path staged = cache / (key + ".staged." + std::to_string(::getpid()));
+  fs::remove_all(staged, ec);
+  fs::create_directories(staged);
+  fs::rename(built, staged / so.filename());
+  fs::rename(log, staged / "build.log");
+  fs::remove_all(work, ec);
+  fs::rename(staged, done, ec);  // fails when another builder published first: theirs is the same
+  if (ec) fs::remove_all(staged, ec);
+  return so;
+}
+
+RtlRun run_rtl_any(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+                   const std::string& fst_path, const RtlBuildSettings& settings) {
+  if (RtlRunFunction* run = builtin_rtl(bundle)) return run(bundle, pixels, count, fst_path);
+  return load(build_rtl(bundle.target, settings))(bundle, pixels, count, fst_path);
+}
+
+}  // namespace qathw::rtl
