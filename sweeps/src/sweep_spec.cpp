@@ -107,6 +107,9 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
   } else {
     spec.training.data = "/usr/share/datasets/fashion-mnist";
   }
+  spec.training.data_dir = std::filesystem::path(spec.training.data).is_absolute()
+                              ? std::filesystem::path(spec.training.data)
+                              : base_dir / spec.training.data;
   if (const toml::table* v = root["verify"].as_table()) {
     for (const auto& [k, n] : *v)
       if (k != "samples") fail(origin, "verify." + std::string(k.str()), "unknown field; allowed here: samples");

@@ -19,7 +19,8 @@ struct Axis {
 };
 
 struct TrainingSettings {
-  std::string data;
+  std::string data;                   // as written in the spec (part of every point's hash)
+  std::filesystem::path data_dir;     // where it is: a relative `data` is relative to the spec file
   std::vector<int> hidden = {256, 256};
   int epochs = 5;
   std::uint64_t seed = 1;
