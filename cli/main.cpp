@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   qathw::cli::add_sim_command(app, exit_code);
   qathw::cli::add_verify_command(app, exit_code);
   qathw::cli::add_synth_command(app, exit_code);
+  qathw::cli::add_profile_command(app, exit_code);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

@@ -1,0 +1,230 @@
+#include "qathw/profile/profile.h"
+
+#include <algorithm>
+
+#include "qathw/arith.h"
+
+namespace qathw::profile {
+namespace {
+
+std::uint64_t unsigned_magnitude(std::int64_t v) {
+  // Negating in unsigned arithmetic: defined for every int64_t, INT64_MIN included.
+  return v < 0 ? std::uint64_t{0} - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
+}
+
+// What one thread has seen of one layer. Every field is merged with + or max, so the totals do
+// not depend on how samples were split between threads, nor on the order of merging.
+struct LayerTally {
+  std::int64_t lowest = 0, highest = 0;
+  std::uint64_t overflows = 0, accumulations = 0;
+  Histogram accumulators;
+  std::int64_t act_max = 0;
+  Histogram activations;
+};
+
+void merge(Histogram& into, const Histogram& from) {
+  if (into.magnitude_bits.size() < from.magnitude_bits.size()) into.magnitude_bits.resize(from.magnitude_bits.size(), 0);
+  for (std::size_t b = 0; b < from.magnitude_bits.size(); ++b) into.magnitude_bits[b] += from.magnitude_bits[b];
+}
+
+void merge(LayerTally& into, const LayerTally& from) {
+  into.lowest = std::min(into.lowest, from.lowest);
+  into.highest = std::max(into.highest, from.highest);
+  into.overflows += from.overflows;
+  into.accumulations += from.accumulations;
+  merge(into.accumulators, from.accumulators);
+  into.act_max = std::max(into.act_max, from.act_max);
+  merge(into.activations, from.activations);
+}
+
+// One sample through every layer, as training::IntEngine::run computes it (activation quantizer
+// per token, lanes-wide partial sums accumulated under the overflow rule, requantization, ReLU),
+// tallying the full-precision running sums and the activation codes on the way.
+void profile_sample(const training::Bundle& bundle, const std::vector<std::vector<std::int8_t>>& codes,
+                    const std::uint8_t* pixels, std::vector<LayerTally>& tallies) {
+  const arith::Format& f = bundle.target.format;
+  const int lanes = bundle.target.array.lanes;
+  const std::int64_t acc_lo = arith::signed_min(f.acc_bits), acc_hi = arith::signed_max(f.acc_bits);
+  std::vector<std::int64_t> values(pixels, pixels + static_cast<std::size_t>(bundle.rows) * bundle.cols);
+  std::vector<std::int16_t> x;
+  std::vector<std::int64_t> z;
+  for (std::size_t l = 0; l < bundle.layers.size(); ++l) {
+    const training::BundleLayer& layer = bundle.layers[l];
+    LayerTally& t = tallies[l];
+    std::int64_t amax = 0;
+    for (std::int64_t v : values) amax = std::max(amax, arith::magnitude(v));
+    const arith::FixedPoint inv = arith::token_inv_scale(amax, f);
+    x.resize(values.size());
+    for (std::size_t k = 0; k < values.size(); ++k) {
+      const std::int64_t code = arith::quantize_act(values[k], inv, f.act_bits, f.rounding);
+      x[k] = static_cast<std::int16_t>(code);
+      t.act_max = std::max(t.act_max, arith::magnitude(code));
+      record(t.activations, code);
+    }
+    z.resize(static_cast<std::size_t>(layer.out));
+    for (int n = 0; n < layer.out; ++n) {
+      const std::int8_t* w = codes[l].data() + static_cast<std::size_t>(n) * layer.in;
+      // arith::dot's loop, with the full-precision running sum kept beside the accumulator.
+      std::int64_t acc = 0, exact = 0, lowest = 0, highest = 0;
+      for (int base = 0; base < layer.in; base += lanes) {
+        const int end = std::min(base + lanes, layer.in);
+        std::int64_t partial = 0;
+        for (int k = base; k < end; ++k) partial += arith::pe_product(x[k], w[k], f.weights);
+        exact += partial;
+        lowest = std::min(lowest, exact);
+        highest = std::max(highest, exact);
+        acc = arith::accumulate(acc, partial, f);
+      }
+      t.lowest = std::min(t.lowest, lowest);
+      t.highest = std::max(t.highest, highest);
+      if (lowest < acc_lo || highest > acc_hi) ++t.overflows;
+      ++t.accumulations;
+      record(t.accumulators, std::max(highest, -lowest));
+      const std::int64_t q = arith::requantize(acc, layer.requant[n], f.rounding, f.acc_bits);
+      z[n] = layer.relu ? arith::relu(q) : q;
+    }
+    values.swap(z);
+  }
+}
+
+}  // namespace
+
+int magnitude_bits(std::int64_t v) { return arith::bit_length(unsigned_magnitude(v)); }
+
+int signed_bits(std::int64_t v) {
+  // v >= 0 needs its magnitude bits and a sign bit; v < 0 needs the bits of -v - 1 (= ~v) and one.
+  return arith::bit_length(v < 0 ? static_cast<std::uint64_t>(~v) : static_cast<std::uint64_t>(v)) + 1;
+}
+
+void record(Histogram& histogram, std::int64_t v) {
+  const std::size_t b = static_cast<std::size_t>(magnitude_bits(v));
+  if (histogram.magnitude_bits.size() <= b) histogram.magnitude_bits.resize(b + 1, 0);
+  ++histogram.magnitude_bits[b];
+}
+
+Profile profile_bundle(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
+  const arith::Format& f = bundle.target.format;
+  const std::size_t features = static_cast<std::size_t>(bundle.rows) * bundle.cols;
+  std::vector<std::vector<std::int8_t>> codes;
+  for (const training::BundleLayer& l : bundle.layers) codes.push_back(l.codes());
+
+  std::vector<LayerTally> totals(bundle.layers.size());
+#pragma omp parallel
+  {
+    std::vector<LayerTally> local(bundle.layers.size());
+#pragma omp for schedule(dynamic, 16) nowait
+    for (long i = 0; i < static_cast<long>(count); ++i)
+      profile_sample(bundle, codes, pixels + static_cast<std::size_t>(i) * features, local);
+#pragma omp critical(qathw_profile_merge)
+    for (std::size_t l = 0; l < local.size(); ++l) merge(totals[l], local[l]);
+  }
+
+  Profile p;
+  p.samples = count;
+  const std::int64_t qmax = arith::act_qmax(f.act_bits);
+  for (std::size_t l = 0; l < bundle.layers.size(); ++l) {
+    const training::BundleLayer& layer = bundle.layers[l];
+    LayerTally& t = totals[l];
+    LayerProfile lp;
+    lp.layer = static_cast<int>(l);
+    lp.in = layer.in;
+    lp.out = layer.out;
+    lp.acc_bits = f.acc_bits;
+    lp.act_bits = f.act_bits;
+    // The bound: every running sum of channel n is at most sum_k |w_nk| * qmax in magnitude,
+    // whatever the data, since every activation code lies in [-qmax, qmax].
+    for (int n = 0; n < layer.out; ++n) {
+      std::int64_t abs_weights = 0;
+      const std::int8_t* w = codes[l].data() + static_cast<std::size_t>(n) * layer.in;
+      for (int k = 0; k < layer.in; ++k) abs_weights += arith::magnitude(w[k]);
+      lp.bound_acc_max = std::max(lp.bound_acc_max, abs_weights * qmax);
+    }
+    lp.provable_acc_bits = signed_bits(lp.bound_acc_max);
+    lp.observed_acc_lowest = t.lowest;
+    lp.observed_acc_highest = t.highest;
+    lp.observed_acc_max = std::max(t.highest, -t.lowest);
+    lp.observed_acc_bits = t.accumulations > 0 ? std::max(signed_bits(t.lowest), signed_bits(t.highest)) : 0;
+    lp.overflows = t.overflows;
+    lp.accumulations = t.accumulations;
+    lp.accumulators = std::move(t.accumulators);
+    lp.observed_act_max = t.act_max;
+    lp.activations = std::move(t.activations);
+    p.observed_acc_bits = std::max(p.observed_acc_bits, lp.observed_acc_bits);
+    p.provable_acc_bits = std::max(p.provable_acc_bits, lp.provable_acc_bits);
+    p.layers.push_back(std::move(lp));
+  }
+  return p;
+}
+
+nlohmann::json to_json(const Profile& profile) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerProfile& l : profile.layers) {
+    layers.push_back({{"layer", l.layer},
+                      {"in", l.in},
+                      {"out", l.out},
+                      {"acc_bits", l.acc_bits},
+                      {"observed_acc_max", l.observed_acc_max},
+                      {"observed_acc_lowest", l.observed_acc_lowest},
+                      {"observed_acc_highest", l.observed_acc_highest},
+                      {"observed_acc_bits", l.observed_acc_bits},
+                      {"bound_acc_max", l.bound_acc_max},
+                      {"provable_acc_bits", l.provable_acc_bits},
+                      {"overflows", l.overflows},
+                      {"accumulations", l.accumulations},
+                      {"accumulators", {{"magnitude_bits", l.accumulators.magnitude_bits}}},
+                      {"act_bits", l.act_bits},
+                      {"observed_act_max", l.observed_act_max},
+                      {"activations", {{"magnitude_bits", l.activations.magnitude_bits}}}});
+  }
+  return {{"samples", profile.samples},
+          {"observed_acc_bits", profile.observed_acc_bits},
+          {"provable_acc_bits", profile.provable_acc_bits},
+          {"layers", std::move(layers)}};
+}
+
+Profile profile_from_json(const nlohmann::json& json) {
+  Profile p;
+  p.samples = json.at("samples").get<std::size_t>();
+  p.observed_acc_bits = json.at("observed_acc_bits").get<int>();
+  p.provable_acc_bits = json.at("provable_acc_bits").get<int>();
+  for (const nlohmann::json& j : json.at("layers")) {
+    LayerProfile l;
+    l.layer = j.at("layer").get<int>();
+    l.in = j.at("in").get<int>();
+    l.out = j.at("out").get<int>();
+    l.acc_bits = j.at("acc_bits").get<int>();
+    l.observed_acc_max = j.at("observed_acc_max").get<std::int64_t>();
+    l.observed_acc_lowest = j.at("observed_acc_lowest").get<std::int64_t>();
+    l.observed_acc_highest = j.at("observed_acc_highest").get<std::int64_t>();
+    l.observed_acc_bits = j.at("observed_acc_bits").get<int>();
+    l.bound_acc_max = j.at("bound_acc_max").get<std::int64_t>();
+    l.provable_acc_bits = j.at("provable_acc_bits").get<int>();
+    l.overflows = j.at("overflows").get<std::uint64_t>();
+    l.accumulations = j.at("accumulations").get<std::uint64_t>();
+    l.accumulators.magnitude_bits = j.at("accumulators").at("magnitude_bits").get<std::vector<std::uint64_t>>();
+    l.act_bits = j.at("act_bits").get<int>();
+    l.observed_act_max = j.at("observed_act_max").get<std::int64_t>();
+    l.activations.magnitude_bits = j.at("activations").at("magnitude_bits").get<std::vector<std::uint64_t>>();
+    p.layers.push_back(std::move(l));
+  }
+  return p;
+}
+
+bool operator==(const Histogram& a, const Histogram& b) { return a.magnitude_bits == b.magnitude_bits; }
+
+bool operator==(const LayerProfile& a, const LayerProfile& b) {
+  return a.layer == b.layer && a.in == b.in && a.out == b.out && a.acc_bits == b.acc_bits &&
+         a.observed_acc_max == b.observed_acc_max && a.observed_acc_bits == b.observed_acc_bits &&
+         a.bound_acc_max == b.bound_acc_max && a.provable_acc_bits == b.provable_acc_bits &&
+         a.overflows == b.overflows && a.accumulators == b.accumulators && a.act_bits == b.act_bits &&
+         a.observed_act_max == b.observed_act_max && a.activations == b.activations &&
+         a.observed_acc_lowest == b.observed_acc_lowest && a.observed_acc_highest == b.observed_acc_highest &&
+         a.accumulations == b.accumulations;
+}
+
+bool operator==(const Profile& a, const Profile& b) {
+  return a.layers == b.layers && a.samples == b.samples && a.observed_acc_bits == b.observed_acc_bits &&
+         a.provable_acc_bits == b.provable_acc_bits;
+}
+
+}  // namespace qathw::profile
