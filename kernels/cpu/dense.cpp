@@ -36,17 +36,10 @@ void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c) {
 
 void adamw_step(float* __restrict w, const float* __restrict grad, float* __restrict m, float* __restrict v,
                 std::size_t n, const AdamWParams& p) {
-  const float c1 = 1.0f / (1.0f - std::pow(p.beta1, static_cast<float>(p.step)));
-  const float c2 = 1.0f / (1.0f - std::pow(p.beta2, static_cast<float>(p.step)));
-  const float decay = 1.0f - p.lr * p.weight_decay;
+  const AdamWCoefficients k = adamw_coefficients(p);
   const long count = static_cast<long>(n);
 #pragma omp parallel for simd schedule(static)
-  for (long i = 0; i < count; ++i) {
-    const float g = grad[i];
-    m[i] = p.beta1 * m[i] + (1.0f - p.beta1) * g;
-    v[i] = p.beta2 * v[i] + (1.0f - p.beta2) * g * g;
-    w[i] = w[i] * decay - p.lr * (m[i] * c1) / (std::sqrt(v[i] * c2) + p.eps);
-  }
+  for (long i = 0; i < count; ++i) adamw_update(w[i], grad[i], m[i], v[i], k);
 }
 
 }  // namespace qathw::kernels

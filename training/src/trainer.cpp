@@ -3,12 +3,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <stdexcept>
 
 #include "qathw/kernels/dense.h"
 #include "qathw/training/checkpoint.h"
+
+#if QATHW_HAVE_CUDA
+#include "cuda_trainer.h"
+#endif
 
 namespace qathw::training {
 
@@ -99,12 +104,38 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   double seconds_this_run = 0;
   long steps_this_run = 0;
 
+#if QATHW_HAVE_CUDA
+  std::unique_ptr<CudaTrainer> gpu;
+  if (c.device == TrainDevice::Cuda && start_epoch < c.epochs)
+    gpu = std::make_unique<CudaTrainer>(net, m, v, f, target.array.lanes, c.batch, train, quantized, c.ste_clip);
+#else
+  if (c.device == TrainDevice::Cuda)
+    throw std::runtime_error("training on CUDA: CUDA support was not compiled in");
+#endif
+
   for (int epoch = start_epoch; epoch < c.epochs; ++epoch) {
     const std::vector<std::uint32_t> order = epoch_order(train.count, c.seed, epoch);
     double loss_sum = 0;
     long correct_sum = 0;
     const auto t0 = Clock::now();
-    for (long s = 0; s < steps_per_epoch; ++s, ++step) {
+#if QATHW_HAVE_CUDA
+    if (gpu) {
+      gpu->set_order(order);
+      for (long s = 0; s < steps_per_epoch; ++s, ++step) {
+        kernels::AdamWParams p;
+        p.lr = learning_rate(c, step, total);
+        p.weight_decay = weight_decay(c, step, total);
+        p.step = step + 1;
+        gpu->step(static_cast<std::size_t>(s) * c.batch, p);
+      }
+      const CudaTrainer::Totals t = gpu->take_totals();  // waits for the epoch's steps
+      loss_sum = t.loss_sum;
+      correct_sum = t.correct;
+      gpu->download(net, m, v);
+    }
+#endif
+    const long host_steps = c.device == TrainDevice::Cpu ? steps_per_epoch : 0;  // else the GPU ran them
+    for (long s = 0; s < host_steps; ++s, ++step) {
       for (int b = 0; b < c.batch; ++b) {
         const std::uint32_t i = order[static_cast<std::size_t>(s) * c.batch + b];
         std::copy_n(train.pixels.data() + i * features, features, pixels.data() + b * features);

@@ -3,7 +3,10 @@
 // 2^24; they never use reduced-precision (TF32/BF16) arithmetic.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
+
+#include "qathw/kernels/adamw.h"
 
 namespace qathw::kernels {
 
@@ -27,7 +30,18 @@ struct AdamWParams {
   long step = 1;  // 1-based, for bias correction
 };
 
-// Decoupled weight decay (AdamW): w -= lr * wd * w, then the Adam update with bias correction.
+inline AdamWCoefficients adamw_coefficients(const AdamWParams& p) {
+  return {p.lr,
+          p.beta1,
+          p.beta2,
+          p.eps,
+          1.0f / (1.0f - std::pow(p.beta1, static_cast<float>(p.step))),
+          1.0f / (1.0f - std::pow(p.beta2, static_cast<float>(p.step))),
+          1.0f - p.lr * p.weight_decay};
+}
+
+// Decoupled weight decay (AdamW): w -= lr * wd * w, then the Adam update with bias correction
+// (adamw_update of adamw.h for each weight).
 void adamw_step(float* w, const float* grad, float* m, float* v, std::size_t n, const AdamWParams& p);
 
 }  // namespace qathw::kernels

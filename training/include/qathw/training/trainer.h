@@ -15,6 +15,10 @@
 
 namespace qathw::training {
 
+// Where the training steps run. Cuda: the kernels of qathw/kernels/cuda.h (a build with CUDA
+// and a device); the test-set evaluation and the export stay on the host either way.
+enum class TrainDevice { Cpu, Cuda };
+
 struct TrainConfig {
   std::vector<int> hidden = {256, 256};
   int epochs = 20;
@@ -26,6 +30,7 @@ struct TrainConfig {
   int threads = 2;
   bool ste_clip = false;  // zero weight gradients where the weight quantizer clips
   bool train_fp32 = true;  // the FP32 twin (and so PTQ)
+  TrainDevice device = TrainDevice::Cpu;  // not part of to_json: a run's settings, not its result
 };
 
 nlohmann::json to_json(const TrainConfig& c);
