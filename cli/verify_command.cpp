@@ -15,7 +15,7 @@
 #include "commands.h"
 #include "model_inputs.h"
 #include "qathw/hls/hls_engine.h"
-#include "qathw/rtl/rtl_engine.h"
+#include "qathw/rtl/point_rtl.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/verify/compare.h"
@@ -63,7 +63,7 @@ EngineRun run_systemc(const ModelInputs& in) {
 }
 
 EngineRun run_rtl(const ModelInputs& in) {
-  rtl::RtlRun s = rtl::run_rtl(in.bundle, in.test.pixels.data(), in.count);
+  rtl::RtlRun s = rtl::run_rtl_any(in.bundle, in.test.pixels.data(), in.count);
   EngineRun r;
   r.outputs = std::move(s.outputs);
   r.layer_end = std::move(s.layer_end);
@@ -123,12 +123,12 @@ long parse_samples(const std::string& text) {
 int run_verify(const VerifyOptions& o) {
   std::vector<std::string> names = parse_engines(o.engines);
   const ModelInputs in = load_model_inputs(o.model, o.target, o.data, parse_samples(o.samples));
-  // The RTL and HLS engines exist for the built-in targets; by default, others run without them.
-  const std::vector<std::string> built = rtl::rtl_targets();
-  if (!o.engines_given && std::find(built.begin(), built.end(), in.bundle.target.name) == built.end()) {
-    std::cerr << "verify: no RTL or HLS build for target '" << in.bundle.target.name
-              << "': comparing int and systemc\n";
-    names = {"int", "systemc"};
+  // The HLS engine is compiled for the built-in targets; the RTL of any other target is built
+  // for its parameters at run time (cached). By default, other targets run without HLS.
+  if (!o.engines_given && !rtl::builtin_rtl(in.bundle)) {
+    std::cerr << "verify: no HLS build for target '" << in.bundle.target.name
+              << "': comparing int, systemc and rtl (the RTL built for its parameters)\n";
+    names = {"int", "systemc", "rtl"};
   }
   std::map<std::string, EngineRun> runs;
   for (const auto& name : names) {
@@ -198,7 +198,7 @@ int run_verify(const VerifyOptions& o) {
   // runs it again with tracing switched on.
   if (!o.trace.empty()) {
     const std::size_t sample = failing_sample.value_or(0);
-    rtl::run_rtl(in.bundle, in.test.pixels.data() + sample * in.test.features, 1, o.trace);
+    rtl::run_rtl_any(in.bundle, in.test.pixels.data() + sample * in.test.features, 1, o.trace);
     std::printf("  waveform of sample %zu (rtl, every signal, every cycle) written to %s\n", sample, o.trace.c_str());
     report["trace"] = {{"file", o.trace}, {"sample", sample}};
   }
