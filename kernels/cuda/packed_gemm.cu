@@ -1,6 +1,8 @@
 // The deployed model's layer on packed weights (2-bit ternary, 4-bit INT4 codes, as the bundle and
 // the weight SRAM hold them): decode with arith::decode_code / arith::load_code, multiply with
 // arith::pe_product, accumulate with arith::accumulate, requantize with arith::requantize.
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace qathw::kernels::cuda {
@@ -74,6 +76,62 @@ __global__ void __launch_bounds__(detail::kThreads) packed_layer_kernel(
   }
 }
 
+// The same layer for int8 codes where the sum is order-free and each row's packed bytes are a
+// multiple of 4 (ternary: in % 16 == 0; INT4: in % 8 == 0): each 32-bit word of packed codes is
+// expanded, byte by byte, through a table built with arith::decode_code into int8 lanes, and
+// multiplied and summed four at a time with __dp4a. dp4a forms the exact products x * w, which
+// equal arith::pe_product for every code (the arith tests check that exhaustively); the int32 sum
+// wraps modulo 2^32 at worst, which wrap(sum, acc_bits <= 32) does not see, and under saturation
+// an order-free sum stays within acc_bits.
+__global__ void __launch_bounds__(detail::kThreads) packed_layer_dp4a_kernel(
+    const std::uint8_t* __restrict packed, const std::int8_t* __restrict x, int in, int out, arith::Format f,
+    const arith::FixedPoint* __restrict requant, bool relu, std::int32_t* __restrict z) {
+  __shared__ unsigned table[256];  // byte -> its codes as int8 lanes (4 ternary, or 2 INT4 in the low half)
+  const arith::WeightFormat format = f.weights;
+  const int bits = arith::code_bits(format);
+  const int per_byte = 8 / bits;
+  for (int b = threadIdx.x; b < 256; b += blockDim.x) {
+    unsigned lanes = 0;
+    for (int slot = 0; slot < per_byte; ++slot) {
+      const int code = arith::decode_code(static_cast<std::uint8_t>(b >> (slot * bits)), format);
+      lanes |= (static_cast<unsigned>(code) & 0xffu) << (8 * slot);
+    }
+    table[b] = lanes;
+  }
+  __syncthreads();
+  const int lane = threadIdx.x % 32;
+  const int n = blockIdx.x * kWarps + threadIdx.x / 32;
+  if (n >= out) return;
+  const std::size_t sample = blockIdx.y;
+  const int* xs = reinterpret_cast<const int*>(x + sample * in);  // 4-byte aligned: in % 8 == 0
+  const int words = in / per_byte / 4;                              // 32-bit words of the row
+  const unsigned* row = reinterpret_cast<const unsigned*>(packed) + static_cast<std::size_t>(n) * words;
+  int sum = 0;
+  for (int u = lane; u < words; u += 32) {
+    const unsigned word = row[u];
+    if (format == arith::WeightFormat::Ternary) {
+      const int* xw = xs + u * 4;  // 16 codes: 4 int8x4 groups
+#pragma unroll
+      for (int j = 0; j < 4; ++j) sum = __dp4a(xw[j], static_cast<int>(table[(word >> (8 * j)) & 0xffu]), sum);
+    } else {
+      const int* xw = xs + u * 2;  // 8 codes: 2 int8x4 groups
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const unsigned lo = table[(word >> (16 * j)) & 0xffu], hi = table[(word >> (16 * j + 8)) & 0xffu];
+        sum = __dp4a(xw[j], static_cast<int>((lo & 0xffffu) | (hi << 16)), sum);
+      }
+    }
+  }
+  // Summed as unsigned: modulo 2^32, without signed overflow.
+  const unsigned total = detail::warp_reduce(static_cast<unsigned>(sum), detail::Sum{});
+  if (lane == 0) {
+    const std::int64_t acc =
+        arith::apply_overflow(static_cast<std::int64_t>(static_cast<std::int32_t>(total)), f.acc_bits, f.overflow);
+    const std::int64_t q = arith::requantize(acc, requant[n], f.rounding, f.acc_bits);
+    z[sample * out + n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+  }
+}
+
 template <typename Code>
 void launch(const std::uint8_t* packed, const Code* x, int samples, int in, int out, int lanes, const arith::Format& f,
             const arith::FixedPoint* requant, bool relu, std::int32_t* z) {
@@ -81,6 +139,13 @@ void launch(const std::uint8_t* packed, const Code* x, int samples, int in, int 
   if (samples > 65535) throw CudaError("packed_layer: at most 65535 samples per call");
   if (lanes < 1) throw CudaError("packed_layer: lanes must be at least 1");
   const dim3 grid((out + kWarps - 1) / kWarps, samples);
+  const int row_bits = in * arith::code_bits(f.weights);
+  if (std::is_same<Code, std::int8_t>::value && packed_layer_order_free(in, f) && row_bits % 32 == 0) {
+    packed_layer_dp4a_kernel<<<grid, detail::kThreads>>>(packed, reinterpret_cast<const std::int8_t*>(x), in, out, f,
+                                                          requant, relu, z);
+    detail::check_launch("packed_layer");
+    return;
+  }
   packed_layer_kernel<Code><<<grid, detail::kThreads>>>(packed, x, in, out, lanes, f, packed_layer_order_free(in, f),
                                                          requant, relu, z);
   detail::check_launch("packed_layer");

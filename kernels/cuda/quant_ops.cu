@@ -25,7 +25,7 @@ __global__ void abs_fixed_sum_kernel(const float* __restrict w, std::size_t n, u
   unsigned long long s = 0;
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n; i += std::size_t{gridDim.x} * blockDim.x)
     s += arith::abs_fixed(w[i]);
-  s = block_reduce(s, detail::Sum{});
+  s = block_reduce(s, detail::Sum{}, 0ull);
   if (threadIdx.x == 0 && s != 0) atomicAdd(sum, s);
 }
 
@@ -35,7 +35,7 @@ __global__ void row_absmax_scale_kernel(const float* __restrict w, int in, arith
   const float* row = w + static_cast<std::size_t>(blockIdx.x) * in;
   float amax = 0;
   for (int k = threadIdx.x; k < in; k += blockDim.x) amax = fmaxf(amax, fabsf(row[k]));
-  amax = block_reduce(amax, detail::Max{});
+  amax = block_reduce(amax, detail::Max{}, 0.0f);
   if (threadIdx.x == 0) scales[blockIdx.x] = arith::weight_scale(amax, format);
 }
 
@@ -50,7 +50,7 @@ __global__ void weight_scales_kernel(int out, std::size_t total, arith::Format f
     for (int n = threadIdx.x; n < out; n += blockDim.x) scales[n] = ref;
   } else {
     for (int n = threadIdx.x; n < out; n += blockDim.x) ref = fmaxf(ref, scales[n]);
-    ref = block_reduce(ref, detail::Max{});
+    ref = block_reduce(ref, detail::Max{}, 0.0f);
   }
   if (threadIdx.x == 0) *reference = ref;
   for (int n = threadIdx.x; n < out; n += blockDim.x) {
@@ -65,16 +65,19 @@ __global__ void weight_scales_kernel(int out, std::size_t total, arith::Format f
   }
 }
 
-__global__ void weight_codes_kernel(const float* __restrict w, int in, std::size_t total, arith::WeightFormat format,
+__global__ void weight_codes_kernel(const float* __restrict w, int out, int in, arith::WeightFormat format,
                                     arith::Rounding rounding, const float* __restrict scales, float* __restrict codes,
                                     float* __restrict dequantized, float* __restrict ste_mask) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::size_t{gridDim.x} * blockDim.x) {
-    const float s = scales[i / static_cast<std::size_t>(in)];
-    const float c = arith::weight_code_value(w[i], s, format, rounding);
-    codes[i] = c;
-    dequantized[i] = c * s;
-    ste_mask[i] = arith::weight_in_range(w[i], s, format) ? 1.0f : 0.0f;
+  for (int n = blockIdx.y; n < out; n += gridDim.y) {
+    const float s = scales[n];
+    const std::size_t row = static_cast<std::size_t>(n) * in;
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < in; k += gridDim.x * blockDim.x) {
+      const std::size_t i = row + k;
+      const float c = arith::weight_code_value(w[i], s, format, rounding);
+      codes[i] = c;
+      dequantized[i] = c * s;
+      ste_mask[i] = arith::weight_in_range(w[i], s, format) ? 1.0f : 0.0f;
+    }
   }
 }
 
@@ -91,7 +94,7 @@ __global__ void quantize_tokens_kernel(const Int* __restrict values, int cols, a
     const std::int64_t m = arith::magnitude(static_cast<std::int64_t>(v[k]));
     amax = m > amax ? m : amax;
   }
-  amax = block_reduce(amax, detail::Max{});
+  amax = block_reduce(amax, detail::Max{}, std::int64_t{0});
   const arith::FixedPoint r = arith::token_inv_scale(amax, f);
   Code* c = codes + b * cols;
   for (int k = threadIdx.x; k < cols; k += blockDim.x)
@@ -117,23 +120,23 @@ void launch_tokens(const Int* values, int rows, int cols, const arith::Format& f
 // ---- accumulators ------------------------------------------------------------------------------
 
 template <typename Acc>
-__global__ void epilogue_kernel(const Acc* __restrict acc, int cols, std::size_t total,
-                                const arith::FixedPoint* __restrict requant, bool relu, arith::Format f,
-                                std::int32_t* __restrict z) {
-  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::size_t{gridDim.x} * blockDim.x) {
-    const std::int64_t a = arith::apply_overflow(static_cast<std::int64_t>(acc[i]), f.acc_bits, f.overflow);
-    const std::int64_t q = arith::requantize(a, requant[i % static_cast<std::size_t>(cols)], f.rounding, f.acc_bits);
-    z[i] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+__global__ void epilogue_kernel(const Acc* __restrict acc, int rows, int cols, const arith::FixedPoint* __restrict requant,
+                                bool relu, arith::Format f, std::int32_t* __restrict z) {
+  for (int b = blockIdx.y; b < rows; b += gridDim.y) {
+    const std::size_t row = static_cast<std::size_t>(b) * cols;
+    for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < cols; n += gridDim.x * blockDim.x) {
+      const std::int64_t a = arith::apply_overflow(static_cast<std::int64_t>(acc[row + n]), f.acc_bits, f.overflow);
+      const std::int64_t q = arith::requantize(a, requant[n], f.rounding, f.acc_bits);
+      z[row + n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+    }
   }
 }
 
 template <typename Acc>
 void launch_epilogue(const Acc* acc, int rows, int cols, const arith::FixedPoint* requant, bool relu,
                      const arith::Format& f, std::int32_t* z) {
-  const std::size_t total = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
-  if (total == 0) return;
-  epilogue_kernel<<<grid_for(total), kThreads>>>(acc, cols, total, requant, relu, f, z);
+  if (rows <= 0 || cols <= 0) return;
+  epilogue_kernel<<<detail::grid_rows(rows, cols), kThreads>>>(acc, rows, cols, requant, relu, f, z);
   check_launch("accumulator_epilogue");
 }
 
@@ -222,8 +225,8 @@ __global__ void softmax_cross_entropy_kernel(const float* __restrict logits, con
     loss += static_cast<double>(logf(sum) - (row[label] - top));
     for (int c = 0; c < classes; ++c) d[c] = (d[c] / sum - (c == label ? 1.0f : 0.0f)) / static_cast<float>(batch);
   }
-  loss = block_reduce(loss, detail::Sum{});
-  correct = block_reduce(correct, detail::Sum{});
+  loss = block_reduce(loss, detail::Sum{}, 0.0);
+  correct = block_reduce(correct, detail::Sum{}, 0ull);
   if (threadIdx.x == 0) {
     totals->loss_sum += static_cast<double>(static_cast<float>(loss / batch));
     totals->correct += correct;
@@ -245,8 +248,8 @@ void quantize_weights(const float* w, int out, int in, const arith::Format& f, c
   }
   weight_scales_kernel<<<1, kThreads>>>(out, total, f, o.abs_sum, o.scales, o.reference, o.requant, o.bad_channel);
   check_launch("weight_scales");
-  weight_codes_kernel<<<grid_for(total), kThreads>>>(w, in, total, f.weights, f.rounding, o.scales, o.codes,
-                                                      o.dequantized, o.ste_mask);
+  weight_codes_kernel<<<detail::grid_rows(out, in), kThreads>>>(w, out, in, f.weights, f.rounding, o.scales, o.codes,
+                                                                o.dequantized, o.ste_mask);
   check_launch("weight_codes");
 }
 

@@ -44,7 +44,7 @@ using arith::WeightFormat;
     if (!probe_.available) GTEST_SKIP() << "no CUDA device: " << probe_.reason;      \
   } while (0)
 
-enum class Fill { Random, ZeroRows, MaxMagnitude, Ties };
+enum class Fill { Random, ZeroRows, MaxMagnitude, Ties, HugeChannel };
 
 struct Case {
   const char* name;
@@ -69,9 +69,13 @@ const Case kCases[] = {
     {"max_magnitude_ternary_saturating", 6, 11, 300, WeightFormat::Ternary, arith::Rounding::HalfAwayFromZero, arith::Overflow::Saturate, 12, 16, Fill::MaxMagnitude},
     {"max_magnitude_int4_saturating", 4, 7, 130, WeightFormat::Int4, arith::Rounding::HalfEven, arith::Overflow::Saturate, 16, 4, Fill::MaxMagnitude},
     {"max_magnitude_int4_wrap", 4, 9, 77, WeightFormat::Int4, arith::Rounding::HalfAwayFromZero, arith::Overflow::Wrap, 16, 32, Fill::MaxMagnitude},
+    {"max_magnitude_int4_wrap_aligned", 4, 9, 96, WeightFormat::Int4, arith::Rounding::HalfEven, arith::Overflow::Wrap, 16, 32, Fill::MaxMagnitude},
+    {"max_magnitude_ternary_wrap_aligned", 4, 9, 64, WeightFormat::Ternary, arith::Rounding::HalfAwayFromZero, arith::Overflow::Wrap, 8, 16, Fill::MaxMagnitude},
     {"ties_int4", 3, 12, 29, WeightFormat::Int4, arith::Rounding::HalfEven, arith::Overflow::Saturate, 24, 16, Fill::Ties},
     {"ties_int4_away", 3, 12, 29, WeightFormat::Int4, arith::Rounding::HalfAwayFromZero, arith::Overflow::Saturate, 24, 16, Fill::Ties},
     {"wide_int4", 3, 65, 4100, WeightFormat::Int4, arith::Rounding::HalfEven, arith::Overflow::Wrap, 32, 32, Fill::Random},
+    {"huge_channel_int4", 2, 5, 40, WeightFormat::Int4, arith::Rounding::HalfEven, arith::Overflow::Wrap, 32, 32, Fill::HugeChannel},
+    {"huge_channel_ternary", 2, 5, 40, WeightFormat::Ternary, arith::Rounding::HalfAwayFromZero, arith::Overflow::Saturate, 24, 16, Fill::HugeChannel},
     {"wide_ternary", 2, 70, 5003, WeightFormat::Ternary, arith::Rounding::HalfAwayFromZero, arith::Overflow::Saturate, 24, 16, Fill::Random},
 };
 
@@ -120,6 +124,11 @@ class KernelTable : public ::testing::TestWithParam<Case> {
           for (int k = 0; k < c.in; ++k) row[k] = 0.0625f * static_cast<float>(k % 29 - 14);
           row[0] = 0.875f;
           break;
+        case Fill::HugeChannel:
+          // INT4: channel 0's scale dwarfs the others so much that their ratio to it is below the
+          // scale format's smallest step (both sides must report it); ternary: |w| capped at 256.
+          if (n == 0) row[0] = 1e30f;
+          break;
         case Fill::Random:
           break;
       }
@@ -138,7 +147,10 @@ class KernelTable : public ::testing::TestWithParam<Case> {
       if (c.fill == Fill::MaxMagnitude) {
         for (int k = 0; k < cols; ++k) row[k] = k % 2 ? std::numeric_limits<std::int32_t>::max() - k : -(std::numeric_limits<std::int32_t>::max() - k);
       }
-      if (c.fill == Fill::Ties) row[0] = 254;  // amax 254: qmax / amax = 0.5, codes of odd v tie
+      if (c.fill == Fill::Ties) {  // amax 254: qmax / amax = 0.5, so the codes of odd values tie
+        for (int k = 0; k < cols; ++k) row[k] %= 255;
+        row[0] = 254;
+      }
     }
     return v;
   }
@@ -679,24 +691,31 @@ TEST_P(Passes, CudaEngineMatchesIntEngine) {
   const std::uint64_t seed = test::test_seed() + 77;
   SCOPED_TRACE(test::seed_note(seed));
   const target::TargetSpec t = builtin(GetParam());
-  const training::Mlp net = training::make_mlp(6 * 5, {33, 17}, 7, seed);
-  const training::Bundle bundle = training::make_bundle(net, t, 6, 5, nlohmann::json{{"note", "test"}});
-  std::mt19937_64 rng(seed);
-  const std::size_t count = 300;
-  std::vector<std::uint8_t> px(count * 30);
-  for (auto& p : px) p = static_cast<std::uint8_t>(rng() % 256);
-  std::fill_n(px.begin(), 30, 0);                 // all-zero sample
-  std::fill_n(px.begin() + 30, 30, 255);          // maximum magnitude
-  const std::vector<training::LayerOutputs> want = training::IntEngine(bundle).run_all(px.data(), count);
-  const training::CudaEngine engine(bundle);
-  const std::vector<training::LayerOutputs> got = engine.run_all(px.data(), count);
-  ASSERT_EQ(want.size(), got.size());
-  for (std::size_t i = 0; i < count; ++i)
-    for (std::size_t l = 0; l < want[i].size(); ++l)
-      ASSERT_EQ(want[i][l], got[i][l]) << "sample " << i << ", layer " << l << " (" << test::seed_note(seed) << ")";
-  const std::vector<std::int32_t> last = engine.run_batch(px.data(), count);
-  const std::vector<std::int32_t> last_want = training::IntEngine(bundle).run_batch(px.data(), count);
-  EXPECT_EQ(last_want, last);
+  // Ragged rows (the general kernel) and rows of whole 32-bit words (the dp4a form).
+  struct Shape {
+    int rows, cols;
+    std::vector<int> hidden;
+  };
+  for (const Shape& shape : {Shape{6, 5, {33, 17}}, Shape{8, 4, {48, 16}}}) {
+    const int features = shape.rows * shape.cols;
+    SCOPED_TRACE("inputs " + std::to_string(features));
+    const training::Mlp net = training::make_mlp(features, shape.hidden, 7, seed);
+    const training::Bundle bundle = training::make_bundle(net, t, shape.rows, shape.cols, nlohmann::json{{"note", "test"}});
+    std::mt19937_64 rng(seed);
+    const std::size_t count = 300;
+    std::vector<std::uint8_t> px(count * features);
+    for (auto& p : px) p = static_cast<std::uint8_t>(rng() % 256);
+    std::fill_n(px.begin(), features, 0);             // an all-zero sample
+    std::fill_n(px.begin() + features, features, 255);  // maximum magnitude
+    const std::vector<training::LayerOutputs> want = training::IntEngine(bundle).run_all(px.data(), count);
+    const training::CudaEngine engine(bundle);
+    const std::vector<training::LayerOutputs> got = engine.run_all(px.data(), count);
+    ASSERT_EQ(want.size(), got.size());
+    for (std::size_t i = 0; i < count; ++i)
+      for (std::size_t l = 0; l < want[i].size(); ++l)
+        ASSERT_EQ(want[i][l], got[i][l]) << "sample " << i << ", layer " << l << " (" << test::seed_note(seed) << ")";
+    EXPECT_EQ(training::IntEngine(bundle).run_batch(px.data(), count), engine.run_batch(px.data(), count));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, Passes, ::testing::Values("ternary-asic", "int4-fpga"),
