@@ -1,4 +1,5 @@
-// qat-hw infer MODEL --engine int: runs a deployed bundle on a data set's test split.
+// qat-hw infer MODEL --engine int|cuda: runs a deployed bundle on a data set's test split, with
+// the integer engine or its CUDA counterpart (packed-weight kernels, bit-exact with it).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -6,7 +7,9 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "qathw/kernels/device.h"
 #include "qathw/training/bundle.h"
+#include "qathw/training/cuda_engine.h"
 #include "qathw/training/idx.h"
 #include "qathw/training/int_engine.h"
 #include "qathw/util/atomic_file.h"
@@ -24,13 +27,30 @@ struct InferOptions {
 };
 
 int run_infer(const InferOptions& o) {
+  if (o.engine == "cuda") {
+    const kernels::DeviceChoice device = kernels::choose_device(kernels::DeviceRequest::Cuda, kernels::probe_cuda());
+    if (device.error) {
+      std::cerr << "qat-hw: --engine cuda: " << device.message.substr(device.message.find(": ") + 2) << "\n";
+      return kExitBadInput;
+    }
+    std::cerr << "infer: " << device.message << "\n";
+  }
   const ModelInputs in = load_model_inputs(o.model, o.target, o.data, o.samples);
   const training::Bundle& bundle = in.bundle;
   const training::Dataset& test = in.test;
   const std::size_t count = in.count;
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<std::int32_t> out = training::IntEngine(bundle).run_batch(test.pixels.data(), count);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<std::int32_t> out;
+  double seconds = 0;
+  if (o.engine == "cuda") {
+    const training::CudaEngine engine(bundle);  // weights uploaded before the clock starts
+    const auto t0 = std::chrono::steady_clock::now();
+    out = engine.run_batch(test.pixels.data(), count);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    out = training::IntEngine(bundle).run_batch(test.pixels.data(), count);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   long correct = 0;
   for (std::size_t i = 0; i < count; ++i)
     if (training::argmax(out.data() + i * bundle.classes, bundle.classes) == test.labels[i]) ++correct;
@@ -54,7 +74,9 @@ void add_infer_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<InferOptions>();
   auto* cmd = app.add_subcommand("infer", "Run a deployed bundle on the test split and report accuracy");
   cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
-  cmd->add_option("--engine", o->engine, "Engine")->capture_default_str()->check(CLI::IsMember({"int"}));
+  cmd->add_option("--engine", o->engine, "Engine: int (integer engine), cuda (packed-weight GPU kernels)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"int", "cuda"}));
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
   cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "qathw/kernels/device.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/training/bundle.h"
 #include "qathw/training/int_engine.h"
@@ -22,6 +23,7 @@ struct TrainOptions {
   std::string out;
   std::string hidden = "256,256";
   std::string ste = "identity";
+  std::string device = "auto";
   bool resume = false;
   bool no_fp32 = false;
   training::TrainConfig config;
@@ -58,11 +60,21 @@ nlohmann::json phase_json(const training::PhaseResult& r) {
 }
 
 int run_train(const TrainOptions& o) {
+  // The device first: `--device cuda` without one fails before any work.
+  const kernels::DeviceChoice device =
+      kernels::choose_device(kernels::parse_device_request(o.device), kernels::probe_cuda());
+  if (device.error) {
+    std::cerr << "qat-hw: " << device.message << "\n";
+    return kExitBadInput;
+  }
+  std::cerr << "train: " << device.message << "\n";
   const target::TargetSpec spec = target::resolve_target(o.target);
   training::TrainConfig config = o.config;
   config.hidden = parse_sizes(o.hidden);
   config.ste_clip = o.ste == "clipped";
   config.train_fp32 = !o.no_fp32;
+  config.device = device.device == kernels::Device::Cuda ? training::TrainDevice::Cuda : training::TrainDevice::Cpu;
+  const std::string device_name = device.device == kernels::Device::Cuda ? "cuda" : "cpu";
   const std::filesystem::path out = o.out.empty() ? std::filesystem::path("runs") / spec.name : std::filesystem::path(o.out);
   std::filesystem::create_directories(out);
 
@@ -85,7 +97,8 @@ int run_train(const TrainOptions& o) {
                            {"target_hash", target::content_hash(spec)},
                            {"data", {{"dir", o.data}, {"train", train.count}, {"test", test.count},
                                      {"rows", train.rows}, {"cols", train.cols}, {"classes", train.classes}}},
-                           {"config", training::to_json(config)}};
+                           {"config", training::to_json(config)},
+                           {"device", device_name}};
   if (r.fp32_result.ran) {
     report["fp32"] = phase_json(r.fp32_result);
     report["ptq"] = {{"test_accuracy", r.ptq_result.test_accuracy}};
@@ -94,7 +107,8 @@ int run_train(const TrainOptions& o) {
 
   // Export, then hold the deployed bundle's integer engine to the trainer's quantized forward.
   const std::filesystem::path bundle_path = out / "model.qhw";
-  nlohmann::json provenance = {{"config", report["config"]}, {"qat_test_accuracy", r.qat_result.test_accuracy}};
+  nlohmann::json provenance = {{"config", report["config"]}, {"device", device_name},
+                               {"qat_test_accuracy", r.qat_result.test_accuracy}};
   training::save_bundle(bundle_path, training::make_bundle(r.qat, spec, static_cast<int>(train.rows),
                                                            static_cast<int>(train.cols), provenance));
   const training::Bundle bundle = training::load_bundle(bundle_path, &spec);
@@ -149,6 +163,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--threads", o->config.threads, "CPU threads")->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--ste", o->ste, "Weight straight-through estimator: identity, or clipped (zero where the quantizer clips)")
       ->capture_default_str()->check(CLI::IsMember({"identity", "clipped"}));
+  cmd->add_option("--device", o->device, "Where training steps run: auto (a CUDA GPU when present), cpu, cuda")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoints in the output folder");
   cmd->add_flag("--no-fp32", o->no_fp32, "Skip the FP32 twin (and so PTQ)");
   cmd->callback([o, &exit_code] { exit_code = run_train(*o); });
