@@ -25,6 +25,7 @@ def parse_args(argv=None):
     p.add_argument("--ste", choices=["identity", "clipped"], default="identity")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--max-steps", type=int, default=0, help="stop after N training steps (0: no limit)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N")
     a = p.parse_args(argv)
     a.hidden = [int(h) for h in a.hidden.split(",") if h.strip()]
     if a.framework == "brevitas" and a.mode == "fp32":
@@ -274,10 +275,13 @@ def torch_source():
 
 
 def main(args):
-    x_train, y_train = load_split(args.data, "train")
-    x_test, y_test = load_split(args.data, "t10k")
+    device = torch.device(args.device)
+    x_train, y_train = (t.to(device) for t in load_split(args.data, "train"))
+    x_test, y_test = (t.to(device) for t in load_split(args.data, "t10k"))
     sizes = [784] + args.hidden + [10]
     model, quantizers = build_model(args, sizes)
+    model.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=0.0, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=args.weight_decay)
@@ -296,9 +300,10 @@ def main(args):
     for epoch in range(args.epochs):
         if step >= limit:
             break
-        order = torch.randperm(n, generator=gen)
-        loss_sum = torch.zeros(())
+        order = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
         epoch_steps = 0
+        sync()
         t0 = time.perf_counter()
         for s in range(steps_per_epoch):
             if step >= limit:
@@ -315,6 +320,7 @@ def main(args):
             loss_sum += loss.detach()
             step += 1
             epoch_steps += 1
+        sync()
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         log(f"epoch {epoch + 1}/{args.epochs}: loss {float(loss_sum) / max(1, epoch_steps):.4f}, "
@@ -337,6 +343,8 @@ def main(args):
         "ste": args.ste if args.mode == "qat" else None,
         "hidden": args.hidden,
         "threads": args.threads,
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "epochs": args.epochs,
         "batch": args.batch,
         "lr": args.lr,
