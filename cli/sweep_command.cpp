@@ -241,6 +241,8 @@ int report_rows(const std::vector<nlohmann::json>& rows, const fs::path& out, co
 int run_sweep(const SweepOptions& o) {
   const sweep::SweepSpec spec = sweep::load_sweep(o.spec);
   const std::vector<sweep::Point> points = sweep::expand(spec);
+  if (!fs::is_directory(spec.training.data_dir))
+    throw std::invalid_argument(o.spec + ": field 'training.data': no such folder " + spec.training.data_dir.string());
   const fs::path db_path = o.db.empty() ? default_db(o.spec) : fs::path(o.db);
   sweep::ResultsDb db(db_path);
   db.bind_sweep(o.spec, sweep::spec_hash(spec, points), points.size());
