@@ -1,6 +1,8 @@
 #include "qathw/sweep/sweep_spec.h"
 
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -30,17 +32,24 @@ std::vector<nlohmann::json> axis_values(const toml::node& n, const std::string& 
     for (const toml::node& v : *a) values.push_back(to_json_value(v, origin, field));
   } else if (const toml::table* t = n.as_table()) {
     for (const auto& [k, v] : *t)
-      if (k != "from" && k != "to" && k != "step") fail(origin, field + "." + std::string(k.str()), "unknown field; a range has from, to, step");
-    const auto from = (*t)["from"].value<std::int64_t>(), to = (*t)["to"].value<std::int64_t>();
-    const std::int64_t step = (*t)["step"].value_or(std::int64_t{1});
-    if (!from || !to) fail(origin, field, "a range needs integer 'from' and 'to'");
-    if (step <= 0 || *to < *from) fail(origin, field, "a range needs from <= to and step >= 1");
-    if ((*to - *from) / step >= 10000) fail(origin, field, "a range of more than 10000 values");
-    for (std::int64_t v = *from; v <= *to; v += step) values.push_back(v);
+      if (k != "from" && k != "to" && k != "step")
+        fail(origin, field + "." + std::string(k.str()),
+             "unknown field; a range has from, to, step (a dotted target field needs quotes: \"array.rows\")");
+    const auto from = (*t)["from"].value_exact<std::int64_t>(), to = (*t)["to"].value_exact<std::int64_t>();
+    const auto step = t->contains("step") ? (*t)["step"].value_exact<std::int64_t>() : std::optional<std::int64_t>(1);
+    if (!from || !to || !step) fail(origin, field, "a range needs integer 'from', 'to' and 'step' (step default 1)");
+    if (*step <= 0 || *to < *from) fail(origin, field, "a range needs from <= to and step >= 1");
+    const std::uint64_t count = (static_cast<std::uint64_t>(*to) - static_cast<std::uint64_t>(*from)) /
+                                static_cast<std::uint64_t>(*step);  // no overflow near the int64 limits
+    if (count >= 10000) fail(origin, field, "a range of more than 10000 values");
+    for (std::uint64_t i = 0; i <= count; ++i) values.push_back(*from + static_cast<std::int64_t>(i) * *step);
   } else {
     fail(origin, field, "must be a list of values or a range {from, to, step}");
   }
   if (values.empty()) fail(origin, field, "has no values");
+  for (std::size_t i = 0; i < values.size(); ++i)
+    for (std::size_t j = i + 1; j < values.size(); ++j)
+      if (values[i] == values[j]) fail(origin, field, "value " + values[i].dump() + " is listed twice");
   return values;
 }
 
@@ -54,6 +63,18 @@ void set_field(nlohmann::json& target, const std::string& field, const nlohmann:
   target[field.substr(0, dot)][field.substr(dot + 1)] = value;
 }
 
+// An optional integer field of table t: absent, the default; present, an integer in [lo, hi].
+std::int64_t integer_field(const toml::table& t, const char* key, std::int64_t fallback, std::int64_t lo,
+                           std::int64_t hi, const std::string& origin, const std::string& field,
+                           const std::string& what) {
+  if (!t.contains(key)) return fallback;
+  const auto v = t[key].value_exact<std::int64_t>();
+  if (!v || *v < lo || *v > hi) fail(origin, field, what);
+  return *v;
+}
+
+// More points than a sweep can sensibly run (and than expand() should build) is a mistake.
+constexpr std::size_t kMaxPoints = 100000;
 
 }  // namespace
 
@@ -70,6 +91,8 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
       fail(origin, std::string(k.str()), "unknown field; allowed here: base, axes, training, verify");
   SweepSpec spec;
   spec.origin = origin;
+  if (root.contains("base") && !root["base"].is_string())
+    fail(origin, "base", "must be a string: a built-in target name or a .toml path");
   const auto base = root["base"].value<std::string>();
   if (!base) fail(origin, "base", "missing: a built-in target name or a .toml path");
   const bool is_path = base->find('/') != std::string::npos || base->find(".toml") != std::string::npos;
@@ -78,6 +101,8 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
   } catch (const target::TargetError& e) {
     fail(origin, "base", e.what());
   }
+  if (root.contains("axes") && !root["axes"].is_table())
+    fail(origin, "axes", "must be a table of target fields and their values");
   const toml::table* axes = root["axes"].as_table();
   if (!axes || axes->empty()) fail(origin, "axes", "missing: a table of target fields and their values");
   const nlohmann::json base_json = target::to_json(spec.base);
@@ -87,23 +112,32 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
     set_field(probe, a.field, a.values.front(), origin);
     spec.axes.push_back(std::move(a));
   }
+  std::size_t points = 1;
+  for (const Axis& a : spec.axes)
+    if ((points *= a.values.size()) > kMaxPoints)
+      fail(origin, "axes", "more than " + std::to_string(kMaxPoints) + " points in the cross product of the axes");
+  for (const char* table : {"training", "verify"})
+    if (root.contains(table) && !root[table].is_table()) fail(origin, table, "must be a table");
   if (const toml::table* t = root["training"].as_table()) {
     for (const auto& [k, v] : *t)
       if (k != "data" && k != "hidden" && k != "epochs" && k != "seed")
         fail(origin, "training." + std::string(k.str()), "unknown field; allowed here: data, hidden, epochs, seed");
+    if (t->contains("data") && !(*t)["data"].is_string()) fail(origin, "training.data", "must be a string: a data folder");
     spec.training.data = (*t)["data"].value_or(std::string("/usr/share/datasets/fashion-mnist"));
-    if (const toml::array* h = (*t)["hidden"].as_array()) {
+    if (t->contains("hidden")) {
+      const toml::array* h = (*t)["hidden"].as_array();
+      if (!h || h->empty()) fail(origin, "training.hidden", "must be a list of one or more layer sizes");
       spec.training.hidden.clear();
       for (const toml::node& n : *h) {
-        const auto size = n.value<std::int64_t>();
+        const auto size = n.value_exact<std::int64_t>();
         if (!size || *size < 1 || *size > 65536) fail(origin, "training.hidden", "layer sizes must be integers in [1, 65536]");
         spec.training.hidden.push_back(static_cast<int>(*size));
       }
     }
-    const std::int64_t epochs = (*t)["epochs"].value_or(std::int64_t{5});
-    if (epochs < 1 || epochs > 10000) fail(origin, "training.epochs", "must be an integer in [1, 10000]");
-    spec.training.epochs = static_cast<int>(epochs);
-    spec.training.seed = static_cast<std::uint64_t>((*t)["seed"].value_or(std::int64_t{1}));
+    spec.training.epochs = static_cast<int>(
+        integer_field(*t, "epochs", 5, 1, 10000, origin, "training.epochs", "must be an integer in [1, 10000]"));
+    spec.training.seed = static_cast<std::uint64_t>(integer_field(
+        *t, "seed", 1, 0, std::numeric_limits<std::int64_t>::max(), origin, "training.seed", "must be an integer >= 0"));
   } else {
     spec.training.data = "/usr/share/datasets/fashion-mnist";
   }
@@ -113,8 +147,8 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
   if (const toml::table* v = root["verify"].as_table()) {
     for (const auto& [k, n] : *v)
       if (k != "samples") fail(origin, "verify." + std::string(k.str()), "unknown field; allowed here: samples");
-    spec.verify_samples = (*v)["samples"].value_or(std::int64_t{1000});
-    if (spec.verify_samples < 1) fail(origin, "verify.samples", "must be at least 1");
+    spec.verify_samples = integer_field(*v, "samples", 1000, 1, std::numeric_limits<long>::max(), origin,
+                                        "verify.samples", "must be an integer, at least 1");
   }
   return spec;
 }

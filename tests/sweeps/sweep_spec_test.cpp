@@ -68,5 +68,42 @@ TEST(SweepSpec, BadSpecsNameTheField) {
   expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [8]\n[verify]\nsamples = 0\n", "field 'verify.samples'");
 }
 
+// Values of the wrong type are errors, not silently replaced by the defaults; so are duplicated
+// values (two points with one hash) and cross products too large to run.
+TEST(SweepSpec, WrongTypesDuplicatesAndHugeSweepsAreRejected) {
+  const std::string head = "base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [8]\n";
+  expect_error("base = 3\n[axes]\n\"array.rows\" = [8]\n", "field 'base': must be a string");
+  expect_error("base = \"ternary-asic\"\naxes = [1]\n", "field 'axes': must be a table");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [8, 16, 8]\n", "field 'axes.array.rows': value 8 is listed twice");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = { from = 8, to = 16, step = \"4\" }\n",
+               "field 'axes.array.rows': a range needs integer");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = { from = 8.0, to = 16 }\n",
+               "field 'axes.array.rows': a range needs integer");
+  expect_error("base = \"ternary-asic\"\n[axes]\narray.rows = [8]\n", "field 'axes.array.rows': unknown field");
+  // A range at the int64 limit ends (no overflow); its values then fail the target's checks.
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = { from = 9223372036854775806, to = 9223372036854775807 }\n",
+               "field 'array.rows'");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = { from = 1, to = 100 }\n"
+               "\"array.lanes\" = { from = 1, to = 100 }\n\"memory.weight_sram_kib\" = { from = 1, to = 100 }\n",
+               "field 'axes': more than 100000 points");
+  expect_error("base = \"ternary-asic\"\ntraining = 1\n[axes]\n\"array.rows\" = [8]\n", "field 'training': must be a table");
+  expect_error("base = \"ternary-asic\"\nverify = 1\n[axes]\n\"array.rows\" = [8]\n", "field 'verify': must be a table");
+  expect_error(head + "[training]\ndata = 3\n", "field 'training.data': must be a string");
+  expect_error(head + "[training]\nhidden = 64\n", "field 'training.hidden': must be a list");
+  expect_error(head + "[training]\nhidden = []\n", "field 'training.hidden': must be a list of one or more");
+  expect_error(head + "[training]\nhidden = [64.0]\n", "field 'training.hidden': layer sizes must be integers");
+  expect_error(head + "[training]\nepochs = \"2\"\n", "field 'training.epochs': must be an integer");
+  expect_error(head + "[training]\nseed = -1\n", "field 'training.seed': must be an integer >= 0");
+  expect_error(head + "[training]\nseed = 1.5\n", "field 'training.seed': must be an integer >= 0");
+  expect_error(head + "[verify]\nsamples = \"all\"\n", "field 'verify.samples': must be an integer");
+  // The limits themselves are accepted.
+  const SweepSpec ok = parse(head + "[training]\nhidden = [1, 65536]\nepochs = 10000\nseed = 0\n[verify]\nsamples = 1\n");
+  EXPECT_EQ(ok.training.seed, 0u);
+  EXPECT_EQ(ok.training.epochs, 10000);
+  EXPECT_EQ(ok.training.hidden, (std::vector<int>{1, 65536}));
+  EXPECT_EQ(parse("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = { from = 1, to = 100 }\n"
+                  "\"array.lanes\" = { from = 1, to = 1000, step = 1 }\n").axes.size(), 2u);  // 100000 points
+}
+
 }  // namespace
 }  // namespace qathw::sweep
