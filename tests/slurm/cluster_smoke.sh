@@ -3,7 +3,7 @@
 # four-task job array, one task per CPU at a time, and every task's output arrives.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=slurm_test_lib.sh
+# shellcheck source-path=SCRIPTDIR
 . "$here/slurm_test_lib.sh"
 [ $# -eq 1 ] || fail "usage: $0 SLURM_LOCAL"
 

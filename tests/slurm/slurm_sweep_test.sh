@@ -5,12 +5,12 @@
 # --json` agrees, the report is written, and a re-run finds nothing left to do.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=slurm_test_lib.sh
+# shellcheck source-path=SCRIPTDIR
 . "$here/slurm_test_lib.sh"
 [ $# -eq 4 ] || fail "usage: $0 SLURM_LOCAL QATHW SPEC TINY_IDX"
 slurm_local=$1 qathw=$2 spec_in=$3 tiny=$(cd "$4" && pwd)
 points=2                  # the points of SPEC: "array.rows" = [4, 8]
-sweep_limit=${QATHW_SLURM_SWEEP_TIMEOUT:-1200}   # below the ctest TIMEOUT, so the cluster is stopped
+sweep_limit=${QATHW_SLURM_SWEEP_TIMEOUT:-600}   # below the ctest TIMEOUT, so the cluster is stopped
 
 slurm_test_require
 command -v sqlite3 >/dev/null 2>&1 || fail "sqlite3 is not installed (Debian package sqlite3, scripts/setup)"

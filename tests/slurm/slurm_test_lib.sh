@@ -40,6 +40,7 @@ slurm_test_start() {
   local slurm_local=$1 env_lines
   # Short, under /tmp: munge's socket path must stay under 108 bytes.
   work=$(mktemp -d /tmp/qathw-slurm.XXXXXX)
+  chmod 0755 "$work"   # munged wants its socket reachable by all
   slurm_local_script=$slurm_local
   trap slurm_test_cleanup EXIT
   trap 'exit 130' INT
