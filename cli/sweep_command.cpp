@@ -214,9 +214,16 @@ void run_slurm(const SweepOptions& o, const std::vector<sweep::Point>& points, c
   std::set<std::string> reported;
   for (std::size_t i = 0; i < points.size(); ++i)
     if (std::find(todo.begin(), todo.end(), i) == todo.end()) reported.insert(points[i].hash);
-  for (;;) {
-    const util::ProgramRun q = util::run_program({"squeue", "-h", "-j", job, "-o", "%i"});
-    const bool queued = q.status == 0 && q.output.find_first_not_of(" \n") != std::string::npos;
+  for (int squeue_failures = 0;;) {
+    // The job is over when squeue answers without it; an unanswered squeue (a controller restart)
+    // is retried for a while before it is an error.
+    util::ProgramRun q = util::run_program({"squeue", "-h", "-j", job, "-o", "%i"});
+    if (q.status != 0 && q.output.find("Invalid job id") != std::string::npos) q = {0, ""};  // ended and purged
+    squeue_failures = q.status == 0 ? 0 : squeue_failures + 1;
+    if (squeue_failures > 30)
+      throw std::runtime_error("squeue has not answered for job " + job + " (" + q.output + "); the sweep goes on in "
+                               "Slurm: see qat-hw sweep status " + db_path.string());
+    const bool queued = q.status != 0 || q.output.find_first_not_of(" \n") != std::string::npos;
     const auto rows = db.rows();
     for (std::size_t i : todo) {
       const nlohmann::json* row = find_row(rows, points[i].hash);
