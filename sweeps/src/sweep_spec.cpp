@@ -190,6 +190,8 @@ std::vector<Point> expand(const SweepSpec& spec) {
     key.erase("clock");
     key.erase("energy");
     key["array"].erase("rows");
+    // With a wrapping accumulator the adder-tree width cannot change a sum (wrap is modular).
+    if (p.target.format.overflow == arith::Overflow::Wrap) key["array"].erase("lanes");
     p.training_key = util::fnv1a64_hex(key.dump() + training.dump());
     points.push_back(std::move(p));
     std::size_t a = 0;
