@@ -355,7 +355,8 @@ void add_sweep_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(CLI::IsMember({"local", "slurm"}));
   cmd->add_option("--report", o->report, "Report folder (default: DB.report)");
   cmd->add_option("--cache", o->cache, "Cache of synthesis results and RTL builds (default ~/.cache/qat-hw)");
-  cmd->add_option("--poll", o->poll_seconds, "Slurm: seconds between progress checks")->capture_default_str();
+  cmd->add_option("--poll", o->poll_seconds, "Slurm: seconds between progress checks")
+      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
 
   auto s = std::make_shared<StatusOptions>();
   auto* status = cmd->add_subcommand("status", "Progress of a sweep from its results database");
