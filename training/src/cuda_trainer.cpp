@@ -93,6 +93,7 @@ CudaTrainer::CudaTrainer(const Mlp& net, const std::vector<std::vector<float>>& 
     }
   }
   s.acc.resize(largest_output);
+  if (quantized) s.acc_exact.resize(largest_output);
   s.logits.resize(b * s.classes);
   s.dlogits.resize(b * s.classes);
   for (auto& scratch : s.scratch) scratch.resize(largest_input);
@@ -126,7 +127,6 @@ void CudaTrainer::step(std::size_t first, const kernels::AdamWParams& p) {
         cuda::gemm_abt(d.input.data(), d.codes.data(), batch, d.out, d.in, s.acc.data());
         cuda::accumulator_epilogue(s.acc.data(), batch, d.out, d.requant.data(), d.relu, s.f, d.z.data());
       } else {
-        s.acc_exact.resize(b * d.out);
         cuda::accumulate_exact(d.input.data(), d.codes.data(), batch, d.out, d.in, s.lanes, s.f, s.acc_exact.data());
         cuda::accumulator_epilogue(s.acc_exact.data(), batch, d.out, d.requant.data(), d.relu, s.f, d.z.data());
       }
