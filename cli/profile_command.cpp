@@ -1,7 +1,6 @@
 // qat-hw profile MODEL: per layer, the accumulator values and activation codes of the test split
 // against the target's widths: observed maximum, the width that provably never overflows for the
 // bundle's weights, overflow counts; histograms as JSON and plotted with gnuplot.
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include "model_inputs.h"
 #include "qathw/profile/profile.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/gnuplot.h"
 #include "qathw/util/process.h"
 
 namespace qathw::cli {
@@ -31,30 +31,6 @@ struct ProfileOptions {
   std::string json;
   std::string plot;
 };
-
-long parse_count(const std::string& text) {
-  if (text == "all") return 0;
-  std::size_t used = 0;
-  long v = 0;
-  try {
-    v = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || v < 1) throw std::invalid_argument("--samples: '" + text + "' is not a count or 'all'");
-  return v;
-}
-
-// A gnuplot single-quoted string: the only escape is '' for a quote.
-std::string gnuplot_string(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\n' || c == '\r') throw std::invalid_argument("--plot: '" + text + "' holds a line break");
-    out += c;
-    if (c == '\'') out += '\'';
-  }
-  return out + "'";
-}
 
 // One histogram as an inline data block: "bucket count" lines, empty buckets left out (the
 // counts are drawn on a log scale).
@@ -79,7 +55,7 @@ std::string panel(const std::string& title, const std::string& block, std::size_
   int right = static_cast<int>(buckets);
   for (const auto& w : widths) right = std::max(right, w.second);
   std::ostringstream s;
-  s << "set title " << gnuplot_string(title) << "\n"
+  s << "set title " << util::gnuplot_string(title) << "\n"
     << "unset arrow\nunset label\n"
     << "set xrange [-0.5:" << right + 0.5 << "]\n";
   const char* colours[] = {"#d62728", "#2ca02c"};
@@ -87,7 +63,7 @@ std::string panel(const std::string& title, const std::string& block, std::size_
     const double x = widths[i].second - 0.5;
     s << "set arrow " << i + 1 << " from " << x << ", graph 0 to " << x << ", graph 1 nohead lw 2 dt " << i + 1
       << " lc rgb '" << colours[i % 2] << "'\n"
-      << "set label " << i + 1 << " " << gnuplot_string(widths[i].first + " " + std::to_string(widths[i].second) + " bits")
+      << "set label " << i + 1 << " " << util::gnuplot_string(widths[i].first + " " + std::to_string(widths[i].second) + " bits")
       << " at " << x << ", graph " << (0.92 - 0.1 * static_cast<double>(i)) << " right offset -0.5,0 front boxed tc rgb '"
       << colours[i % 2] << "'\n";
   }
@@ -95,23 +71,9 @@ std::string panel(const std::string& title, const std::string& block, std::size_
   return s.str();
 }
 
-std::string plot_script(const profile::Profile& p, const std::string& png, const std::string& svg) {
-  const int rows = static_cast<int>(p.layers.size());
-  const int height = std::max(300, 260 * rows);
-  std::ostringstream body;
-  body << "set multiplot layout " << rows << ",2\n";
-  for (const profile::LayerProfile& l : p.layers) {
-    const std::string shape = "layer " + std::to_string(l.layer) + " (" + std::to_string(l.in) + " x " +
-                              std::to_string(l.out) + ")";
-    body << "set xlabel 'bits of |accumulator|'\n"
-         << panel(shape + ": accumulators", "acc" + std::to_string(l.layer), l.accumulators.magnitude_bits.size(),
-                  {{"target", l.acc_bits}, {"provable", l.provable_acc_bits}})
-         << "set xlabel 'bits of |activation code|'\n"
-         << panel(shape + ": input activation codes", "act" + std::to_string(l.layer),
-                  l.activations.magnitude_bits.size(), {{"target", l.act_bits}});
-  }
-  body << "unset multiplot\nset output\n";
-
+// Two panels per layer: accumulator magnitudes with the target and provable widths, and input
+// activation codes with the target's activation width.
+std::string plot_script(const profile::Profile& p) {
   std::ostringstream s;
   for (const profile::LayerProfile& l : p.layers) {
     s << data_block("acc" + std::to_string(l.layer), l.accumulators)
@@ -119,41 +81,38 @@ std::string plot_script(const profile::Profile& p, const std::string& png, const
   }
   s << "set style fill solid 0.6\nset boxwidth 0.8\nset logscale y\nset yrange [0.7:*]\nset ylabel 'count'\nset grid ytics\n"
     << "set xtics 1 out nomirror\nset key off\nset style textbox opaque noborder\n"
-    // pngcairo draws anti-aliased; gnuplot builds without cairo have the libgd png terminal.
-    << "if (strstrt(GPVAL_TERMINALS, ' pngcairo ') > 0) {\n"
-    << "  set terminal pngcairo size 1400," << height << " font ',9'\n"
-    << "} else {\n"
-    << "  set terminal png size 1400," << height << "\n"
-    << "}\n"
-    << "set output " << gnuplot_string(png) << "\n"
-    << body.str() << "set terminal svg size 1400," << height << " font ',9'\n"
-    << "set output " << gnuplot_string(svg) << "\n"
-    << body.str();
+    << "set multiplot layout " << p.layers.size() << ",2\n";
+  for (const profile::LayerProfile& l : p.layers) {
+    const std::string shape = "layer " + std::to_string(l.layer) + " (" + std::to_string(l.in) + " x " +
+                              std::to_string(l.out) + ")";
+    s << "set xlabel 'bits of |accumulator|'\n"
+      << panel(shape + ": accumulators", "acc" + std::to_string(l.layer), l.accumulators.magnitude_bits.size(),
+               {{"target", l.acc_bits}, {"provable", l.provable_acc_bits}})
+      << "set xlabel 'bits of |activation code|'\n"
+      << panel(shape + ": input activation codes", "act" + std::to_string(l.layer),
+               l.activations.magnitude_bits.size(), {{"target", l.act_bits}});
+  }
+  s << "unset multiplot\n";
   return s.str();
 }
 
 // PREFIX.png and PREFIX.svg, drawn under temporary names beside them and renamed when whole.
 void write_plots(const profile::Profile& p, const std::string& prefix) {
+  if (prefix.find_first_of("\n\r") != std::string::npos)
+    throw std::invalid_argument("--plot: '" + prefix + "' holds a line break");
   const fs::path png = prefix + ".png", svg = prefix + ".svg";
   const fs::path dir = png.parent_path().empty() ? fs::path(".") : png.parent_path();
   if (!fs::is_directory(dir)) throw std::invalid_argument("--plot: " + dir.string() + ": no such directory");
-  const std::string tag = ".tmp-" + std::to_string(::getpid());
-  const fs::path png_tmp = png.string() + tag, svg_tmp = svg.string() + tag;
-  const util::ProgramRun run = util::run_program({"gnuplot"}, {}, plot_script(p, png_tmp.string(), svg_tmp.string()));
-  std::error_code ec;
-  if (run.status != 0 || !fs::is_regular_file(png_tmp) || !fs::is_regular_file(svg_tmp)) {
-    fs::remove(png_tmp, ec);
-    fs::remove(svg_tmp, ec);
-    if (run.status == 127)
-      throw std::runtime_error("--plot: cannot run gnuplot; install the Debian package gnuplot-nox");
-    throw std::runtime_error("--plot: gnuplot failed (exit " + std::to_string(run.status) + "):\n" + run.output);
+  const int height = std::max(300, 260 * static_cast<int>(p.layers.size()));
+  try {
+    util::draw_png_and_svg(plot_script(p), {png, svg, 1400, height, ",9"});
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string("--plot: ") + e.what());
   }
-  fs::rename(png_tmp, png);
-  fs::rename(svg_tmp, svg);
 }
 
 int run_profile(const ProfileOptions& o) {
-  const long samples = parse_count(o.samples);
+  const long samples = parse_samples(o.samples);
   // Checked before the data is run: a missing plotter should not cost a profiling run.
   if (!o.plot.empty() && !util::program_available("gnuplot"))
     throw std::runtime_error("--plot: gnuplot not found on PATH; install the Debian package gnuplot-nox");

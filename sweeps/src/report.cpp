@@ -1,7 +1,5 @@
 #include "qathw/sweep/report.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +10,7 @@
 
 #include "qathw/sweep/results_db.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/gnuplot.h"
 #include "qathw/util/process.h"
 
 namespace qathw::sweep {
@@ -112,16 +111,6 @@ std::string datum(const nlohmann::json& row, const char* column, double scale = 
   return buf;
 }
 
-// A gnuplot single-quoted string: a quote inside is doubled, nothing else is interpreted.
-std::string gnuplot_string(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += '\'';
-    out += (c == '\n' || c == '\r') ? ' ' : c;
-  }
-  return out + "'";
-}
-
 struct Panel {
   const char* column;
   const char* label;
@@ -158,40 +147,19 @@ std::string plot_script(const std::vector<nlohmann::json>& rows, const std::vect
     s << "EOD\n";
   }
   s << "set termoption noenhanced\n"
-    << "set multiplot layout 1,3 title " << gnuplot_string(title) << "\n"
+    << "set multiplot layout 1,3 title " << util::gnuplot_string(title) << "\n"
     << "set grid\nset bmargin 6\nset ylabel 'accuracy (%)'\n"
     << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n"
     // One legend for the three panels, centred under them.
     << "set key horizontal samplen 2 width -2 at screen 0.5, screen 0.04 center center\n";
   for (std::size_t p = 0; p < std::size(kPanels); ++p)
-    s << (p == 1 ? "unset key\n" : "") << "set xlabel " << gnuplot_string(kPanels[p].label) << "\n"
-      << "set title " << gnuplot_string(std::string("accuracy vs ") + kPanels[p].label) << "\n"
+    s << (p == 1 ? "unset key\n" : "") << "set xlabel " << util::gnuplot_string(kPanels[p].label) << "\n"
+      << "set title " << util::gnuplot_string(std::string("accuracy vs ") + kPanels[p].label) << "\n"
       << "plot $points using " << p + 1 << ":4 with points pt 6 ps 1.3 lc rgb '#606060' title 'done points', "
       << "$front" << p << " using 1:2 with steps lw 2 lc rgb '#1f77b4' title 'front of this pair', "
       << "$front using " << p + 1 << ":4 with points pt 7 ps 1.3 lc rgb '#d62728' title '4-objective front'\n";
   s << "unset multiplot\n";
   return s.str();
-}
-
-// Draws `script` on `terminal` into a temporary file beside `out`, then renames it into place.
-void plot(const std::string& script, const std::string& terminal, const fs::path& out, const fs::path& log) {
-  const fs::path temp = out.string() + ".tmp." + std::to_string(::getpid());
-  const std::string full =
-      "set terminal " + terminal + "\nset output " + gnuplot_string(temp.string()) + "\n" + script + "unset output\n";
-  const util::ProgramRun r = util::run_program({"gnuplot"}, log, full);
-  std::error_code ec;
-  if (r.status != 0 || !fs::exists(temp) || fs::file_size(temp, ec) == 0) {
-    fs::remove(temp, ec);
-    throw std::runtime_error("gnuplot failed (exit status " + std::to_string(r.status) + ") drawing " + out.string() +
-                             "; its log: " + log.string());
-  }
-  fs::rename(temp, out);
-}
-
-// pngcairo (antialiased) where this gnuplot has it, else the libgd png terminal.
-std::string png_terminal() {
-  const bool cairo = util::run_program({"gnuplot"}, {}, "set terminal pngcairo\n").status == 0;
-  return cairo ? "pngcairo size 1800,560 font 'sans,11'" : "png size 1800,560";
 }
 
 }  // namespace
@@ -307,8 +275,7 @@ ReportFiles write_report(const std::vector<nlohmann::json>& rows, const fs::path
 
   if (can_plot) {
     const std::string script = plot_script(rows, front, title);
-    plot(script, png_terminal(), dir / "pareto.png", dir / "gnuplot.log");
-    plot(script, "svg size 1800,560 dynamic font 'sans,11'", dir / "pareto.svg", dir / "gnuplot.log");
+    util::draw_png_and_svg(script, {dir / "pareto.png", dir / "pareto.svg", 1800, 560, "sans,11"}, dir / "gnuplot.log");
     files.written.push_back(dir / "pareto.png");
     files.written.push_back(dir / "pareto.svg");
   }
