@@ -2,8 +2,22 @@
 
 #include <algorithm>
 #include <memory>
+#include <stdexcept>
 
 namespace qathw::cli {
+
+long parse_samples(const std::string& text) {
+  if (text == "all") return 0;
+  std::size_t used = 0;
+  long v = 0;
+  try {
+    v = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || v < 1) throw std::invalid_argument("--samples: '" + text + "' is not a count or 'all'");
+  return v;
+}
 
 ModelInputs load_model_inputs(const std::string& model, const std::string& target, const std::string& data,
                               long samples) {

@@ -15,6 +15,9 @@ struct ModelInputs {
   std::size_t count = 0;  // samples to run: the first `count` test images
 };
 
+// A --samples value: a count of at least 1, or "all" (returned as 0).
+long parse_samples(const std::string& text);
+
 // `target` empty: any target; `samples` 0: the whole test split.
 ModelInputs load_model_inputs(const std::string& model, const std::string& target, const std::string& data,
                               long samples);

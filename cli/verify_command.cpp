@@ -107,19 +107,6 @@ std::vector<std::string> parse_engines(const std::string& text) {
   return names;
 }
 
-long parse_samples(const std::string& text) {
-  if (text == "all") return 0;
-  std::size_t used = 0;
-  long v = 0;
-  try {
-    v = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || v < 1) throw std::invalid_argument("--samples: '" + text + "' is not a count or 'all'");
-  return v;
-}
-
 int run_verify(const VerifyOptions& o) {
   std::vector<std::string> names = parse_engines(o.engines);
   const ModelInputs in = load_model_inputs(o.model, o.target, o.data, parse_samples(o.samples));
