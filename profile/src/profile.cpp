@@ -64,17 +64,9 @@ void profile_sample(const training::Bundle& bundle, const std::vector<std::vecto
     z.resize(static_cast<std::size_t>(layer.out));
     for (int n = 0; n < layer.out; ++n) {
       const std::int8_t* w = codes[l].data() + static_cast<std::size_t>(n) * layer.in;
-      // arith::dot's loop, with the full-precision running sum kept beside the accumulator.
-      std::int64_t acc = 0, exact = 0, lowest = 0, highest = 0;
-      for (int base = 0; base < layer.in; base += lanes) {
-        const int end = std::min(base + lanes, layer.in);
-        std::int64_t partial = 0;
-        for (int k = base; k < end; ++k) partial += arith::pe_product(x[k], w[k], f.weights);
-        exact += partial;
-        lowest = std::min(lowest, exact);
-        highest = std::max(highest, exact);
-        acc = arith::accumulate(acc, partial, f);
-      }
+      arith::RunningRange range;
+      const std::int64_t acc = arith::dot(x.data(), w, layer.in, lanes, f, &range);
+      const std::int64_t lowest = range.lowest, highest = range.highest;
       t.lowest = std::min(t.lowest, lowest);
       t.highest = std::max(t.highest, highest);
       if (lowest < acc_lo || highest > acc_hi) ++t.overflows;

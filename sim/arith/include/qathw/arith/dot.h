@@ -28,14 +28,27 @@ QATHW_HD constexpr std::int64_t accumulate(std::int64_t acc, std::int64_t partia
 // rule. With Overflow::Wrap the result equals the exact sum wrapped once (wrap is modular);
 // with Overflow::Saturate it can differ when an intermediate sum saturates, so the chunking
 // by `lanes` is part of the rule.
+// The extremes of the exact running sum (no overflow rule) after each partial sum of a dot
+// product, starting from 0: what an accumulator wide enough never to overflow would hold.
+struct RunningRange {
+  std::int64_t lowest = 0, highest = 0;
+};
+
+// With `range`, the dot product also reports its exact running sum's extremes (qat-hw profile).
 template <typename Act, typename Weight>
-QATHW_HD std::int64_t dot(const Act* x, const Weight* w, int k, int lanes, const Format& f) {
-  std::int64_t acc = 0;
+QATHW_HD std::int64_t dot(const Act* x, const Weight* w, int k, int lanes, const Format& f,
+                          RunningRange* range = nullptr) {
+  std::int64_t acc = 0, exact = 0;
   for (int base = 0; base < k; base += lanes) {
     const int end = base + lanes < k ? base + lanes : k;
     std::int64_t partial = 0;
     for (int i = base; i < end; ++i) partial += pe_product(x[i], static_cast<int>(w[i]), f.weights);
     acc = accumulate(acc, partial, f);
+    if (range) {
+      exact += partial;
+      range->lowest = exact < range->lowest ? exact : range->lowest;
+      range->highest = exact > range->highest ? exact : range->highest;
+    }
   }
   return acc;
 }
