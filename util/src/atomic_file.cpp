@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -80,6 +81,11 @@ std::string read_file(const fs::path& path) {
   s << in.rdbuf();
   if (in.bad()) throw IoError(path.string() + ": read error");
   return s.str();
+}
+
+fs::path default_cache_dir(const std::string& kind) {
+  const char* home = std::getenv("HOME");
+  return fs::path(home ? home : "/tmp") / ".cache" / "qat-hw" / kind;
 }
 
 }  // namespace qathw::util

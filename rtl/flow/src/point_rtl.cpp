@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -74,9 +73,7 @@ std::string tool_versions() {
 }
 
 fs::path cache_dir_of(const RtlBuildSettings& s) {
-  if (!s.cache_dir.empty()) return s.cache_dir;
-  const char* home = std::getenv("HOME");
-  return fs::path(home ? home : "/tmp") / ".cache/qat-hw/rtl";
+  return s.cache_dir.empty() ? util::default_cache_dir("rtl") : s.cache_dir;
 }
 
 RtlRunFunction* load(const fs::path& so) {

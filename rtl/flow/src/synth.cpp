@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <cstdlib>
 #include <iostream>
 #include <regex>
 #include <sstream>
@@ -70,9 +69,7 @@ Script script_for(const target::TargetSpec& t, const std::string& flow, const Sy
 }
 
 fs::path cache_dir_of(const SynthSettings& o) {
-  if (!o.cache_dir.empty()) return o.cache_dir;
-  const char* home = std::getenv("HOME");
-  return fs::path(home ? home : "/tmp") / ".cache/qat-hw/synth";
+  return o.cache_dir.empty() ? util::default_cache_dir("synth") : o.cache_dir;
 }
 
 }  // namespace
