@@ -124,13 +124,11 @@ pid_t start_worker(const std::vector<std::string>& argv, const fs::path& log) {
 struct Progress {
   std::size_t total, finished = 0;
   Clock::time_point start = Clock::now();
-  double point_seconds = 0;  // sum over the points finished in this run
 
   void report(const sweep::Point& p, const nlohmann::json* row, std::size_t remaining) {
     ++finished;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const double eta = finished ? elapsed / static_cast<double>(finished) * static_cast<double>(remaining) : 0;
-    if (row) point_seconds += row->value("wall_seconds", 0.0);
     std::printf("[%zu/%zu] %s %s  (%.1fs; elapsed %s, ETA %s)\n", total - remaining, total, describe_point(p).c_str(),
                 row ? summary(*row).c_str() : "ERROR: the worker ended without a result (see its log)",
                 row ? row->value("wall_seconds", 0.0) : 0.0, format_seconds(elapsed).c_str(),

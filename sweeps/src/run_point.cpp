@@ -201,12 +201,4 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
   return row;
 }
 
-nlohmann::json deterministic_metrics(const nlohmann::json& row) {
-  nlohmann::json m = row;
-  for (const char* k : {"train_shared", "train_seconds", "sim_seconds", "synth_seconds", "verify_seconds",
-                        "wall_seconds", "finished_at", "tool_versions"})
-    m.erase(k);
-  return m;
-}
-
 }  // namespace qathw::sweep

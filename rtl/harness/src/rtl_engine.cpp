@@ -20,12 +20,6 @@ const Build kBuilds[] = {{"ternary-asic", run_rtl_ternary_asic}, {"int4-fpga", r
 
 }  // namespace
 
-std::vector<std::string> rtl_targets() {
-  std::vector<std::string> names;
-  for (const Build& b : kBuilds) names.emplace_back(b.target);
-  return names;
-}
-
 RtlRunFunction* builtin_rtl(const training::Bundle& bundle) {
   for (const Build& b : kBuilds)
     if (target::content_hash(target::builtin_target(b.target)) == bundle.target_hash) return b.run;

@@ -30,7 +30,4 @@ std::string spec_hash(const SweepSpec& spec, const std::vector<Point>& points);
 // with status "error" and the reason; a disagreement of the engines is status "failed".
 nlohmann::json run_point(const SweepSpec& spec, const Point& point, std::size_t index, const PointSettings& settings);
 
-// The row's metrics that must not depend on scheduling (no wall times, no sharing flags).
-nlohmann::json deterministic_metrics(const nlohmann::json& row);
-
 }  // namespace qathw::sweep

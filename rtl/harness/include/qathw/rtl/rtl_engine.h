@@ -25,9 +25,6 @@ struct RtlRun {
 using RtlRunFunction = RtlRun(const training::Bundle&, const std::uint8_t* pixels, std::size_t count,
                               const std::string& fst_path);
 
-// Names of the targets an RTL model was built for.
-std::vector<std::string> rtl_targets();
-
 // The RTL model built into this program for the bundle's target (matched by content hash), or null.
 RtlRunFunction* builtin_rtl(const training::Bundle& bundle);
 
