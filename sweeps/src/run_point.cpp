@@ -105,8 +105,6 @@ std::string utc_now() {
   return buf;
 }
 
-const char* name_of(arith::Overflow o) { return o == arith::Overflow::Saturate ? "saturate" : "wrap"; }
-const char* name_of(arith::WeightFormat w) { return w == arith::WeightFormat::Int4 ? "int4" : "ternary"; }
 
 }  // namespace
 
@@ -128,10 +126,10 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
                         {"training_key", p.training_key},
                         {"rows", t.array.rows},
                         {"lanes", t.array.lanes},
-                        {"weights", name_of(t.format.weights)},
+                        {"weights", std::string(target::to_string(t.format.weights))},
                         {"act_bits", t.format.act_bits},
                         {"acc_bits", t.format.acc_bits},
-                        {"overflow", name_of(t.format.overflow)},
+                        {"overflow", std::string(target::to_string(t.format.overflow))},
                         {"clock_mhz", t.clock_mhz},
                         {"tool_versions", tool_versions(s.version).dump()}};
   std::string stage = "training";
