@@ -1,5 +1,6 @@
 // qat-hw infer MODEL --engine int|cuda: runs a deployed bundle on a data set's test split, with
-// the integer engine or its CUDA counterpart (packed-weight kernels, bit-exact with it).
+// the integer engine or its CUDA counterpart (packed-weight kernels, bit-exact with it); with
+// --dump DIR, writes every op's output integers (golden vectors) of the samples run.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -8,10 +9,11 @@
 #include "commands.h"
 #include "model_inputs.h"
 #include "qathw/kernels/device.h"
-#include "qathw/training/bundle.h"
-#include "qathw/training/cuda_engine.h"
+#include "qathw/kernels/cuda_engine.h"
+#include "qathw/model/golden.h"
+#include "qathw/model/int_engine.h"
 #include "qathw/training/idx.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/training/network.h"
 #include "qathw/util/atomic_file.h"
 
 namespace qathw::cli {
@@ -23,8 +25,12 @@ struct InferOptions {
   std::string data = training::kDefaultDataDir;
   std::string target;
   std::string json;
+  std::string dump;
   long samples = 0;
 };
+
+// Golden vectors of samples without --samples: enough for a testbench, small enough to read.
+constexpr long kDefaultDumpSamples = 100;
 
 int run_infer(const InferOptions& o) {
   if (o.engine == "cuda") {
@@ -35,21 +41,28 @@ int run_infer(const InferOptions& o) {
     }
     std::cerr << "infer: " << device.message << "\n";
   }
-  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, o.samples);
-  const training::Bundle& bundle = in.bundle;
+  const long samples = o.samples == 0 && !o.dump.empty() ? kDefaultDumpSamples : o.samples;
+  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, samples);
+  const model::Bundle& bundle = in.bundle;
   const training::Dataset& test = in.test;
   const std::size_t count = in.count;
   std::vector<std::int32_t> out;
   double seconds = 0;
   if (o.engine == "cuda") {
-    const training::CudaEngine engine(bundle);  // weights uploaded before the clock starts
+    const kernels::CudaEngine engine(bundle);  // weights uploaded before the clock starts
     const auto t0 = std::chrono::steady_clock::now();
     out = engine.run_batch(test.pixels.data(), count);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } else {
     const auto t0 = std::chrono::steady_clock::now();
-    out = training::IntEngine(bundle).run_batch(test.pixels.data(), count);
+    out = model::IntEngine(bundle).run_batch(test.pixels.data(), count);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  if (!o.dump.empty()) {
+    // The integer engine's outputs: the reference every engine (and a user's testbench) meets.
+    model::write_golden_vectors(o.dump, bundle, test.pixels.data(), model::IntEngine(bundle).run_all(test.pixels.data(), count),
+                                o.model);
+    std::cerr << "infer: golden vectors of " << count << " samples, every op, written to " << o.dump << "\n";
   }
   long correct = 0;
   for (std::size_t i = 0; i < count; ++i)
@@ -81,6 +94,9 @@ void add_infer_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
   cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
   cmd->add_option("--json", o->json, "Write the result as JSON to this file");
+  cmd->add_option("--dump", o->dump,
+                  "Write every op's output integers (integer engine) as .npy and $readmemh files with index.json to "
+                  "this folder (" + std::to_string(kDefaultDumpSamples) + " samples unless --samples)");
   cmd->callback([o, &exit_code] { exit_code = run_infer(*o); });
 }
 

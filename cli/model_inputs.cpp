@@ -23,7 +23,7 @@ ModelInputs load_model_inputs(const std::string& model, const std::string& targe
                               long samples) {
   std::unique_ptr<target::TargetSpec> expected;
   if (!target.empty()) expected = std::make_unique<target::TargetSpec>(target::resolve_target(target));
-  ModelInputs in{training::load_bundle(model, expected.get()), {}, 0};
+  ModelInputs in{model::load_bundle(model, expected.get()), {}, 0};
   in.test = training::load_split(data, training::Split::Test, in.bundle.classes);
   if (in.test.rows != static_cast<std::size_t>(in.bundle.rows) || in.test.cols != static_cast<std::size_t>(in.bundle.cols))
     throw training::DataError(in.test.source + ": images are " + std::to_string(in.test.rows) + "x" +

@@ -4,13 +4,13 @@
 
 #include <string>
 
-#include "qathw/training/bundle.h"
+#include "qathw/model/bundle.h"
 #include "qathw/training/idx.h"
 
 namespace qathw::cli {
 
 struct ModelInputs {
-  training::Bundle bundle;
+  model::Bundle bundle;
   training::Dataset test;
   std::size_t count = 0;  // samples to run: the first `count` test images
 };

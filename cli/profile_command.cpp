@@ -118,7 +118,7 @@ int run_profile(const ProfileOptions& o) {
     throw std::runtime_error("--plot: gnuplot not found on PATH; install the Debian package gnuplot-nox");
   const ModelInputs in = load_model_inputs(o.model, o.target, o.data, samples);
   if (in.count == 0) throw training::DataError(in.test.source + ": no test images");
-  const training::Bundle& bundle = in.bundle;
+  const model::Bundle& bundle = in.bundle;
   const profile::Profile p = profile::profile_bundle(bundle, in.test.pixels.data(), in.count);
 
   std::printf("profile: %zu images of %s on target %s (%s), accumulator %d bits (%s), activations %d bits\n",

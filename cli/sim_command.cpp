@@ -6,8 +6,10 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "qathw/model/int_engine.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/training/idx.h"
+#include "qathw/training/network.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/verify/compare.h"
 
@@ -25,14 +27,16 @@ struct SimOptions {
 
 int run_sim(const SimOptions& o) {
   const ModelInputs in = load_model_inputs(o.model, o.target, o.data, o.samples);
-  const training::Bundle& bundle = in.bundle;
+  const model::Bundle& bundle = in.bundle;
   const training::Dataset& test = in.test;
   const std::size_t count = in.count;
-  const sim::SimRun run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  if (lowering.unsupported) throw std::invalid_argument(o.model + ": the SystemC model cannot run it: " + *lowering.unsupported);
+  sim::SimRun run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
 
   long correct = 0;
   sim::LayerStats total;
-  std::vector<sim::LayerStats> per_layer(bundle.layers.size());
+  std::vector<sim::LayerStats> per_layer(lowering.layers.size());
   for (std::size_t i = 0; i < count; ++i) {
     const std::vector<std::int32_t>& logits = run.outputs[i].back();
     if (training::argmax(logits.data(), bundle.classes) == test.labels[i]) ++correct;
@@ -49,8 +53,10 @@ int run_sim(const SimOptions& o) {
   // --check: every layer of every sample against the integer engine.
   verify::Comparison check;
   if (o.check) {
-    check = verify::compare("int", training::IntEngine(bundle).run_all(test.pixels.data(), count), "systemc",
-                            run.outputs);
+    std::vector<model::OpOutputs> systemc;
+    for (auto& o : run.outputs) systemc.push_back(model::op_outputs(bundle.graph, lowering.layers, std::move(o)));
+    check = verify::compare(bundle.graph, "int", model::IntEngine(bundle).run_all(test.pixels.data(), count), "systemc",
+                            systemc);
   }
 
   char line[256];
@@ -63,7 +69,7 @@ int run_sim(const SimOptions& o) {
   for (std::size_t l = 0; l < per_layer.size(); ++l) {
     const sim::LayerStats& s = per_layer[l];
     std::snprintf(line, sizeof line, "  layer %zu: %4d x %-4d  %8.0f cycles  utilisation %5.1f%%  %8.2f nJ\n", l,
-                  bundle.layers[l].in, bundle.layers[l].out, s.cycles / n,
+                  lowering.layers[l].in, lowering.layers[l].out, s.cycles / n,
                   100.0 * static_cast<double>(s.macs) / static_cast<double>(s.mac_slots),
                   sim::energy_pj(s, bundle.target) / n / 1000.0);
     std::cout << line;

@@ -9,8 +9,8 @@
 #include "commands.h"
 #include "qathw/kernels/device.h"
 #include "qathw/target/target_spec.h"
-#include "qathw/training/bundle.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/int_engine.h"
+#include "qathw/training/export.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
 
@@ -109,12 +109,12 @@ int run_train(const TrainOptions& o) {
   const std::filesystem::path bundle_path = out / "model.qhw";
   nlohmann::json provenance = {{"config", report["config"]}, {"device", device_name},
                                {"qat_test_accuracy", r.qat_result.test_accuracy}};
-  training::save_bundle(bundle_path, training::make_bundle(r.qat, spec, static_cast<int>(train.rows),
-                                                           static_cast<int>(train.cols), provenance));
-  const training::Bundle bundle = training::load_bundle(bundle_path, &spec);
+  model::save_bundle(bundle_path, training::make_bundle(r.qat, spec, static_cast<int>(train.rows),
+                                                        static_cast<int>(train.cols), provenance));
+  const model::Bundle bundle = model::load_bundle(bundle_path, &spec);
   const training::QuantizedEval trainer_eval = training::evaluate_quantized(r.qat, spec, test);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<std::int32_t> engine = training::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
+  const std::vector<std::int32_t> engine = model::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
   const double engine_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   long mismatches = 0;
   std::int64_t largest = 0;

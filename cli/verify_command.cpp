@@ -1,6 +1,6 @@
-// qat-hw verify MODEL: runs the deployed bundle on several engines and compares every layer's
-// output integers exactly; exit 0 when all agree, 1 on a difference (the first is reported),
-// 2 on bad input.
+// qat-hw verify MODEL: runs the deployed bundle on several engines (verify/engine.h) and compares
+// every op's output integers that both engines observe, exactly; exit 0 when all agree, 1 on a
+// difference (the first is reported), 2 on bad input.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,11 +14,10 @@
 
 #include "commands.h"
 #include "model_inputs.h"
-#include "qathw/hls/hls_engine.h"
 #include "qathw/rtl/point_rtl.h"
-#include "qathw/sim/systemc_engine.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/verify/compare.h"
+#include "qathw/verify/engine.h"
 
 namespace qathw::cli {
 namespace {
@@ -34,71 +33,14 @@ struct VerifyOptions {
   std::string trace;
 };
 
-struct EngineRun {
-  std::vector<training::LayerOutputs> outputs;
-  double seconds = 0;
-  nlohmann::json extra = nlohmann::json::object();
-  std::vector<std::vector<std::uint64_t>> layer_end;  // rtl: per sample, per layer, the clock cycle
-};
-
-using Engine = std::function<EngineRun(const ModelInputs&)>;
-
-EngineRun run_int(const ModelInputs& in) {
-  EngineRun r;
-  const auto t0 = std::chrono::steady_clock::now();
-  r.outputs = training::IntEngine(in.bundle).run_all(in.test.pixels.data(), in.count);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
-}
-
-EngineRun run_systemc(const ModelInputs& in) {
-  sim::SimRun s = sim::run_systemc(in.bundle, in.test.pixels.data(), in.count, true);
-  EngineRun r;
-  r.outputs = std::move(s.outputs);
-  r.seconds = s.wall_seconds;
-  nlohmann::json layers = nlohmann::json::array();
-  for (const auto& l : s.stats.front().layers) layers.push_back(l.cycles);
-  r.extra = {{"cycles_per_inference", s.stats.front().total.cycles}, {"cycles_per_layer", layers}};
-  return r;
-}
-
-EngineRun run_rtl(const ModelInputs& in) {
-  rtl::RtlRun s = rtl::run_rtl_any(in.bundle, in.test.pixels.data(), in.count);
-  EngineRun r;
-  r.outputs = std::move(s.outputs);
-  r.layer_end = std::move(s.layer_end);
-  r.seconds = s.wall_seconds;
-  std::uint64_t total = 0;
-  for (auto c : s.layer_cycles) total += c;
-  r.extra = {{"cycles_per_inference", total},
-             {"cycles_per_layer", s.layer_cycles},
-             {"simulated_cycles", s.cycles},
-             {"cycles_per_s", s.wall_seconds > 0 ? s.cycles / s.wall_seconds : 0.0}};
-  return r;
-}
-
-EngineRun run_hls(const ModelInputs& in) {
-  EngineRun r;
-  const auto t0 = std::chrono::steady_clock::now();
-  r.outputs = hls::run_hls(in.bundle, in.test.pixels.data(), in.count);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
-}
-
-const std::map<std::string, Engine>& engines() {
-  static const std::map<std::string, Engine> all = {
-      {"int", run_int}, {"systemc", run_systemc}, {"rtl", run_rtl}, {"hls", run_hls}};
-  return all;
-}
-
 std::vector<std::string> parse_engines(const std::string& text) {
   std::vector<std::string> names;
   std::stringstream in(text);
   std::string name;
   while (std::getline(in, name, ',')) {
-    if (!engines().count(name)) {
+    if (!verify::find_engine(name)) {
       std::string list;
-      for (const auto& e : engines()) list += (list.empty() ? "" : ", ") + e.first;
+      for (const auto& e : verify::engines()) list += (list.empty() ? "" : ", ") + e.name;
       throw std::invalid_argument("--engines: unknown engine '" + name + "' (available: " + list + ")");
     }
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
@@ -110,18 +52,36 @@ std::vector<std::string> parse_engines(const std::string& text) {
 int run_verify(const VerifyOptions& o) {
   std::vector<std::string> names = parse_engines(o.engines);
   const ModelInputs in = load_model_inputs(o.model, o.target, o.data, parse_samples(o.samples));
-  // The HLS engine is compiled for the built-in targets; the RTL of any other target is built
-  // for its parameters at run time (cached). By default, other targets run without HLS.
-  if (!o.engines_given && !rtl::builtin_rtl(in.bundle)) {
-    std::cerr << "verify: no HLS build for target '" << in.bundle.target.name
-              << "': comparing int, systemc and rtl (the RTL built for its parameters)\n";
-    names = {"int", "systemc", "rtl"};
+  // Each engine says whether it can run the bundle. Named with --engines, one that cannot is an
+  // error; by default it is left out with its reason.
+  std::vector<std::string> runnable;
+  for (const auto& name : names) {
+    if (const auto why = verify::find_engine(name)->unsupported(in.bundle)) {
+      if (o.engines_given) throw std::invalid_argument("--engines: " + name + " cannot run " + o.model + ": " + *why);
+      std::cerr << "verify: leaving out " << name << ": " << *why << "\n";
+      continue;
+    }
+    runnable.push_back(name);
   }
-  std::map<std::string, EngineRun> runs;
+  names = runnable;
+  if (names.size() < 2) throw std::invalid_argument(o.model + ": fewer than two engines can run it");
+  // An engine that fails to run is reported after the comparisons of those that ran.
+  std::map<std::string, verify::EngineRun> runs;
+  std::vector<std::string> failed;
   for (const auto& name : names) {
     std::cerr << "verify: running " << name << " on " << in.count << " images\n";
-    runs[name] = engines().at(name)(in);
+    try {
+      runs[name] = verify::find_engine(name)->run(in.bundle, in.test.pixels.data(), in.count);
+    } catch (const std::exception& e) {
+      std::cerr << "verify: " << name << " failed: " << e.what() << "\n";
+      failed.push_back(name + ": " + e.what());
+    }
   }
+  std::vector<std::string> ran;
+  for (const auto& name : names)
+    if (runs.count(name)) ran.push_back(name);
+  names = ran;
+  if (names.empty()) throw std::runtime_error("no engine ran: " + failed.front());
   nlohmann::json report = {{"model", o.model},
                            {"target", in.bundle.target.name},
                            {"target_hash", in.bundle.target_hash},
@@ -129,8 +89,8 @@ int run_verify(const VerifyOptions& o) {
                            {"engines", nlohmann::json::object()},
                            {"comparisons", nlohmann::json::array()}};
   for (const auto& name : names) {
-    const EngineRun& r = runs[name];
-    nlohmann::json e = r.extra;
+    const verify::EngineRun& r = runs[name];
+    nlohmann::json e = r.stats;
     e["seconds"] = r.seconds;
     e["images_per_s"] = r.seconds > 0 ? in.count / r.seconds : 0.0;
     report["engines"][name] = e;
@@ -138,17 +98,19 @@ int run_verify(const VerifyOptions& o) {
   bool agree = true;
   std::optional<std::size_t> failing_sample;
   const std::string& ref = names.front();
-  std::printf("verify %s (target %s): %zu images, every layer compared exactly\n", o.model.c_str(),
+  std::printf("verify %s (target %s): %zu images, every op both engines observe compared exactly\n", o.model.c_str(),
               in.bundle.target.name.c_str(), in.count);
   for (std::size_t k = 1; k < names.size(); ++k) {
-    const verify::Comparison c = verify::compare(ref, runs[ref].outputs, names[k], runs[names[k]].outputs);
+    const verify::Comparison c =
+        verify::compare(in.bundle.graph, ref, runs[ref].outputs, names[k], runs[names[k]].outputs);
     nlohmann::json cj = verify::to_json(c);
     std::string at_cycle;
-    if (c.first && !c.first->shape.size()) {
+    const auto fused = c.first ? verify::fused_layer_of(in.bundle.graph, c.first->op) : std::nullopt;
+    if (c.first && c.first->shape.empty() && fused) {
       // The RTL's clock cycle at which the differing layer finished, for the waveform.
       for (const std::string& e : {ref, names[k]})
         if (!runs[e].layer_end.empty()) {
-          const std::uint64_t cycle = runs[e].layer_end.at(c.first->sample).at(c.first->layer);
+          const std::uint64_t cycle = runs[e].layer_end.at(c.first->sample).at(*fused);
           cj["first_divergence"]["rtl_cycle"] = cycle;
           at_cycle = " (rtl: layer finished at cycle " + std::to_string(cycle) + " of its run)";
         }
@@ -160,15 +122,15 @@ int run_verify(const VerifyOptions& o) {
       std::printf("  %s vs %s: %zu of %zu images differ; first: %s%s\n", ref.c_str(), names[k].c_str(),
                   c.mismatching_samples, c.samples, verify::describe(*c.first).c_str(), at_cycle.c_str());
     } else {
-      std::printf("  %s vs %s: identical\n", ref.c_str(), names[k].c_str());
+      std::printf("  %s vs %s: identical on %zu ops\n", ref.c_str(), names[k].c_str(), c.ops.size());
     }
   }
   for (const auto& name : names)
     std::printf("  %-8s %.2f s (%.0f images/s)\n", name.c_str(), runs[name].seconds, in.count / runs[name].seconds);
   // Cycle counts: the SystemC model's cycle model against the RTL's clock, layer by layer.
   if (runs.count("systemc") && runs.count("rtl")) {
-    const auto& s = runs["systemc"].extra["cycles_per_layer"];
-    const auto& r = runs["rtl"].extra["cycles_per_layer"];
+    const auto& s = runs["systemc"].stats["cycles_per_layer"];
+    const auto& r = runs["rtl"].stats["cycles_per_layer"];
     nlohmann::json layers = nlohmann::json::array();
     double worst = 0;
     for (std::size_t l = 0; l < s.size() && l < r.size(); ++l) {
@@ -181,6 +143,7 @@ int run_verify(const VerifyOptions& o) {
     report["cycles"] = {{"layers", layers}, {"largest_relative_difference", worst}};
   }
   report["agree"] = agree;
+  report["engine_errors"] = failed;
   // The waveform of the first differing sample (or of the first sample when all agree): the RTL
   // runs it again with tracing switched on.
   if (!o.trace.empty()) {
@@ -190,16 +153,18 @@ int run_verify(const VerifyOptions& o) {
     report["trace"] = {{"file", o.trace}, {"sample", sample}};
   }
   if (!o.json.empty()) util::write_file_atomic(o.json, report.dump(2) + "\n");
-  return agree ? kExitOk : kExitMismatch;
+  if (!agree) return kExitMismatch;
+  for (const std::string& f : failed) std::fprintf(stderr, "qat-hw: verify: engine %s\n", f.c_str());
+  return failed.empty() ? kExitOk : kExitBadInput;
 }
 
 }  // namespace
 
 void add_verify_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<VerifyOptions>();
-  auto* cmd = app.add_subcommand("verify", "Run a bundle on several engines and compare every layer bit for bit");
+  auto* cmd = app.add_subcommand("verify", "Run a bundle on several engines and compare every op's outputs bit for bit");
   cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
-  cmd->add_option("--engines", o->engines, "Comma-separated engines (int, systemc, rtl, hls); the first is the reference")
+  cmd->add_option("--engines", o->engines, "Comma-separated engines (int, systemc, rtl, hls, cuda); the first is the reference")
       ->capture_default_str()
       ->each([o](const std::string&) { o->engines_given = true; });
   cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();

@@ -244,7 +244,7 @@ int run(int iterations, double peak_override) {
                                 std::to_string(rows) + "x" + std::to_string(cols), bytes, s, peak,
                                 "packed weights + codes + requant pairs + outputs");
       if (peak > 0) j["bound_us"] = bytes / (peak * 1e9) * 1e6;
-      j["order_free"] = cuda::packed_layer_order_free(cols, f);
+      j["order_free"] = arith::accumulation_order_free(cols, f);
       j["note"] = bytes < 64.0 * (1 << 20) ? "weights fit in L2: repeated calls read them from cache" : "weights exceed L2";
       gemv.push_back(j);
     }

@@ -24,28 +24,30 @@ const Build kBuilds[] = {{"ternary-asic", layer_top_ternary_asic}, {"int4-fpga",
 
 }  // namespace
 
-std::vector<training::LayerOutputs> run_layers(const training::Bundle& bundle, const std::uint8_t* pixels,
-                                               std::size_t count, LayerTop top) {
-  const int features = bundle.rows * bundle.cols;
+std::vector<model::LayerOutputs> run_layers(const model::Bundle& bundle, const std::uint8_t* pixels,
+                                            std::size_t count, LayerTop top) {
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  if (lowering.unsupported) throw std::runtime_error("HLS: " + *lowering.unsupported);
+  const int features = static_cast<int>(bundle.features());
   if (features > kMaxWidth) throw std::runtime_error("the HLS datapath takes layers up to " + std::to_string(kMaxWidth) + " wide");
   std::vector<std::vector<std::int32_t>> mantissa, shift;
-  for (const auto& l : bundle.layers) {
+  for (const auto& l : lowering.layers) {
     if (l.in > kMaxWidth || l.out > kMaxWidth) throw std::runtime_error("the HLS datapath takes layers up to " + std::to_string(kMaxWidth) + " wide");
     mantissa.emplace_back(kMaxWidth, 0);
     shift.emplace_back(kMaxWidth, 0);
     for (int n = 0; n < l.out; ++n) {
-      mantissa.back()[n] = static_cast<std::int32_t>(l.requant[n].mantissa);
-      shift.back()[n] = l.requant[n].shift;
+      mantissa.back()[n] = static_cast<std::int32_t>(l.params->requant[n].mantissa);
+      shift.back()[n] = l.params->requant[n].shift;
     }
   }
-  std::vector<training::LayerOutputs> outputs(count);
+  std::vector<model::LayerOutputs> outputs(count);
   std::vector<std::int32_t> values(kMaxWidth), out(kMaxWidth);
   for (std::size_t i = 0; i < count; ++i) {
     for (int k = 0; k < features; ++k) values[k] = pixels[i * features + k];
-    for (std::size_t l = 0; l < bundle.layers.size(); ++l) {
-      const training::BundleLayer& layer = bundle.layers[l];
-      top(values.data(), layer.in, layer.out, layer.relu, layer.packed.data(), mantissa[l].data(), shift[l].data(),
-          out.data());
+    for (std::size_t l = 0; l < lowering.layers.size(); ++l) {
+      const model::AcceleratorLayer& layer = lowering.layers[l];
+      top(values.data(), layer.in, layer.out, layer.relu, layer.params->packed.data(), mantissa[l].data(),
+          shift[l].data(), out.data());
       outputs[i].emplace_back(out.begin(), out.begin() + layer.out);
       std::copy(out.begin(), out.begin() + layer.out, values.begin());
     }
@@ -53,8 +55,16 @@ std::vector<training::LayerOutputs> run_layers(const training::Bundle& bundle, c
   return outputs;
 }
 
-std::vector<training::LayerOutputs> run_hls(const training::Bundle& bundle, const std::uint8_t* pixels,
-                                            std::size_t count) {
+std::optional<std::string> hls_unsupported(const model::Bundle& bundle) {
+  bool built = false;
+  for (const Build& b : kBuilds) built = built || target::content_hash(target::builtin_target(b.target)) == bundle.target_hash;
+  if (!built)
+    return "no HLS build for target '" + bundle.target.name + "': the HLS tops are built for the built-in targets";
+  return model::accelerator_layers(bundle.graph).unsupported;
+}
+
+std::vector<model::LayerOutputs> run_hls(const model::Bundle& bundle, const std::uint8_t* pixels,
+                                         std::size_t count) {
   for (const Build& b : kBuilds)
     if (target::content_hash(target::builtin_target(b.target)) == bundle.target_hash)
       return run_layers(bundle, pixels, count, b.top);

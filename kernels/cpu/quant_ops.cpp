@@ -46,7 +46,7 @@ float quantize_weights(const float* w, int out, int in, const arith::Format& f, 
   }
   // Requantization pairs after the parallel loop: an exception must not leave an OpenMP region.
   for (int n = 0; n < out; ++n) {
-    const auto r = arith::to_fixed_point(static_cast<double>(scales[n]) / static_cast<double>(reference), f);
+    const auto r = arith::requant_pair(scales[n], reference, f);
     if (r.status != arith::FixedPointStatus::Ok)
       throw std::runtime_error("weight scale ratio " + std::to_string(scales[n] / reference) + " of output channel " +
                                std::to_string(n) + " is not representable in the target's scale format");
@@ -61,13 +61,8 @@ void quantize_tokens(const Int* values, int rows, int cols, const arith::Format&
   const arith::Format f = format;  // a local copy: outputs cannot alias it, so loops vectorize
 #pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols > 32768)
   for (int b = 0; b < rows; ++b) {
-    const Int* v = values + static_cast<std::size_t>(b) * cols;
-    std::int64_t m = 0;
-    for (int k = 0; k < cols; ++k) m = std::max(m, arith::magnitude(v[k]));
-    amax[b] = m;
-    const arith::FixedPoint r = arith::token_inv_scale(m, f);
     float* c = codes + static_cast<std::size_t>(b) * cols;
-    for (int k = 0; k < cols; ++k) c[k] = static_cast<float>(arith::quantize_act(v[k], r, f.act_bits, f.rounding));
+    amax[b] = arith::quantize_token(values + static_cast<std::size_t>(b) * cols, cols, c, f).amax;
     if (offset_codes) {
       std::uint8_t* o = offset_codes + static_cast<std::size_t>(b) * ld;
       for (int k = 0; k < cols; ++k) o[k] = static_cast<std::uint8_t>(static_cast<int>(c[k]) + 128);
@@ -98,9 +93,8 @@ void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::Fixed
     const Acc* __restrict in = acc + static_cast<std::size_t>(b) * cols;
     std::int32_t* __restrict out = z + static_cast<std::size_t>(b) * cols;
     for (int n = 0; n < cols; ++n) {
-      const std::int64_t a = arith::apply_overflow(static_cast<std::int64_t>(in[n]), f.acc_bits, f.overflow);
-      const std::int64_t q = arith::requantize(a, arith::FixedPoint{m[n], s[n]}, f.rounding, f.acc_bits);
-      out[n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+      const std::int64_t a = arith::accumulator_of_exact_sum(static_cast<std::int64_t>(in[n]), f);
+      out[n] = static_cast<std::int32_t>(arith::epilogue(a, arith::FixedPoint{m[n], s[n]}, relu, f));
     }
   }
 }
@@ -113,17 +107,12 @@ template void accumulator_epilogue<std::int64_t>(const std::int64_t*, int, int, 
                                                  const arith::Format&, std::int32_t*);
 
 bool float_accumulation_exact(int in, const arith::Format& f) {
-  // Bound on |any partial sum| of one dot product of `in` codes.
-  const std::int64_t bound = arith::act_qmax(f.act_bits) * arith::weight_qmax(f.weights) * static_cast<std::int64_t>(in);
-  const bool float_exact = bound <= (std::int64_t{1} << 24);  // every integer up to 2^24 is a float
-  const bool order_free = f.overflow == arith::Overflow::Wrap || arith::saturation_impossible(bound, f);
-  return float_exact && order_free;
+  const bool float_exact = arith::dot_abs_bound(in, f) <= (std::int64_t{1} << 24);  // every integer up to 2^24 is a float
+  return float_exact && arith::accumulation_order_free(in, f);
 }
 
 bool int8_accumulation_exact(int in, const arith::Format& f) {
-  const std::int64_t bound = arith::act_qmax(f.act_bits) * arith::weight_qmax(f.weights) * static_cast<std::int64_t>(in);
-  const bool order_free = f.overflow == arith::Overflow::Wrap || arith::saturation_impossible(bound, f);
-  return f.act_bits <= 8 && bound < (std::int64_t{1} << 31) && order_free;
+  return f.act_bits <= 8 && arith::dot_abs_bound(in, f) < (std::int64_t{1} << 31) && arith::accumulation_order_free(in, f);
 }
 
 void accumulate_exact(const float* codes_row, const float* weight_codes, int out, int in, int lanes,

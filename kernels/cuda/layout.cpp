@@ -8,9 +8,4 @@ std::size_t device_packed_bytes(std::size_t count, arith::WeightFormat w) {
   return (arith::packed_bytes(count, w) + word - 1) / word * word;
 }
 
-bool packed_layer_order_free(int in, const arith::Format& f) {
-  const std::int64_t bound = arith::act_qmax(f.act_bits) * arith::weight_qmax(f.weights) * static_cast<std::int64_t>(in);
-  return f.overflow == arith::Overflow::Wrap || arith::saturation_impossible(bound, f);
-}
-
 }  // namespace qathw::kernels::cuda

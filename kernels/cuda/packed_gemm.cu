@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(detail::kThreads) packed_layer_kernel(
         }
     }
     sum = detail::warp_reduce(sum, detail::Sum{});
-    acc = arith::apply_overflow(sum, f.acc_bits, f.overflow);
+    acc = arith::accumulator_of_exact_sum(sum, f);
   } else {
     // The array's order: partial sums of `lanes` products (one chunk per warp lane), folded into
     // the accumulator chunk by chunk with the overflow rule, as arith::dot does.
@@ -71,8 +71,7 @@ __global__ void __launch_bounds__(detail::kThreads) packed_layer_kernel(
     }
   }
   if (lane == 0) {
-    const std::int64_t q = arith::requantize(acc, requant[n], f.rounding, f.acc_bits);
-    z[sample * out + n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+    z[sample * out + n] = static_cast<std::int32_t>(arith::epilogue(acc, requant[n], relu, f));
   }
 }
 
@@ -125,10 +124,8 @@ __global__ void __launch_bounds__(detail::kThreads) packed_layer_dp4a_kernel(
   // Summed as unsigned: modulo 2^32, without signed overflow.
   const unsigned total = detail::warp_reduce(static_cast<unsigned>(sum), detail::Sum{});
   if (lane == 0) {
-    const std::int64_t acc =
-        arith::apply_overflow(static_cast<std::int64_t>(static_cast<std::int32_t>(total)), f.acc_bits, f.overflow);
-    const std::int64_t q = arith::requantize(acc, requant[n], f.rounding, f.acc_bits);
-    z[sample * out + n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+    const std::int64_t acc = arith::accumulator_of_exact_sum(static_cast<std::int64_t>(static_cast<std::int32_t>(total)), f);
+    z[sample * out + n] = static_cast<std::int32_t>(arith::epilogue(acc, requant[n], relu, f));
   }
 }
 
@@ -140,13 +137,13 @@ void launch(const std::uint8_t* packed, const Code* x, int samples, int in, int 
   if (lanes < 1) throw CudaError("packed_layer: lanes must be at least 1");
   const dim3 grid((out + kWarps - 1) / kWarps, samples);
   const int row_bits = in * arith::code_bits(f.weights);
-  if (std::is_same<Code, std::int8_t>::value && packed_layer_order_free(in, f) && row_bits % 32 == 0) {
+  if (std::is_same<Code, std::int8_t>::value && arith::accumulation_order_free(in, f) && row_bits % 32 == 0) {
     packed_layer_dp4a_kernel<<<grid, detail::kThreads>>>(packed, reinterpret_cast<const std::int8_t*>(x), in, out, f,
                                                           requant, relu, z);
     detail::check_launch("packed_layer");
     return;
   }
-  packed_layer_kernel<Code><<<grid, detail::kThreads>>>(packed, x, in, out, lanes, f, packed_layer_order_free(in, f),
+  packed_layer_kernel<Code><<<grid, detail::kThreads>>>(packed, x, in, out, lanes, f, arith::accumulation_order_free(in, f),
                                                          requant, relu, z);
   detail::check_launch("packed_layer");
 }

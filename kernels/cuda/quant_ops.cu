@@ -55,7 +55,7 @@ __global__ void weight_scales_kernel(int out, std::size_t total, arith::Format f
   if (threadIdx.x == 0) *reference = ref;
   for (int n = threadIdx.x; n < out; n += blockDim.x) {
     const float s = f.weights == arith::WeightFormat::Ternary ? ref : scales[n];
-    const arith::FixedPointResult r = arith::to_fixed_point(static_cast<double>(s) / static_cast<double>(ref), f);
+    const arith::FixedPointResult r = arith::requant_pair(s, ref, f);
     if (r.status == arith::FixedPointStatus::Ok) {
       requant[n] = r.value;
     } else {
@@ -90,15 +90,11 @@ __global__ void quantize_tokens_kernel(const Int* __restrict values, int cols, a
   const std::size_t b = blockIdx.x;
   const Int* v = values + b * cols;
   std::int64_t amax = 0;
-  for (int k = threadIdx.x; k < cols; k += blockDim.x) {
-    const std::int64_t m = arith::magnitude(static_cast<std::int64_t>(v[k]));
-    amax = m > amax ? m : amax;
-  }
+  for (int k = threadIdx.x; k < cols; k += blockDim.x) amax = arith::absmax_step(amax, static_cast<std::int64_t>(v[k]));
   amax = block_reduce(amax, detail::Max{}, std::int64_t{0});
-  const arith::FixedPoint r = arith::token_inv_scale(amax, f);
+  const arith::TokenQuantizer q = arith::token_quantizer(amax, f);
   Code* c = codes + b * cols;
-  for (int k = threadIdx.x; k < cols; k += blockDim.x)
-    c[k] = static_cast<Code>(arith::quantize_act(static_cast<std::int64_t>(v[k]), r, f.act_bits, f.rounding));
+  for (int k = threadIdx.x; k < cols; k += blockDim.x) c[k] = static_cast<Code>(q.code(static_cast<std::int64_t>(v[k])));
   if (threadIdx.x == 0) {
     if (amax_out) amax_out[b] = amax;
     if (ts.code_scale) {
@@ -125,9 +121,8 @@ __global__ void epilogue_kernel(const Acc* __restrict acc, int rows, int cols, c
   for (int b = blockIdx.y; b < rows; b += gridDim.y) {
     const std::size_t row = static_cast<std::size_t>(b) * cols;
     for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < cols; n += gridDim.x * blockDim.x) {
-      const std::int64_t a = arith::apply_overflow(static_cast<std::int64_t>(acc[row + n]), f.acc_bits, f.overflow);
-      const std::int64_t q = arith::requantize(a, requant[n], f.rounding, f.acc_bits);
-      z[row + n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+      const std::int64_t a = arith::accumulator_of_exact_sum(static_cast<std::int64_t>(acc[row + n]), f);
+      z[row + n] = static_cast<std::int32_t>(arith::epilogue(a, requant[n], relu, f));
     }
   }
 }

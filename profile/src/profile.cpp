@@ -1,8 +1,10 @@
 #include "qathw/profile/profile.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "qathw/arith.h"
+#include "qathw/model/accelerator_layers.h"
 
 namespace qathw::profile {
 namespace {
@@ -37,27 +39,25 @@ void merge(LayerTally& into, const LayerTally& from) {
   merge(into.activations, from.activations);
 }
 
-// One sample through every layer, as training::IntEngine::run computes it (activation quantizer
-// per token, lanes-wide partial sums accumulated under the overflow rule, requantization, ReLU),
-// tallying the full-precision running sums and the activation codes on the way.
-void profile_sample(const training::Bundle& bundle, const std::vector<std::vector<std::int8_t>>& codes,
-                    const std::uint8_t* pixels, std::vector<LayerTally>& tallies) {
+// One sample through every fused layer (model::accelerator_layers), as the integer engine
+// computes it (activation quantizer per token, lanes-wide partial sums accumulated under the
+// overflow rule, the epilogue), tallying the full-precision running sums and the activation codes
+// on the way.
+void profile_sample(const model::Bundle& bundle, const std::vector<model::AcceleratorLayer>& layers,
+                    const std::vector<std::vector<std::int8_t>>& codes, const std::uint8_t* pixels,
+                    std::vector<LayerTally>& tallies) {
   const arith::Format& f = bundle.target.format;
   const int lanes = bundle.target.array.lanes;
   const std::int64_t acc_lo = arith::signed_min(f.acc_bits), acc_hi = arith::signed_max(f.acc_bits);
-  std::vector<std::int64_t> values(pixels, pixels + static_cast<std::size_t>(bundle.rows) * bundle.cols);
+  std::vector<std::int64_t> values(pixels, pixels + bundle.features());
   std::vector<std::int16_t> x;
   std::vector<std::int64_t> z;
-  for (std::size_t l = 0; l < bundle.layers.size(); ++l) {
-    const training::BundleLayer& layer = bundle.layers[l];
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const model::AcceleratorLayer& layer = layers[l];
     LayerTally& t = tallies[l];
-    std::int64_t amax = 0;
-    for (std::int64_t v : values) amax = std::max(amax, arith::magnitude(v));
-    const arith::FixedPoint inv = arith::token_inv_scale(amax, f);
     x.resize(values.size());
-    for (std::size_t k = 0; k < values.size(); ++k) {
-      const std::int64_t code = arith::quantize_act(values[k], inv, f.act_bits, f.rounding);
-      x[k] = static_cast<std::int16_t>(code);
+    arith::quantize_token(values.data(), static_cast<int>(values.size()), x.data(), f);
+    for (const std::int16_t code : x) {
       t.act_max = std::max(t.act_max, arith::magnitude(code));
       record(t.activations, code);
     }
@@ -72,8 +72,7 @@ void profile_sample(const training::Bundle& bundle, const std::vector<std::vecto
       if (lowest < acc_lo || highest > acc_hi) ++t.overflows;
       ++t.accumulations;
       record(t.accumulators, std::max(highest, -lowest));
-      const std::int64_t q = arith::requantize(acc, layer.requant[n], f.rounding, f.acc_bits);
-      z[n] = layer.relu ? arith::relu(q) : q;
+      z[n] = arith::epilogue(acc, layer.params->requant[n], layer.relu, f);
     }
     values.swap(z);
   }
@@ -94,19 +93,22 @@ void record(Histogram& histogram, std::int64_t v) {
   ++histogram.magnitude_bits[b];
 }
 
-Profile profile_bundle(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
+Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
   const arith::Format& f = bundle.target.format;
-  const std::size_t features = static_cast<std::size_t>(bundle.rows) * bundle.cols;
+  const std::size_t features = bundle.features();
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  if (lowering.unsupported) throw std::invalid_argument("profile: " + *lowering.unsupported);
+  const std::vector<model::AcceleratorLayer>& layers = lowering.layers;
   std::vector<std::vector<std::int8_t>> codes;
-  for (const training::BundleLayer& l : bundle.layers) codes.push_back(l.codes());
+  for (const model::AcceleratorLayer& l : layers) codes.push_back(l.params->codes());
 
-  std::vector<LayerTally> totals(bundle.layers.size());
+  std::vector<LayerTally> totals(layers.size());
 #pragma omp parallel
   {
-    std::vector<LayerTally> local(bundle.layers.size());
+    std::vector<LayerTally> local(layers.size());
 #pragma omp for schedule(dynamic, 16) nowait
     for (long i = 0; i < static_cast<long>(count); ++i)
-      profile_sample(bundle, codes, pixels + static_cast<std::size_t>(i) * features, local);
+      profile_sample(bundle, layers, codes, pixels + static_cast<std::size_t>(i) * features, local);
 #pragma omp critical(qathw_profile_merge)
     for (std::size_t l = 0; l < local.size(); ++l) merge(totals[l], local[l]);
   }
@@ -114,8 +116,8 @@ Profile profile_bundle(const training::Bundle& bundle, const std::uint8_t* pixel
   Profile p;
   p.samples = count;
   const std::int64_t qmax = arith::act_qmax(f.act_bits);
-  for (std::size_t l = 0; l < bundle.layers.size(); ++l) {
-    const training::BundleLayer& layer = bundle.layers[l];
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const model::AcceleratorLayer& layer = layers[l];
     LayerTally& t = totals[l];
     LayerProfile lp;
     lp.layer = static_cast<int>(l);

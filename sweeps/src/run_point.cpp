@@ -13,14 +13,15 @@
 #include "qathw/rtl/synth.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/sweep/results_db.h"
-#include "qathw/training/bundle.h"
+#include "qathw/model/int_engine.h"
+#include "qathw/training/export.h"
 #include "qathw/training/idx.h"
-#include "qathw/training/int_engine.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/hash.h"
 #include "qathw/util/process.h"
 #include "qathw/verify/compare.h"
+#include "qathw/verify/engine.h"
 
 namespace qathw::sweep {
 namespace {
@@ -79,7 +80,7 @@ SharedTraining training_for(const SweepSpec& spec, const Point& p, const PointSe
   const training::TrainResult r = training::train(p.target, config, train, test, partial / "checkpoints", true, {});
   const nlohmann::json provenance = {{"config", training::to_json(config)},
                                      {"qat_test_accuracy", r.qat_result.test_accuracy}};
-  training::save_bundle(partial / "model.qhw", training::make_bundle(r.qat, p.target, static_cast<int>(train.rows),
+  model::save_bundle(partial / "model.qhw", training::make_bundle(r.qat, p.target, static_cast<int>(train.rows),
                                                                      static_cast<int>(train.cols), provenance));
   util::write_file_atomic(partial / "result.json",
                           nlohmann::json{{"qat_test_accuracy", r.qat_result.test_accuracy},
@@ -140,7 +141,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     row["train_seconds"] = trained.seconds;
     // The shared bundle was exported for a point of the same training key; this point's target
     // (its geometry, clock, memories) is the one the engines below must run.
-    training::Bundle bundle = training::load_bundle(trained.bundle);
+    model::Bundle bundle = model::load_bundle(trained.bundle);
     bundle.target = t;
     bundle.target_hash = target::content_hash(t);
 
@@ -149,7 +150,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     const std::size_t count = std::min<std::size_t>(static_cast<std::size_t>(spec.verify_samples), test.count);
     row["sim_samples"] = count;
     auto t1 = Clock::now();
-    const sim::SimRun sim = sim::run_systemc(bundle, test.pixels.data(), count, true);
+    sim::SimRun sim = sim::run_systemc(bundle, test.pixels.data(), count, true);
     sim::LayerStats total = sim.stats.front().total;  // the counts depend on the shapes only
     row["cycles"] = total.cycles;
     row["latency_us"] = static_cast<double>(total.cycles) / t.clock_mhz;
@@ -174,15 +175,17 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
 
     stage = "verification";
     t1 = Clock::now();
-    const auto reference = training::IntEngine(bundle).run_all(test.pixels.data(), count);
+    const auto reference = model::IntEngine(bundle).run_all(test.pixels.data(), count);
     rtl::RtlBuildSettings build;
     build.quiet = true;
     if (!s.cache_dir.empty()) build.cache_dir = s.cache_dir / "rtl";
-    const rtl::RtlRun rtl_run = rtl::run_rtl_any(bundle, test.pixels.data(), count, "", build);
+    rtl::RtlRun rtl_run = rtl::run_rtl_any(bundle, test.pixels.data(), count, "", build);
     row["verify_seconds"] = seconds_since(t1);
     row["verified_engines"] = "int,systemc,rtl";
-    for (const auto& [name, outputs] : {std::pair{"systemc", &sim.outputs}, std::pair{"rtl", &rtl_run.outputs}}) {
-      const verify::Comparison c = verify::compare("int", reference, name, *outputs);
+    const std::vector<model::OpOutputs> systemc_ops = verify::fused_to_ops(bundle, std::move(sim.outputs));
+    const std::vector<model::OpOutputs> rtl_ops = verify::fused_to_ops(bundle, std::move(rtl_run.outputs));
+    for (const auto& [name, outputs] : {std::pair{"systemc", &systemc_ops}, std::pair{"rtl", &rtl_ops}}) {
+      const verify::Comparison c = verify::compare(bundle.graph, "int", reference, name, *outputs);
       if (c.first) {
         row["status"] = kFailed;
         row["mismatch"] = verify::describe(*c.first);

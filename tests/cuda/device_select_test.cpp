@@ -120,14 +120,14 @@ TEST(DevicePackedBytes, PadsThePackedArrayToWholeWords) {
 
 TEST(PackedLayerOrder, ExactSumWhereOrderCannotMatter) {
   arith::Format f;  // ternary, INT8, 24-bit saturating
-  EXPECT_TRUE(cuda::packed_layer_order_free(784, f));
-  EXPECT_TRUE(cuda::packed_layer_order_free(66052, f));    // 127 * 66052 <= 2^23 - 1
-  EXPECT_FALSE(cuda::packed_layer_order_free(66053, f));
+  EXPECT_TRUE(arith::accumulation_order_free(784, f));
+  EXPECT_TRUE(arith::accumulation_order_free(66052, f));    // 127 * 66052 <= 2^23 - 1
+  EXPECT_FALSE(arith::accumulation_order_free(66053, f));
   f.weights = arith::WeightFormat::Int4;
-  EXPECT_TRUE(cuda::packed_layer_order_free(9436, f));     // 889 * 9436 <= 2^23 - 1
-  EXPECT_FALSE(cuda::packed_layer_order_free(9437, f));
+  EXPECT_TRUE(arith::accumulation_order_free(9436, f));     // 889 * 9436 <= 2^23 - 1
+  EXPECT_FALSE(arith::accumulation_order_free(9437, f));
   f.overflow = arith::Overflow::Wrap;                      // modular: any order
-  EXPECT_TRUE(cuda::packed_layer_order_free(1 << 20, f));
+  EXPECT_TRUE(arith::accumulation_order_free(1 << 20, f));
 }
 
 }  // namespace

@@ -25,9 +25,11 @@
 #include "qathw/kernels/device.h"
 #include "qathw/kernels/quant_ops.h"
 #include "qathw/target/target_spec.h"
-#include "qathw/training/bundle.h"
-#include "qathw/training/cuda_engine.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/bundle.h"
+#include "qathw/training/export.h"
+#include "qathw/kernels/cuda_engine.h"
+#include "qathw/model/int_engine.h"
 #include "qathw/training/network.h"
 
 namespace qathw::kernels {
@@ -589,7 +591,7 @@ void check_packed_layer(const std::vector<std::int8_t>& w, const std::vector<Cod
   DeviceArray<std::int32_t> dz(z.size());
   cuda::packed_layer(dp.data(), dx.data(), samples, in, out, lanes, f, dr.data(), relu, dz.data());
   cuda::synchronize();
-  expect_same(z, dz.to_host(), std::string("packed layer (") + (cuda::packed_layer_order_free(in, f) ? "exact sum" : "array order") + ")", note);
+  expect_same(z, dz.to_host(), std::string("packed layer (") + (arith::accumulation_order_free(in, f) ? "exact sum" : "array order") + ")", note);
 }
 
 TEST_P(KernelTable, PackedLayer) {
@@ -711,21 +713,24 @@ TEST_P(Passes, CudaEngineMatchesIntEngine) {
     const int features = shape.rows * shape.cols;
     SCOPED_TRACE("inputs " + std::to_string(features));
     const training::Mlp net = training::make_mlp(features, shape.hidden, 7, seed);
-    const training::Bundle bundle = training::make_bundle(net, t, shape.rows, shape.cols, nlohmann::json{{"note", "test"}});
+    const model::Bundle bundle = training::make_bundle(net, t, shape.rows, shape.cols, nlohmann::json{{"note", "test"}});
     std::mt19937_64 rng(seed);
     const std::size_t count = 300;
     std::vector<std::uint8_t> px(count * features);
     for (auto& p : px) p = static_cast<std::uint8_t>(rng() % 256);
     std::fill_n(px.begin(), features, 0);             // an all-zero sample
     std::fill_n(px.begin() + features, features, 255);  // maximum magnitude
-    const std::vector<training::LayerOutputs> want = training::IntEngine(bundle).run_all(px.data(), count);
-    const training::CudaEngine engine(bundle);
-    const std::vector<training::LayerOutputs> got = engine.run_all(px.data(), count);
+    const std::vector<model::AcceleratorLayer> layers = model::accelerator_layers(bundle.graph).layers;
+    std::vector<model::LayerOutputs> want;
+    for (const model::OpOutputs& o : model::IntEngine(bundle).run_all(px.data(), count))
+      want.push_back(model::layer_outputs(layers, o));
+    const kernels::CudaEngine engine(bundle);
+    const std::vector<model::LayerOutputs> got = engine.run_all(px.data(), count);
     ASSERT_EQ(want.size(), got.size());
     for (std::size_t i = 0; i < count; ++i)
       for (std::size_t l = 0; l < want[i].size(); ++l)
         ASSERT_EQ(want[i][l], got[i][l]) << "sample " << i << ", layer " << l << " (" << test::seed_note(seed) << ")";
-    EXPECT_EQ(training::IntEngine(bundle).run_batch(px.data(), count), engine.run_batch(px.data(), count));
+    EXPECT_EQ(model::IntEngine(bundle).run_batch(px.data(), count), engine.run_batch(px.data(), count));
   }
 }
 

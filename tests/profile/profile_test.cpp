@@ -17,14 +17,19 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/int_engine.h"
+#include "qathw/training/export.h"
 #include "qathw/training/network.h"
 
 namespace qathw::profile {
 namespace {
 
-using training::Bundle;
-using training::BundleLayer;
+using model::Bundle;
+using model::AcceleratorLayer;
+using model::LinearParams;
+
+std::vector<AcceleratorLayer> layers_of(const Bundle& b) { return model::accelerator_layers(b.graph).layers; }
 
 // ---- bucket rules ----------------------------------------------------------------------------
 
@@ -126,20 +131,23 @@ Bundle make_bundle_with(const target::TargetSpec& t, int rows, int cols, const s
   const int m_bits = t.format.scale_mantissa_bits;
   std::uniform_int_distribution<std::int64_t> mantissa(std::int64_t{1} << (m_bits - 1), (std::int64_t{1} << m_bits) - 1);
   std::uniform_int_distribution<int> shift(m_bits, m_bits + 8);
+  std::vector<LinearParams> params;
+  std::vector<bool> relu;
   for (std::size_t l = 0; l < sizes.size(); ++l) {
-    BundleLayer layer;
+    LinearParams layer;
     layer.in = in;
     layer.out = sizes[l];
-    layer.relu = l + 1 < sizes.size();
+    relu.push_back(l + 1 < sizes.size());
     layer.format = t.format.weights;
     const std::size_t n_codes = static_cast<std::size_t>(layer.in) * layer.out;
     layer.packed.assign(arith::packed_bytes(n_codes, layer.format), 0);
     for (std::size_t i = 0; i < n_codes; ++i) arith::store_code(layer.packed.data(), i, code(rng), layer.format);
     for (int n = 0; n < layer.out; ++n) layer.requant.push_back({mantissa(rng), shift(rng)});
     layer.scales.assign(static_cast<std::size_t>(layer.out), 1.0f);
-    b.layers.push_back(std::move(layer));
+    params.push_back(std::move(layer));
     in = sizes[l];
   }
+  b.graph = model::mlp_graph(rows * cols, std::move(params), relu);
   return b;
 }
 
@@ -196,10 +204,11 @@ Profile brute_force(const Bundle& b, const std::vector<std::uint8_t>& pixels, st
 
   Profile p;
   p.samples = count;
-  p.layers.resize(b.layers.size());
-  for (std::size_t l = 0; l < b.layers.size(); ++l) {
+  const std::vector<AcceleratorLayer> layers = layers_of(b);
+  p.layers.resize(layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l) {
     LayerProfile& lp = p.layers[l];
-    const BundleLayer& layer = b.layers[l];
+    const AcceleratorLayer& layer = layers[l];
     lp.layer = static_cast<int>(l);
     lp.in = layer.in;
     lp.out = layer.out;
@@ -207,19 +216,19 @@ Profile brute_force(const Bundle& b, const std::vector<std::uint8_t>& pixels, st
     lp.act_bits = f.act_bits;
     for (int n = 0; n < layer.out; ++n) {
       std::int64_t s = 0;
-      for (int k = 0; k < layer.in; ++k) s += std::abs(layer.code(n, k)) * ((std::int64_t{1} << (f.act_bits - 1)) - 1);
+      for (int k = 0; k < layer.in; ++k) s += std::abs(layer.params->code(n, k)) * ((std::int64_t{1} << (f.act_bits - 1)) - 1);
       lp.bound_acc_max = std::max(lp.bound_acc_max, s);
     }
     lp.provable_acc_bits = width(lp.bound_acc_max);
   }
-  const training::IntEngine engine(b);
+  const model::IntEngine engine(b);
   const std::size_t features = static_cast<std::size_t>(b.rows) * b.cols;
   for (std::size_t i = 0; i < count; ++i) {
     std::vector<std::int64_t> v(pixels.begin() + static_cast<long>(i * features),
                                 pixels.begin() + static_cast<long>((i + 1) * features));
-    const training::LayerOutputs expected = engine.run(pixels.data() + i * features);
-    for (std::size_t l = 0; l < b.layers.size(); ++l) {
-      const BundleLayer& layer = b.layers[l];
+    const model::LayerOutputs expected = model::layer_outputs(layers, engine.run(pixels.data() + i * features));
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const AcceleratorLayer& layer = layers[l];
       LayerProfile& lp = p.layers[l];
       std::int64_t amax = 0;
       for (std::int64_t e : v) amax = std::max(amax, e < 0 ? -e : e);
@@ -235,7 +244,7 @@ Profile brute_force(const Bundle& b, const std::vector<std::uint8_t>& pixels, st
         std::int64_t reg = 0, sum = 0, low = 0, high = 0;
         for (int k0 = 0; k0 < layer.in; k0 += b.target.array.lanes) {
           std::int64_t group = 0;
-          for (int k = k0; k < std::min(layer.in, k0 + b.target.array.lanes); ++k) group += x[k] * layer.code(n, k);
+          for (int k = k0; k < std::min(layer.in, k0 + b.target.array.lanes); ++k) group += x[k] * layer.params->code(n, k);
           sum += group;
           low = std::min(low, sum);
           high = std::max(high, sum);
@@ -252,7 +261,7 @@ Profile brute_force(const Bundle& b, const std::vector<std::uint8_t>& pixels, st
         if (low < lo || high > hi) ++lp.overflows;
         ++lp.accumulations;
         count_in(lp.accumulators, std::max(high, -low));
-        const std::int64_t q = arith::requantize(reg, layer.requant[n], f.rounding, f.acc_bits);
+        const std::int64_t q = arith::requantize(reg, layer.params->requant[n], f.rounding, f.acc_bits);
         z[n] = layer.relu ? std::max<std::int64_t>(q, 0) : q;
         EXPECT_EQ(z[n], expected[l][n]) << "sample " << i << " layer " << l << " channel " << n;
       }

@@ -7,17 +7,20 @@
 
 #include "../arith/test_support.h"
 #include "qathw/rtl/rtl_engine.h"
-#include "qathw/training/bundle.h"
+#include "qathw/model/bundle.h"
+#include "qathw/model/int_engine.h"
+#include "qathw/training/export.h"
 #include "qathw/verify/compare.h"
+#include "qathw/verify/engine.h"
 
 namespace qathw::rtl {
-RtlRun run_rtl_fault(const training::Bundle&, const std::uint8_t*, std::size_t, const std::string&);
-RtlRun run_rtl_clean(const training::Bundle&, const std::uint8_t*, std::size_t, const std::string&);
+RtlRunFunction run_rtl_fault;
+RtlRunFunction run_rtl_clean;
 
 namespace {
 
 struct Case {
-  training::Bundle bundle;
+  model::Bundle bundle;
   std::vector<std::uint8_t> pixels;
   std::size_t samples = 24;
 };
@@ -34,14 +37,16 @@ Case make_case(std::uint64_t seed) {
 TEST(RtlFaultInjection, VerifyReportsTheFaultAtTheFaultyLayer) {
   const std::uint64_t seed = test::test_seed(31);
   const Case c = make_case(seed);
-  const auto reference = training::IntEngine(c.bundle).run_all(c.pixels.data(), c.samples);
-  const verify::Comparison clean =
-      verify::compare("int", reference, "rtl", run_rtl_clean(c.bundle, c.pixels.data(), c.samples, "").outputs);
+  const auto reference = model::IntEngine(c.bundle).run_all(c.pixels.data(), c.samples);
+  auto rtl = [&](RtlRunFunction* entry) {
+    return verify::fused_to_ops(c.bundle, run_rtl_entry(entry, c.bundle, c.pixels.data(), c.samples, "").outputs);
+  };
+  const verify::Comparison clean = verify::compare(c.bundle.graph, "int", reference, "rtl", rtl(run_rtl_clean));
   EXPECT_FALSE(clean.first) << "the fault-free build differs: " << verify::describe(*clean.first);
-  const verify::Comparison faulty =
-      verify::compare("int", reference, "rtl", run_rtl_fault(c.bundle, c.pixels.data(), c.samples, "").outputs);
+  EXPECT_EQ(clean.ops, (std::vector<std::string>{"layer0.relu", "layer1.relu", "layer2.linear"}));
+  const verify::Comparison faulty = verify::compare(c.bundle.graph, "int", reference, "rtl", rtl(run_rtl_fault));
   ASSERT_TRUE(faulty.first) << "the injected fault went unnoticed; " << test::seed_note(seed);
-  EXPECT_EQ(faulty.first->layer, 1u) << verify::describe(*faulty.first);
+  EXPECT_EQ(faulty.first->op_name, "layer1.relu") << verify::describe(*faulty.first);
   EXPECT_EQ(faulty.first->sample, 0u) << verify::describe(*faulty.first);
   EXPECT_EQ(faulty.mismatching_samples, c.samples);
 }

@@ -8,9 +8,11 @@
 
 #include "../arith/test_support.h"
 #include "qathw/rtl/point_rtl.h"
-#include "qathw/training/bundle.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/bundle.h"
+#include "qathw/model/int_engine.h"
+#include "qathw/training/export.h"
 #include "qathw/verify/compare.h"
+#include "qathw/verify/engine.h"
 
 namespace qathw::rtl {
 namespace {
@@ -45,15 +47,16 @@ TEST(PointRtl, RunTimeBuildAgreesWithTheIntegerEngine) {
   const std::uint64_t seed = test::test_seed(57);
   // A narrow accumulator so that saturation is exercised, in a 4x4 array with tails (in = 27).
   const target::TargetSpec t = small_target(4, 4, 12);
-  const training::Bundle bundle = training::make_bundle(training::make_mlp(27, {13, 6}, 3, seed), t, 3, 9, {});
+  const model::Bundle bundle = training::make_bundle(training::make_mlp(27, {13, 6}, 3, seed), t, 3, 9, {});
   ASSERT_EQ(builtin_rtl(bundle), nullptr);
   std::mt19937_64 rng(seed);
   const std::size_t samples = 16;
   std::vector<std::uint8_t> pixels(samples * 27);
   for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
-  const auto reference = training::IntEngine(bundle).run_all(pixels.data(), samples);
-  const RtlRun run = run_rtl_any(bundle, pixels.data(), samples, "", settings());
-  const verify::Comparison c = verify::compare("int", reference, "rtl", run.outputs);
+  const auto reference = model::IntEngine(bundle).run_all(pixels.data(), samples);
+  RtlRun run = run_rtl_any(bundle, pixels.data(), samples, "", settings());
+  const verify::Comparison c =
+      verify::compare(bundle.graph, "int", reference, "rtl", verify::fused_to_ops(bundle, std::move(run.outputs)));
   EXPECT_FALSE(c.first) << verify::describe(*c.first) << "; " << test::seed_note(seed);
   EXPECT_TRUE(std::filesystem::exists(build_rtl(t, settings())));  // cached: no second build
 }

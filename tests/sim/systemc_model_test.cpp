@@ -10,8 +10,9 @@
 
 #include "../arith/test_support.h"
 #include "qathw/sim/systemc_engine.h"
-#include "qathw/training/bundle.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/bundle.h"
+#include "qathw/training/export.h"
+#include "qathw/model/int_engine.h"
 
 namespace qathw::sim {
 namespace {
@@ -83,23 +84,24 @@ Case random_case(const target::TargetSpec& t, int rows, int cols, std::vector<in
 // Runs the case through the SystemC model; every layer must equal the integer engine, and every
 // layer's counts the closed form.
 SimRun check_case(const Case& c, std::uint64_t seed) {
-  const training::Bundle bundle = training::make_bundle(c.net, c.target, c.rows, c.cols, {});
+  const model::Bundle bundle = training::make_bundle(c.net, c.target, c.rows, c.cols, {});
   const std::size_t features = static_cast<std::size_t>(c.rows) * c.cols;
   const std::size_t samples = c.pixels.size() / features;
   SimRun run = run_systemc(bundle, c.pixels.data(), samples, true);
-  const training::IntEngine engine(bundle);
+  const model::IntEngine engine(bundle);
+  const std::vector<model::AcceleratorLayer> layers = model::accelerator_layers(bundle.graph).layers;
   EXPECT_EQ(run.outputs.size(), samples);
   long mismatches = 0;
   for (std::size_t i = 0; i < samples; ++i) {
-    const training::LayerOutputs want = engine.run(c.pixels.data() + i * features);
+    const model::LayerOutputs want = model::layer_outputs(layers, engine.run(c.pixels.data() + i * features));
     for (std::size_t l = 0; l < want.size(); ++l)
       if (run.outputs[i][l] != want[l] && ++mismatches <= 3)
         ADD_FAILURE() << "sample " << i << " layer " << l << " differs from the integer engine; "
                       << test::seed_note(seed);
   }
   EXPECT_EQ(mismatches, 0);
-  for (std::size_t l = 0; l < bundle.layers.size(); ++l)
-    expect_same(run.stats.front().layers[l], closed_form(c.target, bundle.layers[l].in, bundle.layers[l].out, l == 0), l);
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    expect_same(run.stats.front().layers[l], closed_form(c.target, layers[l].in, layers[l].out, l == 0), l);
   return run;
 }
 
@@ -112,6 +114,18 @@ TEST(SystemCModel, OddShapesInt4MatchIntEngineAndCycleModel) {
   const std::uint64_t seed = test::test_seed(12);
   check_case(random_case(target::builtin_target("int4-fpga"), 3, 13, {41, 9}, 3, 40, seed), seed);
 }
+
+// Activation codes wider than 8 bits are held as int16 in the code scratch area. One SystemC run
+// per process: one test per width.
+void check_activation_bits(int bits) {
+  const std::uint64_t seed = test::test_seed(15) + static_cast<std::uint64_t>(bits);
+  const target::TargetSpec t =
+      variant("ternary-asic", "\"activations\":{\"bits\":8", "\"activations\":{\"bits\":" + std::to_string(bits));
+  check_case(random_case(t, 4, 9, {19}, 3, 20, seed), seed);
+}
+TEST(SystemCModel, Activations9BitsMatchIntEngine) { check_activation_bits(9); }
+TEST(SystemCModel, Activations12BitsMatchIntEngine) { check_activation_bits(12); }
+TEST(SystemCModel, Activations16BitsMatchIntEngine) { check_activation_bits(16); }
 
 TEST(SystemCModel, LayerNarrowerThanTheArray) {
   const std::uint64_t seed = test::test_seed(13);
@@ -152,7 +166,7 @@ TEST(SystemCModel, AllZeroAndAllMaximumInputs) {
 TEST(SystemCModel, ModelLargerThanTheWeightSramIsRefused) {
   const target::TargetSpec t = variant("ternary-asic", "\"weight_sram_kib\":256", "\"weight_sram_kib\":1");
   const Case c = random_case(t, 28, 28, {64}, 10, 1, 17);
-  const training::Bundle bundle = training::make_bundle(c.net, t, 28, 28, {});
+  const model::Bundle bundle = training::make_bundle(c.net, t, 28, 28, {});
   try {
     run_systemc(bundle, c.pixels.data(), 1, false);
     FAIL() << "expected the weight SRAM check to fail";

@@ -23,8 +23,10 @@
 #include "qathw/kernels/int8_gemm.h"
 #include "qathw/kernels/quant_ops.h"
 #include "qathw/target/target_spec.h"
-#include "qathw/training/bundle.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/bundle.h"
+#include "qathw/training/export.h"
+#include "qathw/model/int_engine.h"
 
 namespace qathw::training {
 namespace {
@@ -306,11 +308,13 @@ TEST_P(QuantizedForward, EqualsIntegerEngineOnEveryLayer) {
           ++order_dependent;
       }
 
-    const Bundle bundle = make_bundle(net, t, rows, cols, nlohmann::json::object());
-    const IntEngine engine(bundle);
+    const model::Bundle bundle = make_bundle(net, t, rows, cols, nlohmann::json::object());
+    const model::IntEngine engine(bundle);
+    const std::vector<model::AcceleratorLayer> layers = model::accelerator_layers(bundle.graph).layers;
     long nonzero = 0;
     for (int b = 0; b < batch; ++b) {
-      const LayerOutputs out = engine.run(px.data() + static_cast<std::size_t>(b) * c.inputs);
+      const model::LayerOutputs out =
+          model::layer_outputs(layers, engine.run(px.data() + static_cast<std::size_t>(b) * c.inputs));
       ASSERT_EQ(out.size(), net.layers.size());
       for (std::size_t l = 0; l < out.size(); ++l) {
         const int n_out = net.layers[l].out;

@@ -14,9 +14,10 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
-#include "qathw/training/bundle.h"
+#include "qathw/model/bundle.h"
+#include "qathw/training/export.h"
 #include "qathw/training/checkpoint.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/int_engine.h"
 #include "temp_dir.h"
 
 namespace qathw::training {
@@ -117,9 +118,9 @@ TEST_P(TrainOnTiny, DeployedBundleComputesTheTrainersIntegers) {
   const Dataset& test = tiny_test();
   const QuantizedEval eval = evaluate_quantized(r.qat, t, test);
   EXPECT_DOUBLE_EQ(eval.accuracy, r.qat_result.test_accuracy);
-  save_bundle(dir / "model.qhw", make_bundle(r.qat, t, 8, 10, to_json(c)));
-  const Bundle bundle = load_bundle(dir / "model.qhw", &t);
-  const std::vector<std::int32_t> engine = IntEngine(bundle).run_batch(test.pixels.data(), test.count);
+  model::save_bundle(dir / "model.qhw", make_bundle(r.qat, t, 8, 10, to_json(c)));
+  const model::Bundle bundle = model::load_bundle(dir / "model.qhw", &t);
+  const std::vector<std::int32_t> engine = model::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
   ASSERT_EQ(engine.size(), eval.outputs.size());
   long correct = 0;
   for (std::size_t i = 0; i < engine.size(); ++i) ASSERT_EQ(engine[i], eval.outputs[i]) << "output integer " << i;

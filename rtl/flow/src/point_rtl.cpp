@@ -144,10 +144,11 @@ fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
   return so;
 }
 
-RtlRun run_rtl_any(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+RtlRun run_rtl_any(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                    const std::string& fst_path, const RtlBuildSettings& settings) {
-  if (RtlRunFunction* run = builtin_rtl(bundle)) return run(bundle, pixels, count, fst_path);
-  return load(build_rtl(bundle.target, settings))(bundle, pixels, count, fst_path);
+  RtlRunFunction* run = builtin_rtl(bundle);
+  if (!run) run = load(build_rtl(bundle.target, settings));
+  return run_rtl_entry(run, bundle, pixels, count, fst_path);
 }
 
 }  // namespace qathw::rtl

@@ -27,11 +27,12 @@ constexpr int kWeightWords = QATHW_RTL_WEIGHT_WORDS, kRequantDepth = QATHW_RTL_R
 
 class Harness {
  public:
-  explicit Harness(const training::Bundle& b) : b_(b), rows_(b.target.array.rows), lanes_(b.target.array.lanes) {
-    if (b.layers.size() > kMaxLayers)
+  Harness(const model::Bundle& b, const std::vector<model::AcceleratorLayer>& layers)
+      : b_(b), layers_(layers), rows_(b.target.array.rows), lanes_(b.target.array.lanes) {
+    if (layers.size() > kMaxLayers)
       throw std::runtime_error("the RTL holds at most " + std::to_string(kMaxLayers) + " layers");
     std::size_t weight_words = 0, pairs = 0;
-    for (const auto& l : b.layers) {
+    for (const auto& l : layers) {
       if (l.in > kMaxWidth || l.out > kMaxWidth)
         throw std::runtime_error("the RTL holds layers up to " + std::to_string(kMaxWidth) + " wide");
       weight_words += chunks(l.in) * tiles(l.out);
@@ -59,12 +60,12 @@ class Harness {
     if (fst_) fst_->close();
   }
 
-  training::LayerOutputs run(const std::uint8_t* pixels, std::vector<std::uint64_t>& layer_cycles,
+  model::LayerOutputs run(const std::uint8_t* pixels, std::vector<std::uint64_t>& layer_cycles,
                              std::vector<std::uint64_t>& layer_end) {
-    const std::size_t features = static_cast<std::size_t>(b_.rows) * b_.cols;
-    layer_cycles.assign(b_.layers.size(), 0);
-    layer_end.assign(b_.layers.size(), 0);
-    training::LayerOutputs out(b_.layers.size());
+    const std::size_t features = b_.features();
+    layer_cycles.assign(layers_.size(), 0);
+    layer_end.assign(layers_.size(), 0);
+    model::LayerOutputs out(layers_.size());
     std::size_t fed = 0;
     m_.out_ready_i = 1;
     for (std::uint64_t guard = 0; guard < 100000000; ++guard) {
@@ -116,8 +117,8 @@ class Harness {
 
   void configure() {
     std::size_t wbase = 0, rbase = 0;
-    for (std::size_t l = 0; l < b_.layers.size(); ++l) {
-      const training::BundleLayer& layer = b_.layers[l];
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const model::LinearParams& layer = *layers_[l].params;
       // Weight words: tile t, chunk c holds rows x lanes codes, row r's lane i at (r * lanes + i) * 4.
       for (std::size_t t = 0; t < tiles(layer.out); ++t)
         for (std::size_t c = 0; c < chunks(layer.in); ++c) {
@@ -141,7 +142,7 @@ class Harness {
       clear_bits(m_.cfg_data_i);
       put_bits(m_.cfg_data_i, 0, 16, static_cast<std::uint64_t>(layer.in));
       put_bits(m_.cfg_data_i, 16, 16, static_cast<std::uint64_t>(layer.out));
-      put_bits(m_.cfg_data_i, 32, 1, layer.relu ? 1 : 0);
+      put_bits(m_.cfg_data_i, 32, 1, layers_[l].relu ? 1 : 0);
       put_bits(m_.cfg_data_i, 33, 16, wbase);
       put_bits(m_.cfg_data_i, 49, 16, rbase);
       write(2, l);
@@ -149,11 +150,12 @@ class Harness {
       rbase += static_cast<std::size_t>(layer.out);
     }
     clear_bits(m_.cfg_data_i);
-    put_bits(m_.cfg_data_i, 0, 8, b_.layers.size());
+    put_bits(m_.cfg_data_i, 0, 8, layers_.size());
     write(3, 0);
   }
 
-  const training::Bundle& b_;
+  const model::Bundle& b_;
+  const std::vector<model::AcceleratorLayer>& layers_;
   const int rows_, lanes_;
   QATHW_RTL_MODEL m_;
   std::unique_ptr<VerilatedFstC> fst_;
@@ -162,13 +164,13 @@ class Harness {
 
 }  // namespace
 
-RtlRun QATHW_RTL_ENTRY(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
-                       const std::string& fst_path) {
+RtlRun QATHW_RTL_ENTRY(const model::Bundle& bundle, const std::vector<model::AcceleratorLayer>& layers,
+                       const std::uint8_t* pixels, std::size_t count, const std::string& fst_path) {
   const auto t0 = std::chrono::steady_clock::now();
-  Harness h(bundle);
+  Harness h(bundle, layers);
   if (!fst_path.empty()) h.trace_to(fst_path);
   RtlRun run;
-  const std::size_t features = static_cast<std::size_t>(bundle.rows) * bundle.cols;
+  const std::size_t features = bundle.features();
   std::vector<std::uint64_t> cycles, ends;
   for (std::size_t i = 0; i < count; ++i) {
     run.outputs.push_back(h.run(pixels + i * features, cycles, ends));

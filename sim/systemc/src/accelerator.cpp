@@ -39,15 +39,13 @@ const std::uint8_t* Sram::at(std::size_t offset, std::size_t bytes) const {
 ActivationQuantizer::ActivationQuantizer(sc_core::sc_module_name name, const target::TargetSpec& t)
     : sc_module(name), target_(t) {}
 
-template <typename Value>
-std::uint64_t ActivationQuantizer::quantize(const Value* values, std::uint32_t count, std::int8_t* codes,
+template <typename Value, typename Code>
+std::uint64_t ActivationQuantizer::quantize(const Value* values, std::uint32_t count, Code* codes,
                                             LayerStats& s) const {
   const arith::Format& f = target_.format;
-  std::int64_t amax = 0;  // pass 1: absmax, `lanes` comparisons per cycle
-  for (std::uint32_t k = 0; k < count; ++k) amax = std::max(amax, arith::magnitude(values[k]));
-  const arith::FixedPoint inv = arith::token_inv_scale(amax, f);  // reciprocal: one mantissa bit per cycle
-  for (std::uint32_t k = 0; k < count; ++k)  // pass 2: codes
-    codes[k] = static_cast<std::int8_t>(arith::quantize_act(values[k], inv, f.act_bits, f.rounding));
+  // Pass 1: absmax, `lanes` comparisons per cycle; the reciprocal, one mantissa bit per cycle;
+  // pass 2: the codes.
+  arith::quantize_token(values, static_cast<int>(count), codes, f);
   const std::uint64_t passes = ceil_div(count, static_cast<std::uint64_t>(target_.array.lanes));
   const std::uint64_t in_bits = sizeof(Value) == 1 ? 8 : static_cast<std::uint64_t>(f.acc_bits);
   s.act_read_bits += 2 * count * in_bits;
@@ -55,14 +53,11 @@ std::uint64_t ActivationQuantizer::quantize(const Value* values, std::uint32_t c
   return 2 * passes + static_cast<std::uint64_t>(f.scale_mantissa_bits);
 }
 
-template std::uint64_t ActivationQuantizer::quantize<std::uint8_t>(const std::uint8_t*, std::uint32_t, std::int8_t*,
-                                                                  LayerStats&) const;
-template std::uint64_t ActivationQuantizer::quantize<std::int32_t>(const std::int32_t*, std::uint32_t, std::int8_t*,
-                                                                  LayerStats&) const;
 
 PeArray::PeArray(sc_core::sc_module_name name, const target::TargetSpec& t) : sc_module(name), target_(t) {}
 
-std::uint64_t PeArray::run_layer(const std::int8_t* codes, const std::int8_t* weights, std::uint32_t in,
+template <typename Code>
+std::uint64_t PeArray::run_layer(const Code* codes, const std::int8_t* weights, std::uint32_t in,
                                  std::uint32_t out, std::int64_t* acc, LayerStats& s) const {
   const arith::Format& f = target_.format;
   const std::uint32_t rows = static_cast<std::uint32_t>(target_.array.rows);
@@ -99,9 +94,7 @@ std::uint64_t RequantUnit::run(const std::int64_t* acc, const std::int32_t* pair
                                std::int32_t* z, LayerStats& s) const {
   const arith::Format& f = target_.format;
   for (std::uint32_t n = 0; n < out; ++n) {
-    const arith::FixedPoint p{pairs[2 * n], pairs[2 * n + 1]};
-    const std::int64_t q = arith::requantize(acc[n], p, f.rounding, f.acc_bits);
-    z[n] = static_cast<std::int32_t>(relu ? arith::relu(q) : q);
+    z[n] = static_cast<std::int32_t>(arith::epilogue(acc[n], arith::FixedPoint{pairs[2 * n], pairs[2 * n + 1]}, relu, f));
   }
   s.act_write_bits += static_cast<std::uint64_t>(out) * f.acc_bits;
   // Each tile's accumulators are requantized (rows units in parallel) in the cycle after its
@@ -183,25 +176,34 @@ void Accelerator::decode_weights() {
   decoded_valid_ = true;
 }
 
+// One layer: the input's codes (int8 or int16 as the target's act_bits need) into the scratch
+// area, the PE array, the requantization units.
+template <typename Code>
+void Accelerator::run_layer(const LayerDescriptor& d, const std::vector<std::int8_t>& weights, LayerStats& s) {
+  Code* codes = reinterpret_cast<Code*>(activations_.at(d.code_offset, sizeof(Code) * std::size_t{d.in}));
+  if (d.input_bits == 8) {
+    s.quantizer_cycles = quantizer_.quantize(activations_.at(d.input_offset, d.in), d.in, codes, s);
+  } else {
+    const auto* in = reinterpret_cast<const std::int32_t*>(activations_.at(d.input_offset, 4 * std::size_t{d.in}));
+    s.quantizer_cycles = quantizer_.quantize(in, d.in, codes, s);
+  }
+  acc_.assign(d.out, 0);
+  s.array_cycles = array_.run_layer(codes, weights.data(), d.in, d.out, acc_.data(), s);
+  const auto* pairs = reinterpret_cast<const std::int32_t*>(weights_.at(d.requant_offset, 8 * std::size_t{d.out}));
+  auto* z = reinterpret_cast<std::int32_t*>(activations_.at(d.output_offset, 4 * std::size_t{d.out}));
+  s.requant_cycles = requant_.run(acc_.data(), pairs, d.out, d.relu != 0, z, s);
+}
+
 void Accelerator::run_inference(sc_core::sc_time& delay) {
   if (!decoded_valid_) decode_weights();
   stats_ = InferenceStats{};
-  std::vector<std::int64_t> acc;
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     const LayerDescriptor& d = layers_[l];
     LayerStats s;
-    std::int8_t* codes = reinterpret_cast<std::int8_t*>(activations_.at(d.code_offset, d.in));
-    if (d.input_bits == 8) {
-      s.quantizer_cycles = quantizer_.quantize(activations_.at(d.input_offset, d.in), d.in, codes, s);
-    } else {
-      const auto* in = reinterpret_cast<const std::int32_t*>(activations_.at(d.input_offset, 4 * std::size_t{d.in}));
-      s.quantizer_cycles = quantizer_.quantize(in, d.in, codes, s);
-    }
-    acc.assign(d.out, 0);
-    s.array_cycles = array_.run_layer(codes, decoded_[l].data(), d.in, d.out, acc.data(), s);
-    const auto* pairs = reinterpret_cast<const std::int32_t*>(weights_.at(d.requant_offset, 8 * std::size_t{d.out}));
-    auto* z = reinterpret_cast<std::int32_t*>(activations_.at(d.output_offset, 4 * std::size_t{d.out}));
-    s.requant_cycles = requant_.run(acc.data(), pairs, d.out, d.relu != 0, z, s);
+    if (code_bytes(target_.format) == 1)
+      run_layer<std::int8_t>(d, decoded_[l], s);
+    else
+      run_layer<std::int16_t>(d, decoded_[l], s);
     s.cycles = s.quantizer_cycles + s.array_cycles + s.requant_cycles;
     // Loosely timed: the layer's time is annotated, then the initiator and the kernel synchronise.
     delay += period_ * static_cast<double>(s.cycles);

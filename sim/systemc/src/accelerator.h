@@ -29,6 +29,9 @@ inline constexpr std::uint64_t kActivations = 0x2000'0000;  // activation SRAM
 inline constexpr std::uint64_t kRegionMask = 0xF000'0000;
 }  // namespace address
 
+// Bytes of one activation code in the activation SRAM's code scratch area.
+inline std::size_t code_bytes(const arith::Format& f) { return f.act_bits <= 8 ? 1 : 2; }
+
 // One layer as the controller executes it. Offsets are byte offsets into the SRAMs.
 struct LayerDescriptor {
   std::uint32_t in = 0, out = 0, relu = 0;
@@ -38,6 +41,7 @@ struct LayerDescriptor {
   std::uint32_t input_bits = 0;      // 8: uint8 pixels (first layer); 32: int32 outputs of the previous layer
   std::uint32_t output_offset = 0;   // activation SRAM: int32 outputs
   std::uint32_t code_offset = 0;     // activation SRAM: scratch for the input's activation codes
+                                     // (int8 when the target's act_bits <= 8, else int16)
 };
 
 // Behavioural single-port SRAM.
@@ -57,8 +61,8 @@ class Sram {
 class ActivationQuantizer : public sc_core::sc_module {
  public:
   ActivationQuantizer(sc_core::sc_module_name name, const target::TargetSpec& t);
-  template <typename Value>
-  std::uint64_t quantize(const Value* values, std::uint32_t count, std::int8_t* codes, LayerStats& s) const;
+  template <typename Value, typename Code>
+  std::uint64_t quantize(const Value* values, std::uint32_t count, Code* codes, LayerStats& s) const;
 
  private:
   const target::TargetSpec& target_;
@@ -70,7 +74,8 @@ class PeArray : public sc_core::sc_module {
  public:
   PeArray(sc_core::sc_module_name name, const target::TargetSpec& t);
   // Accumulators of `out` output channels for one input, tile by tile. Returns cycles.
-  std::uint64_t run_layer(const std::int8_t* codes, const std::int8_t* weights, std::uint32_t in, std::uint32_t out,
+  template <typename Code>
+  std::uint64_t run_layer(const Code* codes, const std::int8_t* weights, std::uint32_t in, std::uint32_t out,
                           std::int64_t* acc, LayerStats& s) const;
 
  private:
@@ -101,12 +106,15 @@ class Accelerator : public sc_core::sc_module {
   void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay);
   void run_inference(sc_core::sc_time& delay);
   void decode_weights();
+  template <typename Code>
+  void run_layer(const LayerDescriptor& d, const std::vector<std::int8_t>& weights, LayerStats& s);
 
   const target::TargetSpec& target_;
   sc_core::sc_time period_;
   Sram weights_, activations_;
   std::vector<LayerDescriptor> layers_;
   std::vector<std::vector<std::int8_t>> decoded_;  // weight codes as the PE rows see them
+  std::vector<std::int64_t> acc_;                   // the array's accumulators of one layer
   bool decoded_valid_ = false;
   ActivationQuantizer quantizer_;
   PeArray array_;

@@ -16,9 +16,9 @@ class Host : public sc_core::sc_module {
  public:
   tlm_utils::simple_initiator_socket<Host> socket;
 
-  Host(sc_core::sc_module_name name, const training::Bundle& b, const std::uint8_t* pixels, std::size_t count,
+  Host(sc_core::sc_module_name name, const model::Bundle& b, const std::vector<model::AcceleratorLayer>& layers, const std::uint8_t* pixels, std::size_t count,
        bool keep_layers, const Accelerator& acc, SimRun& out)
-      : sc_module(name), socket("socket"), bundle_(b), pixels_(pixels), count_(count), keep_(keep_layers),
+      : sc_module(name), socket("socket"), bundle_(b), layers_(layers), pixels_(pixels), count_(count), keep_(keep_layers),
         accelerator_(acc), out_(out) {
     SC_HAS_PROCESS(Host);
     SC_THREAD(run);
@@ -68,18 +68,18 @@ class Host : public sc_core::sc_module {
     sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
     // Memory layout: weights then requantization pairs in the weight SRAM; input, per-layer
     // outputs and a code scratch area in the activation SRAM.
-    std::vector<LayerDescriptor> d(bundle_.layers.size());
+    std::vector<LayerDescriptor> d(layers_.size());
     std::size_t weight_end = 0;
-    const std::size_t features = static_cast<std::size_t>(bundle_.rows) * bundle_.cols;
+    const std::size_t features = bundle_.features();
     std::size_t act_end = (features + 3) / 4 * 4;
     std::size_t widest = features;
     for (std::size_t l = 0; l < d.size(); ++l) {
-      const training::BundleLayer& bl = bundle_.layers[l];
+      const model::AcceleratorLayer& bl = layers_[l];
       d[l].in = static_cast<std::uint32_t>(bl.in);
       d[l].out = static_cast<std::uint32_t>(bl.out);
       d[l].relu = bl.relu ? 1 : 0;
       d[l].weight_offset = static_cast<std::uint32_t>(weight_end);
-      weight_end += (bl.packed.size() + 7) / 8 * 8;
+      weight_end += (bl.params->packed.size() + 7) / 8 * 8;
       d[l].input_offset = l == 0 ? 0 : d[l - 1].output_offset;
       d[l].input_bits = l == 0 ? 8 : 32;
       d[l].output_offset = static_cast<std::uint32_t>(act_end);
@@ -88,10 +88,10 @@ class Host : public sc_core::sc_module {
     }
     for (std::size_t l = 0; l < d.size(); ++l) {
       d[l].requant_offset = static_cast<std::uint32_t>(weight_end);
-      weight_end += 8 * static_cast<std::size_t>(bundle_.layers[l].out);
+      weight_end += 8 * static_cast<std::size_t>(layers_[l].out);
       d[l].code_offset = static_cast<std::uint32_t>(act_end);
     }
-    act_end += widest;
+    act_end += widest * code_bytes(t.format);
     const std::size_t weight_capacity = static_cast<std::size_t>(t.memory.weight_sram_kib) * 1024;
     const std::size_t act_capacity = static_cast<std::size_t>(t.memory.activation_sram_kib) * 1024;
     if (weight_end > weight_capacity)
@@ -105,7 +105,7 @@ class Host : public sc_core::sc_module {
     write(address::kLayerCount, &layers, 4, delay);
     for (std::size_t l = 0; l < d.size(); ++l) {
       write(address::kDescriptors + l * sizeof(LayerDescriptor), &d[l], sizeof(LayerDescriptor), delay);
-      const training::BundleLayer& bl = bundle_.layers[l];
+      const model::LinearParams& bl = *layers_[l].params;
       write(address::kWeights + d[l].weight_offset, bl.packed.data(), bl.packed.size(), delay);
       std::vector<std::int32_t> pairs;
       for (const auto& p : bl.requant) {
@@ -124,7 +124,7 @@ class Host : public sc_core::sc_module {
     for (std::size_t i = 0; i < count_; ++i) {
       write(address::kActivations, pixels_ + i * features, features, delay);
       write(address::kControl, &go, 4, delay);
-      training::LayerOutputs& o = out_.outputs[i];
+      model::LayerOutputs& o = out_.outputs[i];
       for (std::size_t l = keep_ ? 0 : d.size() - 1; l < d.size(); ++l) {
         std::vector<std::int32_t> z(d[l].out);
         read(address::kActivations + d[l].output_offset, z.data(), 4 * z.size(), delay);
@@ -136,7 +136,8 @@ class Host : public sc_core::sc_module {
     out_.simulated_seconds = (sc_core::sc_time_stamp() - start).to_seconds();
   }
 
-  const training::Bundle& bundle_;
+  const model::Bundle& bundle_;
+  const std::vector<model::AcceleratorLayer>& layers_;
   const std::uint8_t* pixels_;
   std::size_t count_;
   bool keep_;
@@ -148,13 +149,19 @@ std::atomic<bool> g_elaborated{false};
 
 }  // namespace
 
-SimRun run_systemc(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers) {
+std::optional<std::string> systemc_unsupported(const model::Bundle& bundle) {
+  return model::accelerator_layers(bundle.graph).unsupported;
+}
+
+SimRun run_systemc(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers) {
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  if (lowering.unsupported) throw std::runtime_error("SystemC model: " + *lowering.unsupported);
   if (g_elaborated.exchange(true))
     throw std::runtime_error("the SystemC model runs once per process (the SystemC kernel cannot be restarted)");
   setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 1);
   SimRun out;
   Accelerator accelerator("accelerator", bundle.target);
-  Host host("host", bundle, pixels, count, keep_layers, accelerator, out);
+  Host host("host", bundle, lowering.layers, pixels, count, keep_layers, accelerator, out);
   host.socket.bind(accelerator.socket);
   const auto t0 = std::chrono::steady_clock::now();
   sc_core::sc_start();

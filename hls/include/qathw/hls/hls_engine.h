@@ -2,11 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "qathw/training/bundle.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/bundle.h"
 
 namespace qathw::hls {
 
@@ -14,12 +15,17 @@ namespace qathw::hls {
 using LayerTop = void (*)(const std::int32_t* values, int in_n, int out_n, bool relu, const std::uint8_t* weights,
                           const std::int32_t* rq_mantissa, const std::int32_t* rq_shift, std::int32_t* out);
 
-// Every layer's outputs of `count` samples through `top`, layer after layer.
-std::vector<training::LayerOutputs> run_layers(const training::Bundle& bundle, const std::uint8_t* pixels,
-                                               std::size_t count, LayerTop top);
+// Every fused layer's outputs (model::accelerator_layers) of `count` samples through `top`,
+// layer after layer. Throws when the graph does not map onto the layer chain.
+std::vector<model::LayerOutputs> run_layers(const model::Bundle& bundle, const std::uint8_t* pixels,
+                                            std::size_t count, LayerTop top);
+
+// Why the HLS C simulation cannot run the bundle (no top built for its target, or a graph that
+// does not map onto the layer chain), or nothing when it can.
+std::optional<std::string> hls_unsupported(const model::Bundle& bundle);
 
 // The top built for the bundle's target (matched by content hash); throws when there is none.
-std::vector<training::LayerOutputs> run_hls(const training::Bundle& bundle, const std::uint8_t* pixels,
+std::vector<model::LayerOutputs> run_hls(const model::Bundle& bundle, const std::uint8_t* pixels,
                                             std::size_t count);
 
 }  // namespace qathw::hls

@@ -13,32 +13,17 @@
 
 namespace qathw::hls {
 
-// Per-token activation quantizer: absmax, the hardware reciprocal, codes.
+// Per-token activation quantizer: arith::quantize_token (absmax, the hardware reciprocal, codes).
 template <class T>
 void activation_quantizer(const std::int32_t values[T::kMaxWidth], int n, std::int16_t codes[T::kMaxWidth]) {
   constexpr arith::Format f = T::format();
-  std::int64_t amax = 0;
-absmax:
-  for (int k = 0; k < T::kMaxWidth; ++k) {
-#pragma HLS PIPELINE II = 1
-    if (k < n) {
-      const std::int64_t m = arith::magnitude(values[k]);
-      amax = m > amax ? m : amax;
-    }
-  }
-  const arith::FixedPoint inv = arith::token_inv_scale(amax, f);
-code:
-  for (int k = 0; k < T::kMaxWidth; ++k) {
-#pragma HLS PIPELINE II = 1
-    if (k < n) {
-      std::int64_t c = arith::quantize_act(values[k], inv, f.act_bits, f.rounding);
+  arith::quantize_token(values, n, codes, f);
 #ifdef QATHW_HLS_FAULT_CLAMP
-      // Injected fault (tests only): the clamp stops one short of qmax.
-      if (c == arith::act_qmax(f.act_bits)) c -= 1;
+  // Injected fault (tests only): the clamp stops one short of qmax.
+fault:
+  for (int k = 0; k < n; ++k)
+    if (codes[k] == arith::act_qmax(f.act_bits)) codes[k] = static_cast<std::int16_t>(codes[k] - 1);
 #endif
-      codes[k] = static_cast<std::int16_t>(c);
-    }
-  }
 }
 
 // One tile: kRows output channels of one input, kLanes products per row per cycle.
@@ -101,9 +86,7 @@ tiles:
 #pragma HLS UNROLL
         const int n = n0 + r;
         if (n < out_n) {
-          const std::int64_t z =
-              arith::requantize(acc[r], arith::FixedPoint{rq_mantissa[n], rq_shift[n]}, f.rounding, f.acc_bits);
-          out[n] = static_cast<std::int32_t>(relu ? arith::relu(z) : z);
+          out[n] = static_cast<std::int32_t>(arith::epilogue(acc[r], arith::FixedPoint{rq_mantissa[n], rq_shift[n]}, relu, f));
         }
       }
     }

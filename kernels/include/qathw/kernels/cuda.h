@@ -180,7 +180,8 @@ void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c);
 
 // ---- the deployed model ----------------------------------------------------------------------
 
-// Host functions below (device_packed_bytes, packed_layer_order_free) exist in every build.
+// device_packed_bytes below exists in every build. packed_layer sums in one exact pass where
+// arith::accumulation_order_free(in, f) holds, else in the array's order.
 inline constexpr int kPackedWordBytes = 16;
 
 // Bytes a packed weight array of `count` codes occupies on the device: packed_bytes rounded up to
@@ -197,8 +198,5 @@ void packed_layer(const std::uint8_t* packed, const std::int8_t* x, int samples,
                   const arith::Format& f, const arith::FixedPoint* requant, bool relu, std::int32_t* z);
 void packed_layer(const std::uint8_t* packed, const std::int16_t* x, int samples, int in, int out, int lanes,
                   const arith::Format& f, const arith::FixedPoint* requant, bool relu, std::int32_t* z);
-
-// Whether packed_layer sums a layer of `in` inputs in one exact pass (else in the array's order).
-bool packed_layer_order_free(int in, const arith::Format& f);
 
 }  // namespace qathw::kernels::cuda

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "qathw/training/bundle.h"
+#include "qathw/model/bundle.h"
 
 namespace qathw::profile {
 
@@ -52,7 +52,7 @@ struct Profile {
 // Runs the first `count` samples of `pixels` (count x features, uint8) through the bundle with
 // the integer engine's arithmetic and profiles every layer. Samples run in parallel; the result
 // does not depend on the number of threads.
-Profile profile_bundle(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count);
+Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count);
 
 nlohmann::json to_json(const Profile& profile);
 // The inverse of to_json; throws nlohmann::json::exception on a missing or mistyped field.

@@ -4,5 +4,6 @@
 #include "qathw/arith/core.h"
 #include "qathw/arith/dot.h"
 #include "qathw/arith/fixed_point.h"
+#include "qathw/arith/layer.h"
 #include "qathw/arith/pack.h"
 #include "qathw/arith/quantize.h"

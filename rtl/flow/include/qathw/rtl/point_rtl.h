@@ -26,7 +26,7 @@ std::string rtl_build_key(const target::TargetSpec& target);
 std::filesystem::path build_rtl(const target::TargetSpec& target, const RtlBuildSettings& settings = {});
 
 // run_rtl for any target: the built-in model when there is one, else the run-time build.
-RtlRun run_rtl_any(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+RtlRun run_rtl_any(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                    const std::string& fst_path = "", const RtlBuildSettings& settings = {});
 
 }  // namespace qathw::rtl

@@ -7,13 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "qathw/training/bundle.h"
-#include "qathw/training/int_engine.h"
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/bundle.h"
 
 namespace qathw::rtl {
 
 struct RtlRun {
-  std::vector<training::LayerOutputs> outputs;  // per sample, every layer
+  std::vector<model::LayerOutputs> outputs;  // per sample, every fused layer (model::accelerator_layers)
   std::vector<std::uint64_t> layer_cycles;      // per layer, of the first sample (the same for all)
   std::vector<std::vector<std::uint64_t>> layer_end;  // per sample, per layer: the clock cycle (from the
                                                        // run's start) of the layer's last computing cycle
@@ -21,18 +21,24 @@ struct RtlRun {
   double wall_seconds = 0;
 };
 
-// The signature of every RTL build's entry point.
-using RtlRunFunction = RtlRun(const training::Bundle&, const std::uint8_t* pixels, std::size_t count,
-                              const std::string& fst_path);
+// The signature of every RTL build's entry point: the bundle and its graph's fused layers. The
+// entry uses nothing of qat-hw's libraries but headers (it is also built as a shared object).
+using RtlRunFunction = RtlRun(const model::Bundle&, const std::vector<model::AcceleratorLayer>& layers,
+                              const std::uint8_t* pixels, std::size_t count, const std::string& fst_path);
 
 // The RTL model built into this program for the bundle's target (matched by content hash), or null.
-RtlRunFunction* builtin_rtl(const training::Bundle& bundle);
+RtlRunFunction* builtin_rtl(const model::Bundle& bundle);
 
 // Throws std::runtime_error when no RTL model was built for the bundle's target (matched by
 // content hash) or the bundle exceeds the RTL's memories.
 // With `fst_path`, the run's waveform (every signal, every cycle) is written there as FST: tracing
 // is compiled in and costs nothing unless switched on here.
-RtlRun run_rtl(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+// Runs `entry` on the bundle's fused layers; throws when the graph does not map onto the
+// accelerator's layer chain.
+RtlRun run_rtl_entry(RtlRunFunction* entry, const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
+                     const std::string& fst_path);
+
+RtlRun run_rtl(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                const std::string& fst_path = "");
 
 }  // namespace qathw::rtl

@@ -7,14 +7,17 @@
 #include <cstdint>
 #include <vector>
 
+#include <optional>
+#include <string>
+
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/bundle.h"
 #include "qathw/sim/stats.h"
-#include "qathw/training/bundle.h"
-#include "qathw/training/int_engine.h"
 
 namespace qathw::sim {
 
 struct SimRun {
-  std::vector<training::LayerOutputs> outputs;  // per sample (only the last layer unless keep_layers)
+  std::vector<model::LayerOutputs> outputs;  // per sample, per fused layer (only the last unless keep_layers)
   std::vector<InferenceStats> stats;            // per sample
   double wall_seconds = 0;
   double simulated_seconds = 0;
@@ -22,6 +25,9 @@ struct SimRun {
 
 // Runs `count` samples (row-major uint8 pixels) through the model. Throws std::runtime_error when
 // the bundle does not fit the target's SRAMs, or if called twice in one process.
-SimRun run_systemc(const training::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers);
+// Why the model cannot run the bundle's graph, or nothing when it can.
+std::optional<std::string> systemc_unsupported(const model::Bundle& bundle);
+
+SimRun run_systemc(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers);
 
 }  // namespace qathw::sim

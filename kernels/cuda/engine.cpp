@@ -1,4 +1,4 @@
-#include "qathw/training/cuda_engine.h"
+#include "qathw/kernels/cuda_engine.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -9,7 +9,7 @@
 #include "qathw/kernels/cuda.h"
 #endif
 
-namespace qathw::training {
+namespace qathw::kernels {
 
 #if QATHW_HAVE_CUDA
 
@@ -61,32 +61,34 @@ struct CudaEngine::State {
   }
 };
 
-CudaEngine::CudaEngine(const Bundle& bundle) : s_(std::make_unique<State>()) {
+CudaEngine::CudaEngine(const model::Bundle& bundle) : s_(std::make_unique<State>()) {
   const kernels::CudaProbe probe = kernels::probe_cuda();
   if (!probe.available) throw std::runtime_error("CUDA engine: no CUDA device: " + probe.reason);
   State& s = *s_;
   s.f = bundle.target.format;
   s.lanes = bundle.target.array.lanes;
-  s.features = bundle.rows * bundle.cols;
+  s.features = static_cast<int>(bundle.features());
   s.classes = bundle.classes;
-  for (const BundleLayer& l : bundle.layers) {
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  if (lowering.unsupported) throw std::runtime_error("CUDA engine: " + *lowering.unsupported);
+  for (const model::AcceleratorLayer& l : lowering.layers) {
     EngineLayer e;
     e.in = l.in;
     e.out = l.out;
     e.relu = l.relu;
     const std::size_t count = static_cast<std::size_t>(l.in) * l.out;
-    std::vector<std::uint8_t> padded(cuda::device_packed_bytes(count, l.format), 0);
-    std::copy(l.packed.begin(), l.packed.end(), padded.begin());
+    std::vector<std::uint8_t> padded(cuda::device_packed_bytes(count, l.params->format), 0);
+    std::copy(l.params->packed.begin(), l.params->packed.end(), padded.begin());
     e.packed.assign(padded);
-    e.requant.assign(l.requant);
+    e.requant.assign(l.params->requant);
     s.layers.push_back(std::move(e));
   }
 }
 
 CudaEngine::~CudaEngine() = default;
 
-std::vector<LayerOutputs> CudaEngine::run_all(const std::uint8_t* pixels, std::size_t count) const {
-  std::vector<LayerOutputs> out(count, LayerOutputs(s_->layers.size()));
+std::vector<model::LayerOutputs> CudaEngine::run_all(const std::uint8_t* pixels, std::size_t count) const {
+  std::vector<model::LayerOutputs> out(count, model::LayerOutputs(s_->layers.size()));
   auto keep = [&](std::size_t l, std::size_t start, int samples, const std::vector<std::int32_t>& z) {
     const std::size_t width = z.size() / static_cast<std::size_t>(samples);
     for (int i = 0; i < samples; ++i)
@@ -116,13 +118,13 @@ std::vector<std::int32_t> CudaEngine::run_batch(const std::uint8_t* pixels, std:
 
 struct CudaEngine::State {};
 
-CudaEngine::CudaEngine(const Bundle&) {
+CudaEngine::CudaEngine(const model::Bundle&) {
   throw std::runtime_error("CUDA engine: " + kernels::probe_cuda().reason);
 }
 CudaEngine::~CudaEngine() = default;
-std::vector<LayerOutputs> CudaEngine::run_all(const std::uint8_t*, std::size_t) const { return {}; }
+std::vector<model::LayerOutputs> CudaEngine::run_all(const std::uint8_t*, std::size_t) const { return {}; }
 std::vector<std::int32_t> CudaEngine::run_batch(const std::uint8_t*, std::size_t) const { return {}; }
 
 #endif
 
-}  // namespace qathw::training
+}  // namespace qathw::kernels

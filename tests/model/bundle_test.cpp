@@ -1,6 +1,7 @@
-// The deployed bundle: round trip, and every way a bundle on disk can be wrong, each rejected with
-// a message naming the file and what is wrong.
-#include "qathw/training/bundle.h"
+// The deployed bundle: the op graph's round trip, version-1 bundles, golden vectors, and every way
+// a bundle on disk can be wrong, each rejected with a message naming the file and what is wrong.
+#include "qathw/model/bundle.h"
+#include "qathw/training/export.h"
 
 #include <unistd.h>
 #include <zlib.h>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -17,12 +19,19 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
-#include "temp_dir.h"
+#include "../training/temp_dir.h"
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/golden.h"
+#include "qathw/model/int_engine.h"
 
-namespace qathw::training {
+namespace qathw::model {
 namespace {
 
 namespace fs = std::filesystem;
+using training::make_bundle;
+using training::make_mlp;
+using training::Mlp;
+using training::QuantizedLayer;
 using qathw::test::read_binary;
 using qathw::test::TempDir;
 using qathw::test::write_binary;
@@ -32,6 +41,17 @@ Mlp test_net(std::uint64_t seed) { return make_mlp(6 * 5, {11, 9}, 4, seed); }
 Bundle test_bundle(const target::TargetSpec& t, std::uint64_t seed) {
   return make_bundle(test_net(seed), t, 6, 5, nlohmann::json{{"note", "test"}, {"seed", seed}});
 }
+
+// The linear ops of a bundle's graph, in order (an MLP's layers).
+std::vector<const LinearParams*> linears(const Bundle& b) {
+  std::vector<const LinearParams*> out;
+  for (const Op& op : b.graph.ops)
+    if (op.type == OpType::Linear) out.push_back(&op.linear);
+  return out;
+}
+
+// The manifest index of layer l's linear op (quantize, linear, relu per hidden layer).
+std::size_t linear_index(std::size_t l) { return 3 * l + 1; }
 
 nlohmann::json read_manifest(const fs::path& bundle) {
   std::ifstream in(bundle / "manifest.json");
@@ -66,28 +86,35 @@ TEST_P(BundleRoundTrip, CodesRequantAndShapesSurvive) {
   // The bundle holds the quantizer's codes and pairs.
   std::vector<QuantizedLayer> q;
   quantize_weights(net, t.format, q);
-  ASSERT_EQ(b.layers.size(), 3u);
+  const std::vector<const LinearParams*> layers = linears(b);
+  ASSERT_EQ(layers.size(), 3u);
   bool nonzero = false, negative = false;
-  for (std::size_t l = 0; l < b.layers.size(); ++l) {
-    const std::vector<std::int8_t> codes = b.layers[l].codes();
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const std::vector<std::int8_t> codes = layers[l]->codes();
     ASSERT_EQ(codes.size(), q[l].codes.size());
     for (std::size_t i = 0; i < codes.size(); ++i) {
       ASSERT_EQ(codes[i], static_cast<std::int8_t>(q[l].codes[i])) << "layer " << l << " code " << i;
       nonzero |= codes[i] > 0;
       negative |= codes[i] < 0;
     }
-    ASSERT_EQ(b.layers[l].requant.size(), q[l].requant.size());
+    ASSERT_EQ(layers[l]->requant.size(), q[l].requant.size());
     for (std::size_t n = 0; n < q[l].requant.size(); ++n) {
-      EXPECT_EQ(b.layers[l].requant[n].mantissa, q[l].requant[n].mantissa);
-      EXPECT_EQ(b.layers[l].requant[n].shift, q[l].requant[n].shift);
+      EXPECT_EQ(layers[l]->requant[n].mantissa, q[l].requant[n].mantissa);
+      EXPECT_EQ(layers[l]->requant[n].shift, q[l].requant[n].shift);
     }
   }
   EXPECT_TRUE(nonzero && negative);
+  // The graph: quantize -> linear -> relu per hidden layer, quantize -> linear for the last.
+  std::vector<std::string> ops;
+  for (const Op& op : b.graph.ops) ops.push_back(to_string(op.type));
+  EXPECT_EQ(ops, (std::vector<std::string>{"quantize", "linear", "relu", "quantize", "linear", "relu", "quantize",
+                                           "linear"}));
 
   TempDir dir;
   save_bundle(dir / "model.qhw", b);
   EXPECT_TRUE(fs::exists(dir / "model.qhw" / "manifest.json"));
   EXPECT_TRUE(fs::exists(dir / "model.qhw" / "weights.bin"));
+  EXPECT_EQ(read_manifest(dir / "model.qhw").at("version"), kBundleVersion);
   const Bundle back = load_bundle(dir / "model.qhw", &t);
   EXPECT_EQ(back.target.name, t.name);
   EXPECT_EQ(back.target_hash, target::content_hash(t));
@@ -96,26 +123,35 @@ TEST_P(BundleRoundTrip, CodesRequantAndShapesSurvive) {
   EXPECT_EQ(back.cols, 5);
   EXPECT_EQ(back.classes, 4);
   EXPECT_EQ(back.training.at("note"), "test");
-  ASSERT_EQ(back.layers.size(), b.layers.size());
-  for (std::size_t l = 0; l < b.layers.size(); ++l) {
-    SCOPED_TRACE("layer " + std::to_string(l));
-    const BundleLayer& x = b.layers[l];
-    const BundleLayer& y = back.layers[l];
-    EXPECT_EQ(y.in, x.in);
-    EXPECT_EQ(y.out, x.out);
-    EXPECT_EQ(y.relu, x.relu);
-    EXPECT_EQ(y.relu, l + 1 < b.layers.size());
-    EXPECT_EQ(y.format, t.format.weights);
-    EXPECT_EQ(y.packed, x.packed);
-    EXPECT_EQ(y.packed.size(), arith::packed_bytes(static_cast<std::size_t>(x.in) * x.out, t.format.weights));
-    EXPECT_EQ(y.codes(), x.codes());
-    ASSERT_EQ(y.requant.size(), x.requant.size());
-    for (std::size_t n = 0; n < x.requant.size(); ++n) {
-      EXPECT_EQ(y.requant[n].mantissa, x.requant[n].mantissa) << n;
-      EXPECT_EQ(y.requant[n].shift, x.requant[n].shift) << n;
+  EXPECT_EQ(back.graph.input, b.graph.input);
+  EXPECT_EQ(back.graph.output, b.graph.output);
+  ASSERT_EQ(back.graph.tensors.size(), b.graph.tensors.size());
+  for (std::size_t i = 0; i < b.graph.tensors.size(); ++i) {
+    EXPECT_EQ(back.graph.tensors[i].name, b.graph.tensors[i].name);
+    EXPECT_EQ(back.graph.tensors[i].dtype, b.graph.tensors[i].dtype);
+    EXPECT_EQ(back.graph.tensors[i].tokens, b.graph.tensors[i].tokens);
+    EXPECT_EQ(back.graph.tensors[i].features, b.graph.tensors[i].features);
+  }
+  ASSERT_EQ(back.graph.ops.size(), b.graph.ops.size());
+  for (std::size_t i = 0; i < b.graph.ops.size(); ++i) {
+    SCOPED_TRACE("op " + b.graph.ops[i].name);
+    const Op& x = b.graph.ops[i];
+    const Op& y = back.graph.ops[i];
+    EXPECT_EQ(y.name, x.name);
+    EXPECT_EQ(y.type, x.type);
+    EXPECT_EQ(y.input, x.input);
+    EXPECT_EQ(y.output, x.output);
+    EXPECT_EQ(y.linear.in, x.linear.in);
+    EXPECT_EQ(y.linear.out, x.linear.out);
+    EXPECT_EQ(y.linear.format, x.linear.format);
+    EXPECT_EQ(y.linear.packed, x.linear.packed);
+    ASSERT_EQ(y.linear.requant.size(), x.linear.requant.size());
+    for (std::size_t n = 0; n < x.linear.requant.size(); ++n) {
+      EXPECT_EQ(y.linear.requant[n].mantissa, x.linear.requant[n].mantissa) << n;
+      EXPECT_EQ(y.linear.requant[n].shift, x.linear.requant[n].shift) << n;
     }
-    EXPECT_EQ(y.scales, x.scales);
-    EXPECT_EQ(y.reference, x.reference);
+    EXPECT_EQ(y.linear.scales, x.linear.scales);
+    EXPECT_EQ(y.linear.reference, x.linear.reference);
   }
 }
 
@@ -147,19 +183,19 @@ TEST_F(BundleRejects, FlippedWeightByte) {
   std::vector<unsigned char> w = read_binary(path_ / "weights.bin");
   // A byte of the second layer; the checksum is checked before the codes are.
   const nlohmann::json m = read_manifest(path_);
-  const std::size_t at = m["layers"][1]["weights"]["offset"].get<std::size_t>() + 3;
+  const std::size_t at = m["ops"][linear_index(1)]["weights"]["offset"].get<std::size_t>() + 3;
   w[at] ^= 0x01;
   write_binary(path_ / "weights.bin", w);
-  expect_rejected(path_, {weights_, "checksum mismatch in layers[1]"});
+  expect_rejected(path_, {weights_, "checksum mismatch in ops[4]"});
 }
 
 TEST_F(BundleRejects, TruncatedWeights) {
   std::vector<unsigned char> w = read_binary(path_ / "weights.bin");
   w.resize(w.size() - 1);
   write_binary(path_ / "weights.bin", w);
-  expect_rejected(path_, {weights_, "truncated", "layers[2]"});
+  expect_rejected(path_, {weights_, "truncated", "ops[7]"});
   write_binary(path_ / "weights.bin", {});
-  expect_rejected(path_, {weights_, "truncated", "layers[0]"});
+  expect_rejected(path_, {weights_, "truncated", "ops[1]"});
 }
 
 TEST_F(BundleRejects, MissingWeightsFile) {
@@ -222,10 +258,13 @@ TEST_F(BundleRejects, ManifestNotJson) {
 
 TEST_F(BundleRejects, WrongVersion) {
   nlohmann::json m = read_manifest(path_);
-  ASSERT_EQ(m["version"], 1);
-  m["version"] = 2;
+  ASSERT_EQ(m["version"], 2);
+  m["version"] = 3;
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "version", "2", "not supported"});
+  expect_rejected(path_, {manifest_, "version", "3", "out of range [1, 2]"});
+  m["version"] = 1.5;
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "version", "must be an integer"});
   m.erase("version");
   write_manifest(path_, m);
   expect_rejected(path_, {manifest_, "version"});
@@ -235,7 +274,8 @@ TEST_F(BundleRejects, WrongVersion) {
 TEST_F(BundleRejects, FieldsOfTheWrongType) {
   const nlohmann::json original = read_manifest(path_);
   const std::vector<std::pair<std::string, nlohmann::json>> edits = {
-      {"version", "1"}, {"format", 1}, {"classes", "4"}, {"layers", nlohmann::json::object({{"0", 1}})}};
+      {"version", "1"}, {"format", 1}, {"classes", "4"}, {"ops", nlohmann::json::object({{"0", 1}})},
+      {"tensors", 3}, {"output_tensor", 7}};
   for (const auto& [key, value] : edits) {
     SCOPED_TRACE(key + " = " + value.dump());
     nlohmann::json m = original;
@@ -259,35 +299,76 @@ TEST_F(BundleRejects, WrongFormatName) {
   expect_rejected(path_, {manifest_, "format"});
 }
 
-TEST_F(BundleRejects, LayerShapesThatDoNotChain) {
-  nlohmann::json m = read_manifest(path_);
-  m["layers"][1]["in"] = 12;
+TEST_F(BundleRejects, ShapesThatDoNotChain) {
+  const nlohmann::json original = read_manifest(path_);
+  nlohmann::json m = original;
+  m["ops"][linear_index(1)]["in"] = 12;  // its weight block no longer matches
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "layers[1].in"});
-  m = read_manifest(path_);
-  m["layers"][1]["in"] = 11;
+  expect_rejected(path_, {manifest_, "ops[4].weights.bytes", "does not match in x out"});
+  m = original;
+  m["tensors"][3]["shape"][1] = 12;  // layer1.codes
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "layer0.relu", "output shape must equal the input shape"});
+  m = original;
   m["classes"] = 5;
   write_manifest(path_, m);
   expect_rejected(path_, {manifest_, "classes"});
+  m = original;
+  m["ops"][2]["input"] = "layer1.codes";  // read before it is written
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "layer0.relu", "before any op writes it"});
+  m = original;
+  m["ops"][0]["type"] = "softmax";
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "ops[0].type", "softmax"});
+}
+
+// Integer fields hold integers in range: no fraction, no 64-bit value cast down.
+TEST_F(BundleRejects, IntegersExactAndInRange) {
+  const nlohmann::json original = read_manifest(path_);
+  const std::vector<std::pair<nlohmann::json::json_pointer, nlohmann::json>> edits = {
+      {nlohmann::json::json_pointer("/input/rows"), std::int64_t{4294967302}},
+      {nlohmann::json::json_pointer("/input/rows"), 6.5},
+      {nlohmann::json::json_pointer("/ops/1/requant/0/1"), std::int64_t{4294967311}},
+      {nlohmann::json::json_pointer("/ops/1/weights/crc32"), std::int64_t{1} << 33},
+      {nlohmann::json::json_pointer("/ops/1/out"), -11},
+      {nlohmann::json::json_pointer("/tensors/0/shape/1"), 30.0},
+  };
+  for (const auto& [where, value] : edits) {
+    SCOPED_TRACE(where.to_string() + " = " + value.dump());
+    nlohmann::json m = original;
+    m[where] = value;
+    write_manifest(path_, m);
+    expect_rejected(path_, {manifest_});
+  }
+}
+
+TEST_F(BundleRejects, WeightsFileOutsideTheBundle) {
+  for (const std::string name : {"/etc/passwd", "../model.qhw/weights.bin", "sub/weights.bin", ""}) {
+    nlohmann::json m = read_manifest(path_);
+    m["weights_file"] = name;
+    write_manifest(path_, m);
+    expect_rejected(path_, {manifest_, "weights_file", "inside the bundle directory"});
+  }
 }
 
 TEST_F(BundleRejects, RequantPairOutsideTheScaleFormat) {
   const nlohmann::json original = read_manifest(path_);
   nlohmann::json m = original;
-  m["layers"][0]["requant"][2][0] = std::int64_t{1} << 16;  // 16 mantissa bits
+  m["ops"][1]["requant"][2][0] = std::int64_t{1} << 16;  // 16 mantissa bits
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "layers[0].requant", "outside the target's scale format"});
+  expect_rejected(path_, {manifest_, "ops[1].requant[2][0]", "out of range"});
   m = original;
-  m["layers"][0]["requant"].erase(0);
+  m["ops"][1]["requant"].erase(0);
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "layers[0].requant", "one pair per output channel"});
+  expect_rejected(path_, {manifest_, "ops[1].requant", "one per output channel"});
 }
 
 // 0b10 is no ternary code. With the layer's CRC fixed up, the code check is what must catch it.
 TEST_F(BundleRejects, InvalidTernaryField) {
   std::vector<unsigned char> w = read_binary(path_ / "weights.bin");
   nlohmann::json m = read_manifest(path_);
-  auto& layer = m["layers"][2]["weights"];
+  auto& layer = m["ops"][linear_index(2)]["weights"];
   const std::size_t offset = layer["offset"].get<std::size_t>();
   const std::size_t bytes = layer["bytes"].get<std::size_t>();
   // Code 5 of the layer: byte 1, bits 2..3.
@@ -295,7 +376,7 @@ TEST_F(BundleRejects, InvalidTernaryField) {
   layer["crc32"] = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), w.data() + offset, static_cast<uInt>(bytes)));
   write_binary(path_ / "weights.bin", w);
   write_manifest(path_, m);
-  expect_rejected(path_, {weights_, "invalid", "-2", "layers[2]"});
+  expect_rejected(path_, {manifest_, "invalid weight code -2", "layer2.linear"});
 }
 
 // INT4 -8 (0x8) fits the 4-bit field but is no code of the symmetric quantizer.
@@ -308,20 +389,20 @@ TEST(BundleRejectsInt4, CodeMinusEight) {
   save_bundle(p, test_bundle(t, seed));
   std::vector<unsigned char> w = read_binary(p / "weights.bin");
   nlohmann::json m = read_manifest(p);
-  auto& layer = m["layers"][1]["weights"];
+  auto& layer = m["ops"][linear_index(1)]["weights"];
   const std::size_t offset = layer["offset"].get<std::size_t>();
   const std::size_t bytes = layer["bytes"].get<std::size_t>();
   w[offset + 2] = static_cast<unsigned char>((w[offset + 2] & 0x0F) | 0x80);  // code 5: the high nibble of byte 2
   layer["crc32"] = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), w.data() + offset, static_cast<uInt>(bytes)));
   write_binary(p / "weights.bin", w);
   write_manifest(p, m);
-  expect_rejected(p, {(p / "weights.bin").string(), "invalid", "-8", "layers[1]"});
+  expect_rejected(p, {(p / "manifest.json").string(), "invalid weight code -8", "layer1.linear"});
   // Code +7 in the same place is fine.
   w[offset + 2] = static_cast<unsigned char>((w[offset + 2] & 0x0F) | 0x70);
   layer["crc32"] = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), w.data() + offset, static_cast<uInt>(bytes)));
   write_binary(p / "weights.bin", w);
   write_manifest(p, m);
-  EXPECT_EQ(load_bundle(p).layers[1].code(0, 5), 7);
+  EXPECT_EQ(linears(load_bundle(p))[1]->code(0, 5), 7);
 }
 
 TEST(SaveBundle, ReplacesAnExistingBundleWholeWithNoLeftovers) {
@@ -332,12 +413,12 @@ TEST(SaveBundle, ReplacesAnExistingBundleWholeWithNoLeftovers) {
   const fs::path p = dir / "model.qhw";
   const Bundle first = test_bundle(t, seed);
   const Bundle second = test_bundle(t, seed + 1);
-  ASSERT_NE(first.layers[0].packed, second.layers[0].packed);
+  ASSERT_NE(linears(first)[0]->packed, linears(second)[0]->packed);
   save_bundle(p, first);
   std::ofstream(p / "stale.txt") << "from the first save";
   save_bundle(p, second);
   const Bundle back = load_bundle(p);
-  for (std::size_t l = 0; l < second.layers.size(); ++l) EXPECT_EQ(back.layers[l].packed, second.layers[l].packed);
+  for (std::size_t l = 0; l < 3; ++l) EXPECT_EQ(linears(back)[l]->packed, linears(second)[l]->packed);
   EXPECT_EQ(back.training.at("seed"), seed + 1);
   // The new bundle replaced the directory: nothing of the old one, and no staging or old copies beside it.
   EXPECT_FALSE(fs::exists(p / "stale.txt"));
@@ -366,7 +447,7 @@ TEST(SaveBundle, FailedSaveLeavesTheOldBundle) {
   EXPECT_ANY_THROW(save_bundle(p, test_bundle(t, seed + 1)));
   fs::permissions(dir.path(), fs::perms::owner_write, fs::perm_options::add);
   const Bundle back = load_bundle(p);
-  EXPECT_EQ(back.layers[0].packed, first.layers[0].packed);
+  EXPECT_EQ(linears(back)[0]->packed, linears(first)[0]->packed);
   std::vector<std::string> entries;
   for (const auto& e : fs::directory_iterator(dir.path())) entries.push_back(e.path().filename().string());
   EXPECT_EQ(entries, std::vector<std::string>{"model.qhw"});
@@ -374,3 +455,82 @@ TEST(SaveBundle, FailedSaveLeavesTheOldBundle) {
 
 }  // namespace
 }  // namespace qathw::training
+
+namespace qathw::model {
+namespace {
+
+// Golden vectors read back (.npy and $readmemh) reproduce the integer engine's outputs of every op.
+TEST(GoldenVectors, ReadBackReproducesTheIntegerEngine) {
+  const std::uint64_t seed = test::test_seed();
+  SCOPED_TRACE(test::seed_note(seed));
+  const target::TargetSpec t = target::builtin_target("int4-fpga");
+  const Bundle b = test_bundle(t, seed);
+  const std::size_t samples = 7, features = b.features();
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint8_t> pixels(samples * features);
+  for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
+  const std::vector<OpOutputs> outputs = IntEngine(b).run_all(pixels.data(), samples);
+  TempDir dir;
+  write_golden_vectors(dir / "golden", b, pixels.data(), outputs, "model.qhw");
+  std::ifstream in(dir / "golden" / "index.json");
+  const nlohmann::json index = nlohmann::json::parse(in);
+  ASSERT_EQ(index.at("ops").size(), b.graph.ops.size());
+  const NpyArray input = read_npy(dir / "golden" / index["input"]["npy"].get<std::string>());
+  EXPECT_EQ(input.shape, (std::vector<std::size_t>{samples, 1, features}));
+  EXPECT_TRUE(std::equal(pixels.begin(), pixels.end(), input.values.begin()));
+  for (std::size_t op = 0; op < b.graph.ops.size(); ++op) {
+    const nlohmann::json& e = index["ops"][op];
+    SCOPED_TRACE(e.dump());
+    EXPECT_EQ(e.at("name"), b.graph.ops[op].name);
+    const NpyArray npy = read_npy(dir / "golden" / e["npy"].get<std::string>());
+    const std::vector<std::int64_t> hex = read_memh(dir / "golden" / e["hex"].get<std::string>(), 32);
+    const std::size_t size = b.graph.tensor(b.graph.ops[op].output).size();
+    EXPECT_EQ(npy.shape, (std::vector<std::size_t>{samples, 1, size}));
+    std::vector<std::int64_t> want;
+    for (std::size_t i = 0; i < samples; ++i) want.insert(want.end(), outputs[i][op].begin(), outputs[i][op].end());
+    EXPECT_EQ(npy.values, want);
+    EXPECT_EQ(hex, want);
+  }
+  // Negative values are written as two's complement words.
+  bool negative = false;
+  for (const auto& o : outputs) negative |= std::any_of(o.back().begin(), o.back().end(), [](std::int32_t v) { return v < 0; });
+  EXPECT_TRUE(negative);
+}
+
+// The graph's fused view and the integer engine: per-layer outputs are the relu (or last linear)
+// op outputs, and the quantize ops' codes lie within the target's code range.
+TEST(IntEngine, OpOutputsFollowTheGraph) {
+  const std::uint64_t seed = test::test_seed();
+  SCOPED_TRACE(test::seed_note(seed));
+  const target::TargetSpec t = target::builtin_target("ternary-asic");
+  const Bundle b = test_bundle(t, seed);
+  const AcceleratorLowering lowering = accelerator_layers(b.graph);
+  ASSERT_FALSE(lowering.unsupported) << *lowering.unsupported;
+  ASSERT_EQ(lowering.layers.size(), 3u);
+  std::vector<std::uint8_t> pixels(b.features());
+  std::mt19937_64 rng(seed);
+  for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
+  const OpOutputs o = IntEngine(b).run(pixels.data());
+  for (std::size_t i = 0; i < b.graph.ops.size(); ++i) {
+    const Op& op = b.graph.ops[i];
+    ASSERT_EQ(o[i].size(), b.graph.tensor(op.output).size()) << op.name;
+    for (std::int32_t v : o[i]) {
+      const bool ok = op.type == OpType::Quantize ? std::abs(v) <= arith::act_qmax(t.format.act_bits)
+                                                  : op.type != OpType::Relu || v >= 0;
+      ASSERT_TRUE(ok) << op.name << ": " << v;
+    }
+  }
+  EXPECT_EQ(layer_outputs(lowering.layers, o).back(), o.back());
+}
+
+// A graph the accelerator's layer chain cannot run is refused with the reason.
+TEST(AcceleratorLayers, RefusesOtherShapes) {
+  Bundle b = test_bundle(target::builtin_target("ternary-asic"), 1);
+  Graph g = b.graph;
+  g.ops.erase(g.ops.begin() + 3);  // layer1.quantize gone: linear fed by values
+  EXPECT_TRUE(accelerator_layers(g).unsupported);
+  EXPECT_THROW(validate(g, b.target.format), GraphError);
+}
+
+}  // namespace
+}  // namespace qathw::model

@@ -1,0 +1,93 @@
+// The deployed model as a typed op graph: named tensors with shapes and element types, and ops
+// that read and write them in order. What the trainer exports, the bundle stores and every engine
+// runs. docs/bundle.md describes each op's integer rule (the arith core computes it).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "qathw/arith.h"
+
+namespace qathw::model {
+
+class GraphError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// What a tensor's integers are.
+enum class DType : std::uint8_t {
+  Pixels,  // uint8 input samples
+  Values,  // datapath integers: requantized accumulators (signed, acc_bits)
+  Codes,   // activation codes (signed, act_bits)
+};
+
+// A tensor of `tokens` rows of `features` integers. The per-token quantizer works on each row.
+struct Tensor {
+  std::string name;
+  DType dtype = DType::Values;
+  int tokens = 1, features = 0;
+  std::size_t size() const { return static_cast<std::size_t>(tokens) * static_cast<std::size_t>(features); }
+};
+
+enum class OpType : std::uint8_t {
+  Quantize,  // dynamic per-token absmax activation quantizer: Pixels or Values -> Codes
+  Linear,    // codes x weight codes, accumulated as the array does, requantized: Codes -> Values
+  Relu,      // max(v, 0): Values -> Values
+};
+
+// A linear op's parameters: weight codes packed as the weight SRAM holds them (row-major out x
+// in) and one requantization pair per output channel.
+struct LinearParams {
+  int in = 0, out = 0;
+  arith::WeightFormat format = arith::WeightFormat::Ternary;
+  std::vector<std::uint8_t> packed;
+  std::vector<arith::FixedPoint> requant;
+  std::vector<float> scales;  // real weight scales (provenance; engines use integers only)
+  float reference = 0;        // the layer's reference scale (the largest channel scale)
+
+  int code(int n, int k) const;            // one weight code
+  std::vector<std::int8_t> codes() const;  // all codes, unpacked, row-major out x in
+};
+
+struct Op {
+  OpType type = OpType::Relu;
+  std::string name;
+  std::string input, output;  // tensor names
+  LinearParams linear;        // OpType::Linear only
+};
+
+struct Graph {
+  std::vector<Tensor> tensors;
+  std::vector<Op> ops;  // in execution order
+  std::string input, output;
+
+  const Tensor& tensor(const std::string& name) const;  // throws GraphError if absent
+  std::optional<std::size_t> find_tensor(const std::string& name) const;
+  // The op writing tensor `name`, if any.
+  std::optional<std::size_t> producer(const std::string& name) const;
+};
+
+std::string to_string(OpType t);
+std::string to_string(DType t);
+std::optional<OpType> op_type_from_string(const std::string& s);
+std::optional<DType> dtype_from_string(const std::string& s);
+
+// Checks that the graph is well formed for a target's format: unique names, every op's input
+// written before it is read, each op's input and output types and shapes as its rule requires,
+// the weights in the target's format with codes in range and requantization pairs in its scale
+// format, and one output tensor of Values. Throws GraphError naming the op or tensor.
+void validate(const Graph& g, const arith::Format& f);
+
+// The MLP graph as the trainer builds it: per layer quantize -> linear [-> relu]. `layers` gives
+// each layer's parameters; relu[l] whether layer l ends in a ReLU.
+Graph mlp_graph(int features, std::vector<LinearParams> layers, const std::vector<bool>& relu);
+
+// Every op's output integers for one sample, in op order. An engine that does not observe an
+// op's output (a fused hardware datapath keeps activation codes internal) leaves its entry empty.
+using OpOutputs = std::vector<std::vector<std::int32_t>>;
+
+}  // namespace qathw::model

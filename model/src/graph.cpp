@@ -1,0 +1,225 @@
+#include "qathw/model/graph.h"
+
+#include <map>
+#include <set>
+
+#include "qathw/model/accelerator_layers.h"
+
+namespace qathw::model {
+
+int LinearParams::code(int n, int k) const {
+  return arith::load_code(packed.data(), static_cast<std::size_t>(n) * in + k, format);
+}
+
+std::vector<std::int8_t> LinearParams::codes() const {
+  const std::size_t count = static_cast<std::size_t>(in) * out;
+  std::vector<std::int8_t> out_codes(count);
+  for (std::size_t i = 0; i < count; ++i) out_codes[i] = static_cast<std::int8_t>(arith::load_code(packed.data(), i, format));
+  return out_codes;
+}
+
+const Tensor& Graph::tensor(const std::string& name) const {
+  const auto i = find_tensor(name);
+  if (!i) throw GraphError("tensor '" + name + "' is not defined");
+  return tensors[*i];
+}
+
+std::optional<std::size_t> Graph::find_tensor(const std::string& name) const {
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (tensors[i].name == name) return i;
+  return std::nullopt;
+}
+
+std::optional<std::size_t> Graph::producer(const std::string& name) const {
+  for (std::size_t i = 0; i < ops.size(); ++i)
+    if (ops[i].output == name) return i;
+  return std::nullopt;
+}
+
+namespace {
+
+const std::pair<OpType, const char*> kOpNames[] = {
+    {OpType::Quantize, "quantize"}, {OpType::Linear, "linear"}, {OpType::Relu, "relu"}};
+const std::pair<DType, const char*> kDTypeNames[] = {
+    {DType::Pixels, "uint8"}, {DType::Values, "values"}, {DType::Codes, "codes"}};
+
+}  // namespace
+
+std::string to_string(OpType t) {
+  for (const auto& [v, name] : kOpNames)
+    if (v == t) return name;
+  return "?";
+}
+
+std::string to_string(DType t) {
+  for (const auto& [v, name] : kDTypeNames)
+    if (v == t) return name;
+  return "?";
+}
+
+std::optional<OpType> op_type_from_string(const std::string& s) {
+  for (const auto& [v, name] : kOpNames)
+    if (s == name) return v;
+  return std::nullopt;
+}
+
+std::optional<DType> dtype_from_string(const std::string& s) {
+  for (const auto& [v, name] : kDTypeNames)
+    if (s == name) return v;
+  return std::nullopt;
+}
+
+void validate(const Graph& g, const arith::Format& f) {
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < g.tensors.size(); ++i) {
+    const Tensor& t = g.tensors[i];
+    const std::string where = "tensors[" + std::to_string(i) + "]";
+    if (t.name.empty()) throw GraphError(where + ": empty name");
+    if (!names.insert(t.name).second) throw GraphError(where + ": tensor '" + t.name + "' defined twice");
+    // Bounds that keep every size and index in int range (a sample is at most 2^26 integers).
+    if (t.tokens < 1 || t.features < 1 || t.size() > (std::size_t{1} << 26))
+      throw GraphError("tensor '" + t.name + "': shape [" + std::to_string(t.tokens) + ", " +
+                       std::to_string(t.features) + "] is not in [1, 2^26] elements");
+  }
+  const Tensor& input = g.tensor(g.input);
+  if (input.dtype != DType::Pixels) throw GraphError("input tensor '" + g.input + "' must be uint8");
+  std::set<std::string> written = {g.input};
+  std::set<std::string> op_names;
+  for (std::size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    const std::string where = "op '" + op.name + "' (" + to_string(op.type) + ")";
+    if (op.name.empty()) throw GraphError("ops[" + std::to_string(i) + "]: empty name");
+    if (!op_names.insert(op.name).second) throw GraphError(where + ": op name used twice");
+    if (!g.find_tensor(op.input)) throw GraphError(where + ": input tensor '" + op.input + "' is not defined");
+    if (!g.find_tensor(op.output)) throw GraphError(where + ": output tensor '" + op.output + "' is not defined");
+    if (!written.count(op.input)) throw GraphError(where + ": reads '" + op.input + "' before any op writes it");
+    if (!written.insert(op.output).second) throw GraphError(where + ": tensor '" + op.output + "' is written twice");
+    const Tensor& x = g.tensor(op.input);
+    const Tensor& y = g.tensor(op.output);
+    auto expect = [&](bool ok, const std::string& rule) {
+      if (!ok) throw GraphError(where + ": " + rule);
+    };
+    switch (op.type) {
+      case OpType::Quantize:
+        expect(x.dtype == DType::Pixels || x.dtype == DType::Values, "input must be uint8 or values");
+        expect(y.dtype == DType::Codes, "output must be codes");
+        expect(x.tokens == y.tokens && x.features == y.features, "output shape must equal the input shape");
+        break;
+      case OpType::Relu:
+        expect(x.dtype == DType::Values && y.dtype == DType::Values, "input and output must be values");
+        expect(x.tokens == y.tokens && x.features == y.features, "output shape must equal the input shape");
+        break;
+      case OpType::Linear: {
+        const LinearParams& p = op.linear;
+        expect(x.dtype == DType::Codes, "input must be codes");
+        expect(y.dtype == DType::Values, "output must be values");
+        expect(p.in == x.features, "in = " + std::to_string(p.in) + " does not match input features " +
+                                       std::to_string(x.features));
+        expect(p.out == y.features && x.tokens == y.tokens,
+               "output shape must be [" + std::to_string(x.tokens) + ", " + std::to_string(p.out) + "]");
+        expect(p.format == f.weights, "weights are not in the target's format");
+        const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
+        expect(p.packed.size() == arith::packed_bytes(count, p.format), "packed weights do not match in x out");
+        expect(p.requant.size() == static_cast<std::size_t>(p.out), "needs one requantization pair per output channel");
+        for (const arith::FixedPoint& r : p.requant)
+          expect(r.mantissa >= 0 && r.mantissa < (std::int64_t{1} << f.scale_mantissa_bits) &&
+                     r.shift >= f.scale_shift_min && r.shift <= f.scale_shift_max,
+                 "requantization pair {" + std::to_string(r.mantissa) + ", " + std::to_string(r.shift) +
+                     "} outside the target's scale format");
+        // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are not weights any
+        // trained model has, and the engines' exactness bounds assume |code| <= qmax.
+        const int qmax = arith::weight_qmax(p.format);
+        for (std::size_t k = 0; k < count; ++k) {
+          const int c = arith::load_code(p.packed.data(), k, p.format);
+          expect(c >= -qmax && c <= qmax, "invalid weight code " + std::to_string(c) + " at index " +
+                                              std::to_string(k) + " (codes lie in [-" + std::to_string(qmax) +
+                                              ", " + std::to_string(qmax) + "])");
+        }
+        break;
+      }
+    }
+  }
+  const Tensor& output = g.tensor(g.output);
+  if (!g.producer(g.output)) throw GraphError("output tensor '" + g.output + "' is written by no op");
+  if (output.dtype != DType::Values) throw GraphError("output tensor '" + g.output + "' must be values");
+}
+
+Graph mlp_graph(int features, std::vector<LinearParams> layers, const std::vector<bool>& relu) {
+  Graph g;
+  g.input = "input";
+  g.tensors.push_back({"input", DType::Pixels, 1, features});
+  std::string x = "input";
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const std::string p = "layer" + std::to_string(l);
+    const int in = layers[l].in, out = layers[l].out;
+    g.tensors.push_back({p + ".codes", DType::Codes, 1, in});
+    g.tensors.push_back({p + ".linear", DType::Values, 1, out});
+    g.ops.push_back({OpType::Quantize, p + ".quantize", x, p + ".codes", {}});
+    g.ops.push_back({OpType::Linear, p + ".linear", p + ".codes", p + ".linear", std::move(layers[l])});
+    x = p + ".linear";
+    if (l < relu.size() && relu[l]) {
+      g.tensors.push_back({p + ".relu", DType::Values, 1, out});
+      g.ops.push_back({OpType::Relu, p + ".relu", x, p + ".relu", {}});
+      x = p + ".relu";
+    }
+  }
+  g.output = x;
+  return g;
+}
+
+// ---- the accelerator's layer chain -----------------------------------------------------------
+
+AcceleratorLowering accelerator_layers(const Graph& g) {
+  AcceleratorLowering r;
+  auto refuse = [&](const std::string& why) {
+    r.layers.clear();
+    r.unsupported = why;
+    return r;
+  };
+  std::string x = g.input;
+  std::size_t i = 0;
+  while (i < g.ops.size()) {
+    AcceleratorLayer l;
+    const Op& q = g.ops[i];
+    if (q.type != OpType::Quantize || q.input != x)
+      return refuse("op '" + q.name + "': the accelerator's layers start with the activation quantizer of the " +
+                    "previous layer's output");
+    if (g.tensor(q.input).tokens != 1)
+      return refuse("op '" + q.name + "': the accelerator's layer chain takes one token per sample");
+    if (i + 1 >= g.ops.size() || g.ops[i + 1].type != OpType::Linear || g.ops[i + 1].input != q.output)
+      return refuse("op '" + q.name + "': the accelerator quantizes activations only as a linear op's input");
+    l.quantize_op = i;
+    l.linear_op = i + 1;
+    l.params = &g.ops[i + 1].linear;
+    l.in = l.params->in;
+    l.out = l.params->out;
+    l.output_op = i + 1;
+    x = g.ops[i + 1].output;
+    i += 2;
+    if (i < g.ops.size() && g.ops[i].type == OpType::Relu && g.ops[i].input == x) {
+      l.relu = true;
+      l.output_op = i;
+      x = g.ops[i].output;
+      ++i;
+    }
+    r.layers.push_back(l);
+  }
+  if (r.layers.empty()) return refuse("the graph has no linear op");
+  if (x != g.output) return refuse("the last layer's output is not the graph's output tensor");
+  return r;
+}
+
+OpOutputs op_outputs(const Graph& g, const std::vector<AcceleratorLayer>& layers, LayerOutputs&& per_layer) {
+  OpOutputs out(g.ops.size());
+  for (std::size_t l = 0; l < layers.size() && l < per_layer.size(); ++l)
+    out[layers[l].output_op] = std::move(per_layer[l]);
+  return out;
+}
+
+LayerOutputs layer_outputs(const std::vector<AcceleratorLayer>& layers, const OpOutputs& ops) {
+  LayerOutputs out;
+  for (const AcceleratorLayer& l : layers) out.push_back(ops.at(l.output_op));
+  return out;
+}
+
+}  // namespace qathw::model
