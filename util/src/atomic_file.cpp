@@ -84,6 +84,8 @@ std::string read_file(const fs::path& path) {
 }
 
 fs::path default_cache_dir(const std::string& kind) {
+  const char* root = std::getenv("QATHW_CACHE_DIR");
+  if (root && *root) return fs::path(root) / kind;
   const char* home = std::getenv("HOME");
   return fs::path(home ? home : "/tmp") / ".cache" / "qat-hw" / kind;
 }

@@ -25,7 +25,8 @@ std::filesystem::path staging_directory_for(const std::filesystem::path& path);
 
 std::string read_file(const std::filesystem::path& path);
 
-// The default cache folder of one kind of cached work: $HOME/.cache/qat-hw/<kind>.
+// The default cache folder of one kind of cached work: $QATHW_CACHE_DIR/<kind> when that is set,
+// else $HOME/.cache/qat-hw/<kind>.
 std::filesystem::path default_cache_dir(const std::string& kind);
 
 }  // namespace qathw::util
