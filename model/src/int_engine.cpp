@@ -46,9 +46,11 @@ OpOutputs IntEngine::run(const std::uint8_t* input) const {
         // epilogue (requantization; the activation is an op of its own).
         const LinearParams& p = op.linear;
         const std::int8_t* w = codes_[i].data();
+        // Codes are at most 16 bits: the dot product runs on int16, twice the int32 SIMD width.
+        const std::vector<std::int16_t> codes(x.begin(), x.end());
         y.resize(static_cast<std::size_t>(shape.tokens) * p.out);
         for (int t = 0; t < shape.tokens; ++t) {
-          const std::int32_t* xt = x.data() + static_cast<std::size_t>(t) * p.in;
+          const std::int16_t* xt = codes.data() + static_cast<std::size_t>(t) * p.in;
           for (int n = 0; n < p.out; ++n) {
             const std::int64_t acc = arith::dot(xt, w + static_cast<std::size_t>(n) * p.in, p.in, lanes, f);
             y[static_cast<std::size_t>(t) * p.out + n] = static_cast<std::int32_t>(arith::epilogue(acc, p.requant[n], false, f));
