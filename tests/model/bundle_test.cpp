@@ -534,3 +534,30 @@ TEST(AcceleratorLayers, RefusesOtherShapes) {
 
 }  // namespace
 }  // namespace qathw::model
+
+namespace qathw::model {
+namespace {
+
+// The previous release's version-1 bundle loads as the op graph, and re-saved as version 2 it
+// computes the same integers.
+TEST(BundleVersion1, LoadsAndResavesAsVersion2) {
+  const fs::path v1 = fs::path(QATHW_TEST_DATA_DIR) / "bundle-v1" / "model.qhw";
+  const Bundle b = load_bundle(v1);
+  EXPECT_EQ(b.loaded_version, 1);
+  EXPECT_EQ(b.target.name, "ternary-asic");
+  std::vector<std::string> ops;
+  for (const Op& op : b.graph.ops) ops.push_back(op.name);
+  EXPECT_EQ(ops, (std::vector<std::string>{"layer0.quantize", "layer0.linear", "layer0.relu", "layer1.quantize",
+                                           "layer1.linear"}));
+  TempDir dir;
+  save_bundle(dir / "v2.qhw", b);
+  const Bundle back = load_bundle(dir / "v2.qhw");
+  EXPECT_EQ(back.loaded_version, 2);
+  std::vector<std::uint8_t> pixels(b.features() * 9);
+  std::mt19937_64 rng(test::test_seed());
+  for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
+  EXPECT_EQ(IntEngine(b).run_all(pixels.data(), 9), IntEngine(back).run_all(pixels.data(), 9));
+}
+
+}  // namespace
+}  // namespace qathw::model
