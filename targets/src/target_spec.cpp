@@ -11,7 +11,6 @@
 
 #include <toml++/toml.h>
 
-#include "builtin_targets.h"
 #include "qathw/util/hash.h"
 
 namespace qathw::target {
@@ -275,27 +274,6 @@ TargetSpec load_target_file(const std::filesystem::path& path) {
   text << in.rdbuf();
   if (in.bad()) throw TargetError(path.string() + ": cannot read target file");
   return parse_target(text.str(), path.string());
-}
-
-std::vector<std::string> builtin_names() {
-  std::vector<std::string> names;
-  for (const auto& b : kBuiltinTargets) names.emplace_back(b.name);
-  return names;
-}
-
-TargetSpec builtin_target(std::string_view name) {
-  for (const auto& b : kBuiltinTargets)
-    if (b.name == name) return parse_target(b.toml, "built-in:" + std::string(b.name));
-  std::string list;
-  for (const auto& n : builtin_names()) list += (list.empty() ? "" : ", ") + n;
-  throw TargetError("unknown target '" + std::string(name) + "' (built-in targets: " + list +
-                    "; or give a path to a .toml file)");
-}
-
-TargetSpec resolve_target(const std::string& name_or_path) {
-  const bool is_path = name_or_path.find('/') != std::string::npos ||
-                       (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".toml");
-  return is_path ? load_target_file(name_or_path) : builtin_target(name_or_path);
 }
 
 nlohmann::json to_json(const TargetSpec& s) {
