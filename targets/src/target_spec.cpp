@@ -11,7 +11,6 @@
 
 #include <toml++/toml.h>
 
-#include "builtin_targets.h"
 #include "qathw/util/hash.h"
 
 namespace qathw::target {
@@ -67,6 +66,12 @@ class Reader {
     if (!n) fail(std::string(key), "missing table [" + std::string(key) + "]");
     if (!n->is_table()) fail(std::string(key), "must be a table [" + std::string(key) + "]" + where(*n));
     return *n->as_table();
+  }
+
+  // A rule that relates a present, in-range field to others: names the field, the rule and the line.
+  [[noreturn]] void fail_rule(const toml::table& t, const std::string& section, std::string_view key,
+                              const std::string& rule, std::int64_t got, const std::string& why) const {
+    fail(dotted(section, key), rule + where(node(t, section, key)) + ", got " + std::to_string(got) + ": " + why);
   }
 
   const toml::node& node(const toml::table& t, const std::string& section, std::string_view key) const {
@@ -192,10 +197,29 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   f.scale_mantissa_bits =
       static_cast<int>(r.integer(sc, "scale", "mantissa_bits", arith::kMinMantissaBits, arith::kMaxMantissaBits));
   f.scale_shift_min = static_cast<int>(r.integer(sc, "scale", "shift_min", arith::kMinShift, arith::kMaxShift));
-  // The reciprocal of any accumulator value must be representable normalised (fixed_point.h).
+  // Every layer has a channel with the largest weight scale, whose requantization ratio is exactly
+  // 1 (kernels/cpu/quant_ops.cpp: ratios scale / max scale, in (0, 1]). to_fixed_point(1) needs the
+  // pair {2^(M-1), M-1}: at any larger shift the mantissa 2^shift no longer fits in M bits.
+  if (f.scale_shift_min > f.scale_mantissa_bits - 1)
+    r.fail_rule(sc, "scale", "shift_min",
+                "must be at most scale.mantissa_bits - 1 = " + std::to_string(f.scale_mantissa_bits - 1),
+                f.scale_shift_min,
+                "a requantization ratio of 1 (every layer's channel with the largest weight scale) needs the pair "
+                "mantissa 2^(mantissa_bits-1), shift mantissa_bits - 1");
+  f.scale_shift_max = static_cast<int>(r.integer(sc, "scale", "shift_max", arith::kMinShift, arith::kMaxShift));
+  if (f.scale_shift_max < f.scale_shift_min)
+    r.fail_rule(sc, "scale", "shift_max", "must be at least scale.shift_min = " + std::to_string(f.scale_shift_min),
+                f.scale_shift_max, "the shift range is [shift_min, shift_max]");
+  // The reciprocal unit's shift for amax up to 2^(acc_bits-1) (fixed_point.h reciprocal) reaches
+  // M + acc_bits - bit_length(qmax), with bit_length(qmax) = act_bits - 1.
   const int shift_needed = f.scale_mantissa_bits + f.acc_bits - f.act_bits + 1;
-  f.scale_shift_max = static_cast<int>(
-      r.integer(sc, "scale", "shift_max", std::max(f.scale_shift_min, shift_needed), arith::kMaxShift));
+  if (f.scale_shift_max < shift_needed)
+    r.fail_rule(sc, "scale", "shift_max",
+                "must be at least scale.mantissa_bits + arithmetic.accumulator_bits - activations.bits + 1 = " +
+                    std::to_string(shift_needed),
+                f.scale_shift_max,
+                "the activation reciprocal qmax / amax of every accumulator magnitude must be representable "
+                "normalised");
 
   const toml::table& arr = r.table(root, "array");
   r.only(arr, "array.", {"rows", "lanes"});
@@ -275,27 +299,6 @@ TargetSpec load_target_file(const std::filesystem::path& path) {
   text << in.rdbuf();
   if (in.bad()) throw TargetError(path.string() + ": cannot read target file");
   return parse_target(text.str(), path.string());
-}
-
-std::vector<std::string> builtin_names() {
-  std::vector<std::string> names;
-  for (const auto& b : kBuiltinTargets) names.emplace_back(b.name);
-  return names;
-}
-
-TargetSpec builtin_target(std::string_view name) {
-  for (const auto& b : kBuiltinTargets)
-    if (b.name == name) return parse_target(b.toml, "built-in:" + std::string(b.name));
-  std::string list;
-  for (const auto& n : builtin_names()) list += (list.empty() ? "" : ", ") + n;
-  throw TargetError("unknown target '" + std::string(name) + "' (built-in targets: " + list +
-                    "; or give a path to a .toml file)");
-}
-
-TargetSpec resolve_target(const std::string& name_or_path) {
-  const bool is_path = name_or_path.find('/') != std::string::npos ||
-                       (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".toml");
-  return is_path ? load_target_file(name_or_path) : builtin_target(name_or_path);
 }
 
 nlohmann::json to_json(const TargetSpec& s) {

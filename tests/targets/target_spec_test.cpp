@@ -3,9 +3,12 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "qathw/arith/fixed_point.h"
 #include "qathw/target/target_spec.h"
 
 namespace qathw::target {
@@ -89,7 +92,96 @@ TEST(MalformedTargets, EachFailsNamingFileAndField) {
     }
     ++checked;
   }
-  EXPECT_GE(checked, 15);
+  EXPECT_GE(checked, 38);  // the files there today: a deleted one is noticed
+}
+
+// ternary-asic's text with one [scale] or [arithmetic]/[activations] line replaced.
+std::string with_fields(const std::vector<std::pair<std::string, std::string>>& replacements) {
+  std::string text = read_text(fs::path(QATHW_BUILTIN_TARGETS_DIR) / "ternary-asic.toml");
+  for (const auto& [from, to] : replacements) {
+    const auto pos = text.find(from + "\n");
+    EXPECT_NE(pos, std::string::npos) << from;
+    if (pos != std::string::npos) text.replace(pos, from.size(), to);
+  }
+  return text;
+}
+
+// scale.shift_min <= mantissa_bits - 1: the requantization pair of the ratio 1, which the trainer
+// derives for the channel with the largest weight scale, exists exactly then.
+TEST(ScaleRules, ShiftMinAtMostMantissaBitsLessOne) {
+  const TargetSpec edge = parse_target(with_fields({{"shift_min = 0", "shift_min = 15"}}), "edge.toml");
+  const arith::FixedPointResult one = arith::to_fixed_point(1.0, edge.format);
+  ASSERT_EQ(one.status, arith::FixedPointStatus::Ok);
+  EXPECT_EQ(one.value.mantissa, 1 << 15);
+  EXPECT_EQ(one.value.shift, 15);
+  try {
+    parse_target(with_fields({{"shift_min = 0", "shift_min = 16"}}), "over.toml");
+    FAIL() << "shift_min = mantissa_bits was accepted";
+  } catch (const TargetError& e) {
+    EXPECT_NE(std::string(e.what()).find("over.toml: field 'scale.shift_min': must be at most scale.mantissa_bits - 1"),
+              std::string::npos)
+        << e.what();
+  }
+  arith::Format over = edge.format;
+  over.scale_shift_min = 16;  // what the rule refuses: the ratio 1 has no pair
+  EXPECT_EQ(arith::to_fixed_point(1.0, over).status, arith::FixedPointStatus::TooLarge);
+}
+
+// scale.shift_max >= mantissa_bits + accumulator_bits - activations.bits + 1: at that bound the
+// reciprocal of every magnitude an accumulator can hold is a normalised pair.
+TEST(ScaleRules, ShiftMaxCoversTheReciprocalOfEveryAccumulatorMagnitude) {
+  // 16 + 10 - 8 + 1 = 19
+  const std::string edge_text = with_fields({{"accumulator_bits = 24", "accumulator_bits = 10"},
+                                             {"shift_max = 62", "shift_max = 19"}});
+  const TargetSpec edge = parse_target(edge_text, "edge.toml");
+  const arith::Format& f = edge.format;
+  const std::int64_t qmax = arith::signed_max(f.act_bits);
+  for (std::int64_t amax = 1; amax <= (std::int64_t{1} << (f.acc_bits - 1)); ++amax) {
+    const arith::FixedPoint r = arith::reciprocal(amax, qmax, f);
+    ASSERT_GE(r.mantissa, std::int64_t{1} << (f.scale_mantissa_bits - 1)) << "amax " << amax << " not normalised";
+    ASSERT_LE(r.shift, f.scale_shift_max);
+  }
+  try {
+    parse_target(with_fields({{"accumulator_bits = 24", "accumulator_bits = 10"}, {"shift_max = 62", "shift_max = 18"}}),
+                 "under.toml");
+    FAIL() << "shift_max below the bound was accepted";
+  } catch (const TargetError& e) {
+    EXPECT_NE(std::string(e.what()).find("under.toml: field 'scale.shift_max': must be at least scale.mantissa_bits + "
+                                         "arithmetic.accumulator_bits - activations.bits + 1 = 19"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// A target embedded in a bundle arrives as JSON: the same reader validates it.
+TEST(JsonTargets, ValidatedLikeTomlAndOnlyPlainValues) {
+  nlohmann::json j = to_json(builtin_target("ternary-asic"));
+  EXPECT_EQ(content_hash(target_from_json(j, "m.json")), content_hash(builtin_target("ternary-asic")));
+  j["scale"]["shift_min"] = 16;
+  EXPECT_THROW(
+      {
+        try {
+          target_from_json(j, "m.json");
+        } catch (const TargetError& e) {
+          EXPECT_NE(std::string(e.what()).find("m.json: field 'scale.shift_min'"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      TargetError);
+  j["scale"]["shift_min"] = nullptr;
+  try {
+    target_from_json(j, "m.json");
+    FAIL() << "null accepted";
+  } catch (const TargetError& e) {
+    EXPECT_NE(std::string(e.what()).find("m.json: field 'scale.shift_min': unsupported JSON value"), std::string::npos)
+        << e.what();
+  }
+  try {
+    target_from_json(nlohmann::json::array(), "a.json");
+    FAIL() << "array accepted";
+  } catch (const TargetError& e) {
+    EXPECT_NE(std::string(e.what()).find("a.json: field '': must be an object"), std::string::npos) << e.what();
+  }
 }
 
 TEST(MalformedTargets, MissingFileIsAnError) {

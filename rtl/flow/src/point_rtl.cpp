@@ -9,6 +9,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "qathw/target/target_gen.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/hash.h"
 #include "qathw/util/process.h"
@@ -36,18 +37,7 @@ std::vector<std::string> split(const std::string& list) {
 }
 
 std::vector<std::string> parameter_args(const target::TargetSpec& t) {
-  const arith::Format& f = t.format;
-  std::vector<std::string> args = {
-      "-GRows=" + std::to_string(t.array.rows),
-      "-GLanes=" + std::to_string(t.array.lanes),
-      "-GActBits=" + std::to_string(f.act_bits),
-      "-GAccBits=" + std::to_string(f.acc_bits),
-      "-GMantBits=" + std::to_string(f.scale_mantissa_bits),
-      "-GShiftMin=" + std::to_string(f.scale_shift_min),
-      "-GShiftMax=" + std::to_string(f.scale_shift_max),
-      "-GWeightInt4=" + std::to_string(f.weights == arith::WeightFormat::Int4 ? 1 : 0),
-      "-GSaturate=" + std::to_string(f.overflow == arith::Overflow::Saturate ? 1 : 0),
-      "-GHalfEven=" + std::to_string(f.rounding == arith::Rounding::HalfEven ? 1 : 0)};
+  std::vector<std::string> args = target::verilator_parameter_args(t);
   for (const std::string& a : split(kMemoryArgs)) args.push_back(a);
   return args;
 }

@@ -6,6 +6,7 @@
 #include <regex>
 #include <sstream>
 
+#include "qathw/target/target_gen.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/hash.h"
 #include "qathw/util/process.h"
@@ -51,13 +52,10 @@ struct Script {
 
 Script script_for(const target::TargetSpec& t, const std::string& flow, const SynthSettings& o) {
   if (flow != "generic" && flow != "xilinx") throw std::invalid_argument("unknown synthesis flow '" + flow + "'");
-  const arith::Format& f = t.format;
   std::ostringstream params;
-  params << "chparam -set Rows " << t.array.rows << " -set Lanes " << t.array.lanes << " -set ActBits " << f.act_bits
-         << " -set AccBits " << f.acc_bits << " -set MantBits " << f.scale_mantissa_bits << " -set ShiftMin "
-         << f.scale_shift_min << " -set ShiftMax " << f.scale_shift_max << " -set WeightInt4 "
-         << (f.weights == arith::WeightFormat::Int4) << " -set Saturate " << (f.overflow == arith::Overflow::Saturate)
-         << " -set HalfEven " << (f.rounding == arith::Rounding::HalfEven) << " qathw_datapath";
+  params << "chparam";
+  for (const target::RtlParameter& p : target::rtl_parameters(t)) params << " -set " << p.name << " " << p.value;
+  params << " qathw_datapath";
   Script s{"read_verilog -sv", params.str(),
            flow == "xilinx" ? "synth_xilinx -flatten -top qathw_datapath" : "synth -flatten -top qathw_datapath", ""};
   for (const char* file : kRtlFiles) {

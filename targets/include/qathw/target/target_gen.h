@@ -1,0 +1,50 @@
+// Every parameter file derived from a target, generated from its validated TargetSpec: the RTL
+// parameter list (the one mapping from spec fields to RTL parameter names and values), a
+// SystemVerilog package, a CMake fragment and a C++ header. Nothing else maps spec fields to
+// RTL parameters by hand.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qathw/target/target_spec.h"
+
+namespace qathw::target {
+
+// One parameter of the accelerator's RTL, named as the SystemVerilog modules name it
+// (UpperCamelCase), with its integer value. Flags (WeightInt4, Saturate, HalfEven) are 0 or 1.
+struct RtlParameter {
+  std::string name;
+  std::int64_t value = 0;
+};
+
+// The RTL parameters of a target, in a fixed order: Rows, Lanes, ActBits, AccBits, MantBits,
+// ShiftMin, ShiftMax, WeightInt4, Saturate, HalfEven.
+std::vector<RtlParameter> rtl_parameters(const TargetSpec& spec);
+
+// The same parameters as Verilator overrides: "-GRows=16", ...
+std::vector<std::string> verilator_parameter_args(const TargetSpec& spec);
+
+// An RTL parameter name as a CMake variable suffix: "ActBits" -> "ACT_BITS", "WeightInt4" ->
+// "WEIGHT_INT4".
+std::string cmake_variable_suffix(const std::string& rtl_name);
+
+// The target's name as an identifier: "ternary-asic" -> "ternary_asic".
+std::string identifier(const TargetSpec& spec);
+
+// A SystemVerilog package `qathw_target_<id>_pkg` holding the RTL parameters as localparams,
+// then values derived from them (ActQMax: the largest activation code; ShiftBits: the width of
+// a scale shift).
+std::string sv_package(const TargetSpec& spec);
+
+// A CMake fragment that sets PREFIX_<SUFFIX> for every RTL parameter (PREFIX_ROWS, ...),
+// PREFIX_NAME, PREFIX_HASH, PREFIX_VERILATOR_ARGS (the -G list) and PREFIX_VARIABLES (the
+// names of all of these). `prefix` must be a CMake identifier ([A-Za-z_][A-Za-z0-9_]*).
+std::string cmake_fragment(const TargetSpec& spec, const std::string& prefix);
+
+// A C++ header: struct qathw::target::generated::Target_<id> with `static constexpr int k<Name>`
+// for every RTL parameter and `static constexpr arith::Format format()`.
+std::string cpp_header(const TargetSpec& spec);
+
+}  // namespace qathw::target
