@@ -6,23 +6,18 @@
 
 namespace qathw::rtl {
 
-// One entry point per RTL build (src/rtl_model.cpp compiled for each built-in target).
-RtlRunFunction run_rtl_ternary_asic;
-RtlRunFunction run_rtl_int4_fpga;
-
-namespace {
-
-struct Build {
+// One entry point per RTL build compiled in (rtl/harness/CMakeLists.txt generates the table).
+struct BuiltinModel {
   const char* target;
   RtlRunFunction* run;
 };
-const Build kBuilds[] = {{"ternary-asic", run_rtl_ternary_asic}, {"int4-fpga", run_rtl_int4_fpga}};
-
-}  // namespace
+extern const BuiltinModel kBuiltinModels[];
+extern const int kBuiltinModelCount;
 
 RtlRunFunction* builtin_rtl(const model::Bundle& bundle) {
-  for (const Build& b : kBuilds)
-    if (target::content_hash(target::builtin_target(b.target)) == bundle.target_hash) return b.run;
+  for (int i = 0; i < kBuiltinModelCount; ++i)
+    if (target::content_hash(target::builtin_target(kBuiltinModels[i].target)) == bundle.target_hash)
+      return kBuiltinModels[i].run;
   return nullptr;
 }
 
@@ -36,8 +31,8 @@ RtlRun run_rtl_entry(RtlRunFunction* entry, const model::Bundle& bundle, const s
 RtlRun run_rtl(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                const std::string& fst_path) {
   if (RtlRunFunction* run = builtin_rtl(bundle)) return run_rtl_entry(run, bundle, pixels, count, fst_path);
-  throw std::runtime_error("no RTL build for target '" + bundle.target.name + "' (hash " + bundle.target_hash +
-                           "): the RTL is built for the built-in targets ternary-asic and int4-fpga");
+  throw std::runtime_error("no RTL model compiled in for target '" + bundle.target.name + "' (hash " +
+                           bundle.target_hash + "): the built-in targets have one; qat-hw verify builds others");
 }
 
 }  // namespace qathw::rtl
