@@ -27,7 +27,8 @@ module qathw_accel #(
   parameter WeightInit = "",
   parameter RequantMantissaInit = "",
   parameter RequantShiftInit = "",
-  localparam int CfgBits = Rows * Lanes * 4 > 72 ? Rows * Lanes * 4 : 72  // a weight word or a descriptor
+  localparam int WBits = WeightInt4 != 0 ? 4 : 2,  // bits of one weight code: arith::code_bits
+  localparam int CfgBits = Rows * Lanes * WBits > 72 ? Rows * Lanes * WBits : 72  // a weight word or a descriptor
 ) (
   input  logic                       clk_i,
   input  logic                       rst_ni,
@@ -52,7 +53,7 @@ module qathw_accel #(
   output logic [7:0]                 layer_o
 );
   localparam int ValBits = AccBits > 9 ? AccBits : 9;  // holds a pixel (0..255) or a layer output
-  localparam int WordBits = Rows * Lanes * 4;            // a weight word
+  localparam int WordBits = Rows * Lanes * WBits;        // a weight word
   localparam int CodeWords = (MaxWidth + Lanes - 1) / Lanes;  // code memory words of Lanes codes
   localparam int CwBits = CodeWords > 1 ? $clog2(CodeWords) : 1;
   localparam int IdxBits = $clog2(MaxWidth + 1);

@@ -14,7 +14,8 @@ module qathw_datapath #(
   parameter int WeightInt4 = 0,
   parameter int Saturate = 1,
   parameter int HalfEven = 0,
-  localparam int ValBits = AccBits > 9 ? AccBits : 9  // a pixel (0..255) or a layer output
+  localparam int ValBits = AccBits > 9 ? AccBits : 9,  // a pixel (0..255) or a layer output
+  localparam int WBits = WeightInt4 != 0 ? 4 : 2       // bits of one weight code: arith::code_bits
 ) (
   input  logic                         clk_i,
   input  logic                         rst_ni,
@@ -22,7 +23,7 @@ module qathw_datapath #(
   input  logic                         clear_i,
   input  logic                         valid_i,
   input  logic [Lanes*ActBits-1:0]     x_i,
-  input  logic [Rows*Lanes*4-1:0]      w_i,
+  input  logic [Rows*Lanes*WBits-1:0]  w_i,
   input  logic [Lanes-1:0]             lane_en_i,
   input  logic [Rows-1:0]              row_en_i,
   // The activation quantizer: Lanes values of one chunk (zero on lanes that are off).
