@@ -189,17 +189,23 @@ module qathw_accel #(
     end
   end
 
-  // Activation and code memory writes: a pixel per Load cycle, a chunk's codes (a word) per Codes
-  // cycle, and each requant unit's value of the previous tile (one process per row: Verilator
-  // refuses delayed array writes in loops of more than 64 iterations).
+  // Activation and code memory writes: a pixel per Load cycle, a chunk's codes (one word) per
+  // Codes cycle, and the requant units' values of the previous tile. Verilator 5.006 unrolls loops
+  // of at most 64 iterations and refuses delayed array writes in the loops it keeps
+  // (BLKLOOPINIT): the Rows values are written by groups of up to 64 rows, one process each.
   always_ff @(posedge clk_i) begin
     if (state_q == Load && in_valid_i) act_q[0][XBits'(count_q)] <= ValBits'(in_data_i);
     if (state_q == Codes) code_q[CwBits'(chunk_q)] <= chunk_codes;
   end
-  for (genvar r = 0; r < Rows; r++) begin : g_act_write
+  localparam int WriteGroup = 64;
+  for (genvar g = 0; g < (Rows + WriteGroup - 1) / WriteGroup; g++) begin : g_act_write
+    localparam int First = g * WriteGroup;
+    localparam int Last = (g + 1) * WriteGroup < Rows ? (g + 1) * WriteGroup : Rows;  // one past
     always_ff @(posedge clk_i) begin
-      if (requant_now && 32'(rq_tile) * Rows + r < 32'(out_n))
-        act_q[ai_out][XBits'(32'(rq_tile) * Rows + r)] <= ValBits'($signed(z[r*AccBits +: AccBits]));
+      if (requant_now)
+        for (int r = First; r < Last; r++)
+          if (32'(rq_tile) * Rows + r < 32'(out_n))
+            act_q[ai_out][XBits'(32'(rq_tile) * Rows + r)] <= ValBits'($signed(z[r*AccBits +: AccBits]));
     end
   end
 
