@@ -1,6 +1,6 @@
 // The accelerator: configuration port, activation/code/weight/requant memories (behavioural),
-// the activation quantizer (absmax pass, reciprocal, code pass), the PE array, Rows requant units
-// and the controller that runs the configured layers on each sample. Per layer it takes
+// the controller that runs the configured layers on each sample, and qathw_datapath (the PE
+// array, the activation quantizer's absmax, reciprocal and code units, Rows requant units). Per layer it takes
 // 2C + M + T C + 1 cycles (C = ceil(in / Lanes) chunks, T = ceil(out / Rows) tiles,
 // M = MantBits), the cycle model of docs/sim.md. Samples arrive as a pixel stream; every layer's
 // outputs leave as a stream (valid/ready) after the last layer.
@@ -27,7 +27,8 @@ module qathw_accel #(
   parameter WeightInit = "",
   parameter RequantMantissaInit = "",
   parameter RequantShiftInit = "",
-  localparam int CfgBits = Rows * Lanes * 4 > 72 ? Rows * Lanes * 4 : 72  // a weight word or a descriptor
+  localparam int WBits = WeightInt4 != 0 ? 4 : 2,  // bits of one weight code: arith::code_bits
+  localparam int CfgBits = Rows * Lanes * WBits > 72 ? Rows * Lanes * WBits : 72  // a weight word or a descriptor
 ) (
   input  logic                       clk_i,
   input  logic                       rst_ni,
@@ -52,7 +53,9 @@ module qathw_accel #(
   output logic [7:0]                 layer_o
 );
   localparam int ValBits = AccBits > 9 ? AccBits : 9;  // holds a pixel (0..255) or a layer output
-  localparam int WBits = Rows * Lanes * 4;
+  localparam int WordBits = Rows * Lanes * WBits;        // a weight word
+  localparam int CodeWords = (MaxWidth + Lanes - 1) / Lanes;  // code memory words of Lanes codes
+  localparam int CwBits = CodeWords > 1 ? $clog2(CodeWords) : 1;
   localparam int IdxBits = $clog2(MaxWidth + 1);
   localparam int XBits = $clog2(MaxWidth);         // index into a layer's values
   localparam int WaBits = $clog2(WeightWords);
@@ -64,8 +67,8 @@ module qathw_accel #(
 
   // ---- memories ---------------------------------------------------------------------------
   logic [ValBits-1:0]  act_q [MaxLayers + 1][MaxWidth];  // [0]: pixels; [l + 1]: layer l's outputs
-  logic [ActBits-1:0]  code_q [MaxWidth];
-  logic [WBits-1:0]    wmem_q [WeightWords];
+  logic [Lanes*ActBits-1:0] code_q [CodeWords];         // chunk c's codes in word c
+  logic [WordBits-1:0] wmem_q [WeightWords];
   logic [MantBits-1:0] rq_mant_q [RequantDepth];
   logic [5:0]          rq_shift_q [RequantDepth];
   logic [15:0]         d_in_q [MaxLayers], d_out_q [MaxLayers], d_wbase_q [MaxLayers], d_rbase_q [MaxLayers];
@@ -81,7 +84,7 @@ module qathw_accel #(
   always_ff @(posedge clk_i) begin
     if (cfg_we_i) begin
       unique case (cfg_kind_i)
-        2'd0: wmem_q[WaBits'(cfg_addr_i)] <= cfg_data_i[WBits-1:0];
+        2'd0: wmem_q[WaBits'(cfg_addr_i)] <= cfg_data_i[WordBits-1:0];
         2'd1: begin
           rq_mant_q[RaBits'(cfg_addr_i)] <= cfg_data_i[MantBits-1:0];
           rq_shift_q[RaBits'(cfg_addr_i)] <= cfg_data_i[MantBits +: 6];
@@ -117,97 +120,99 @@ module qathw_accel #(
   assign chunks = 16'((32'(in_n) + Lanes - 1) / Lanes);
   assign tiles = 16'((32'(out_n) + Rows - 1) / Rows);
 
-  // Values of this chunk (Absmax and Codes read Lanes of them per cycle).
-  logic [ValBits-1:0] chunk_val [Lanes];
+  // Values of this chunk (Absmax and Codes read Lanes of them per cycle), zero on lanes past the
+  // layer's input.
+  logic [Lanes*ValBits-1:0] chunk_val;
   logic [Lanes-1:0] lane_on;
   always_comb begin
     for (int i = 0; i < Lanes; i++) begin
       lane_on[i] = 32'(chunk_q) * Lanes + i < 32'(in_n);
-      chunk_val[i] = lane_on[i] ? act_q[ai_in][XBits'(32'(chunk_q) * Lanes + i)] : '0;
+      chunk_val[i*ValBits +: ValBits] = lane_on[i] ? act_q[ai_in][XBits'(32'(chunk_q) * Lanes + i)] : '0;
     end
   end
 
-  // Absmax of the token so far and this chunk.
-  logic [AccBits:0] amax_next;
-  always_comb begin
-    amax_next = amax_q;
-    for (int i = 0; i < Lanes; i++) begin
-      logic signed [AccBits:0] v;
-      logic [AccBits:0] mag;
-      v = (AccBits + 1)'($signed(chunk_val[i]));  // sign-extends: ValBits <= AccBits + 1
-      mag = v[AccBits] ? -v : v;
-      if (mag > amax_next) amax_next = mag;
-    end
-  end
-
-  // The reciprocal unit, started in the last absmax cycle.
-  logic recip_start, recip_busy, recip_done;
-  logic [MantBits-1:0] inv_mant;
-  logic [5:0] inv_shift;
-  assign recip_start = state_q == Absmax && chunk_q == chunks - 1;
-  qathw_reciprocal #(
-    .InBits(AccBits + 1), .ActBits(ActBits), .MantBits(MantBits), .ShiftMin(ShiftMin), .ShiftMax(ShiftMax),
-    .HalfEven(HalfEven)
-  ) u_recip (
-    .clk_i, .rst_ni, .start_i(recip_start), .amax_i(amax_next), .busy_o(recip_busy), .done_o(recip_done),
-    .mantissa_o(inv_mant), .shift_o(inv_shift)
-  );
-
-  // Lanes activation-code elements.
-  localparam logic [ActBits-1:0] QMaxCode = ActBits'((1 << (ActBits - 1)) - 1);
-  logic [ActBits-1:0] chunk_code [Lanes];
-  for (genvar i = 0; i < Lanes; i++) begin : g_code
-    logic [ActBits-1:0] code;
-    qathw_act_code #(.InBits(ValBits), .ActBits(ActBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_code (
-      .v_i(chunk_val[i]), .mantissa_i(inv_mant), .shift_i(inv_shift), .code_o(code)
-    );
-    if (FaultClampLayer >= 0) begin : g_fault
-      assign chunk_code[i] = (32'(layer_q) == FaultClampLayer && code == QMaxCode) ? code - 1'b1 : code;
-    end else begin : g_no_fault
-      assign chunk_code[i] = code;
-    end
-  end
-
-  // The PE array on one chunk of one tile.
-  logic [Lanes*ActBits-1:0] x_flat;
+  // The PE array's inputs: one chunk of one tile.
+  logic [Lanes*ActBits-1:0] code_word, x_flat;
   logic [Rows-1:0] row_on;
-  logic [Rows*AccBits-1:0] acc_flat;
   logic array_valid, array_clear;
+  assign code_word = code_q[CwBits'(chunk_q)];
   always_comb begin
-    for (int i = 0; i < Lanes; i++)
-      x_flat[i*ActBits +: ActBits] = lane_on[i] ? code_q[XBits'(32'(chunk_q) * Lanes + i)] : '0;
+    for (int i = 0; i < Lanes; i++) x_flat[i*ActBits +: ActBits] = lane_on[i] ? code_word[i*ActBits +: ActBits] : '0;
     for (int r = 0; r < Rows; r++) row_on[r] = 32'(tile_q) * Rows + r < 32'(out_n);
   end
   assign array_valid = state_q == Array;
   assign array_clear = state_q == Array && chunk_q == 0;
-  qathw_pe_array #(
-    .Rows(Rows), .Lanes(Lanes), .ActBits(ActBits), .AccBits(AccBits), .WeightInt4(WeightInt4), .Saturate(Saturate)
-  ) u_array (
-    .clk_i, .rst_ni, .clear_i(array_clear), .valid_i(array_valid), .x_i(x_flat),
-    .w_i(wmem_q[WaBits'(32'(d_wbase_q[li]) + 32'(tile_q) * 32'(chunks) + 32'(chunk_q))]), .lane_en_i(lane_on),
-    .row_en_i(row_on), .acc_o(acc_flat)
-  );
 
   // Rows requant units on the previous tile's accumulators: in the first chunk cycle of the next
   // tile, or in RequantLast for the last tile.
   logic requant_now;
   logic [15:0] rq_tile;
-  logic [AccBits-1:0] z [Rows];
+  logic [Rows*MantBits-1:0] rq_mant;
+  logic [Rows*6-1:0] rq_shift;
   assign requant_now = (state_q == Array && chunk_q == 0 && tile_q != 0) || state_q == RequantLast;
   assign rq_tile = state_q == RequantLast ? tile_q : tile_q - 16'd1;
-  for (genvar r = 0; r < Rows; r++) begin : g_requant
+  for (genvar r = 0; r < Rows; r++) begin : g_requant_pair
     logic [RaBits-1:0] n;
     assign n = RaBits'(32'(d_rbase_q[li]) + 32'(rq_tile) * Rows + r);
-    qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_requant (
-      .acc_i(acc_flat[r*AccBits +: AccBits]), .mantissa_i(rq_mant_q[n]), .shift_i(rq_shift_q[n]),
-      .relu_i(d_relu_q[li]), .z_o(z[r])
-    );
+    assign rq_mant[r*MantBits +: MantBits] = rq_mant_q[n];
+    assign rq_shift[r*6 +: 6] = rq_shift_q[n];
+  end
+
+  // The datapath. The reciprocal starts in the last absmax cycle.
+  logic recip_start, recip_done;
+  logic [AccBits:0] amax_next;
+  logic [Lanes*ActBits-1:0] codes;
+  logic [Rows*AccBits-1:0] z;
+  assign recip_start = state_q == Absmax && chunk_q == chunks - 1;
+  qathw_datapath #(
+    .Rows(Rows), .Lanes(Lanes), .ActBits(ActBits), .AccBits(AccBits), .MantBits(MantBits), .ShiftMin(ShiftMin),
+    .ShiftMax(ShiftMax), .WeightInt4(WeightInt4), .Saturate(Saturate), .HalfEven(HalfEven)
+  ) u_datapath (
+    .clk_i, .rst_ni, .clear_i(array_clear), .valid_i(array_valid), .x_i(x_flat),
+    .w_i(wmem_q[WaBits'(32'(d_wbase_q[li]) + 32'(tile_q) * 32'(chunks) + 32'(chunk_q))]), .lane_en_i(lane_on),
+    .row_en_i(row_on), .v_i(chunk_val), .amax_i(amax_q), .amax_o(amax_next), .recip_start_i(recip_start),
+    .recip_done_o(recip_done), .codes_o(codes), .rq_mantissa_i(rq_mant), .rq_shift_i(rq_shift),
+    .relu_i(d_relu_q[li]), .z_o(z)
+  );
+
+  // This chunk's codes, as the code memory stores them.
+  localparam logic [ActBits-1:0] QMaxCode = ActBits'((1 << (ActBits - 1)) - 1);
+  logic [Lanes*ActBits-1:0] chunk_codes;
+  for (genvar i = 0; i < Lanes; i++) begin : g_code
+    logic [ActBits-1:0] code;
+    assign code = codes[i*ActBits +: ActBits];
+    if (FaultClampLayer >= 0) begin : g_fault
+      assign chunk_codes[i*ActBits +: ActBits] =
+          (32'(layer_q) == FaultClampLayer && code == QMaxCode) ? code - 1'b1 : code;
+    end else begin : g_no_fault
+      assign chunk_codes[i*ActBits +: ActBits] = code;
+    end
+  end
+
+  // Activation and code memory writes: a pixel per Load cycle, a chunk's codes (one word) per
+  // Codes cycle, and the requant units' values of the previous tile. Verilator 5.006 unrolls loops
+  // of at most 64 iterations and refuses delayed array writes in the loops it keeps
+  // (BLKLOOPINIT): the Rows values are written by groups of up to 64 rows, one process each.
+  always_ff @(posedge clk_i) begin
+    if (state_q == Load && in_valid_i) act_q[0][XBits'(count_q)] <= ValBits'(in_data_i);
+    if (state_q == Codes) code_q[CwBits'(chunk_q)] <= chunk_codes;
+  end
+  localparam int WriteGroup = 64;
+  for (genvar g = 0; g < (Rows + WriteGroup - 1) / WriteGroup; g++) begin : g_act_write
+    localparam int First = g * WriteGroup;
+    localparam int Last = (g + 1) * WriteGroup < Rows ? (g + 1) * WriteGroup : Rows;  // one past
+    always_ff @(posedge clk_i) begin
+      if (requant_now)
+        for (int r = First; r < Last; r++)
+          if (32'(rq_tile) * Rows + r < 32'(out_n))
+            act_q[ai_out][XBits'(32'(rq_tile) * Rows + r)] <= ValBits'($signed(z[r*AccBits +: AccBits]));
+    end
   end
 
   // The controller times the reciprocal by its fixed latency; the address bits above each
   // memory's depth are ignored.
   logic unused_inputs;
-  assign unused_inputs = ^{recip_busy, recip_done, cfg_addr_i, cfg_data_i};
+  assign unused_inputs = ^{recip_done, cfg_addr_i, cfg_data_i};
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
@@ -226,7 +231,6 @@ module qathw_accel #(
         end
         Load: begin
           if (in_valid_i) begin
-            act_q[0][XBits'(count_q)] <= ValBits'(in_data_i);
             count_q <= count_q + 1'b1;
             if (32'(count_q) + 1 == 32'(d_in_q[0])) begin  // the first layer's inputs
               state_q <= Absmax;
@@ -253,8 +257,6 @@ module qathw_accel #(
           end
         end
         Codes: begin
-          for (int i = 0; i < Lanes; i++)
-            if (lane_on[i]) code_q[XBits'(32'(chunk_q) * Lanes + i)] <= chunk_code[i];
           if (chunk_q == chunks - 1) begin
             state_q <= Array;
             chunk_q <= '0;
@@ -301,10 +303,6 @@ module qathw_accel #(
         end
         default: state_q <= Idle;
       endcase
-      if (requant_now)
-        for (int r = 0; r < Rows; r++)
-          if (32'(rq_tile) * Rows + r < 32'(out_n))
-            act_q[ai_out][XBits'(32'(rq_tile) * Rows + r)] <= ValBits'($signed(z[r]));
     end
   end
 

@@ -1,7 +1,8 @@
-// The accelerator's datapath without its memories and controller: the PE array, Lanes
-// activation-code elements, Rows requantization units and the reciprocal unit. The top that
-// `qat-hw synth` synthesises: area is in the datapath, and behavioural memories map to whatever
-// SRAM macros or block RAM a flow provides.
+// The accelerator's datapath without its memories and controller: the PE array, the activation
+// quantizer's absmax reduction, reciprocal unit and Lanes code elements, and Rows requantization
+// units. qathw_accel instantiates it, so the top `qat-hw synth` synthesises is the datapath the
+// RTL tests verify; area is in the datapath, and behavioural memories map to whatever SRAM
+// macros or block RAM a flow provides.
 module qathw_datapath #(
   parameter int Rows = 16,
   parameter int Lanes = 16,
@@ -12,25 +13,31 @@ module qathw_datapath #(
   parameter int ShiftMax = 62,
   parameter int WeightInt4 = 0,
   parameter int Saturate = 1,
-  parameter int HalfEven = 0
+  parameter int HalfEven = 0,
+  localparam int ValBits = AccBits > 9 ? AccBits : 9,  // a pixel (0..255) or a layer output
+  localparam int WBits = WeightInt4 != 0 ? 4 : 2       // bits of one weight code: arith::code_bits
 ) (
   input  logic                         clk_i,
   input  logic                         rst_ni,
+  // The PE array.
   input  logic                         clear_i,
   input  logic                         valid_i,
   input  logic [Lanes*ActBits-1:0]     x_i,
-  input  logic [Rows*Lanes*4-1:0]      w_i,
+  input  logic [Rows*Lanes*WBits-1:0]  w_i,
   input  logic [Lanes-1:0]             lane_en_i,
   input  logic [Rows-1:0]              row_en_i,
-  input  logic [Lanes*AccBits-1:0]     v_i,          // values to quantize
-  input  logic                         recip_start_i,
-  input  logic [AccBits:0]             amax_i,
+  // The activation quantizer: Lanes values of one chunk (zero on lanes that are off).
+  input  logic [Lanes*ValBits-1:0]     v_i,
+  input  logic [AccBits:0]             amax_i,       // absmax of the token's earlier chunks
+  output logic [AccBits:0]             amax_o,       // absmax of those and of v_i
+  input  logic                         recip_start_i,  // start the reciprocal of amax_o
+  output logic                         recip_done_o,
+  output logic [Lanes*ActBits-1:0]     codes_o,      // v_i's codes with the last reciprocal
+  // Rows requantization units on the array's accumulators.
   input  logic [Rows*MantBits-1:0]     rq_mantissa_i,
   input  logic [Rows*6-1:0]            rq_shift_i,
   input  logic                         relu_i,
-  output logic [Lanes*ActBits-1:0]     codes_o,
-  output logic [Rows*AccBits-1:0]      z_o,
-  output logic                         recip_done_o
+  output logic [Rows*AccBits-1:0]      z_o
 );
   logic [Rows*AccBits-1:0] acc;
   logic [MantBits-1:0] inv_mant;
@@ -43,17 +50,29 @@ module qathw_datapath #(
     .clk_i, .rst_ni, .clear_i, .valid_i, .x_i, .w_i, .lane_en_i, .row_en_i, .acc_o(acc)
   );
 
+  // Absmax of amax_i and this chunk's magnitudes.
+  always_comb begin
+    amax_o = amax_i;
+    for (int i = 0; i < Lanes; i++) begin
+      logic signed [AccBits:0] v;
+      logic [AccBits:0] mag;
+      v = (AccBits + 1)'($signed(v_i[i*ValBits +: ValBits]));  // sign-extends: ValBits <= AccBits + 1
+      mag = v[AccBits] ? -v : v;
+      if (mag > amax_o) amax_o = mag;
+    end
+  end
+
   qathw_reciprocal #(
     .InBits(AccBits + 1), .ActBits(ActBits), .MantBits(MantBits), .ShiftMin(ShiftMin), .ShiftMax(ShiftMax),
     .HalfEven(HalfEven)
   ) u_recip (
-    .clk_i, .rst_ni, .start_i(recip_start_i), .amax_i, .busy_o(unused_busy), .done_o(recip_done_o),
+    .clk_i, .rst_ni, .start_i(recip_start_i), .amax_i(amax_o), .busy_o(unused_busy), .done_o(recip_done_o),
     .mantissa_o(inv_mant), .shift_o(inv_shift)
   );
 
   for (genvar i = 0; i < Lanes; i++) begin : g_code
-    qathw_act_code #(.InBits(AccBits), .ActBits(ActBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_code (
-      .v_i(v_i[i*AccBits +: AccBits]), .mantissa_i(inv_mant), .shift_i(inv_shift),
+    qathw_act_code #(.InBits(ValBits), .ActBits(ActBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_code (
+      .v_i(v_i[i*ValBits +: ValBits]), .mantissa_i(inv_mant), .shift_i(inv_shift),
       .code_o(codes_o[i*ActBits +: ActBits])
     );
   end

@@ -90,7 +90,9 @@ target::TargetSpec random_target(std::uint64_t seed) {
   }
 }
 
-constexpr int kRows = 5, kCols = 7;  // 35 inputs, layers 35 -> 23 -> 9 -> 5: no multiple of any array
+// 35 inputs, layers 35 -> 70 -> 13 -> 5: no multiple of any array, and more than 64 output
+// channels, so arrays of 65 rows run two tiles. It fits the RTL's weight memory on a 1x1 array.
+constexpr int kRows = 5, kCols = 7;
 constexpr std::size_t kSamples = 24;
 
 struct Case {
@@ -136,7 +138,7 @@ TEST_P(OpTable, EveryOpEqualsTheIntegerEngine) {
   const auto& [c, engine_name] = GetParam();
   const target::TargetSpec t = c.target();
   SCOPED_TRACE("target " + c.name + " (" + target::to_json(t).dump() + "), " + test::seed_note(c.seed));
-  const model::Bundle b = training::make_bundle(training::make_mlp(kRows * kCols, {23, 9}, 5, c.seed), t, kRows, kCols, {});
+  const model::Bundle b = training::make_bundle(training::make_mlp(kRows * kCols, {70, 13}, 5, c.seed), t, kRows, kCols, {});
   const Engine* engine = find_engine(engine_name);
   ASSERT_NE(engine, nullptr);
   if (const auto why = engine->unsupported(b)) GTEST_SKIP() << engine_name << ": " << *why;

@@ -2,7 +2,9 @@
 // a shared object, cached, loaded, and agrees with the integer engine on every layer; its cache
 // key follows the RTL parameters and nothing else of the target.
 #include <filesystem>
+#include <ostream>
 #include <random>
+#include <string>
 
 #include <gtest/gtest.h>
 

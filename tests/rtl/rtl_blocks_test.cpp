@@ -48,16 +48,21 @@ void reset(Model& m) {
   m.eval();
 }
 
+// Weight codes reach the RTL as the bundle stores them: arith::encode_code's fields of
+// arith::code_bits bits (2-bit ternary, 4-bit INT4).
+std::uint64_t weight_field(int code, arith::WeightFormat w) { return arith::encode_code(code, w); }
+
 // Streams one dot product through a PE row, a chunk of `lanes` per cycle; returns the accumulator.
 template <typename Model>
 std::int64_t row_dot(Model& m, const std::vector<int>& x, const std::vector<int>& w, int lanes, int act_bits,
-                     int acc_bits) {
+                     int acc_bits, arith::WeightFormat wf) {
   const int k = static_cast<int>(x.size());
+  const int wbits = arith::code_bits(wf);
   for (int base = 0; base < k; base += lanes) {
     for (int l = 0; l < lanes; ++l) {
       const bool on = base + l < k;
       put_bits(m.x_i, l * act_bits, act_bits, on ? static_cast<std::uint64_t>(x[base + l]) : 0);
-      put_bits(m.w_i, l * 4, 4, on ? static_cast<std::uint64_t>(w[base + l]) : 0);
+      put_bits(m.w_i, l * wbits, wbits, on ? weight_field(w[base + l], wf) : 0);
       put_bits(m.lane_en_i, l, 1, on ? 1 : 0);
     }
     m.clear_i = base == 0;
@@ -91,7 +96,7 @@ void check_pe_row(int acc_bits, std::uint64_t seed) {
       w[i] = mode == 2 ? wmax : (int4 ? static_cast<int>(rng() % 16) - 8 : static_cast<int>(rng() % 3) - 1);
     }
     const std::int64_t want = arith::dot(x.data(), w.data(), k, lanes, f);
-    const std::int64_t got = row_dot(m, x, w, lanes, f.act_bits, acc_bits);
+    const std::int64_t got = row_dot(m, x, w, lanes, f.act_bits, acc_bits, f.weights);
     ASSERT_EQ(got, want) << "k=" << k << " trial " << trial << " " << test::seed_note(seed);
     std::int64_t exact = 0;
     for (int i = 0; i < k; ++i) exact += static_cast<std::int64_t>(x[i]) * w[i];
@@ -116,6 +121,7 @@ TEST(RtlPeArray, EveryRowOfATileEqualsArithDot) {
   const int rows = spec().array.rows, lanes = spec().array.lanes;
   const int qmax = static_cast<int>(arith::act_qmax(f.act_bits));
   const bool int4 = f.weights == arith::WeightFormat::Int4;
+  const int wbits = arith::code_bits(f.weights);
   const std::uint64_t seed = test::test_seed(26);
   std::mt19937_64 rng(seed);
   Vpe_array m;
@@ -134,7 +140,7 @@ TEST(RtlPeArray, EveryRowOfATileEqualsArithDot) {
         put_bits(m.x_i, l * f.act_bits, f.act_bits, on ? static_cast<std::uint64_t>(x[base + l]) : 0);
         put_bits(m.lane_en_i, l, 1, on);
         for (int r = 0; r < rows; ++r)
-          put_bits(m.w_i, (r * lanes + l) * 4, 4, (on && r < active) ? static_cast<std::uint64_t>(w[r][base + l]) : 0);
+          put_bits(m.w_i, (r * lanes + l) * wbits, wbits, (on && r < active) ? weight_field(w[r][base + l], f.weights) : 0);
       }
       for (int r = 0; r < rows; ++r) put_bits(m.row_en_i, r, 1, r < active);
       m.clear_i = base == 0;

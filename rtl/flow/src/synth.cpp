@@ -37,14 +37,6 @@ nlohmann::json parse_stat(const std::string& text) {
   return j;
 }
 
-long count_prefix(const nlohmann::json& by_type, const std::vector<std::string>& prefixes) {
-  long n = 0;
-  for (const auto& [name, count] : by_type.items())
-    for (const auto& p : prefixes)
-      if (name.rfind(p, 0) == 0) n += count.get<long>();
-  return n;
-}
-
 // The yosys commands of a synthesis: read the sources, set the parameters, synthesize.
 struct Script {
   std::string read, params, synth, sources;
@@ -70,7 +62,35 @@ fs::path cache_dir_of(const SynthSettings& o) {
   return o.cache_dir.empty() ? util::default_cache_dir("synth") : o.cache_dir;
 }
 
+// The figures derived from the by-type table, recomputed on every read (a cached report from an
+// older count is corrected too).
+void add_figures(nlohmann::json& j, const std::string& flow) {
+  const nlohmann::json& by = j["by_type"];
+  if (flow == "xilinx") {
+    j["luts"] = count_cell_types(by, {"LUT"});
+    j["carry"] = count_cell_types(by, {"CARRY"});
+    j["flip_flops"] = count_cell_types(by, {"FD"});
+    j["bram"] = count_cell_types(by, {"RAMB"});
+    j["dsp"] = count_cell_types(by, {"DSP"});
+  } else {
+    j["flip_flops"] = count_cell_types(by, kGenericFlipFlops);
+  }
+}
+
 }  // namespace
+
+const std::vector<std::string> kGenericFlipFlops = {"$_DFF", "$_SDFF", "$_ALDFF"};
+
+long count_cell_types(const nlohmann::json& by_type, const std::vector<std::string>& prefixes) {
+  long n = 0;
+  for (const auto& [name, count] : by_type.items())
+    for (const auto& p : prefixes)
+      if (name.rfind(p, 0) == 0) {
+        n += count.get<long>();
+        break;  // "$_DFF" and a longer prefix both match "$_DFFE_PN0P_": count it once
+      }
+  return n;
+}
 
 std::string synth_key(const target::TargetSpec& t, const std::string& flow, const SynthSettings& o) {
   const Script s = script_for(t, flow, o);
@@ -84,7 +104,8 @@ nlohmann::json synthesize(const target::TargetSpec& t, const std::string& flow, 
   const fs::path cached = cache_dir / (key + ".json");
   if (fs::exists(cached)) {
     nlohmann::json j = nlohmann::json::parse(util::read_file(cached), nullptr, false);
-    if (!j.is_discarded()) {
+    if (!j.is_discarded() && j.contains("by_type")) {
+      add_figures(j, flow);
       j["cached"] = true;
       return j;
     }
@@ -109,15 +130,7 @@ nlohmann::json synthesize(const target::TargetSpec& t, const std::string& flow, 
   nlohmann::json j = parse_stat(util::read_file(stat));
   fs::remove(stat, ec);
   j["flow"] = flow;
-  if (flow == "xilinx") {
-    j["luts"] = count_prefix(j["by_type"], {"LUT"});
-    j["carry"] = count_prefix(j["by_type"], {"CARRY"});
-    j["flip_flops"] = count_prefix(j["by_type"], {"FD"});
-    j["bram"] = count_prefix(j["by_type"], {"RAMB"});
-    j["dsp"] = count_prefix(j["by_type"], {"DSP"});
-  } else {
-    j["flip_flops"] = count_prefix(j["by_type"], {"$_DFF", "$_SDFF", "$_DFFE", "$_SDFFE", "$_ALDFF"});
-  }
+  add_figures(j, flow);
   util::write_file_atomic(cached, j.dump(2) + "\n");
   j["cached"] = false;
   return j;

@@ -119,7 +119,8 @@ class Harness {
     std::size_t wbase = 0, rbase = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const model::LinearParams& layer = *layers_[l].params;
-      // Weight words: tile t, chunk c holds rows x lanes codes, row r's lane i at (r * lanes + i) * 4.
+      // Weight words: tile t, chunk c holds rows x lanes codes, row r's lane i at (r * lanes + i) * bits.
+      const int bits = arith::code_bits(layer.format);
       for (std::size_t t = 0; t < tiles(layer.out); ++t)
         for (std::size_t c = 0; c < chunks(layer.in); ++c) {
           clear_bits(m_.cfg_data_i);
@@ -127,7 +128,7 @@ class Harness {
             for (int i = 0; i < lanes_; ++i) {
               const std::size_t n = t * rows_ + r, k = c * lanes_ + i;
               if (n < static_cast<std::size_t>(layer.out) && k < static_cast<std::size_t>(layer.in))
-                put_bits(m_.cfg_data_i, (r * lanes_ + i) * 4, 4,
+                put_bits(m_.cfg_data_i, (r * lanes_ + i) * bits, bits,
                          static_cast<std::uint64_t>(arith::load_code(layer.packed.data(), n * layer.in + k, layer.format)));
             }
           write(0, wbase + t * chunks(layer.in) + c);
