@@ -96,6 +96,11 @@ std::uint64_t RequantUnit::run(const std::int64_t* acc, const std::int32_t* pair
   for (std::uint32_t n = 0; n < out; ++n) {
     z[n] = static_cast<std::int32_t>(arith::epilogue(acc[n], arith::FixedPoint{pairs[2 * n], pairs[2 * n + 1]}, relu, f));
   }
+#ifdef QATHW_SYSTEMC_FAULT_REQUANT
+  // Injected fault (tests only): the requantization unit of a layer without ReLU is off by one
+  // on channel 0.
+  if (!relu && out > 0) z[0] += 1;
+#endif
   s.act_write_bits += static_cast<std::uint64_t>(out) * f.acc_bits;
   // Each tile's accumulators are requantized (rows units in parallel) in the cycle after its
   // last chunk, while the array starts the next tile; only the last tile's cycle adds to the layer.

@@ -118,7 +118,7 @@ struct TokenScales {
 };
 
 // kernels::quantize_tokens on device: one block per token, absmax reduction, the hardware
-// reciprocal (arith::token_inv_scale), arith::quantize_act per element. amax may be null.
+// reciprocal and the codes of arith::quantize_token (arith::token_quantizer). amax may be null.
 void quantize_tokens(const std::uint8_t* values, int rows, int cols, const arith::Format& f, float* codes,
                      std::int64_t* amax, const TokenScales& scales = {});
 void quantize_tokens(const std::int32_t* values, int rows, int cols, const arith::Format& f, float* codes,
