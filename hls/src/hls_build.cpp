@@ -54,22 +54,10 @@ Sources sources_of(const target::TargetSpec& t) {
   return s;
 }
 
-// Every header the top includes can change the object: the arith core and hls/include.
-std::string include_contents() {
-  std::string all;
-  for (const fs::path& dir : {fs::path(kArithInclude), fs::path(kHlsDir) / "include"}) {
-    std::vector<fs::path> files;
-    for (const auto& e : fs::recursive_directory_iterator(dir))
-      if (e.is_regular_file()) files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    for (const fs::path& f : files) all += f.string() + "\n" + util::read_file(f);
-  }
-  return all;
-}
-
 std::string build_key(const target::TargetSpec& t, const Sources& s) {
   static const std::string compiler = util::run_program({"c++", "--version"}).output;
-  return util::fnv1a64_hex(s.target_header + s.hls_header + s.top + include_contents() + kHlsFlags + compiler +
+  return util::fnv1a64_hex(s.target_header + s.hls_header + s.top +
+                           util::folder_contents({fs::path(kArithInclude), fs::path(kHlsDir) / "include"}) + kHlsFlags + compiler +
                            target::content_hash(t));
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -81,6 +82,18 @@ std::string read_file(const fs::path& path) {
   s << in.rdbuf();
   if (in.bad()) throw IoError(path.string() + ": read error");
   return s.str();
+}
+
+std::string folder_contents(const std::vector<fs::path>& folders) {
+  std::string all;
+  for (const fs::path& dir : folders) {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      if (e.is_regular_file()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const fs::path& f : files) all += f.string() + "\n" + read_file(f);
+  }
+  return all;
 }
 
 fs::path default_cache_dir(const std::string& kind) {

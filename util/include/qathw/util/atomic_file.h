@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace qathw::util {
 
@@ -24,6 +25,10 @@ void replace_directory(const std::filesystem::path& staged, const std::filesyste
 std::filesystem::path staging_directory_for(const std::filesystem::path& path);
 
 std::string read_file(const std::filesystem::path& path);
+
+// Every regular file below `folders`, as its path and content in path order: what a cache key
+// hashes when any of those files (the headers a build includes) can change the cached result.
+std::string folder_contents(const std::vector<std::filesystem::path>& folders);
 
 // The default cache folder of one kind of cached work: $QATHW_CACHE_DIR/<kind> when that is set,
 // else $HOME/.cache/qat-hw/<kind>.
