@@ -34,9 +34,11 @@ QATHW_HD constexpr std::int64_t absmax_step(std::int64_t running, std::int64_t v
 }
 
 // Dynamic per-token absmax quantization (BitNet b1.58) of n values into act_bits codes: absmax,
-// reciprocal, codes. Returns the token's quantizer (its absmax and scale pair).
+// reciprocal, codes. Returns the token's quantizer (its absmax and scale pair). The format by
+// value and the restricted pointers let the code loop vectorize (uint8 inputs may otherwise alias
+// anything): the trainer's QAT forward runs it on every token.
 template <typename Value, typename Code>
-QATHW_HD TokenQuantizer quantize_token(const Value* values, int n, Code* codes, const Format& f) {
+QATHW_HD TokenQuantizer quantize_token(const Value* __restrict values, int n, Code* __restrict codes, const Format f) {
   std::int64_t amax = 0;
   for (int k = 0; k < n; ++k) amax = absmax_step(amax, static_cast<std::int64_t>(values[k]));
   const TokenQuantizer q = token_quantizer(amax, f);
