@@ -65,8 +65,9 @@ inline constexpr int kDataMinBits = 72;
 constexpr int data_bits(int weight_word_bits) { return weight_word_bits > kDataMinBits ? weight_word_bits : kDataMinBits; }
 
 constexpr bool fields_disjoint() {
-  for (int a = 0; a < 5; ++a)
-    for (int b = a + 1; b < 5; ++b) {
+  constexpr int n = static_cast<int>(sizeof(kDescriptorFields) / sizeof(kDescriptorFields[0]));
+  for (int a = 0; a < n; ++a)
+    for (int b = a + 1; b < n; ++b) {
       const Field& x = kDescriptorFields[a];
       const Field& y = kDescriptorFields[b];
       if (x.lsb < y.lsb + y.width && y.lsb < x.lsb + x.width) return false;
