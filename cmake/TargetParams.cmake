@@ -11,7 +11,10 @@
 #       PREFIX_ACT_BITS, PREFIX_ACC_BITS, PREFIX_MANT_BITS, PREFIX_SHIFT_MIN, PREFIX_SHIFT_MAX,
 #       PREFIX_WEIGHT_INT4, PREFIX_SATURATE, PREFIX_HALF_EVEN, PREFIX_VERILATOR_ARGS (the -G list),
 #       PREFIX_NAME, PREFIX_HASH; and PREFIX_SV_PACKAGE, PREFIX_HEADER: the generated SystemVerilog
-#       package and C++ header of the target.
+#       package and C++ header of the target; PREFIX_MEMORY_ARGS, the -G list of the RTL's memory
+#       sizes (qathw/target/rtl_memories.h).
+#   QATHW_CFG_SV_PACKAGE     the generated SystemVerilog package qathw_cfg_pkg: the configuration
+#                            port's layout (qathw/target/config_port.h), which qathw_accel reads
 include_guard(GLOBAL)
 
 file(GLOB _qathw_builtin_tomls CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/targets/*.toml)
@@ -64,6 +67,15 @@ if(NOT EXISTS ${QATHW_TARGET_GEN} OR NOT _qathw_gen_stamp STREQUAL "${_QATHW_TAR
                         "${_qathw_gen_copy_error}\n${_qathw_gen_log}")
   endif()
   set(_QATHW_TARGET_GEN_STAMP ${_qathw_gen_stamp} CACHE INTERNAL "Sources hash of QATHW_TARGET_GEN")
+endif()
+
+# The configuration port's package, the same for every target.
+set(QATHW_CFG_SV_PACKAGE ${PROJECT_BINARY_DIR}/generated/rtl/qathw_cfg_pkg.sv CACHE INTERNAL
+    "The generated SystemVerilog package of the configuration port's layout")
+execute_process(COMMAND ${QATHW_TARGET_GEN} --cfg-sv ${QATHW_CFG_SV_PACKAGE}
+                RESULT_VARIABLE _qathw_cfg_rc ERROR_VARIABLE _qathw_cfg_err)
+if(NOT _qathw_cfg_rc EQUAL 0)
+  message(FATAL_ERROR "cannot write ${QATHW_CFG_SV_PACKAGE}: ${_qathw_cfg_err}")
 endif()
 
 function(qathw_target_params name prefix)

@@ -15,9 +15,10 @@ module qathw_accel #(
   parameter int WeightInt4 = 0,
   parameter int Saturate = 1,
   parameter int HalfEven = 0,
-  parameter int MaxLayers = 4,
+  // Memory sizes: every build passes those of qathw/target/rtl_memories.h (docs/rtl.md, "Memories").
+  parameter int MaxLayers = 16,
   parameter int MaxWidth = 1024,     // widest layer input or output
-  parameter int WeightWords = 4096,  // weight memory words of Rows x Lanes codes
+  parameter int WeightWords = 4096,  // weight memory words of Rows x Lanes codes (at most 2^16)
   parameter int RequantDepth = 2048,  // requantization pairs, one per output channel of every layer
   // Fault injection, for proving that verification catches a wrong datapath: in this layer the
   // activation quantizer clamps to qmax - 1 instead of qmax. -1: no fault (every real build).
@@ -28,15 +29,18 @@ module qathw_accel #(
   parameter RequantMantissaInit = "",
   parameter RequantShiftInit = "",
   localparam int WBits = WeightInt4 != 0 ? 4 : 2,  // bits of one weight code: arith::code_bits
-  localparam int CfgBits = Rows * Lanes * WBits > 72 ? Rows * Lanes * WBits : 72  // a weight word or a descriptor
+  // A weight word, and at least a descriptor or a requantization pair (qathw_cfg_pkg).
+  localparam int CfgBits = Rows * Lanes * WBits > qathw_cfg_pkg::DataMinBits ? Rows * Lanes * WBits
+                                                                              : qathw_cfg_pkg::DataMinBits
 ) (
   input  logic                       clk_i,
   input  logic                       rst_ni,
-  // Configuration writes: kind 0 weight word, 1 requant pair {shift[5:0], mantissa}, 2 layer
-  // descriptor {requant_base[15:0], weight_base[15:0], relu, out[15:0], in[15:0]}, 3 layer count.
+  // Configuration writes, laid out by qathw_cfg_pkg (generated from qathw/target/config_port.h):
+  // a weight word, a requant pair {shift, mantissa}, a layer descriptor {requant_base,
+  // weight_base, relu, out, in}, or the layer count.
   input  logic                       cfg_we_i,
-  input  logic [1:0]                 cfg_kind_i,
-  input  logic [15:0]                cfg_addr_i,
+  input  logic [qathw_cfg_pkg::KindBits-1:0] cfg_kind_i,
+  input  logic [qathw_cfg_pkg::AddrBits-1:0] cfg_addr_i,
   input  logic [CfgBits-1:0]         cfg_data_i,
   // One sample's pixels, row-major.
   input  logic                       in_valid_i,
@@ -70,10 +74,13 @@ module qathw_accel #(
   logic [Lanes*ActBits-1:0] code_q [CodeWords];         // chunk c's codes in word c
   logic [WordBits-1:0] wmem_q [WeightWords];
   logic [MantBits-1:0] rq_mant_q [RequantDepth];
-  logic [5:0]          rq_shift_q [RequantDepth];
-  logic [15:0]         d_in_q [MaxLayers], d_out_q [MaxLayers], d_wbase_q [MaxLayers], d_rbase_q [MaxLayers];
+  logic [qathw_cfg_pkg::RequantShiftBits-1:0] rq_shift_q [RequantDepth];
+  logic [qathw_cfg_pkg::DescInBits-1:0]          d_in_q [MaxLayers];
+  logic [qathw_cfg_pkg::DescOutBits-1:0]         d_out_q [MaxLayers];
+  logic [qathw_cfg_pkg::DescWeightBaseBits-1:0]  d_wbase_q [MaxLayers];
+  logic [qathw_cfg_pkg::DescRequantBaseBits-1:0] d_rbase_q [MaxLayers];
   logic                d_relu_q [MaxLayers];
-  logic [7:0]          layers_q;
+  logic [qathw_cfg_pkg::LayerCountBits-1:0] layers_q;
 
   initial begin
     if (WeightInit != "") $readmemh(WeightInit, wmem_q);
@@ -84,19 +91,23 @@ module qathw_accel #(
   always_ff @(posedge clk_i) begin
     if (cfg_we_i) begin
       unique case (cfg_kind_i)
-        2'd0: wmem_q[WaBits'(cfg_addr_i)] <= cfg_data_i[WordBits-1:0];
-        2'd1: begin
-          rq_mant_q[RaBits'(cfg_addr_i)] <= cfg_data_i[MantBits-1:0];
-          rq_shift_q[RaBits'(cfg_addr_i)] <= cfg_data_i[MantBits +: 6];
+        qathw_cfg_pkg::KindWeightWord: wmem_q[WaBits'(cfg_addr_i)] <= cfg_data_i[WordBits-1:0];
+        qathw_cfg_pkg::KindRequantPair: begin
+          rq_mant_q[RaBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::RequantMantissaLsb +: MantBits];
+          rq_shift_q[RaBits'(cfg_addr_i)] <=
+              cfg_data_i[qathw_cfg_pkg::RequantMantissaLsb + MantBits +: qathw_cfg_pkg::RequantShiftBits];
         end
-        2'd2: begin
-          d_in_q[LBits'(cfg_addr_i)] <= cfg_data_i[15:0];
-          d_out_q[LBits'(cfg_addr_i)] <= cfg_data_i[31:16];
-          d_relu_q[LBits'(cfg_addr_i)] <= cfg_data_i[32];
-          d_wbase_q[LBits'(cfg_addr_i)] <= cfg_data_i[48:33];
-          d_rbase_q[LBits'(cfg_addr_i)] <= cfg_data_i[64:49];
+        qathw_cfg_pkg::KindLayerDescriptor: begin
+          d_in_q[LBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::DescInLsb +: qathw_cfg_pkg::DescInBits];
+          d_out_q[LBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::DescOutLsb +: qathw_cfg_pkg::DescOutBits];
+          d_relu_q[LBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::DescReluLsb];
+          d_wbase_q[LBits'(cfg_addr_i)] <=
+              cfg_data_i[qathw_cfg_pkg::DescWeightBaseLsb +: qathw_cfg_pkg::DescWeightBaseBits];
+          d_rbase_q[LBits'(cfg_addr_i)] <=
+              cfg_data_i[qathw_cfg_pkg::DescRequantBaseLsb +: qathw_cfg_pkg::DescRequantBaseBits];
         end
-        default: layers_q <= cfg_data_i[7:0];
+        qathw_cfg_pkg::KindLayerCount: layers_q <= cfg_data_i[qathw_cfg_pkg::LayerCountLsb +: qathw_cfg_pkg::LayerCountBits];
+        default: ;
       endcase
     end
   end

@@ -1,5 +1,8 @@
 #include "qathw/target/target_gen.h"
 
+#include "qathw/target/config_port.h"
+#include "qathw/target/rtl_memories.h"
+
 #include <algorithm>
 #include <cctype>
 #include <sstream>
@@ -59,6 +62,21 @@ std::vector<std::string> verilator_parameter_args(const TargetSpec& spec) {
   return args;
 }
 
+std::vector<RtlParameter> rtl_memory_parameters(const TargetSpec& spec) {
+  const RtlMemories m = rtl_memories(spec);
+  return {{"MaxLayers", m.max_layers},
+          {"MaxWidth", m.max_width},
+          {"WeightWords", m.weight_words},
+          {"RequantDepth", m.requant_depth}};
+}
+
+std::vector<std::string> verilator_memory_args(const TargetSpec& spec) {
+  std::vector<std::string> args;
+  for (const RtlParameter& p : rtl_memory_parameters(spec))
+    args.push_back("-G" + p.name + "=" + std::to_string(p.value));
+  return args;
+}
+
 std::string cmake_variable_suffix(const std::string& rtl_name) {
   std::string out;
   for (std::size_t i = 0; i < rtl_name.size(); ++i) {
@@ -109,6 +127,10 @@ std::string cmake_fragment(const TargetSpec& spec, const std::string& prefix) {
   for (const std::string& a : verilator_parameter_args(spec)) gargs += (gargs.empty() ? "" : ";") + a;
   out << "set(" << prefix << "_VERILATOR_ARGS \"" << gargs << "\")\n";
   names += ";" + prefix + "_VERILATOR_ARGS";
+  std::string margs;
+  for (const std::string& a : verilator_memory_args(spec)) margs += (margs.empty() ? "" : ";") + a;
+  out << "set(" << prefix << "_MEMORY_ARGS \"" << margs << "\")\n";
+  names += ";" + prefix + "_MEMORY_ARGS";
   out << "set(" << prefix << "_VARIABLES \"" << names << "\")\n";
   return out.str();
 }
@@ -136,6 +158,36 @@ std::string cpp_header(const TargetSpec& spec) {
       << "  }\n"
       << "};\n\n"
       << "}  // namespace qathw::target::generated\n";
+  return out.str();
+}
+
+std::string config_port_sv_package() {
+  namespace cp = config_port;
+  std::ostringstream out;
+  out << "// Generated from qathw/target/config_port.h by qathw-target-gen. Do not edit.\n"
+      << "// The accelerator's configuration port (qathw_accel: cfg_kind_i, cfg_addr_i, cfg_data_i).\n"
+      << "package qathw_cfg_pkg;\n\n"
+      << "  /* verilator lint_off UNUSEDPARAM */\n\n"
+      << "  localparam int KindBits = " << cp::kKindBits << ";  // width of cfg_kind_i\n"
+      << "  localparam int AddrBits = " << cp::kAddrBits << ";  // width of cfg_addr_i\n\n"
+      << "  // What one write loads (cfg_kind_i)\n";
+  for (const cp::KindName& k : cp::kKinds)
+    out << "  localparam logic [KindBits-1:0] Kind" << k.name << " = KindBits'(" << static_cast<int>(k.kind)
+        << ");\n";
+  out << "\n  // A layer descriptor: cfg_data_i[<Field>Lsb +: <Field>Bits]\n";
+  for (const cp::Field& f : cp::kDescriptorFields)
+    out << "  localparam int " << f.name << "Lsb = " << f.lsb << ";\n"
+        << "  localparam int " << f.name << "Bits = " << f.width << ";\n";
+  out << "  localparam int DescriptorBits = " << cp::kDescriptorBits << ";\n\n"
+      << "  // A requantization pair: the mantissa in [RequantMantissaLsb +: MantBits], the shift right above it\n"
+      << "  localparam int RequantMantissaLsb = " << cp::kRequantMantissaLsb << ";\n"
+      << "  localparam int RequantShiftBits = " << cp::kRequantShiftBits << ";\n\n"
+      << "  // The layer count\n"
+      << "  localparam int " << cp::kLayerCount.name << "Lsb = " << cp::kLayerCount.lsb << ";\n"
+      << "  localparam int " << cp::kLayerCount.name << "Bits = " << cp::kLayerCount.width << ";\n\n"
+      << "  // cfg_data_i is as wide as a weight word, and at least DataMinBits wide\n"
+      << "  localparam int DataMinBits = " << cp::kDataMinBits << ";\n"
+      << "\n  /* verilator lint_on UNUSEDPARAM */\n\nendpackage\n";
   return out.str();
 }
 

@@ -1,8 +1,10 @@
 // qathw-target-gen: writes the parameter files derived from one target file (qathw/target/target_gen.h).
-//   qathw-target-gen TARGET.toml [--cmake PREFIX OUT] [--sv OUT] [--hpp OUT]
+//   qathw-target-gen TARGET.toml [--cmake PREFIX OUT] [--sv OUT] [--hpp OUT] [--cfg-sv OUT]
+//   qathw-target-gen --cfg-sv OUT
 // With no output option it prints the RTL parameters, one "Name=value" a line. A file is rewritten
 // only when its text changes, so what includes it is not rebuilt needlessly. Exit codes: 0 done,
 // 1 usage or output error, 2 invalid target (the message names the file and the field).
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -18,10 +20,13 @@ namespace fs = std::filesystem;
 using qathw::target::TargetSpec;
 
 constexpr const char* kUsage =
-    "usage: qathw-target-gen TARGET.toml [--cmake PREFIX OUT] [--sv OUT] [--hpp OUT]\n"
+    "usage: qathw-target-gen TARGET.toml [--cmake PREFIX OUT] [--sv OUT] [--hpp OUT] [--cfg-sv OUT]\n"
+    "       qathw-target-gen --cfg-sv OUT\n"
     "  --cmake PREFIX OUT  CMake fragment setting PREFIX_ROWS, PREFIX_LANES, ... (the RTL parameters)\n"
     "  --sv OUT            SystemVerilog package qathw_target_<id>_pkg\n"
     "  --hpp OUT           C++ header with struct qathw::target::generated::Target_<id>\n"
+    "  --cfg-sv OUT        SystemVerilog package qathw_cfg_pkg: the configuration port's layout\n"
+    "                      (the same for every target; needs no TARGET.toml)\n"
     "  no option           print the RTL parameters, one Name=value a line\n";
 
 struct Output {
@@ -57,7 +62,7 @@ int main(int argc, char** argv) {
   std::vector<Output> outputs;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const std::size_t operands = a == "--cmake" ? 2 : (a == "--sv" || a == "--hpp") ? 1 : 0;
+    const std::size_t operands = a == "--cmake" ? 2 : (a == "--sv" || a == "--hpp" || a == "--cfg-sv") ? 1 : 0;
     if (a == "-h" || a == "--help") {
       std::cout << kUsage;
       return 0;
@@ -77,9 +82,20 @@ int main(int argc, char** argv) {
       target_file = a;
     }
   }
-  if (target_file.empty()) {
+  const bool needs_target =
+      outputs.empty() || std::any_of(outputs.begin(), outputs.end(), [](const Output& o) { return o.kind != "cfg-sv"; });
+  if (target_file.empty() && needs_target) {
     std::cerr << kUsage;
     return 1;
+  }
+  if (target_file.empty()) {
+    try {
+      for (const Output& o : outputs) write_if_changed(o.path, qathw::target::config_port_sv_package());
+    } catch (const std::exception& e) {
+      std::cerr << "qathw-target-gen: " << e.what() << "\n";
+      return 1;
+    }
+    return 0;
   }
   TargetSpec spec;
   try {
@@ -92,9 +108,10 @@ int main(int argc, char** argv) {
     if (outputs.empty())
       for (const auto& p : qathw::target::rtl_parameters(spec)) std::cout << p.name << "=" << p.value << "\n";
     for (const Output& o : outputs) {
-      const std::string text = o.kind == "cmake" ? qathw::target::cmake_fragment(spec, o.prefix)
-                               : o.kind == "sv"  ? qathw::target::sv_package(spec)
-                                                 : qathw::target::cpp_header(spec);
+      const std::string text = o.kind == "cmake"    ? qathw::target::cmake_fragment(spec, o.prefix)
+                               : o.kind == "sv"     ? qathw::target::sv_package(spec)
+                               : o.kind == "cfg-sv" ? qathw::target::config_port_sv_package()
+                                                    : qathw::target::cpp_header(spec);
       write_if_changed(o.path, text);
     }
   } catch (const std::exception& e) {

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "qathw/target/config_port.h"
+#include "qathw/target/rtl_memories.h"
 #include "qathw/target/target_gen.h"
 // Written at configure time by the configure-time build of the same generator (cmake/TargetParams.cmake).
 #include "qathw_target_int4_fpga.h"
@@ -123,6 +125,77 @@ TEST(CppHeader, ConfigureTimeOutputEqualsTheLibrarys) {
     EXPECT_EQ(read_text(dir / ("qathw_target_" + identifier(s) + ".h")), cpp_header(s)) << name;
     EXPECT_EQ(read_text(dir / ("qathw_target_" + identifier(s) + "_pkg.sv")), sv_package(s)) << name;
   }
+}
+
+// Every integer localparam of a generated package: name -> value.
+std::vector<std::pair<std::string, std::int64_t>> sv_localparams(const std::string& text) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  const std::regex param(R"(localparam (?:int|logic \[KindBits-1:0\]) (\w+) = (?:KindBits'\()?(-?\d+)\)?;)");
+  for (std::sregex_iterator it(text.begin(), text.end(), param), end; it != end; ++it)
+    out.emplace_back((*it)[1].str(), std::stoll((*it)[2].str()));
+  return out;
+}
+
+// The configuration port's package holds exactly the table of qathw/target/config_port.h.
+TEST(ConfigPortPackage, HoldsTheTable) {
+  namespace cp = config_port;
+  std::vector<std::pair<std::string, std::int64_t>> expected = {{"KindBits", cp::kKindBits},
+                                                                 {"AddrBits", cp::kAddrBits}};
+  for (const cp::KindName& k : cp::kKinds) expected.emplace_back(std::string("Kind") + k.name, static_cast<int>(k.kind));
+  for (const cp::Field& f : cp::kDescriptorFields) {
+    expected.emplace_back(std::string(f.name) + "Lsb", f.lsb);
+    expected.emplace_back(std::string(f.name) + "Bits", f.width);
+  }
+  expected.emplace_back("DescriptorBits", cp::kDescriptorBits);
+  expected.emplace_back("RequantMantissaLsb", cp::kRequantMantissaLsb);
+  expected.emplace_back("RequantShiftBits", cp::kRequantShiftBits);
+  expected.emplace_back("LayerCountLsb", cp::kLayerCount.lsb);
+  expected.emplace_back("LayerCountBits", cp::kLayerCount.width);
+  expected.emplace_back("DataMinBits", cp::kDataMinBits);
+  const std::string text = config_port_sv_package();
+  EXPECT_EQ(sv_localparams(text), expected) << text;
+  EXPECT_NE(text.find("package qathw_cfg_pkg;\n"), std::string::npos);
+  // The layout the RTL and the harness have always used.
+  EXPECT_EQ(cp::kDescriptorBits, 65);
+  EXPECT_EQ(cp::requant_shift(16).lsb, 16);
+  EXPECT_EQ(cp::requant_shift(16).width, 6);
+}
+
+// The configure-time package (cmake/TargetParams.cmake, read first by every RTL build) is the library's.
+TEST(ConfigPortPackage, ConfigureTimeOutputEqualsTheLibrarys) {
+  EXPECT_EQ(read_text(fs::path(QATHW_GENERATED_TARGETS_DIR) / ".." / "rtl" / "qathw_cfg_pkg.sv"), config_port_sv_package());
+}
+
+// The accelerator takes every field of the port from the package: no literal bit offsets.
+TEST(ConfigPortPackage, TheAcceleratorReadsItsLayoutFromThePackage) {
+  const std::string accel = read_text(fs::path(QATHW_RTL_DIR) / "top" / "qathw_accel.sv");
+  for (const config_port::Field& f : config_port::kDescriptorFields)
+    EXPECT_NE(accel.find(std::string("qathw_cfg_pkg::") + f.name + "Lsb"), std::string::npos) << f.name;
+  for (const config_port::KindName& k : config_port::kKinds)
+    EXPECT_NE(accel.find(std::string("qathw_cfg_pkg::Kind") + k.name), std::string::npos) << k.name;
+  EXPECT_NE(accel.find("qathw_cfg_pkg::LayerCountLsb"), std::string::npos);
+  EXPECT_NE(accel.find("qathw_cfg_pkg::RequantShiftBits"), std::string::npos);
+  EXPECT_FALSE(std::regex_search(accel, std::regex(R"(cfg_data_i\[\d)"))) << "a literal offset into cfg_data_i";
+  EXPECT_FALSE(std::regex_search(accel, std::regex(R"(2'd[0-3]:)"))) << "a literal kind code";
+}
+
+// The memory sizes every RTL build of a target passes (qathw/target/rtl_memories.h).
+TEST(RtlMemoryParameters, FromTheTargetsWeightSram) {
+  EXPECT_EQ(pairs(rtl_memory_parameters(builtin_target("ternary-asic"))),
+            (std::vector<std::pair<std::string, std::int64_t>>{
+                {"MaxLayers", 16}, {"MaxWidth", 1024}, {"WeightWords", 4096}, {"RequantDepth", 2048}}));
+  TargetSpec big = builtin_target("ternary-asic");
+  big.memory.weight_sram_kib = 512;
+  EXPECT_EQ(verilator_memory_args(big),
+            (std::vector<std::string>{"-GMaxLayers=16", "-GMaxWidth=1024", "-GWeightWords=8192", "-GRequantDepth=2048"}));
+  const std::string text = cmake_fragment(builtin_target("int4-fpga"), "P");
+  EXPECT_NE(text.find("set(P_MEMORY_ARGS \"-GMaxLayers=16;-GMaxWidth=1024;-GWeightWords=4096;-GRequantDepth=2048\")"),
+            std::string::npos)
+      << text;
+  // Each is a parameter of the accelerator top.
+  const std::string accel = read_text(fs::path(QATHW_RTL_DIR) / "top" / "qathw_accel.sv");
+  for (const RtlParameter& p : rtl_memory_parameters(big))
+    EXPECT_TRUE(std::regex_search(accel, std::regex("parameter int " + p.name + " = "))) << p.name;
 }
 
 TEST(CppHeader, WritesEveryEnumValue) {

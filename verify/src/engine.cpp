@@ -8,6 +8,7 @@
 #include "qathw/model/accelerator_layers.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/rtl/point_rtl.h"
+#include "qathw/rtl/rtl_engine.h"
 #include "qathw/sim/systemc_engine.h"
 
 namespace qathw::verify {
@@ -82,7 +83,7 @@ const std::vector<Engine>& engines() {
        run_int},
       {"systemc", "SystemC model of the accelerator", lowering_unsupported, run_systemc},
       {"rtl", "the accelerator's RTL, Verilated (built at run time for targets without a built-in model)",
-       lowering_unsupported, run_rtl},
+       rtl::rtl_unsupported, run_rtl},
       {"hls", "HLS C++ of the datapath, C-simulated", hls::hls_unsupported, run_hls},
       {"cuda", "CUDA engine on the packed weights",
        [](const model::Bundle& b) -> std::optional<std::string> {

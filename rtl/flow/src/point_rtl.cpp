@@ -19,13 +19,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// What CMake knows about the RTL build (rtl/flow/CMakeLists.txt): the sources, the harness, the
-// include folders it needs, and the memory sizes every RTL build uses.
+// What CMake knows about the RTL build (rtl/flow/CMakeLists.txt): the hand-written sources, the
+// harness and the include folders it needs. The configuration port's package is written into each
+// build's folder from target::config_port_sv_package(), and read before the modules.
 const char* const kRtlSources = QATHW_RTL_POINT_SOURCES;
 const char* const kHarness = QATHW_RTL_POINT_HARNESS;
 const char* const kIncludes = QATHW_RTL_POINT_INCLUDES;
-const char* const kMemoryArgs = QATHW_RTL_POINT_MEMORY_ARGS;
-const char* const kMemoryDefines = QATHW_RTL_POINT_MEMORY_DEFINES;
+const char* const kConfigPackageFile = "qathw_cfg_pkg.sv";
 
 std::vector<std::string> split(const std::string& list) {
   std::vector<std::string> items;
@@ -38,7 +38,7 @@ std::vector<std::string> split(const std::string& list) {
 
 std::vector<std::string> parameter_args(const target::TargetSpec& t) {
   std::vector<std::string> args = target::verilator_parameter_args(t);
-  for (const std::string& a : split(kMemoryArgs)) args.push_back(a);
+  for (const std::string& a : target::verilator_memory_args(t)) args.push_back(a);
   return args;
 }
 
@@ -85,8 +85,9 @@ RtlRunFunction* load(const fs::path& so) {
 std::string rtl_build_key(const target::TargetSpec& t) {
   std::string inputs;
   for (const std::string& a : parameter_args(t)) inputs += a + "\n";
+  inputs += target::config_port_sv_package();
   for (const std::string& f : split(kRtlSources)) inputs += util::read_file(f);
-  inputs += util::read_file(kHarness) + include_contents() + kMemoryDefines + tool_versions();
+  inputs += util::read_file(kHarness) + include_contents() + tool_versions();
   return util::fnv1a64_hex(inputs);
 }
 
@@ -107,7 +108,6 @@ fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
 
   std::string cflags = "-fPIC -fvisibility=hidden -std=c++17 -DQATHW_RTL_SHARED -DQATHW_RTL_MODEL=Vaccel "
                        "-DQATHW_RTL_ENTRY=run_rtl_point";
-  for (const std::string& d : split(kMemoryDefines)) cflags += " -D" + d;
   for (const std::string& i : split(kIncludes)) cflags += " -I" + i;
   std::vector<std::string> argv = {"verilator", "--cc", "--exe", "--build", "-j", std::to_string(std::max(1, s.jobs)),
                                    "-Wall", "-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast",
@@ -115,6 +115,9 @@ fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
                                    "--Mdir", (work / "obj").string(), "-o", so.filename().string(),
                                    "-CFLAGS", cflags, "-LDFLAGS", "-shared -Wl,-Bsymbolic"};
   for (const std::string& a : parameter_args(t)) argv.push_back(a);
+  const fs::path package = work / kConfigPackageFile;
+  util::write_file_atomic(package, target::config_port_sv_package());
+  argv.push_back(package.string());
   for (const std::string& f : split(kRtlSources)) argv.push_back(f);
   argv.push_back(kHarness);
   const util::ProgramRun r = util::run_program(argv, log);

@@ -13,6 +13,8 @@
 #include "qathw/arith.h"
 #include "qathw/rtl/port_bits.h"
 #include "qathw/rtl/rtl_engine.h"
+#include "qathw/rtl/rtl_fit.h"
+#include "qathw/target/config_port.h"
 
 #define QATHW_STRINGIFY2(x) #x
 #define QATHW_STRINGIFY(x) QATHW_STRINGIFY2(x)
@@ -21,25 +23,19 @@
 namespace qathw::rtl {
 namespace {
 
-// Memory sizes of the RTL build (the qathw_accel parameters rtl/harness/CMakeLists.txt sets).
-constexpr int kMaxLayers = QATHW_RTL_MAX_LAYERS, kMaxWidth = QATHW_RTL_MAX_WIDTH;
-constexpr int kWeightWords = QATHW_RTL_WEIGHT_WORDS, kRequantDepth = QATHW_RTL_REQUANT_DEPTH;
+namespace cp = target::config_port;
+
+template <typename Port>
+void put_field(Port& port, const cp::Field& f, std::uint64_t value) {
+  put_bits(port, f.lsb, f.width, value);
+}
 
 class Harness {
  public:
   Harness(const model::Bundle& b, const std::vector<model::AcceleratorLayer>& layers)
       : b_(b), layers_(layers), rows_(b.target.array.rows), lanes_(b.target.array.lanes) {
-    if (layers.size() > kMaxLayers)
-      throw std::runtime_error("the RTL holds at most " + std::to_string(kMaxLayers) + " layers");
-    std::size_t weight_words = 0, pairs = 0;
-    for (const auto& l : layers) {
-      if (l.in > kMaxWidth || l.out > kMaxWidth)
-        throw std::runtime_error("the RTL holds layers up to " + std::to_string(kMaxWidth) + " wide");
-      weight_words += chunks(l.in) * tiles(l.out);
-      pairs += static_cast<std::size_t>(l.out);
-    }
-    if (weight_words > kWeightWords || pairs > kRequantDepth)
-      throw std::runtime_error("the bundle's weights do not fit the RTL's weight or requantization memory");
+    // Every RTL build of the target has the memories of qathw/target/rtl_memories.h.
+    if (const auto misfit = rtl_memory_misfit(layers, b.target)) throw std::runtime_error("RTL: " + *misfit);
     m_.clk_i = 0;
     m_.rst_ni = 0;
     m_.eval();
@@ -107,7 +103,7 @@ class Harness {
     ++cycles_;
   }
 
-  void write(int kind, std::size_t addr) {
+  void write(cp::Kind kind, std::size_t addr) {
     m_.cfg_we_i = 1;
     m_.cfg_kind_i = static_cast<std::uint8_t>(kind);
     m_.cfg_addr_i = static_cast<std::uint16_t>(addr);
@@ -131,28 +127,28 @@ class Harness {
                 put_bits(m_.cfg_data_i, (r * lanes_ + i) * bits, bits,
                          static_cast<std::uint64_t>(arith::load_code(layer.packed.data(), n * layer.in + k, layer.format)));
             }
-          write(0, wbase + t * chunks(layer.in) + c);
+          write(cp::Kind::WeightWord, wbase + t * chunks(layer.in) + c);
         }
       for (int n = 0; n < layer.out; ++n) {
         clear_bits(m_.cfg_data_i);
-        put_bits(m_.cfg_data_i, 0, b_.target.format.scale_mantissa_bits,
-                 static_cast<std::uint64_t>(layer.requant[n].mantissa));
-        put_bits(m_.cfg_data_i, b_.target.format.scale_mantissa_bits, 6, static_cast<std::uint64_t>(layer.requant[n].shift));
-        write(1, rbase + n);
+        const int mant_bits = b_.target.format.scale_mantissa_bits;
+        put_field(m_.cfg_data_i, cp::requant_mantissa(mant_bits), static_cast<std::uint64_t>(layer.requant[n].mantissa));
+        put_field(m_.cfg_data_i, cp::requant_shift(mant_bits), static_cast<std::uint64_t>(layer.requant[n].shift));
+        write(cp::Kind::RequantPair, rbase + n);
       }
       clear_bits(m_.cfg_data_i);
-      put_bits(m_.cfg_data_i, 0, 16, static_cast<std::uint64_t>(layer.in));
-      put_bits(m_.cfg_data_i, 16, 16, static_cast<std::uint64_t>(layer.out));
-      put_bits(m_.cfg_data_i, 32, 1, layers_[l].relu ? 1 : 0);
-      put_bits(m_.cfg_data_i, 33, 16, wbase);
-      put_bits(m_.cfg_data_i, 49, 16, rbase);
-      write(2, l);
+      put_field(m_.cfg_data_i, cp::kDescIn, static_cast<std::uint64_t>(layer.in));
+      put_field(m_.cfg_data_i, cp::kDescOut, static_cast<std::uint64_t>(layer.out));
+      put_field(m_.cfg_data_i, cp::kDescRelu, layers_[l].relu ? 1 : 0);
+      put_field(m_.cfg_data_i, cp::kDescWeightBase, wbase);
+      put_field(m_.cfg_data_i, cp::kDescRequantBase, rbase);
+      write(cp::Kind::LayerDescriptor, l);
       wbase += tiles(layer.out) * chunks(layer.in);
       rbase += static_cast<std::size_t>(layer.out);
     }
     clear_bits(m_.cfg_data_i);
-    put_bits(m_.cfg_data_i, 0, 8, layers_.size());
-    write(3, 0);
+    put_field(m_.cfg_data_i, cp::kLayerCount, layers_.size());
+    write(cp::Kind::LayerCount, 0);
   }
 
   const model::Bundle& b_;

@@ -26,6 +26,13 @@ std::vector<RtlParameter> rtl_parameters(const TargetSpec& spec);
 // The same parameters as Verilator overrides: "-GRows=16", ...
 std::vector<std::string> verilator_parameter_args(const TargetSpec& spec);
 
+// The memory sizes of the accelerator top (qathw_accel) for the target, qathw/target/rtl_memories.h:
+// MaxLayers, MaxWidth, WeightWords, RequantDepth. Every RTL build of the target passes them.
+std::vector<RtlParameter> rtl_memory_parameters(const TargetSpec& spec);
+
+// The same as Verilator overrides: "-GMaxLayers=16", ...
+std::vector<std::string> verilator_memory_args(const TargetSpec& spec);
+
 // An RTL parameter name as a CMake variable suffix: "ActBits" -> "ACT_BITS", "WeightInt4" ->
 // "WEIGHT_INT4".
 std::string cmake_variable_suffix(const std::string& rtl_name);
@@ -39,12 +46,18 @@ std::string identifier(const TargetSpec& spec);
 std::string sv_package(const TargetSpec& spec);
 
 // A CMake fragment that sets PREFIX_<SUFFIX> for every RTL parameter (PREFIX_ROWS, ...),
-// PREFIX_NAME, PREFIX_HASH, PREFIX_VERILATOR_ARGS (the -G list) and PREFIX_VARIABLES (the
-// names of all of these). `prefix` must be a CMake identifier ([A-Za-z_][A-Za-z0-9_]*).
+// PREFIX_NAME, PREFIX_HASH, PREFIX_VERILATOR_ARGS (the -G list), PREFIX_MEMORY_ARGS (the -G list
+// of rtl_memory_parameters) and PREFIX_VARIABLES (the names of all of these). `prefix` must be a CMake identifier ([A-Za-z_][A-Za-z0-9_]*).
 std::string cmake_fragment(const TargetSpec& spec, const std::string& prefix);
 
 // A C++ header: struct qathw::target::generated::Target_<id> with `static constexpr int k<Name>`
 // for every RTL parameter and `static constexpr arith::Format format()`.
 std::string cpp_header(const TargetSpec& spec);
+
+// The SystemVerilog package `qathw_cfg_pkg`: the configuration port's layout
+// (qathw/target/config_port.h) as localparams, the same for every target: KindBits, AddrBits,
+// Kind<Name> for each kind code, <Field>Lsb and <Field>Bits for each descriptor field and the
+// layer count, RequantMantissaLsb, RequantShiftBits, DescriptorBits, DataMinBits.
+std::string config_port_sv_package();
 
 }  // namespace qathw::target

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,12 @@ struct RtlRun {
 using RtlRunFunction = RtlRun(const model::Bundle&, const std::vector<model::AcceleratorLayer>& layers,
                               const std::uint8_t* pixels, std::size_t count, const std::string& fst_path);
 
+// Why the RTL cannot run the bundle, or nothing: the graph does not map onto the accelerator's
+// layer chain (model::accelerator_layers), or its fused layers do not fit the RTL's memories
+// (qathw/rtl/rtl_fit.h; the sizes of qathw/target/rtl_memories.h, docs/rtl.md). Says nothing
+// about whether a model of the target is compiled in or can be built.
+std::optional<std::string> rtl_unsupported(const model::Bundle& bundle);
+
 // The RTL model built into this program for the bundle's target (matched by content hash), or null.
 RtlRunFunction* builtin_rtl(const model::Bundle& bundle);
 
@@ -33,8 +40,7 @@ RtlRunFunction* builtin_rtl(const model::Bundle& bundle);
 // content hash) or the bundle exceeds the RTL's memories.
 // With `fst_path`, the run's waveform (every signal, every cycle) is written there as FST: tracing
 // is compiled in and costs nothing unless switched on here.
-// Runs `entry` on the bundle's fused layers; throws when the graph does not map onto the
-// accelerator's layer chain.
+// Runs `entry` on the bundle's fused layers; throws when rtl_unsupported gives a reason.
 RtlRun run_rtl_entry(RtlRunFunction* entry, const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                      const std::string& fst_path);
 

@@ -1,0 +1,119 @@
+// The RTL's memories (qathw/target/rtl_memories.h) and the check of a bundle against them
+// (qathw/rtl/rtl_fit.h, rtl::rtl_unsupported): a bundle that exceeds one memory is refused before
+// the RTL runs, with a message naming that memory, how much is needed and how much there is, and
+// the engine registry leaves the RTL out with that reason.
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "qathw/model/accelerator_layers.h"
+#include "qathw/rtl/rtl_engine.h"
+#include "qathw/rtl/rtl_fit.h"
+#include "qathw/target/rtl_memories.h"
+#include "qathw/target/target_spec.h"
+#include "qathw/training/export.h"
+#include "qathw/verify/engine.h"
+
+namespace qathw::rtl {
+namespace {
+
+target::TargetSpec ternary(int rows, int lanes, int weight_sram_kib) {
+  target::TargetSpec t = target::builtin_target("ternary-asic");
+  t.name = "ternary-fit";
+  t.array.rows = rows;
+  t.array.lanes = lanes;
+  t.memory.weight_sram_kib = weight_sram_kib;
+  return t;
+}
+
+// A bundle of 3x9 pixels with the given hidden layers and 5 classes.
+model::Bundle bundle(const target::TargetSpec& t, const std::vector<int>& hidden) {
+  return training::make_bundle(training::make_mlp(27, hidden, 5, 11), t, 3, 9, {});
+}
+
+bool contains(const std::optional<std::string>& s, const std::string& part) {
+  return s && s->find(part) != std::string::npos;
+}
+
+TEST(RtlMemories, WeightWordsAreTheWeightSramInWords) {
+  // 256 KiB of 16x16 ternary words (512 bits) and 512 KiB of 8x32 INT4 words (1024 bits).
+  EXPECT_EQ(target::rtl_memories(target::builtin_target("ternary-asic")).weight_words, 4096);
+  EXPECT_EQ(target::rtl_memories(target::builtin_target("int4-fpga")).weight_words, 4096);
+  EXPECT_EQ(target::rtl_weight_words(ternary(4, 4, 1)), 256);          // 8192 bits / 32
+  EXPECT_EQ(target::rtl_weight_words(ternary(1, 1, 256)), 1 << 16);    // capped by the 16-bit address
+  EXPECT_EQ(target::rtl_weight_words(ternary(64, 64, 1)), 2);          // a word wider than the SRAM: 2
+  const target::RtlMemories m = target::rtl_memories(ternary(4, 4, 1));
+  EXPECT_EQ(m.max_layers, 16);
+  EXPECT_EQ(m.max_width, 1024);
+  EXPECT_EQ(m.requant_depth, 2048);
+}
+
+TEST(RtlFit, AFittingBundleIsAccepted) {
+  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), {64, 32});
+  EXPECT_EQ(rtl_unsupported(b), std::nullopt);
+  EXPECT_EQ(verify::find_engine("rtl")->unsupported(b), std::nullopt);
+}
+
+TEST(RtlFit, WeightMemory) {
+  // 4x4 ternary words, 1 KiB: 256 words. Layers 27->64->64->5: 16*7 + 16*16 + 2*16 = 400 words.
+  const model::Bundle b = bundle(ternary(4, 4, 1), {64, 64});
+  const auto why = rtl_unsupported(b);
+  EXPECT_TRUE(contains(why, "weight memory")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "400 words")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 256")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "memory.weight_sram_kib")) << why.value_or("accepted");
+  // The registry leaves the RTL out with the same reason (qat-hw verify prints it).
+  EXPECT_EQ(verify::find_engine("rtl")->unsupported(b), why);
+}
+
+TEST(RtlFit, LayerDescriptors) {
+  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), std::vector<int>(16, 8));  // 17 layers
+  const auto why = rtl_unsupported(b);
+  EXPECT_TRUE(contains(why, "layer descriptor memory")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "17 layers")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 16")) << why.value_or("accepted");
+}
+
+TEST(RtlFit, ActivationWidth) {
+  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), {1100});
+  const auto why = rtl_unsupported(b);
+  EXPECT_TRUE(contains(why, "activation memory")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "1100")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 1024")) << why.value_or("accepted");
+}
+
+TEST(RtlFit, RequantizationMemory) {
+  // 4 MiB of weight SRAM (the weight memory's 2^16 words): the 2105 requantization pairs overflow first.
+  const model::Bundle b = bundle(ternary(16, 16, 4096), {1000, 1000, 100});
+  const auto why = rtl_unsupported(b);
+  EXPECT_TRUE(contains(why, "requantization memory")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "2105 pairs")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 2048")) << why.value_or("accepted");
+}
+
+TEST(RtlFit, RunningARefusedBundleThrowsTheSameReason) {
+  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), std::vector<int>(16, 8));
+  const std::vector<std::uint8_t> pixels(27, 0);
+  try {
+    run_rtl(b, pixels.data(), 1);
+    FAIL() << "the RTL ran a bundle of 17 layers";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer descriptor memory"), std::string::npos) << e.what();
+  }
+}
+
+TEST(RtlFit, MemoryUseCountsTilesAndChunks) {
+  model::AcceleratorLayer a, b;
+  a.in = 27;
+  a.out = 13;
+  b.in = 13;
+  b.out = 6;
+  const RtlMemoryUse u = rtl_memory_use({a, b}, 4, 4);
+  EXPECT_EQ(u.layers, 2u);
+  EXPECT_EQ(u.widest, 27u);
+  EXPECT_EQ(u.weight_words, 4u * 7u + 2u * 4u);
+  EXPECT_EQ(u.requant_pairs, 19u);
+}
+
+}  // namespace
+}  // namespace qathw::rtl
