@@ -6,12 +6,12 @@
 
 #include "commands.h"
 #include "model_inputs.h"
-#include "qathw/model/int_engine.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/training/idx.h"
 #include "qathw/training/network.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/verify/compare.h"
+#include "qathw/verify/engine.h"
 
 namespace qathw::cli {
 namespace {
@@ -30,8 +30,9 @@ int run_sim(const SimOptions& o) {
   const model::Bundle& bundle = in.bundle;
   const training::Dataset& test = in.test;
   const std::size_t count = in.count;
+  if (const auto why = verify::find_engine("systemc")->unsupported(bundle))
+    throw std::invalid_argument(o.model + ": the SystemC model cannot run it: " + *why);
   const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
-  if (lowering.unsupported) throw std::invalid_argument(o.model + ": the SystemC model cannot run it: " + *lowering.unsupported);
   sim::SimRun run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
 
   long correct = 0;
@@ -55,7 +56,8 @@ int run_sim(const SimOptions& o) {
   if (o.check) {
     std::vector<model::OpOutputs> systemc;
     for (auto& o : run.outputs) systemc.push_back(model::op_outputs(bundle.graph, lowering.layers, std::move(o)));
-    check = verify::compare(bundle.graph, "int", model::IntEngine(bundle).run_all(test.pixels.data(), count), "systemc",
+    check = verify::compare(bundle.graph, "int",
+                            verify::find_engine("int")->run(bundle, test.pixels.data(), count).outputs, "systemc",
                             systemc);
   }
 

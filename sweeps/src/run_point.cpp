@@ -145,6 +145,11 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     bundle.target = t;
     bundle.target_hash = target::content_hash(t);
 
+    // The engines this point runs must be able to run its bundle (the registry says why not).
+    for (const char* name : {"systemc", "rtl"})
+      if (const auto why = verify::find_engine(name)->unsupported(bundle))
+        throw std::runtime_error(std::string(name) + " cannot run the point's bundle: " + *why);
+
     stage = "simulation";
     const training::Dataset test = training::load_split(spec.training.data_dir, training::Split::Test, bundle.classes);
     const std::size_t count = std::min<std::size_t>(static_cast<std::size_t>(spec.verify_samples), test.count);
@@ -175,7 +180,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
 
     stage = "verification";
     t1 = Clock::now();
-    const auto reference = model::IntEngine(bundle).run_all(test.pixels.data(), count);
+    const auto reference = verify::find_engine("int")->run(bundle, test.pixels.data(), count).outputs;
     rtl::RtlBuildSettings build;
     build.quiet = true;
     if (!s.cache_dir.empty()) build.cache_dir = s.cache_dir / "rtl";
