@@ -1,14 +1,14 @@
 #include "qathw/util/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace qathw::util {
 namespace fs = std::filesystem;
@@ -18,6 +18,15 @@ namespace {
 std::string unique_suffix() {
   static int counter = 0;
   return ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+std::string kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a plain file";
 }
 
 [[noreturn]] void fail(const fs::path& path, const std::string& what) {
@@ -75,13 +84,52 @@ void replace_directory(const fs::path& staged, const fs::path& path) {
   if (had_old) fs::remove_all(old, ec);
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) throw IoError(path.string() + ": read error");
-  return s.str();
+int open_regular_file(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) fail(path, "cannot open");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    errno = saved;
+    fail(path, "cannot stat");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError(path.string() + ": is " + kind_of(st.st_mode) + ", not a regular file");
+  }
+  // Reads of a regular file never block; clear the flag all the same.
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+std::string read_file(const fs::path& path, std::uint64_t limit) {
+  const int fd = open_regular_file(path);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  const auto over_limit = [&](const std::string& size) {
+    return IoError(path.string() + ": " + size + ", over the limit of " + std::to_string(limit) + " bytes for this file");
+  };
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail(path, "cannot stat");
+  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  if (size > limit) throw over_limit(std::to_string(size) + " bytes");
+  std::string out;
+  out.reserve(static_cast<std::size_t>(size));
+  char chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(path, "read error");
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<std::size_t>(n) > limit) throw over_limit("grew while being read");
+    out.append(chunk, static_cast<std::size_t>(n));
+  }
+  return out;
 }
 
 std::string folder_contents(const std::vector<fs::path>& folders) {

@@ -2,6 +2,7 @@
 // new, never half of one: write a temporary file beside the target, flush it to disk, rename.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -24,7 +25,19 @@ void replace_directory(const std::filesystem::path& staged, const std::filesyste
 // A fresh directory beside `path` to stage its new content in.
 std::filesystem::path staging_directory_for(const std::filesystem::path& path);
 
-std::string read_file(const std::filesystem::path& path);
+// A read-only descriptor of regular file `path` (opened without blocking, so a FIFO without a
+// writer is refused rather than waited for); the caller closes it. Throws IoError naming the file
+// and what it is when it cannot be opened or is not a regular file.
+int open_regular_file(const std::filesystem::path& path);
+
+// What read_file reads at most unless told otherwise.
+inline constexpr std::uint64_t kDefaultReadLimit = std::uint64_t{256} << 20;
+
+// The whole content of regular file `path`, at most `limit` bytes: a directory, a device, a FIFO
+// or a socket is refused without reading (and without blocking), and so is a file larger than
+// `limit`, both before reading (its size) and while reading (a file that grows). Every error is an
+// IoError naming the file.
+std::string read_file(const std::filesystem::path& path, std::uint64_t limit = kDefaultReadLimit);
 
 // Every regular file below `folders`, as its path and content in path order: what a cache key
 // hashes when any of those files (the headers a build includes) can change the cached result.
