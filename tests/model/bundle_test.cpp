@@ -24,6 +24,7 @@
 
 #include "../arith/test_support.h"
 #include "../training/temp_dir.h"
+#include "../util/kill_at_rename.h"
 #include "qathw/model/accelerator_layers.h"
 #include "qathw/model/golden.h"
 #include "qathw/model/int_engine.h"
@@ -309,6 +310,31 @@ TEST_F(BundleRejects, FilesLargerThanTheirLimits) {
   fs::resize_file(path_ / "manifest.json", (std::uintmax_t{16} << 20) + 1);
   EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {manifest_, "over the limit of 16777216 bytes"}); }),
             0);
+}
+
+// A re-export over an existing bundle killed at each of its renames in turn leaves a bundle that
+// loads (the old one or the new), and the next export removes what the killed one left.
+TEST_F(BundleRejects, ReExportKilledAtAnyRenameLeavesALoadableBundle) {
+  const Bundle newer = test_bundle(ternary_, seed_ + 1);
+  for (int allowed = 0;; ++allowed) {
+    SCOPED_TRACE("killed at rename " + std::to_string(allowed + 1));
+    const test::RenameKill r = test::run_killed_at_rename(allowed, [&] { save_bundle(path_, newer); });
+    if (!r.supported) GTEST_SKIP() << "no seccomp user notification here: cannot inject the kill";
+    ASSERT_FALSE(r.work_failed);
+    Bundle back;
+    ASSERT_NO_THROW(back = load_bundle(path_, &ternary_)) << "no loadable bundle after a kill at rename " << allowed + 1;
+    const std::uint64_t seed = back.training.at("seed").get<std::uint64_t>();
+    EXPECT_TRUE(seed == seed_ || seed == seed_ + 1) << seed;
+    if (!r.killed) {
+      EXPECT_EQ(seed, seed_ + 1);
+      break;
+    }
+    save_bundle(path_, test_bundle(ternary_, seed_));
+    std::vector<std::string> beside;
+    for (const auto& e : fs::directory_iterator(dir_.path())) beside.push_back(e.path().filename().string());
+    EXPECT_EQ(beside, std::vector<std::string>{"model.qhw"}) << "leftovers of the killed export remain";
+    ASSERT_LT(allowed, 20) << "the export never finished";
+  }
 }
 
 TEST_F(BundleRejects, NotADirectory) {

@@ -18,12 +18,26 @@ class IoError : public std::runtime_error {
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view content);
 
-// Replaces directory `path` by `staged` (a finished directory beside it) in one rename; a
-// previous `path` is moved aside first and removed afterwards.
+// Replaces directory `path` by `staged` (a finished directory beside it) so that a reader, or a
+// run killed at any point, finds the old `path` or the new one, never none: on Linux the two are
+// swapped in one renameat2(RENAME_EXCHANGE) and the old content (now under the staged name) is
+// removed afterwards. Where the file system or kernel does not support the exchange (EINVAL,
+// ENOSYS) it falls back to moving the previous `path` aside and the staged one in: two renames,
+// between which `path` is missing. Once `path` is in place, leftovers of earlier runs that were
+// killed before they could clean up (see remove_stale_staging) are removed.
 void replace_directory(const std::filesystem::path& staged, const std::filesystem::path& path);
 
-// A fresh directory beside `path` to stage its new content in.
+// Swaps `a` and `b` (both present) in one atomic rename; false when the system cannot
+// (RENAME_EXCHANGE unsupported: EINVAL or ENOSYS). Throws IoError on any other failure.
+bool exchange_paths(const std::filesystem::path& a, const std::filesystem::path& b);
+
+// A fresh directory beside `path` to stage its new content in: `<path>.staging-<pid>-<n>`.
 std::filesystem::path staging_directory_for(const std::filesystem::path& path);
+
+// Removes what interrupted runs left beside `path`: directories named `<path>.staging-<pid>-<n>`
+// or `<path>.old-<pid>-<n>` (and `<path>.tmp-...`, `<path>.old.tmp-...` of earlier releases)
+// whose process no longer runs. Returns how many it removed.
+int remove_stale_staging(const std::filesystem::path& path);
 
 // A read-only descriptor of regular file `path` (opened without blocking, so a FIFO without a
 // writer is refused rather than waited for); the caller closes it. Throws IoError naming the file
