@@ -111,14 +111,19 @@ constexpr std::uint64_t kManifestLimit = std::uint64_t{16} << 20;
 
 // Most bytes of the weights file read: what the manifest's linear ops can hold at most (each op
 // at most kMaxWidth bytes), counted from its op list ("ops", or "layers" in version 1) before the
-// ops are checked; every offset and size is checked against the file afterwards.
+// ops are checked; every offset and size is checked against the file afterwards. Without an op
+// list (an error reported with its field once the ops are read), read_file's default.
 std::uint64_t weights_limit(const nlohmann::json& manifest) {
   std::uint64_t ops = 0;
+  bool listed = false;
   for (const char* key : {"ops", "layers"}) {
     const auto it = manifest.find(key);
-    if (it != manifest.end() && it->is_array()) ops += it->size();
+    if (it != manifest.end() && it->is_array()) {
+      ops += it->size();
+      listed = true;
+    }
   }
-  return ops * static_cast<std::uint64_t>(kMaxWidth);
+  return listed ? ops * static_cast<std::uint64_t>(kMaxWidth) : util::kDefaultReadLimit;
 }
 
 // A linear op's parameters from its manifest object (`field` names it) and the weights blob.
