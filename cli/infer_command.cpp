@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "option_checks.h"
 #include "qathw/kernels/device.h"
 #include "qathw/kernels/cuda_engine.h"
 #include "qathw/model/golden.h"
@@ -93,10 +94,10 @@ void add_infer_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
   cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
-  cmd->add_option("--json", o->json, "Write the result as JSON to this file");
+  cmd->add_option("--json", o->json, "Write the result as JSON to this file")->check(NonEmptyPath);
   cmd->add_option("--dump", o->dump,
                   "Write every op's output integers (integer engine) as .npy and $readmemh files with index.json to "
-                  "this folder (" + std::to_string(kDefaultDumpSamples) + " samples unless --samples)");
+                  "this folder (" + std::to_string(kDefaultDumpSamples) + " samples unless --samples)")->check(NonEmptyPath);
   cmd->callback([o, &exit_code] { exit_code = run_infer(*o); });
 }
 

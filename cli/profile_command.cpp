@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "option_checks.h"
 #include "qathw/profile/profile.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/gnuplot.h"
@@ -168,7 +169,7 @@ void add_profile_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
   cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();
-  cmd->add_option("--json", o->json, "Write the profile as JSON to this file");
+  cmd->add_option("--json", o->json, "Write the profile as JSON to this file")->check(NonEmptyPath);
   cmd->add_option("--plot", o->plot, "Write histograms to PREFIX.png and PREFIX.svg (gnuplot)");
   cmd->callback([o, &exit_code] { exit_code = run_profile(*o); });
 }

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "option_checks.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/training/idx.h"
 #include "qathw/training/network.h"
@@ -118,7 +119,7 @@ void add_sim_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
   cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
-  cmd->add_option("--json", o->json, "Write the results as JSON to this file");
+  cmd->add_option("--json", o->json, "Write the results as JSON to this file")->check(NonEmptyPath);
   cmd->add_flag("--check", o->check, "Compare every layer's outputs with the integer engine (exit 1 on a difference)");
   cmd->callback([o, &exit_code] { exit_code = run_sim(*o); });
 }

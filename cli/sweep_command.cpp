@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "option_checks.h"
 #include "qathw/sweep/report.h"
 #include "qathw/sweep/results_db.h"
 #include "qathw/sweep/run_point.h"
@@ -346,15 +347,16 @@ void add_sweep_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<SweepOptions>();
   auto* cmd = app.add_subcommand("sweep", "Design-space sweep: accuracy x cycles x area x energy, Pareto front");
   cmd->add_option("spec", o->spec, "Sweep spec (.toml, see docs/sweep.md)");
-  cmd->add_option("--db", o->db, "Results database (default: SPEC with .sqlite)");
+  cmd->add_option("--db", o->db, "Results database (default: SPEC with .sqlite)")->check(NonEmptyPath);
   cmd->add_option("--jobs", o->jobs, "Points run at once (default: one per core; Slurm: array throttle)")
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--backend", o->backend, "local (worker processes) or slurm (a job array)")
       ->capture_default_str()->check(CLI::IsMember({"local", "slurm"}));
-  cmd->add_option("--report", o->report, "Report folder (default: DB.report)");
-  cmd->add_option("--cache", o->cache, "Cache of synthesis results and RTL builds (default ~/.cache/qat-hw)");
+  cmd->add_option("--report", o->report, "Report folder (default: DB.report)")->check(NonEmptyPath);
+  cmd->add_option("--cache", o->cache, "Cache of synthesis results and RTL builds (default ~/.cache/qat-hw)")
+      ->check(NonEmptyPath);
   cmd->add_option("--poll", o->poll_seconds, "Slurm: seconds between progress checks")
-      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+      ->capture_default_str()->check(FiniteRange(0.1, 3600.0));
 
   auto s = std::make_shared<StatusOptions>();
   auto* status = cmd->add_subcommand("status", "Progress of a sweep from its results database");
@@ -365,7 +367,7 @@ void add_sweep_command(CLI::App& app, int& exit_code) {
   auto r = std::make_shared<ReportOptions>();
   auto* report = cmd->add_subcommand("report", "CSV, JSON, Pareto front and plots from a results database");
   report->add_option("db", r->db, "Results database")->required();
-  report->add_option("--out", r->out, "Report folder (default: DB.report)");
+  report->add_option("--out", r->out, "Report folder (default: DB.report)")->check(NonEmptyPath);
   report->callback([r, &exit_code] { exit_code = run_report(*r); });
 
   cmd->callback([cmd, o, &exit_code] {
@@ -377,10 +379,11 @@ void add_sweep_command(CLI::App& app, int& exit_code) {
   auto p = std::make_shared<PointOptions>();
   auto* point = app.add_subcommand("sweep-point", "Run one point of a sweep into its database (what sweep workers run)");
   point->add_option("spec", p->spec, "Sweep spec")->required();
-  point->add_option("--db", p->db, "Results database")->required();
+  point->add_option("--db", p->db, "Results database")->required()->check(NonEmptyPath);
   point->add_option("--index", p->index, "The point's index in the sweep")->required();
   point->add_option("--threads", p->threads, "Training threads")->capture_default_str()->check(CLI::Range(1, 1024));
-  point->add_option("--cache", p->cache, "Cache of synthesis results and RTL builds (default ~/.cache/qat-hw)");
+  point->add_option("--cache", p->cache, "Cache of synthesis results and RTL builds (default ~/.cache/qat-hw)")
+      ->check(NonEmptyPath);
   point->callback([p, &exit_code] { exit_code = run_sweep_point(*p); });
 }
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "option_checks.h"
 #include "qathw/rtl/synth.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/util/atomic_file.h"
@@ -56,8 +57,8 @@ void add_synth_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str();
   cmd->add_option("--flow", o->flow, "generic (yosys synth), xilinx (synth_xilinx) or both")
       ->capture_default_str()->check(CLI::IsMember({"generic", "xilinx", "both"}));
-  cmd->add_option("--json", o->json, "Write the results as JSON to this file");
-  cmd->add_option("--cache", o->settings.cache_dir, "Cache folder (default ~/.cache/qat-hw/synth)");
+  cmd->add_option("--json", o->json, "Write the results as JSON to this file")->check(NonEmptyPath);
+  cmd->add_option("--cache", o->settings.cache_dir, "Cache folder (default ~/.cache/qat-hw/synth)")->check(NonEmptyPath);
   cmd->add_option("--rtl", o->settings.rtl_dir, "Folder of the RTL sources")->capture_default_str();
   cmd->callback([o, &exit_code] { exit_code = run_synth(*o); });
 }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "option_checks.h"
 #include "qathw/kernels/device.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/model/int_engine.h"
@@ -150,15 +151,15 @@ void add_train_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("train", "Quantization-aware training for a target, exported as a deployed bundle");
   cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str();
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
-  cmd->add_option("--out", o->out, "Output folder (default runs/<target>)");
+  cmd->add_option("--out", o->out, "Output folder (default runs/<target>)")->check(NonEmptyPath);
   cmd->add_option("--hidden", o->hidden, "Hidden layer sizes, comma separated")->capture_default_str();
   cmd->add_option("--epochs", o->config.epochs, "Epochs of each phase")->capture_default_str()->check(CLI::Range(1, 10000));
   cmd->add_option("--batch", o->config.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 65536));
-  cmd->add_option("--lr", o->config.lr, "Peak learning rate (AdamW)")->capture_default_str()->check(CLI::Range(1e-7, 10.0));
+  cmd->add_option("--lr", o->config.lr, "Peak learning rate (AdamW)")->capture_default_str()->check(FiniteRange(1e-7, 10.0));
   cmd->add_option("--weight-decay", o->config.weight_decay, "AdamW weight decay in the first half of training")
-      ->capture_default_str()->check(CLI::Range(0.0, 10.0));
+      ->capture_default_str()->check(FiniteRange(0.0, 10.0));
   cmd->add_option("--warmup-frac", o->config.warmup_frac, "Fraction of steps of linear warm-up")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()->check(FiniteRange(0.0, 1.0));
   cmd->add_option("--seed", o->config.seed, "Random seed (initialisation and sample order)")->capture_default_str();
   cmd->add_option("--threads", o->config.threads, "CPU threads")->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--ste", o->ste, "Weight straight-through estimator: identity, or clipped (zero where the quantizer clips)")

@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "model_inputs.h"
+#include "option_checks.h"
 #include "qathw/rtl/point_rtl.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/verify/compare.h"
@@ -170,7 +171,7 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
-  cmd->add_option("--json", o->json, "Write a JSON summary to this file");
+  cmd->add_option("--json", o->json, "Write a JSON summary to this file")->check(NonEmptyPath);
   cmd->add_option("--trace", o->trace, "Write the RTL's FST waveform of the first differing sample (or of sample 0)");
   cmd->callback([o, &exit_code] { exit_code = run_verify(*o); });
 }

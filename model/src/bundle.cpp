@@ -103,10 +103,32 @@ nlohmann::json linear_json(const LinearParams& p, std::size_t offset) {
           {"reference_scale", p.reference}};
 }
 
+// Most weights of one linear op (in x out), and so most bytes of its packed weights.
+constexpr std::int64_t kMaxWidth = std::int64_t{1} << 26;
+
+// Most bytes of manifest.json read.
+constexpr std::uint64_t kManifestLimit = std::uint64_t{16} << 20;
+
+// Most bytes of the weights file read: what the manifest's linear ops can hold at most (each op
+// at most kMaxWidth bytes), counted from its op list ("ops", or "layers" in version 1) before the
+// ops are checked; every offset and size is checked against the file afterwards. Without an op
+// list (an error reported with its field once the ops are read), read_file's default.
+std::uint64_t weights_limit(const nlohmann::json& manifest) {
+  std::uint64_t ops = 0;
+  bool listed = false;
+  for (const char* key : {"ops", "layers"}) {
+    const auto it = manifest.find(key);
+    if (it != manifest.end() && it->is_array()) {
+      ops += it->size();
+      listed = true;
+    }
+  }
+  return listed ? ops * static_cast<std::uint64_t>(kMaxWidth) : util::kDefaultReadLimit;
+}
+
 // A linear op's parameters from its manifest object (`field` names it) and the weights blob.
 LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::string& field, const std::string& blob,
                          const std::string& blob_file, const arith::Format& f) {
-  constexpr std::int64_t kMaxWidth = std::int64_t{1} << 26;
   LinearParams p;
   p.format = f.weights;
   p.in = static_cast<int>(m.integer(j, "in", field + ".in", 1, kMaxWidth));
@@ -211,7 +233,7 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
   const std::filesystem::path mf_path = path / "manifest.json";
   std::string text;
   try {
-    text = util::read_file(mf_path);
+    text = util::read_file(mf_path, kManifestLimit);
   } catch (const util::IoError& e) {
     throw BundleError(e.what());
   }
@@ -248,7 +270,7 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
   const std::string blob_file = (path / weights_rel).string();
   std::string blob;
   try {
-    blob = util::read_file(path / weights_rel);
+    blob = util::read_file(path / weights_rel, weights_limit(j));
   } catch (const util::IoError& e) {
     throw BundleError(e.what());
   }

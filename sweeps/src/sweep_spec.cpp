@@ -1,6 +1,5 @@
 #include "qathw/sweep/sweep_spec.h"
 
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -8,6 +7,7 @@
 
 #include <toml++/toml.h>
 
+#include "qathw/util/atomic_file.h"
 #include "qathw/util/hash.h"
 
 namespace qathw::sweep {
@@ -154,11 +154,15 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
 }
 
 SweepSpec load_sweep(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open sweep spec");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_sweep(text.str(), path.string(), path.parent_path());
+  // A sweep spec is a page of TOML: 16 MiB is far more than any needs.
+  constexpr std::uint64_t kSweepSpecLimit = std::uint64_t{16} << 20;
+  std::string text;
+  try {
+    text = util::read_file(path, kSweepSpecLimit);
+  } catch (const util::IoError& e) {
+    throw std::runtime_error(e.what());
+  }
+  return parse_sweep(text, path.string(), path.parent_path());
 }
 
 std::vector<Point> expand(const SweepSpec& spec) {

@@ -1,9 +1,14 @@
 #include "qathw/target/target_spec.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdint>
-#include <fstream>
+#include <cstring>
 #include <iomanip>
 #include <initializer_list>
 #include <sstream>
@@ -292,13 +297,56 @@ TargetSpec target_from_json(const nlohmann::json& j, const std::string& origin) 
   return spec_from_table(table_from_json(fields, origin, ""), origin);
 }
 
+namespace {
+
+// A target file is a page of TOML: 1 MiB is far more than any needs.
+constexpr std::size_t kTargetFileLimit = std::size_t{1} << 20;
+
+// The text of target file `path`: a regular file of at most kTargetFileLimit bytes; a device, a
+// FIFO or a directory is refused without reading it. (util::read_file does the same; this file
+// is also compiled into the configure-time generator, which links nothing but toml++.)
+std::string read_target_file(const std::filesystem::path& path) {
+  const auto fail = [&](const std::string& what) -> TargetError {
+    return TargetError(path.string() + ": " + what);
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) throw fail(std::string("cannot open target file (") + std::strerror(errno) + ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw fail(std::string("cannot read target file (") + std::strerror(errno) + ")");
+  if (!S_ISREG(st.st_mode))
+    throw fail(std::string("target file is ") +
+               (S_ISDIR(st.st_mode)    ? "a directory"
+                : S_ISCHR(st.st_mode)  ? "a character device"
+                : S_ISBLK(st.st_mode)  ? "a block device"
+                : S_ISFIFO(st.st_mode) ? "a FIFO"
+                : S_ISSOCK(st.st_mode) ? "a socket"
+                                       : "not a plain file") +
+               ", not a regular file");
+  const auto too_large = [&] {
+    return fail("target file larger than the limit of " + std::to_string(kTargetFileLimit) + " bytes");
+  };
+  if (static_cast<std::uint64_t>(st.st_size) > kTargetFileLimit) throw too_large();
+  std::string text;
+  char chunk[1 << 14];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw fail(std::string("cannot read target file (") + std::strerror(errno) + ")");
+    if (n == 0) break;
+    if (text.size() + static_cast<std::size_t>(n) > kTargetFileLimit) throw too_large();
+    text.append(chunk, static_cast<std::size_t>(n));
+  }
+  return text;
+}
+
+}  // namespace
+
 TargetSpec load_target_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw TargetError(path.string() + ": cannot open target file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw TargetError(path.string() + ": cannot read target file");
-  return parse_target(text.str(), path.string());
+  return parse_target(read_target_file(path), path.string());
 }
 
 nlohmann::json to_json(const TargetSpec& s) {

@@ -3,6 +3,9 @@
 #include "qathw/model/bundle.h"
 #include "qathw/training/export.h"
 
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -10,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -20,6 +24,7 @@
 
 #include "../arith/test_support.h"
 #include "../training/temp_dir.h"
+#include "../util/kill_at_rename.h"
 #include "qathw/model/accelerator_layers.h"
 #include "qathw/model/golden.h"
 #include "qathw/model/int_engine.h"
@@ -244,6 +249,91 @@ TEST_F(BundleRejects, ManifestIsADirectory) {
     EXPECT_NE(std::string(e.what()).find(manifest_), std::string::npos) << e.what();
   } catch (const std::exception& e) {
     ADD_FAILURE() << "not a BundleError naming the manifest: " << e.what();
+  }
+}
+
+// Runs `f` in a child process under a 10 s alarm and a 1 GiB address-space limit, and returns its
+// exit code: a reader that reads without bound fails here (killed, or out of memory) instead of
+// hanging the test or growing the machine's memory.
+int exit_code_in_child(const std::function<int()>& f) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::alarm(10);
+    const rlim_t bytes = rlim_t{1} << 30;
+    const rlimit limit{bytes, bytes};
+    ::setrlimit(RLIMIT_AS, &limit);
+    int code = 100;
+    try {
+      code = f();
+    } catch (...) {
+      code = 101;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, 0) != child) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// 0 when load_bundle throws BundleError with every fragment, 1 for another message, 2 if accepted.
+int rejected_with(const fs::path& bundle, const std::vector<std::string>& fragments) {
+  try {
+    load_bundle(bundle);
+  } catch (const BundleError& e) {
+    const std::string msg = e.what();
+    for (const std::string& f : fragments)
+      if (msg.find(f) == std::string::npos) return 1;
+    return 0;
+  }
+  return 2;
+}
+
+// A weights file or manifest that is a device or a FIFO (a symbolic link inside the bundle) is
+// refused at once, naming the file and what it is, instead of reading forever.
+TEST_F(BundleRejects, WeightsOrManifestNotARegularFile) {
+  fs::remove(path_ / "weights.bin");
+  fs::create_symlink("/dev/zero", path_ / "weights.bin");
+  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {weights_, "is a character device"}); }), 0);
+  fs::remove(path_ / "weights.bin");
+  ASSERT_EQ(::mkfifo((path_ / "weights.bin").c_str(), 0600), 0);
+  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {weights_, "is a FIFO"}); }), 0);
+  fs::remove(path_ / "manifest.json");
+  fs::create_symlink("/dev/zero", path_ / "manifest.json");
+  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {manifest_, "is a character device"}); }), 0);
+}
+
+// A weights file larger than the manifest's ops can use (a sparse file of 64 GiB) and a manifest
+// over 16 MiB are refused from their size, before reading.
+TEST_F(BundleRejects, FilesLargerThanTheirLimits) {
+  fs::resize_file(path_ / "weights.bin", std::uintmax_t{64} << 30);
+  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {weights_, "over the limit"}); }), 0);
+  fs::resize_file(path_ / "manifest.json", (std::uintmax_t{16} << 20) + 1);
+  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {manifest_, "over the limit of 16777216 bytes"}); }),
+            0);
+}
+
+// A re-export over an existing bundle killed at each of its renames in turn leaves a bundle that
+// loads (the old one or the new), and the next export removes what the killed one left.
+TEST_F(BundleRejects, ReExportKilledAtAnyRenameLeavesALoadableBundle) {
+  const Bundle newer = test_bundle(ternary_, seed_ + 1);
+  for (int allowed = 0;; ++allowed) {
+    SCOPED_TRACE("killed at rename " + std::to_string(allowed + 1));
+    const test::RenameKill r = test::run_killed_at_rename(allowed, [&] { save_bundle(path_, newer); });
+    if (!r.supported) GTEST_SKIP() << "no seccomp user notification here: cannot inject the kill";
+    ASSERT_FALSE(r.work_failed);
+    Bundle back;
+    ASSERT_NO_THROW(back = load_bundle(path_, &ternary_)) << "no loadable bundle after a kill at rename " << allowed + 1;
+    const std::uint64_t seed = back.training.at("seed").get<std::uint64_t>();
+    EXPECT_TRUE(seed == seed_ || seed == seed_ + 1) << seed;
+    if (!r.killed) {
+      EXPECT_EQ(seed, seed_ + 1);
+      break;
+    }
+    save_bundle(path_, test_bundle(ternary_, seed_));
+    std::vector<std::string> beside;
+    for (const auto& e : fs::directory_iterator(dir_.path())) beside.push_back(e.path().filename().string());
+    EXPECT_EQ(beside, std::vector<std::string>{"model.qhw"}) << "leftovers of the killed export remain";
+    ASSERT_LT(allowed, 20) << "the export never finished";
   }
 }
 

@@ -1,6 +1,10 @@
 // IDX files (plain and gzip) and labelled data sets: round trips and every error naming its file.
 #include "qathw/training/idx.h"
 
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -189,6 +193,55 @@ TEST(ReadIdx, TrailingBytes) {
   b.push_back(0);
   write_binary(dir / "trail", b);
   expect_data_error([&] { read_idx(dir / "trail"); }, dir / "trail", "12 data bytes, header says 10 (trailing bytes)");
+}
+
+// A small gzip file that inflates far past what its header declares (here 10 values, then 512 MiB
+// of zeros in 0.5 MiB of gzip) is refused once it passes the declared size, naming the file: under
+// a 256 MiB address-space limit, where inflating it all fails for want of memory.
+TEST(ReadIdx, GzipInflatingPastItsHeaderIsRefusedEarly) {
+  TempDir dir;
+  const fs::path p = dir / "bomb.gz";
+  {
+    gzFile gz = gzopen(p.c_str(), "wb1");
+    ASSERT_NE(gz, nullptr) << p;
+    const std::vector<unsigned char> header = idx_bytes({10}, std::vector<std::uint8_t>(10, 7));
+    ASSERT_EQ(gzwrite(gz, header.data(), static_cast<unsigned>(header.size())), static_cast<int>(header.size()));
+    const std::vector<unsigned char> zeros(std::size_t{1} << 20, 0);
+    for (int mib = 0; mib < 512; ++mib)
+      ASSERT_EQ(gzwrite(gz, zeros.data(), static_cast<unsigned>(zeros.size())), static_cast<int>(zeros.size()));
+    ASSERT_EQ(gzclose(gz), Z_OK);
+  }
+  ASSERT_LT(fs::file_size(p), std::uintmax_t{4} << 20);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlim_t bytes = rlim_t{256} << 20;
+    const rlimit limit{bytes, bytes};
+    ::setrlimit(RLIMIT_AS, &limit);
+    try {
+      read_idx(p);
+    } catch (const DataError& e) {
+      const std::string msg = e.what();
+      const bool named = msg.find(p.string()) != std::string::npos;
+      ::_exit(named && msg.find("more than the 10 data bytes its header declares") != std::string::npos ? 0 : 1);
+    } catch (...) {
+      ::_exit(2);
+    }
+    ::_exit(3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: a DataError without the file or the declared size; 2: another error "
+                                       "(out of memory); 3: accepted";
+}
+
+// A FIFO where a data file should be is refused at once (opening it would wait for a writer).
+TEST(ReadIdx, FifoIsRefused) {
+  TempDir dir;
+  const fs::path p = dir / "train-labels-idx1-ubyte";
+  ASSERT_EQ(::mkfifo(p.c_str(), 0600), 0);
+  expect_data_error([&] { read_idx(p); }, p, "is a FIFO, not a regular file");
 }
 
 TEST(ReadIdx, TruncatedGzipStream) {

@@ -1,59 +1,126 @@
 #include "qathw/training/idx.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
+#include <new>
+#include <optional>
+
+#include "qathw/util/atomic_file.h"
 
 namespace qathw::training {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Whole file contents, inflated when it starts with the gzip magic number.
+std::uint32_t big_endian32(const std::uint8_t* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+}
+
+// Most values an IDX file may declare (read_idx refuses more).
+constexpr std::size_t kMaxIdxValues = std::size_t{1} << 34;
+
+// What the first bytes of an IDX file declare: the header's length and the number of values after
+// it. Unknown (nullopt) while too few bytes are there to tell; `valid` false when the header is
+// wrong, which read_idx reports from the bytes read so far.
+struct Declared {
+  bool valid = false;
+  std::size_t header = 0;
+  std::size_t values = 0;
+};
+
+std::optional<Declared> declared_by(const std::vector<std::uint8_t>& b) {
+  if (b.size() < 4) return std::nullopt;
+  if (b[0] != 0 || b[1] != 0 || b[2] != 0x08 || b[3] < 1 || b[3] > 4) return Declared{};
+  Declared d;
+  d.header = 4 + 4 * std::size_t{b[3]};
+  if (b.size() < d.header) return std::nullopt;
+  d.values = 1;
+  for (std::size_t i = 0; i < b[3]; ++i) {
+    const std::uint32_t dim = big_endian32(&b[4 + 4 * i]);
+    if (dim == 0) return Declared{};
+    d.values *= dim;
+    if (d.values > kMaxIdxValues) return Declared{};
+  }
+  d.valid = true;
+  return d;
+}
+
+// The file's bytes, inflated when it starts with the gzip magic number, read no further than its
+// IDX header declares: a file with more (a small gzip stream that inflates to gigabytes) is
+// refused as soon as it passes that size, and reading stops early at a header read_idx refuses.
 std::vector<std::uint8_t> read_bytes(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw DataError(path.string() + ": cannot open (no such file)");
-  if (!fs::is_regular_file(path, ec)) throw DataError(path.string() + ": not a regular file");
-  std::ifstream probe(path, std::ios::binary);
-  if (!probe) throw DataError(path.string() + ": cannot open");
+  int fd = -1;
+  try {
+    fd = util::open_regular_file(path);
+  } catch (const util::IoError& e) {
+    throw DataError(e.what());
+  }
+  struct stat st {};
   std::array<unsigned char, 2> magic{};
-  probe.read(reinterpret_cast<char*>(magic.data()), 2);
-  const bool gzip = probe.gcount() == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-  probe.close();
+  if (::fstat(fd, &st) != 0 || ::pread(fd, magic.data(), magic.size(), 0) < 0) {
+    ::close(fd);
+    throw DataError(path.string() + ": read error");
+  }
+  const bool gzip = st.st_size >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  // gzclose closes fd; the plain reader closes it itself.
+  std::unique_ptr<gzFile_s, int (*)(gzFile)> gz(gzip ? gzdopen(fd, "rb") : nullptr, gzclose);
+  if (gzip && !gz) {
+    ::close(fd);
+    throw DataError(path.string() + ": cannot open");
+  }
+  struct PlainCloser {
+    int fd;
+    ~PlainCloser() {
+      if (fd >= 0) ::close(fd);
+    }
+  } plain_closer{gzip ? -1 : fd};
 
   std::vector<std::uint8_t> out;
-  if (!gzip) {
-    std::ifstream in(path, std::ios::binary);
-    out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (in.bad()) throw DataError(path.string() + ": read error");
-    return out;
-  }
-  std::unique_ptr<gzFile_s, int (*)(gzFile)> gz(gzopen(path.c_str(), "rb"), gzclose);
-  if (!gz) throw DataError(path.string() + ": cannot open");
-  std::vector<std::uint8_t> chunk(1 << 20);
+  std::vector<std::uint8_t> chunk(std::size_t{1} << 16);
   for (;;) {
-    const int n = gzread(gz.get(), chunk.data(), static_cast<unsigned>(chunk.size()));
-    if (n < 0) {
-      int err = 0;
-      throw DataError(path.string() + ": corrupt gzip data (" + gzerror(gz.get(), &err) + ")");
+    int n = 0;
+    if (gzip) {
+      n = gzread(gz.get(), chunk.data(), static_cast<unsigned>(chunk.size()));
+      if (n < 0) {
+        int err = 0;
+        throw DataError(path.string() + ": corrupt gzip data (" + gzerror(gz.get(), &err) + ")");
+      }
+    } else {
+      const ssize_t got = ::read(fd, chunk.data(), chunk.size());
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        throw DataError(path.string() + ": read error (" + std::strerror(errno) + ")");
+      }
+      n = static_cast<int>(got);
     }
     if (n == 0) break;
     out.insert(out.end(), chunk.begin(), chunk.begin() + n);
+    const std::optional<Declared> d = declared_by(out);
+    if (!d) continue;
+    if (!d->valid) return out;
+    if (out.size() - d->header > d->values) {
+      if (!gzip)
+        throw DataError(path.string() + ": " + std::to_string(static_cast<std::uint64_t>(st.st_size) - d->header) +
+                        " data bytes, header says " + std::to_string(d->values) + " (trailing bytes)");
+      throw DataError(path.string() + ": inflates to more than the " + std::to_string(d->values) +
+                      " data bytes its header declares (trailing bytes)");
+    }
   }
-  // gzread returns 0 at a truncated stream's end too; zlib reports it through gzerror.
-  int err = 0;
-  gzerror(gz.get(), &err);
-  if (err != Z_OK && err != Z_STREAM_END) throw DataError(path.string() + ": truncated or corrupt gzip data");
+  if (gzip) {
+    // gzread returns 0 at a truncated stream's end too; zlib reports it through gzerror.
+    int err = 0;
+    gzerror(gz.get(), &err);
+    if (err != Z_OK && err != Z_STREAM_END) throw DataError(path.string() + ": truncated or corrupt gzip data");
+  }
   return out;
-}
-
-std::uint32_t big_endian32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
 }
 
 fs::path find_file(const fs::path& dir, const std::string& stem) {
@@ -68,7 +135,12 @@ fs::path find_file(const fs::path& dir, const std::string& stem) {
 }  // namespace
 
 IdxArray read_idx(const fs::path& path) {
-  const std::vector<std::uint8_t> bytes = read_bytes(path);
+  std::vector<std::uint8_t> bytes;
+  try {
+    bytes = read_bytes(path);
+  } catch (const std::bad_alloc&) {
+    throw DataError(path.string() + ": out of memory while reading it");
+  }
   if (bytes.size() < 4) throw DataError(path.string() + ": too short for an IDX header");
   if (bytes[0] != 0 || bytes[1] != 0)
     throw DataError(path.string() + ": not an IDX file (magic number must start with two zero bytes)");
@@ -88,7 +160,7 @@ IdxArray read_idx(const fs::path& path) {
     if (d == 0) throw DataError(path.string() + ": IDX dimension " + std::to_string(i) + " is zero");
     a.dims.push_back(d);
     total *= d;
-    if (total > (std::size_t{1} << 34)) throw DataError(path.string() + ": IDX dimensions implausibly large");
+    if (total > kMaxIdxValues) throw DataError(path.string() + ": IDX dimensions implausibly large");
   }
   if (bytes.size() - header != total)
     throw DataError(path.string() + ": " + std::to_string(bytes.size() - header) + " data bytes, header says " +
