@@ -268,6 +268,11 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
   if (weights_name.empty() || weights_rel.is_absolute() || weights_rel.has_parent_path())
     m.fail("weights_file", "'" + weights_name + "' must name a file inside the bundle directory");
   const std::string blob_file = (path / weights_rel).string();
+  // A symbolic link must not lead the loader out of the bundle either.
+  std::error_code ec;
+  const std::filesystem::path resolved = std::filesystem::weakly_canonical(path / weights_rel, ec);
+  if (!ec && resolved.parent_path() != std::filesystem::weakly_canonical(path, ec))
+    m.fail("weights_file", "'" + weights_name + "' leads outside the bundle directory (to " + resolved.string() + ")");
   std::string blob;
   try {
     blob = util::read_file(path / weights_rel, weights_limit(j));
@@ -275,6 +280,13 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
     throw BundleError(e.what());
   }
   b.graph = version == 1 ? read_layers_v1(m, j, b, blob, blob_file) : read_graph_v2(m, j, b, blob, blob_file);
+  // The weight blocks are the whole file: bytes after the last one are not part of any op.
+  std::size_t used = 0;
+  for (const Op& op : b.graph.ops)
+    if (op.type == OpType::Linear) used += op.linear.packed.size();
+  if (used != blob.size())
+    throw BundleError(blob_file + ": " + std::to_string(blob.size()) + " bytes, the ops' weight blocks hold " +
+                      std::to_string(used) + " (trailing or overlapping data)");
   try {
     validate(b.graph, b.target.format);
   } catch (const GraphError& e) {

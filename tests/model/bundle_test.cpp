@@ -293,7 +293,7 @@ int rejected_with(const fs::path& bundle, const std::vector<std::string>& fragme
 TEST_F(BundleRejects, WeightsOrManifestNotARegularFile) {
   fs::remove(path_ / "weights.bin");
   fs::create_symlink("/dev/zero", path_ / "weights.bin");
-  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {weights_, "is a character device"}); }), 0);
+  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {manifest_, "weights_file", "leads outside"}); }), 0);
   fs::remove(path_ / "weights.bin");
   ASSERT_EQ(::mkfifo((path_ / "weights.bin").c_str(), 0600), 0);
   EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {weights_, "is a FIFO"}); }), 0);
@@ -440,6 +440,13 @@ TEST_F(BundleRejects, WeightsFileOutsideTheBundle) {
     write_manifest(path_, m);
     expect_rejected(path_, {manifest_, "weights_file", "inside the bundle directory"});
   }
+}
+
+TEST_F(BundleRejects, TrailingBytesAfterTheWeights) {
+  std::vector<unsigned char> w = read_binary(path_ / "weights.bin");
+  w.push_back(0);
+  write_binary(path_ / "weights.bin", w);
+  expect_rejected(path_, {weights_, "trailing"});
 }
 
 TEST_F(BundleRejects, RequantPairOutsideTheScaleFormat) {
