@@ -4,6 +4,12 @@
 // 2C + M + T C + 1 cycles (C = ceil(in / Lanes) chunks, T = ceil(out / Rows) tiles,
 // M = MantBits), the cycle model of docs/sim.md. Samples arrive as a pixel stream; every layer's
 // outputs leave as a stream (valid/ready) after the last layer.
+// The configuration port's layout (generated from qathw/target/config_port.h), unless the build
+// lists the package itself.
+`ifndef QATHW_CFG_PKG_SV
+`include "qathw_cfg_pkg.sv"
+`endif
+
 module qathw_accel #(
   parameter int Rows = 16,
   parameter int Lanes = 16,

@@ -166,6 +166,10 @@ std::string config_port_sv_package() {
   std::ostringstream out;
   out << "// Generated from qathw/target/config_port.h by qathw-target-gen. Do not edit.\n"
       << "// The accelerator's configuration port (qathw_accel: cfg_kind_i, cfg_addr_i, cfg_data_i).\n"
+      << "// Checked in as rtl/top/qathw_cfg_pkg.sv; qathw_accel.sv includes it, so the accelerator\n"
+      << "// elaborates, lints and synthesizes on its own. The guard allows a build to list it too.\n"
+      << "`ifndef QATHW_CFG_PKG_SV\n"
+      << "`define QATHW_CFG_PKG_SV\n"
       << "package qathw_cfg_pkg;\n\n"
       << "  /* verilator lint_off UNUSEDPARAM */\n\n"
       << "  localparam int KindBits = " << cp::kKindBits << ";  // width of cfg_kind_i\n"
@@ -187,7 +191,7 @@ std::string config_port_sv_package() {
       << "  localparam int " << cp::kLayerCount.name << "Bits = " << cp::kLayerCount.width << ";\n\n"
       << "  // cfg_data_i is as wide as a weight word, and at least DataMinBits wide\n"
       << "  localparam int DataMinBits = " << cp::kDataMinBits << ";\n"
-      << "\n  /* verilator lint_on UNUSEDPARAM */\n\nendpackage\n";
+      << "\n  /* verilator lint_on UNUSEDPARAM */\n\nendpackage\n`endif  // QATHW_CFG_PKG_SV\n";
   return out.str();
 }
 

@@ -19,13 +19,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// What CMake knows about the RTL build (rtl/flow/CMakeLists.txt): the hand-written sources, the
-// harness and the include folders it needs. The configuration port's package is written into each
-// build's folder from target::config_port_sv_package(), and read before the modules.
+// What CMake knows about the RTL build (rtl/flow/CMakeLists.txt): the sources (the configuration
+// port's package first), the harness and the include folders it needs.
 const char* const kRtlSources = QATHW_RTL_POINT_SOURCES;
 const char* const kHarness = QATHW_RTL_POINT_HARNESS;
 const char* const kIncludes = QATHW_RTL_POINT_INCLUDES;
-const char* const kConfigPackageFile = "qathw_cfg_pkg.sv";
 
 std::vector<std::string> split(const std::string& list) {
   std::vector<std::string> items;
@@ -85,7 +83,6 @@ RtlRunFunction* load(const fs::path& so) {
 std::string rtl_build_key(const target::TargetSpec& t) {
   std::string inputs;
   for (const std::string& a : parameter_args(t)) inputs += a + "\n";
-  inputs += target::config_port_sv_package();
   for (const std::string& f : split(kRtlSources)) inputs += util::read_file(f);
   inputs += util::read_file(kHarness) + include_contents() + tool_versions();
   return util::fnv1a64_hex(inputs);
@@ -115,9 +112,6 @@ fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
                                    "--Mdir", (work / "obj").string(), "-o", so.filename().string(),
                                    "-CFLAGS", cflags, "-LDFLAGS", "-shared -Wl,-Bsymbolic"};
   for (const std::string& a : parameter_args(t)) argv.push_back(a);
-  const fs::path package = work / kConfigPackageFile;
-  util::write_file_atomic(package, target::config_port_sv_package());
-  argv.push_back(package.string());
   for (const std::string& f : split(kRtlSources)) argv.push_back(f);
   argv.push_back(kHarness);
   const util::ProgramRun r = util::run_program(argv, log);
