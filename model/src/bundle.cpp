@@ -331,17 +331,11 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
                                    {"tensors", tensors},
                                    {"ops", ops},
                                    {"training", b.training}};
-  const std::filesystem::path staged = util::staging_directory_for(path);
-  try {
+  util::write_directory_atomic(path, [&](const std::filesystem::path& staged) {
     util::write_file_atomic(staged / "weights.bin",
                             std::string_view(reinterpret_cast<const char*>(blob.data()), blob.size()));
     util::write_file_atomic(staged / "manifest.json", manifest.dump(2) + "\n");
-    util::replace_directory(staged, path);
-  } catch (...) {
-    std::error_code ec;
-    std::filesystem::remove_all(staged, ec);
-    throw;
-  }
+  });
 }
 
 Bundle load_bundle(const std::filesystem::path& path, const target::TargetSpec* expected) {

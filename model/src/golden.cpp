@@ -51,8 +51,7 @@ void write_golden_vectors(const std::filesystem::path& dir, const Bundle& b, con
                           {"samples", samples},
                           {"input", nullptr},
                           {"ops", nlohmann::json::array()}};
-  const std::filesystem::path staged = util::staging_directory_for(dir);
-  try {
+  util::write_directory_atomic(dir, [&](const std::filesystem::path& staged) {
     {
       std::string npy = npy_header("|u1", {samples, static_cast<std::size_t>(in.tokens), static_cast<std::size_t>(in.features)});
       std::string hex;
@@ -95,12 +94,7 @@ void write_golden_vectors(const std::filesystem::path& dir, const Bundle& b, con
                               {"hex_bits", 32}});
     }
     util::write_file_atomic(staged / "index.json", index.dump(2) + "\n");
-    util::replace_directory(staged, dir);
-  } catch (...) {
-    std::error_code ec;
-    std::filesystem::remove_all(staged, ec);
-    throw;
-  }
+  });
 }
 
 NpyArray read_npy(const std::filesystem::path& path) {

@@ -74,6 +74,18 @@ void write_file_atomic(const fs::path& path, std::string_view content) {
   }
 }
 
+void write_directory_atomic(const fs::path& path, const std::function<void(const fs::path& staged)>& fill) {
+  const fs::path staged = staging_directory_for(path);
+  try {
+    fill(staged);
+    replace_directory(staged, path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(staged, ec);
+    throw;
+  }
+}
+
 fs::path staging_directory_for(const fs::path& path) {
   const fs::path staged = path.string() + ".staging-" + process_suffix();
   std::error_code ec;

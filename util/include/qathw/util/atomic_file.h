@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,6 +31,12 @@ void replace_directory(const std::filesystem::path& staged, const std::filesyste
 // Swaps `a` and `b` (both present) in one atomic rename; false when the system cannot
 // (RENAME_EXCHANGE unsupported: EINVAL or ENOSYS). Throws IoError on any other failure.
 bool exchange_paths(const std::filesystem::path& a, const std::filesystem::path& b);
+
+// Writes directory `path` whole or not at all: `fill` writes the new content into a staging
+// directory beside it, which then replaces `path` (replace_directory); on any failure the staging
+// directory is removed and the exception passed on.
+void write_directory_atomic(const std::filesystem::path& path,
+                            const std::function<void(const std::filesystem::path& staged)>& fill);
 
 // A fresh directory beside `path` to stage its new content in: `<path>.staging-<pid>-<n>`.
 std::filesystem::path staging_directory_for(const std::filesystem::path& path);
