@@ -42,11 +42,11 @@ int run_infer(const InferOptions& o) {
     }
     std::cerr << "infer: " << device.message << "\n";
   }
-  const long samples = o.samples == 0 && !o.dump.empty() ? kDefaultDumpSamples : o.samples;
-  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, samples);
+  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, o.samples);
   const model::Bundle& bundle = in.bundle;
   const training::Dataset& test = in.test;
-  const std::size_t count = in.count;
+  const std::size_t count =
+      o.samples == 0 && !o.dump.empty() ? std::min<std::size_t>(kDefaultDumpSamples, in.count) : in.count;
   std::vector<std::int32_t> out;
   double seconds = 0;
   if (o.engine == "cuda") {

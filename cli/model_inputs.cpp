@@ -29,7 +29,10 @@ ModelInputs load_model_inputs(const std::string& model, const std::string& targe
     throw training::DataError(in.test.source + ": images are " + std::to_string(in.test.rows) + "x" +
                               std::to_string(in.test.cols) + ", the bundle expects " + std::to_string(in.bundle.rows) +
                               "x" + std::to_string(in.bundle.cols));
-  in.count = samples > 0 ? std::min<std::size_t>(static_cast<std::size_t>(samples), in.test.count) : in.test.count;
+  if (samples > 0 && static_cast<std::size_t>(samples) > in.test.count)
+    throw std::invalid_argument("--samples: " + std::to_string(samples) + " is more than the " +
+                                std::to_string(in.test.count) + " test images of " + in.test.source);
+  in.count = samples > 0 ? static_cast<std::size_t>(samples) : in.test.count;
   return in;
 }
 

@@ -18,7 +18,7 @@ struct ModelInputs {
 // A --samples value: a count of at least 1, or "all" (returned as 0).
 long parse_samples(const std::string& text);
 
-// `target` empty: any target; `samples` 0: the whole test split.
+// `target` empty: any target; `samples` 0: the whole test split, more than it holds: an error.
 ModelInputs load_model_inputs(const std::string& model, const std::string& target, const std::string& data,
                               long samples);
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -33,5 +34,21 @@ inline const CLI::Validator NonEmptyPath(
       return value.empty() ? std::string("must name a file or folder, not the empty string") : std::string();
     },
     "PATH", "NON-EMPTY PATH");
+
+// A seed: decimal digits only, 0 to 2^64-1. (A plain unsigned option took "-1" as 2^64-1 and
+// clamped larger values to it, so different seeds on the command line ran the same.)
+inline const CLI::Validator Seed(
+    [](std::string& value) -> std::string {
+      const std::string bad = "'" + value + "' is not a seed (an integer from 0 to 18446744073709551615)";
+      if (value.empty() || value.size() > 20 || value.find_first_not_of("0123456789") != std::string::npos) return bad;
+      std::uint64_t x = 0;
+      for (const char c : value) {
+        const auto digit = static_cast<std::uint64_t>(c - '0');
+        if (x > (UINT64_MAX - digit) / 10) return bad;
+        x = x * 10 + digit;
+      }
+      return {};
+    },
+    "SEED", "SEED");
 
 }  // namespace qathw::cli

@@ -23,6 +23,7 @@
 #include "qathw/sweep/run_point.h"
 #include "qathw/sweep/sweep_spec.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/file_lock.h"
 #include "qathw/util/process.h"
 
 namespace qathw::cli {
@@ -42,8 +43,7 @@ struct SweepOptions {
 };
 
 struct PointOptions {
-  std::string spec, db, cache;
-  long index = -1;
+  std::string spec, db, cache, index;
   int threads = 1;
 };
 
@@ -58,6 +58,13 @@ struct ReportOptions {
 
 fs::path default_db(const std::string& spec) { return fs::path(spec).replace_extension(".sqlite"); }
 fs::path default_report(const fs::path& db) { return fs::path(db.string() + ".report"); }
+
+// One sweep run per database at a time; each point run by one process at a time (a Slurm task
+// and a local worker, or two hand-started sweep-point runs). The locks live in the work folder.
+fs::path sweep_lock_for(const fs::path& db) { return sweep::work_dir_for(db) / "sweep.lock"; }
+fs::path point_lock_for(const fs::path& db, const sweep::Point& p) {
+  return sweep::work_dir_for(db) / "locks" / (p.hash + ".lock");
+}
 
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
@@ -250,6 +257,11 @@ int run_sweep(const SweepOptions& o) {
   if (!fs::is_directory(spec.training.data_dir))
     throw std::invalid_argument(o.spec + ": field 'training.data': no such folder " + spec.training.data_dir.string());
   const fs::path db_path = o.db.empty() ? default_db(o.spec) : fs::path(o.db);
+  std::string holder;
+  const auto lock = util::FileLock::try_acquire(sweep_lock_for(db_path), holder);
+  if (!lock)
+    throw std::runtime_error(db_path.string() + ": another qat-hw sweep is running on this database (" + holder +
+                             "); wait for it to end, or use another --db");
   sweep::ResultsDb db(db_path);
   db.bind_sweep(o.spec, sweep::spec_hash(spec, points), points.size());
   std::set<std::string> keys;
@@ -287,10 +299,17 @@ int run_sweep(const SweepOptions& o) {
 int run_sweep_point(const PointOptions& o) {
   const sweep::SweepSpec spec = sweep::load_sweep(o.spec);
   const std::vector<sweep::Point> points = sweep::expand(spec);
-  if (o.index < 0 || static_cast<std::size_t>(o.index) >= points.size())
-    throw std::invalid_argument("--index " + std::to_string(o.index) + ": the sweep has points 0 to " +
-                                std::to_string(points.size() - 1));
-  const sweep::Point& p = points[static_cast<std::size_t>(o.index)];
+  std::size_t index = 0;
+  if (o.index.empty() || o.index.size() > 9 || o.index.find_first_not_of("0123456789") != std::string::npos ||
+      (index = std::stoul(o.index)) >= points.size())
+    throw std::invalid_argument("--index: '" + o.index + "' is not a point of the sweep (0 to " +
+                                std::to_string(points.size() - 1) + ")");
+  const sweep::Point& p = points[index];
+  // Another process running this point: wait for it, then find the point recorded (or retry it).
+  const util::FileLock lock = util::FileLock::acquire(point_lock_for(o.db, p), [&](const std::string& holder) {
+    std::printf("point %s: waiting for %s, which runs it\n", describe_point(p).c_str(), holder.c_str());
+    std::fflush(stdout);
+  });
   sweep::ResultsDb db(o.db);
   db.bind_sweep(o.spec, sweep::spec_hash(spec, points), points.size());
   if (const auto status = db.status_of(p.hash); status && (*status == sweep::kDone || *status == sweep::kFailed)) {
@@ -304,17 +323,19 @@ int run_sweep_point(const PointOptions& o) {
   settings.version = QATHW_VERSION;
   std::printf("point %s: target %s\n", describe_point(p).c_str(), target::content_hash(p.target).c_str());
   std::fflush(stdout);
-  const nlohmann::json row = sweep::run_point(spec, p, static_cast<std::size_t>(o.index), settings);
+  const nlohmann::json row = sweep::run_point(spec, p, index, settings);
   db.record(row);
   std::printf("point %s: %s\n", describe_point(p).c_str(), summary(row).c_str());
   return row.value("status", "") == sweep::kDone ? kExitOk : kExitMismatch;
 }
 
 int run_status(const StatusOptions& o) {
-  if (!fs::exists(o.db)) throw std::invalid_argument(o.db + ": no such results database");
-  sweep::ResultsDb db(o.db);
+  const sweep::ResultsDb db(o.db, sweep::ResultsDb::Mode::Open);
   const auto rows = db.rows();
-  const long total = std::stol(db.sweep_value("points").value_or(std::to_string(rows.size())));
+  const std::string points = db.sweep_value("points").value_or(std::to_string(rows.size()));
+  if (points.empty() || points.size() > 9 || points.find_first_not_of("0123456789") != std::string::npos)
+    throw std::runtime_error(o.db + ": table sweep: points = '" + points + "' is not a count");
+  const long total = std::stol(points);
   std::map<std::string, long> counts = {{sweep::kDone, 0}, {sweep::kFailed, 0}, {sweep::kError, 0}};
   for (const auto& r : rows) ++counts[r.value("status", "")];
   const long pending = total - static_cast<long>(rows.size()) + counts[sweep::kError];
@@ -335,8 +356,7 @@ int run_status(const StatusOptions& o) {
 }
 
 int run_report(const ReportOptions& o) {
-  if (!fs::exists(o.db)) throw std::invalid_argument(o.db + ": no such results database");
-  sweep::ResultsDb db(o.db);
+  const sweep::ResultsDb db(o.db, sweep::ResultsDb::Mode::Open);
   return report_rows(db.rows(), o.out.empty() ? default_report(o.db) : fs::path(o.out),
                      "Sweep " + db.sweep_value("spec").value_or(o.db));
 }
@@ -380,7 +400,7 @@ void add_sweep_command(CLI::App& app, int& exit_code) {
   auto* point = app.add_subcommand("sweep-point", "Run one point of a sweep into its database (what sweep workers run)");
   point->add_option("spec", p->spec, "Sweep spec")->required();
   point->add_option("--db", p->db, "Results database")->required()->check(NonEmptyPath);
-  point->add_option("--index", p->index, "The point's index in the sweep")->required();
+  point->add_option("--index", p->index, "The point's index in the sweep (0 to points - 1)")->required();
   point->add_option("--threads", p->threads, "Training threads")->capture_default_str()->check(CLI::Range(1, 1024));
   point->add_option("--cache", p->cache, "Cache of synthesis results and RTL builds (default ~/.cache/qat-hw)")
       ->check(NonEmptyPath);

@@ -14,6 +14,7 @@
 #include "qathw/training/export.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/file_lock.h"
 
 namespace qathw::cli {
 namespace {
@@ -78,6 +79,12 @@ int run_train(const TrainOptions& o) {
   const std::string device_name = device.device == kernels::Device::Cuda ? "cuda" : "cpu";
   const std::filesystem::path out = o.out.empty() ? std::filesystem::path("runs") / spec.name : std::filesystem::path(o.out);
   std::filesystem::create_directories(out);
+  // One run per output folder: a second would resume from, and replace, the first one's files.
+  std::string holder;
+  const auto lock = util::FileLock::try_acquire(out / "train.lock", holder);
+  if (!lock)
+    throw std::runtime_error(out.string() + ": another qat-hw train is writing this folder (" + holder +
+                             "); wait for it to end, or choose another --out");
 
   const training::Dataset train = training::load_split(o.data, training::Split::Train);
   const training::Dataset test = training::load_split(o.data, training::Split::Test, train.classes);
@@ -160,7 +167,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(FiniteRange(0.0, 10.0));
   cmd->add_option("--warmup-frac", o->config.warmup_frac, "Fraction of steps of linear warm-up")
       ->capture_default_str()->check(FiniteRange(0.0, 1.0));
-  cmd->add_option("--seed", o->config.seed, "Random seed (initialisation and sample order)")->capture_default_str();
+  cmd->add_option("--seed", o->config.seed, "Random seed (initialisation and sample order)")
+      ->capture_default_str()->check(Seed);
   cmd->add_option("--threads", o->config.threads, "CPU threads")->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--ste", o->ste, "Weight straight-through estimator: identity, or clipped (zero where the quantizer clips)")
       ->capture_default_str()->check(CLI::IsMember({"identity", "clipped"}));

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace qathw::sweep {
@@ -66,15 +67,21 @@ const std::vector<Column>& point_columns() {
   return columns;
 }
 
-ResultsDb::ResultsDb(const std::filesystem::path& path) : path_(path.string()) {
-  if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
+ResultsDb::ResultsDb(const std::filesystem::path& path, Mode mode) : path_(path.string()) {
+  std::error_code ec;
+  if (mode == Mode::Open && !std::filesystem::exists(path, ec))
+    throw std::runtime_error(path_ + ": no such results database");
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw std::runtime_error(path_ + ": not a results database (not a regular file)");
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (mode == Mode::Create ? SQLITE_OPEN_CREATE : 0);
+  if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     throw std::runtime_error(path_ + ": cannot open the results database: " + why);
   }
   sqlite3_busy_timeout(db_, 120000);  // concurrent writers wait for each other
   try {
+    check_schema(mode);
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
     std::string create = "CREATE TABLE IF NOT EXISTS points (";
@@ -90,6 +97,39 @@ ResultsDb::ResultsDb(const std::filesystem::path& path) : path_(path.string()) {
 }
 
 ResultsDb::~ResultsDb() { sqlite3_close(db_); }
+
+void ResultsDb::check_schema(Mode mode) const {
+  std::vector<std::string> tables;
+  {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", -1, &s,
+                           nullptr) != SQLITE_OK) {
+      const std::string why = sqlite3_errmsg(db_);
+      sqlite3_finalize(s);
+      throw std::runtime_error(path_ + ": not a results database (" + why + ")");
+    }
+    while (sqlite3_step(s) == SQLITE_ROW) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    sqlite3_finalize(s);
+  }
+  if (tables.empty()) {
+    if (mode == Mode::Open) throw std::runtime_error(path_ + ": not a results database (it holds no tables)");
+    return;  // new: the schema is created
+  }
+  if (tables != std::vector<std::string>{"points", "sweep"}) {
+    std::string names;
+    for (const auto& t : tables) names += (names.empty() ? "" : ", ") + t;
+    throw std::runtime_error(path_ + ": not a results database (it holds the tables " + names +
+                             "; a results database holds points and sweep)");
+  }
+  std::vector<std::string> columns;
+  Statement s(db_, "SELECT name FROM pragma_table_info('points')", path_);
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    columns.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)));
+  for (const Column& c : point_columns())
+    if (std::find(columns.begin(), columns.end(), c.name) == columns.end())
+      throw std::runtime_error(path_ + ": not a results database of this release (table points has no column " +
+                               c.name + ")");
+}
 
 void ResultsDb::exec(const std::string& sql) const {
   char* message = nullptr;

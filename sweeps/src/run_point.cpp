@@ -1,9 +1,5 @@
 #include "qathw/sweep/run_point.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -18,6 +14,7 @@
 #include "qathw/training/idx.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/file_lock.h"
 #include "qathw/util/hash.h"
 #include "qathw/util/process.h"
 #include "qathw/verify/compare.h"
@@ -30,22 +27,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// An exclusive lock on a file, held until destruction; released by the kernel if the process dies.
-class FileLock {
- public:
-  explicit FileLock(const fs::path& path) : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
-    if (fd_ < 0) throw std::runtime_error(path.string() + ": cannot create the lock file");
-    while (::flock(fd_, LOCK_EX) != 0)
-      if (errno != EINTR) throw std::runtime_error(path.string() + ": cannot lock");
-  }
-  ~FileLock() { ::close(fd_); }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-
- private:
-  int fd_;
-};
 
 struct SharedTraining {
   fs::path bundle;
@@ -60,7 +41,7 @@ struct SharedTraining {
 SharedTraining training_for(const SweepSpec& spec, const Point& p, const PointSettings& s) {
   const fs::path dir = s.work_dir / "train";
   fs::create_directories(dir);
-  FileLock lock(dir / (p.training_key + ".lock"));
+  const util::FileLock lock = util::FileLock::acquire(dir / (p.training_key + ".lock"), nullptr);
   const fs::path done = dir / p.training_key, result = done / "result.json";
   if (fs::exists(result)) {
     const nlohmann::json r = nlohmann::json::parse(util::read_file(result));

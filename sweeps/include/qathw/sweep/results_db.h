@@ -31,7 +31,11 @@ const std::vector<Column>& point_columns();
 
 class ResultsDb {
  public:
-  explicit ResultsDb(const std::filesystem::path& path);  // creates the file and schema when absent
+  // Open: an existing results database, which must hold a sweep's tables. Create: also a new
+  // file, or an empty one. Either refuses a file that is not SQLite or holds other tables,
+  // without changing it.
+  enum class Mode { Open, Create };
+  explicit ResultsDb(const std::filesystem::path& path, Mode mode = Mode::Create);
   ~ResultsDb();
   ResultsDb(const ResultsDb&) = delete;
   ResultsDb& operator=(const ResultsDb&) = delete;
@@ -49,6 +53,7 @@ class ResultsDb {
 
  private:
   void exec(const std::string& sql) const;
+  void check_schema(Mode mode) const;
   sqlite3* db_ = nullptr;
   std::string path_;
 };

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Two runs on one place: a second `train` into a folder another train is writing, and a second
+# `sweep` on a database another sweep is running, each exit 2 naming the holder (pid and host);
+# the first runs on undisturbed. A `sweep-point` of a point another process runs waits for it.
+# Usage: concurrent_runs.sh QATHW TINY_DATA SWEEP_SPEC WORKDIR
+set -euo pipefail
+qathw=$1 data=$2 spec=$3 work=$4
+rm -rf "$work" && mkdir -p "$work"
+cd "$work"
+fail() { echo "FAIL: $*"; exit 1; }
+
+# Waits until lock file $1 names its holder, i.e. the first run holds it.
+wait_for_holder() {
+  for _ in $(seq 600); do
+    [ -s "$1" ] && return 0
+    sleep 0.1
+  done
+  fail "$1 was never taken"
+}
+
+"$qathw" train --data "$data" --hidden 4 --epochs 10000 --no-fp32 --out first > first.log 2>&1 &
+first=$!
+wait_for_holder first/train.lock
+set +e
+out=$("$qathw" train --data "$data" --hidden 4 --epochs 1 --no-fp32 --out first 2>&1)
+status=$?
+set -e
+echo "$out"
+[ "$status" -eq 2 ] || fail "second train exited $status, wanted 2"
+[[ "$out" == *"first: another qat-hw train is writing this folder (pid $first on "* ]] ||
+  fail "second train did not name the holder"
+kill -0 "$first" 2>/dev/null || { cat first.log; fail "the first train did not run on"; }
+kill "$first"; wait "$first" 2>/dev/null || true
+
+"$qathw" sweep "$spec" --db s.sqlite --jobs 1 > sweep.log 2>&1 &
+sweep=$!
+wait_for_holder s.sqlite.work/sweep.lock
+set +e
+out=$("$qathw" sweep "$spec" --db s.sqlite --jobs 1 2>&1)
+status=$?
+set -e
+echo "$out"
+[ "$status" -eq 2 ] || fail "second sweep exited $status, wanted 2"
+[[ "$out" == *"s.sqlite: another qat-hw sweep is running on this database (pid $sweep on "* ]] ||
+  fail "second sweep did not name the holder"
+# Its first point is being run by the sweep's worker: a hand-started run of it waits, then finds it
+# recorded and does not run it again.
+point_lock=$(ls s.sqlite.work/locks/*.lock | head -1)
+wait_for_holder "$point_lock"
+out=$("$qathw" sweep-point "$spec" --db s.sqlite --index 0 2>&1)
+echo "$out"
+[[ "$out" == *"waiting for pid "* ]] || fail "sweep-point did not wait for the worker"
+[[ "$out" == *"already done"* || "$out" == *"already failed"* ]] || fail "sweep-point ran the point again"
+kill "$sweep"; wait "$sweep" 2>/dev/null || true
+echo "PASS"
