@@ -23,6 +23,7 @@
 #include "qathw/sweep/run_point.h"
 #include "qathw/sweep/sweep_spec.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/cpus.h"
 #include "qathw/util/file_lock.h"
 #include "qathw/util/process.h"
 
@@ -161,7 +162,7 @@ const nlohmann::json* find_row(const std::vector<nlohmann::json>& rows, const st
 
 void run_local(const SweepOptions& o, const std::vector<sweep::Point>& points, const fs::path& db_path,
                sweep::ResultsDb& db, std::vector<std::size_t> todo, int jobs, Progress& progress) {
-  const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / jobs);
+  const int threads = std::max(1, util::usable_cpus() / jobs);  // the CPUs divided among the workers
   const fs::path logs = sweep::work_dir_for(db_path) / "logs";
   fs::create_directories(logs);
   std::map<pid_t, std::size_t> running;
@@ -267,7 +268,7 @@ int run_sweep(const SweepOptions& o) {
   std::set<std::string> keys;
   for (const auto& p : points) keys.insert(p.training_key);
   const std::vector<std::size_t> todo = pending_points(points, db);
-  const int jobs = o.jobs > 0 ? o.jobs : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int jobs = o.jobs > 0 ? o.jobs : util::usable_cpus();
   std::printf("sweep %s: %zu points (%zu training runs), %zu to run, %s backend, %d jobs, results in %s\n",
               o.spec.c_str(), points.size(), keys.size(), todo.size(), o.backend.c_str(), jobs,
               db_path.string().c_str());
@@ -368,7 +369,7 @@ void add_sweep_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("sweep", "Design-space sweep: accuracy x cycles x area x energy, Pareto front");
   cmd->add_option("spec", o->spec, "Sweep spec (.toml, see docs/sweep.md)");
   cmd->add_option("--db", o->db, "Results database (default: SPEC with .sqlite)")->check(NonEmptyPath);
-  cmd->add_option("--jobs", o->jobs, "Points run at once (default: one per core; Slurm: array throttle)")
+  cmd->add_option("--jobs", o->jobs, "Points run at once (default: one per usable CPU; Slurm: array throttle)")
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--backend", o->backend, "local (worker processes) or slurm (a job array)")
       ->capture_default_str()->check(CLI::IsMember({"local", "slurm"}));

@@ -14,6 +14,7 @@
 #include "qathw/training/export.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/cpus.h"
 #include "qathw/util/file_lock.h"
 
 namespace qathw::cli {
@@ -57,7 +58,8 @@ std::string percent(double fraction) {
 }
 
 nlohmann::json phase_json(const training::PhaseResult& r) {
-  return {{"test_accuracy", r.test_accuracy}, {"steps_per_s", r.steps_per_s}, {"steps", r.steps},
+  return {{"test_accuracy", r.test_accuracy}, {"steps_per_s", r.steps_per_s},
+          {"epoch_steps_per_s", r.epoch_steps_per_s}, {"steps", r.steps},
           {"train_seconds", r.train_seconds}, {"epochs_resumed", r.epochs_resumed}};
 }
 
@@ -169,7 +171,10 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(FiniteRange(0.0, 1.0));
   cmd->add_option("--seed", o->config.seed, "Random seed (initialisation and sample order)")
       ->capture_default_str()->check(Seed);
-  cmd->add_option("--threads", o->config.threads, "CPU threads")->capture_default_str()->check(CLI::Range(1, 1024));
+  o->config.threads = util::usable_cpus();
+  cmd->add_option("--threads", o->config.threads,
+                  "CPU threads (default: the CPUs this process may use: affinity, cgroup quota, SLURM_CPUS_PER_TASK)")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--ste", o->ste, "Weight straight-through estimator: identity, or clipped (zero where the quantizer clips)")
       ->capture_default_str()->check(CLI::IsMember({"identity", "clipped"}));
   cmd->add_option("--device", o->device, "Where training steps run: auto (a CUDA GPU when present), cpu, cuda")

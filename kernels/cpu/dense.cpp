@@ -1,6 +1,9 @@
 #include "qathw/kernels/dense.h"
 
 #include <omp.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include <cmath>
 
@@ -13,11 +16,23 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 using ConstMap = Eigen::Map<const RowMajor>;
 using Map = Eigen::Map<RowMajor>;
 
+// Flush-to-zero and denormals-are-zero in the calling thread. Late in training, gradients and
+// optimizer moments fall into the denormal range, where x86 arithmetic is many times slower:
+// without this a run lost half its speed in its second half, at the same accuracy.
+void flush_denormals() {
+#if defined(__SSE__)
+  _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
+#endif
+}
+
 }  // namespace
 
 void set_threads(int threads) {
   omp_set_num_threads(threads);
   Eigen::setNbThreads(threads);
+  // Every thread of the pool the kernels run on; OpenMP keeps the pool's threads alive.
+#pragma omp parallel num_threads(threads)
+  flush_denormals();
 }
 
 int threads() { return Eigen::nbThreads(); }

@@ -163,6 +163,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     seconds_this_run += seconds;
     steps_this_run += steps_per_epoch;
+    result.epoch_steps_per_s.push_back(seconds > 0 ? steps_per_epoch / seconds : 0);
 
     Checkpoint ck{fp, epoch + 1, step, seconds_before + seconds_this_run, net, m, v};
     save_checkpoint(checkpoint, ck);
@@ -173,7 +174,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
       const float rate = static_cast<float>(steps_this_run / seconds_this_run);
       progress({phase, epoch + 1, c.epochs, static_cast<float>(loss_sum / steps_per_epoch),
                 static_cast<float>(correct_sum) / static_cast<float>(steps_per_epoch * c.batch),
-                static_cast<float>(test_accuracy), rate,
+                static_cast<float>(test_accuracy), static_cast<float>(result.epoch_steps_per_s.back()), rate,
                 static_cast<float>((c.epochs - epoch - 1) * steps_per_epoch) / rate});
     }
   }

@@ -44,13 +44,17 @@ float weight_decay(const TrainConfig& c, long step, long total);
 struct EpochProgress {
   Phase phase;
   int epoch, epochs;
-  float loss, train_accuracy, test_accuracy, steps_per_s, eta_s;
+  float loss, train_accuracy, test_accuracy;
+  float steps_per_s;        // this epoch's
+  float run_steps_per_s;    // over the epochs trained in this run so far
+  float eta_s;
 };
 
 struct PhaseResult {
   bool ran = false;
   double test_accuracy = 0;
-  double steps_per_s = 0;
+  double steps_per_s = 0;                // over the epochs trained in this run
+  std::vector<double> epoch_steps_per_s;  // each epoch trained in this run
   double train_seconds = 0;
   long steps = 0;
   int epochs_resumed = 0;  // epochs restored from a checkpoint rather than trained in this run
