@@ -27,6 +27,7 @@ struct TrainOptions {
   std::string hidden = "256,256";
   std::string ste = "identity";
   std::string device = "auto";
+  std::string threads = "auto";
   bool resume = false;
   bool no_fp32 = false;
   training::TrainConfig config;
@@ -78,6 +79,8 @@ int run_train(const TrainOptions& o) {
   config.ste_clip = o.ste == "clipped";
   config.train_fp32 = !o.no_fp32;
   config.device = device.device == kernels::Device::Cuda ? training::TrainDevice::Cuda : training::TrainDevice::Cpu;
+  config.fit_threads = o.threads == "auto";
+  config.threads = config.fit_threads ? util::usable_cpus() : std::stoi(o.threads);
   const std::string device_name = device.device == kernels::Device::Cuda ? "cuda" : "cpu";
   const std::filesystem::path out = o.out.empty() ? std::filesystem::path("runs") / spec.name : std::filesystem::path(o.out);
   std::filesystem::create_directories(out);
@@ -92,13 +95,15 @@ int run_train(const TrainOptions& o) {
   const training::Dataset test = training::load_split(o.data, training::Split::Test, train.classes);
   std::cerr << "train: target " << spec.name << " (" << target::content_hash(spec) << "), data " << o.data << ": "
             << train.count << " train / " << test.count << " test images of " << train.rows << "x" << train.cols
-            << ", " << train.classes << " classes, " << config.threads << " threads\n";
+            << ", " << train.classes << " classes, " << config.threads << " threads"
+            << (config.fit_threads ? " at most (fewer while other processes hold CPUs)" : "") << "\n";
 
   auto progress = [](const training::EpochProgress& p) {
     char line[200];
-    std::snprintf(line, sizeof line, "%-4s epoch %2d/%-2d  loss %.4f  train %6.2f%%  test %6.2f%%  %6.0f steps/s  ETA %4.0fs\n",
+    std::snprintf(line, sizeof line,
+                  "%-4s epoch %2d/%-2d  loss %.4f  train %6.2f%%  test %6.2f%%  %6.0f steps/s  %d threads  ETA %4.0fs\n",
                   p.phase == training::Phase::Fp32 ? "fp32" : "qat", p.epoch, p.epochs, p.loss,
-                  100.0 * p.train_accuracy, 100.0 * p.test_accuracy, p.steps_per_s, p.eta_s);
+                  100.0 * p.train_accuracy, 100.0 * p.test_accuracy, p.steps_per_s, p.threads, p.eta_s);
     std::cerr << line << std::flush;
   };
   const training::TrainResult r = training::train(spec, config, train, test, out / "checkpoints", o.resume, progress);
@@ -171,10 +176,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(FiniteRange(0.0, 1.0));
   cmd->add_option("--seed", o->config.seed, "Random seed (initialisation and sample order)")
       ->capture_default_str()->check(Seed);
-  o->config.threads = util::usable_cpus();
-  cmd->add_option("--threads", o->config.threads,
-                  "CPU threads (default: the CPUs this process may use: affinity, cgroup quota, SLURM_CPUS_PER_TASK)")
-      ->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--threads", o->threads,
+                  "CPU threads: N, or auto (up to the CPUs this process may use, fewer while other processes hold them)")
+      ->capture_default_str()->check(CLI::IsMember({"auto"}) | CLI::Range(1, 1024));
   cmd->add_option("--ste", o->ste, "Weight straight-through estimator: identity, or clipped (zero where the quantizer clips)")
       ->capture_default_str()->check(CLI::IsMember({"identity", "clipped"}));
   cmd->add_option("--device", o->device, "Where training steps run: auto (a CUDA GPU when present), cpu, cuda")

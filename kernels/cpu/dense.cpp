@@ -5,6 +5,7 @@
 #include <xmmintrin.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
 
 #include <Eigen/Core>
@@ -25,28 +26,55 @@ void flush_denormals() {
 #endif
 }
 
+// The GEMMs share out fixed tiles of C, each computed by single-threaded Eigen, to the threads
+// dynamically. Every element is then summed the same way whatever the thread count (so the
+// count may follow the machine's load during a run without changing a bit), and a thread the OS
+// holds back delays one tile rather than a fixed share of the work.
+constexpr int kTileRows = 128, kTileCols = 128;
+
+template <typename Tile>
+void for_each_tile(int rows, int cols, int depth, Tile&& tile) {
+  const int across = (cols + kTileCols - 1) / kTileCols;
+  const int tiles = (rows + kTileRows - 1) / kTileRows * across;
+  const long flops = static_cast<long>(rows) * cols * depth;
+#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && flops > (1L << 18))
+  for (int t = 0; t < tiles; ++t) {
+    const int i0 = t / across * kTileRows, j0 = t % across * kTileCols;
+    tile(i0, std::min(kTileRows, rows - i0), j0, std::min(kTileCols, cols - j0));
+  }
+}
+
 }  // namespace
 
 void set_threads(int threads) {
   omp_set_num_threads(threads);
-  Eigen::setNbThreads(threads);
+  Eigen::setNbThreads(1);  // Eigen runs inside the tiles
   // Every thread of the pool the kernels run on; OpenMP keeps the pool's threads alive.
 #pragma omp parallel num_threads(threads)
   flush_denormals();
 }
 
-int threads() { return Eigen::nbThreads(); }
+int threads() { return omp_get_max_threads(); }
 
 void gemm_abt(const float* a, const float* b, int m, int n, int k, float* c) {
-  Map(c, m, n).noalias() = ConstMap(a, m, k) * ConstMap(b, n, k).transpose();
+  for_each_tile(m, n, k, [&](int i0, int rows, int j0, int cols) {
+    Map(c, m, n).block(i0, j0, rows, cols).noalias() =
+        ConstMap(a, m, k).middleRows(i0, rows) * ConstMap(b, n, k).middleRows(j0, cols).transpose();
+  });
 }
 
 void gemm_atb(const float* a, const float* b, int m, int n, int k, float* c) {
-  Map(c, n, k).noalias() = ConstMap(a, m, n).transpose() * ConstMap(b, m, k);
+  for_each_tile(n, k, m, [&](int i0, int rows, int j0, int cols) {
+    Map(c, n, k).block(i0, j0, rows, cols).noalias() =
+        ConstMap(a, m, n).middleCols(i0, rows).transpose() * ConstMap(b, m, k).middleCols(j0, cols);
+  });
 }
 
 void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c) {
-  Map(c, m, k).noalias() = ConstMap(a, m, n) * ConstMap(b, n, k);
+  for_each_tile(m, k, n, [&](int i0, int rows, int j0, int cols) {
+    Map(c, m, k).block(i0, j0, rows, cols).noalias() =
+        ConstMap(a, m, n).middleRows(i0, rows) * ConstMap(b, n, k).middleCols(j0, cols);
+  });
 }
 
 void adamw_step(float* __restrict w, const float* __restrict grad, float* __restrict m, float* __restrict v,

@@ -55,6 +55,7 @@ SharedTraining training_for(const SweepSpec& spec, const Point& p, const PointSe
   config.epochs = spec.training.epochs;
   config.seed = spec.training.seed;
   config.threads = s.threads;
+  config.fit_threads = true;  // the share of the CPUs is an upper bound: other jobs may hold some
   config.train_fp32 = false;
   const training::Dataset train = training::load_split(spec.training.data_dir, training::Split::Train);
   const training::Dataset test = training::load_split(spec.training.data_dir, training::Split::Test, train.classes);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -591,4 +592,42 @@ TEST(SetThreads, FlushesDenormalsInEveryThread) {
 #else
   GTEST_SKIP() << "flush-to-zero is set on x86 only";
 #endif
+}
+
+// The GEMMs share fixed tiles among the threads, so their results do not depend on the thread
+// count: the trainer may change the count mid-run (--threads auto) without changing a bit.
+TEST(DenseGemms, ResultsDoNotDependOnTheThreadCount) {
+  const std::uint32_t seed = 20261129;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int m = 300, n = 270, k = 333;  // several tiles each way, and partial ones
+  std::vector<float> a(static_cast<std::size_t>(m) * k), b(static_cast<std::size_t>(n) * k),
+      bt(static_cast<std::size_t>(m) * n), c(static_cast<std::size_t>(k) * n);
+  for (auto* v : {&a, &b, &bt, &c})
+    for (float& x : *v) x = u(rng);
+  auto run = [&](int threads) {
+    qathw::kernels::set_threads(threads);
+    std::vector<float> abt(static_cast<std::size_t>(m) * n), atb(static_cast<std::size_t>(n) * k),
+        ab(static_cast<std::size_t>(m) * k);
+    qathw::kernels::gemm_abt(a.data(), b.data(), m, n, k, abt.data());  // [m x k] [n x k]^T
+    qathw::kernels::gemm_atb(bt.data(), a.data(), m, n, k, atb.data());  // [m x n]^T [m x k]
+    qathw::kernels::gemm_ab(bt.data(), b.data(), m, n, k, ab.data());    // [m x n] [n x k]
+    return std::vector<std::vector<float>>{abt, atb, ab};
+  };
+  const auto one = run(1);
+  for (int threads : {2, 3, 7}) {
+    const auto many = run(threads);
+    for (std::size_t g = 0; g < one.size(); ++g)
+      EXPECT_EQ(0, std::memcmp(one[g].data(), many[g].data(), one[g].size() * sizeof(float)))
+          << "GEMM " << g << " differs at " << threads << " threads (seed " << seed << ")";
+  }
+  qathw::kernels::set_threads(1);
+  // And they compute the product: one element of each against a double-precision sum.
+  double abt = 0, atb = 0, ab = 0;
+  for (int i = 0; i < k; ++i) abt += static_cast<double>(a[5 * k + i]) * b[7 * k + i];
+  for (int i = 0; i < m; ++i) atb += static_cast<double>(bt[i * n + 9]) * a[i * k + 11];
+  for (int i = 0; i < n; ++i) ab += static_cast<double>(bt[13 * n + i]) * b[i * k + 17];
+  EXPECT_NEAR(one[0][5 * n + 7], abt, 1e-3);
+  EXPECT_NEAR(one[1][9 * k + 11], atb, 1e-3);
+  EXPECT_NEAR(one[2][13 * k + 17], ab, 1e-3);
 }

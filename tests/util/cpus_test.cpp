@@ -58,5 +58,59 @@ TEST(UsableCpus, AtMostTheAffinityMaskAndSlurmsShare) {
   unsetenv("SLURM_CPUS_PER_TASK");
 }
 
+// A sample `seconds` after `t`: the machine idle for `idle` CPUs and this process using `own`.
+CpuSample after(const CpuSample& t, double seconds, double idle, double own) {
+  CpuSample s = t;
+  s.wall_s += seconds;
+  s.machine_idle_s += idle * seconds;
+  s.own_cpu_s += own * seconds;
+  return s;
+}
+
+TEST(ThreadFit, DropsToTheCpusItGetsOnABusyMachineAndClimbsBackWhenCpusIdle) {
+  ThreadFit fit(2);
+  CpuSample t{100, 0, 0, true};
+  EXPECT_EQ(fit.threads(), 2);
+  // Alone: both CPUs busy with its own two threads.
+  CpuSample next = after(t, 1, 0.0, 1.9);
+  EXPECT_EQ(fit.update(t, next), 2);
+  // Another CPU-bound process: no idle CPU, and this process gets 1.3 CPUs of its 2 threads.
+  t = next, next = after(t, 1, 0.0, 1.3);
+  EXPECT_EQ(fit.update(t, next), 1);
+  // Still busy: one thread gets its CPU; stays.
+  t = next, next = after(t, 1, 0.0, 1.0);
+  EXPECT_EQ(fit.update(t, next), 1);
+  // The other process ended: a CPU idles; one more thread.
+  t = next, next = after(t, 1, 1.0, 1.0);
+  EXPECT_EQ(fit.update(t, next), 2);
+  // Never above its bound.
+  t = next, next = after(t, 1, 1.0, 1.0);
+  EXPECT_EQ(fit.update(t, next), 2);
+}
+
+TEST(ThreadFit, KeepsItsThreadsWhenItsOwnSerialWorkLeavesCpusIdle) {
+  ThreadFit fit(4);
+  const CpuSample t{0, 0, 0, true};
+  EXPECT_EQ(fit.update(t, after(t, 1, 1.5, 2.5)), 4);  // CPUs idle: not contention
+}
+
+TEST(ThreadFit, OnSixteenCpusWithFourTakenFitsTwelve) {
+  ThreadFit fit(16);
+  const CpuSample t{0, 0, 0, true};
+  EXPECT_EQ(fit.update(t, after(t, 1, 0.1, 11.9)), 12);
+}
+
+TEST(ThreadFit, WithoutProcStatItKeepsTheCount) {
+  ThreadFit fit(2);
+  const CpuSample t{0, 0, 0, false};
+  EXPECT_EQ(fit.update(t, after(t, 1, 0, 0.5)), 2);
+}
+
+TEST(SampleCpu, ReadsThisMachine) {
+  const CpuSample s = sample_cpu();
+  EXPECT_TRUE(s.valid);
+  EXPECT_GT(s.machine_idle_s, 0);
+}
+
 }  // namespace
 }  // namespace qathw::util

@@ -10,6 +10,7 @@
 
 #include "qathw/kernels/dense.h"
 #include "qathw/training/checkpoint.h"
+#include "qathw/util/cpus.h"
 
 #if QATHW_HAVE_CUDA
 #include "cuda_trainer.h"
@@ -20,8 +21,8 @@ namespace qathw::training {
 nlohmann::json to_json(const TrainConfig& c) {
   return {{"hidden", c.hidden},         {"epochs", c.epochs},   {"batch", c.batch},
           {"lr", c.lr},                 {"weight_decay", c.weight_decay}, {"warmup_frac", c.warmup_frac},
-          {"seed", c.seed},             {"threads", c.threads}, {"ste", c.ste_clip ? "clipped" : "identity"},
-          {"train_fp32", c.train_fp32}};
+          {"seed", c.seed},             {"threads", c.threads}, {"fit_threads", c.fit_threads},
+          {"ste", c.ste_clip ? "clipped" : "identity"}, {"train_fp32", c.train_fp32}};
 }
 
 float learning_rate(const TrainConfig& c, long step, long total) {
@@ -41,13 +42,33 @@ constexpr int kEvalBatch = 500;
 
 std::string fingerprint(Phase phase, const target::TargetSpec& target, const TrainConfig& c, const Dataset& train) {
   nlohmann::json j = to_json(c);
-  j.erase("threads");  // results are deterministic per thread count, but a resume may use another
+  j.erase("threads");  // results do not depend on the thread count
+  j.erase("fit_threads");
   j.erase("train_fp32");
   j["phase"] = phase == Phase::Fp32 ? "fp32" : "qat";
   j["target"] = phase == Phase::Fp32 ? "" : target::content_hash(target);
   j["data"] = {{"count", train.count}, {"features", train.features}, {"classes", train.classes}};
   return j.dump();
 }
+
+// Host threads that follow the machine's load: a new count from each second's CPU sample.
+class FittedThreads {
+ public:
+  explicit FittedThreads(int most) : fit_(most), last_(util::sample_cpu()) {}
+  void step() {
+    if (Clock::now() - last_time_ < std::chrono::seconds(1)) return;
+    last_time_ = Clock::now();
+    const util::CpuSample now = util::sample_cpu();
+    const int before = fit_.threads();
+    if (fit_.update(last_, now) != before) kernels::set_threads(fit_.threads());
+    last_ = now;
+  }
+
+ private:
+  util::ThreadFit fit_;
+  util::CpuSample last_;
+  Clock::time_point last_time_ = Clock::now();
+};
 
 // The sample order of an epoch: a permutation seeded by (seed, epoch), so a resumed run
 // reproduces it without saved generator state.
@@ -103,6 +124,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   std::vector<std::vector<float>> grads;
   double seconds_this_run = 0;
   long steps_this_run = 0;
+  FittedThreads fit(c.threads);
 
 #if QATHW_HAVE_CUDA
   std::unique_ptr<CudaTrainer> gpu;
@@ -136,6 +158,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
 #endif
     const long host_steps = c.device == TrainDevice::Cpu ? steps_per_epoch : 0;  // else the GPU ran them
     for (long s = 0; s < host_steps; ++s, ++step) {
+      if (c.fit_threads) fit.step();
       for (int b = 0; b < c.batch; ++b) {
         const std::uint32_t i = order[static_cast<std::size_t>(s) * c.batch + b];
         std::copy_n(train.pixels.data() + i * features, features, pixels.data() + b * features);
@@ -175,7 +198,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
       progress({phase, epoch + 1, c.epochs, static_cast<float>(loss_sum / steps_per_epoch),
                 static_cast<float>(correct_sum) / static_cast<float>(steps_per_epoch * c.batch),
                 static_cast<float>(test_accuracy), static_cast<float>(result.epoch_steps_per_s.back()), rate,
-                static_cast<float>((c.epochs - epoch - 1) * steps_per_epoch) / rate});
+                static_cast<float>((c.epochs - epoch - 1) * steps_per_epoch) / rate, kernels::threads()});
     }
   }
   if (start_epoch == c.epochs)  // everything restored: evaluate the final weights

@@ -1,8 +1,11 @@
 #include "qathw/util/cpus.h"
 
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -80,6 +83,37 @@ int usable_cpus() {
     cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(*quota))));
   if (const auto slurm = positive_count(std::getenv("SLURM_CPUS_PER_TASK"))) cpus = std::min(cpus, *slurm);
   return cpus;
+}
+
+CpuSample sample_cpu() {
+  CpuSample s;
+  s.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  rusage self{};
+  if (getrusage(RUSAGE_SELF, &self) == 0)
+    s.own_cpu_s = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
+                  1e-6 * static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec);
+  // "cpu  user nice system idle iowait ...", in clock ticks.
+  std::ifstream stat("/proc/stat");
+  std::string label;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (stat >> label >> user >> nice >> system >> idle >> iowait && label == "cpu" && ticks > 0) {
+    s.machine_idle_s = (idle + iowait) / ticks;
+    s.valid = true;
+  }
+  return s;
+}
+
+int ThreadFit::update(const CpuSample& before, const CpuSample& after) {
+  const double wall = after.wall_s - before.wall_s;
+  if (!before.valid || !after.valid || wall <= 0) return threads_;
+  const double idle_cpus = (after.machine_idle_s - before.machine_idle_s) / wall;
+  const double own_cpus = (after.own_cpu_s - before.own_cpu_s) / wall;
+  if (threads_ > 1 && idle_cpus < 0.5 && own_cpus < 0.75 * threads_)
+    threads_ = std::clamp(static_cast<int>(own_cpus + 0.25), 1, threads_ - 1);
+  else if (threads_ < most_ && idle_cpus >= 0.75)
+    ++threads_;
+  return threads_;
 }
 
 }  // namespace qathw::util

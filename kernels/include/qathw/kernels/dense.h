@@ -10,7 +10,7 @@
 
 namespace qathw::kernels {
 
-// Threads used by the host kernels (Eigen and OpenMP); results are deterministic for a given count.
+// Threads used by the host kernels (OpenMP); results do not depend on the count.
 // Sets flush-to-zero and denormals-are-zero in the calling thread and in each of the pool's
 // (denormal arithmetic is slow on x86; training needs no values that small).
 void set_threads(int threads);

@@ -28,6 +28,9 @@ struct TrainConfig {
   float warmup_frac = 0.05f;   // linear warm-up, then cosine decay to 0
   std::uint64_t seed = 1;
   int threads = 2;
+  // The count follows the machine between 1 and `threads` (util::ThreadFit): results do not
+  // depend on it, so only the speed changes.
+  bool fit_threads = false;
   bool ste_clip = false;  // zero weight gradients where the weight quantizer clips
   bool train_fp32 = true;  // the FP32 twin (and so PTQ)
   TrainDevice device = TrainDevice::Cpu;  // not part of to_json: a run's settings, not its result
@@ -48,6 +51,7 @@ struct EpochProgress {
   float steps_per_s;        // this epoch's
   float run_steps_per_s;    // over the epochs trained in this run so far
   float eta_s;
+  int threads;              // host threads at the end of the epoch
 };
 
 struct PhaseResult {
