@@ -1,6 +1,6 @@
 // Time of each part of one training step of the default MLP (784-256-256-10, batch 256) on
 // random data: where a QAT step spends its time, against the FP32 step beside it.
-// Usage: train_step_bench [target] [threads] [steps]
+// Usage: train_step_bench [target name or .toml] [threads] [steps]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   const std::string name = argc > 1 ? argv[1] : "ternary-asic";
   const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
   const int reps = argc > 3 ? std::atoi(argv[3]) : 30;
-  const target::TargetSpec spec = target::builtin_target(name);
+  const target::TargetSpec spec = target::resolve_target(name);  // a built-in name or a .toml file
   kernels::set_threads(threads);
   const int batch = 256;
   training::Mlp net = training::make_mlp(784, {256, 256}, 10, 1);

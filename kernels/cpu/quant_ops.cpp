@@ -1,11 +1,21 @@
 #include "qathw/kernels/quant_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
+
 namespace qathw::kernels {
+namespace {
+
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMajorMap = Eigen::Map<RowMajor>;
+using ConstRowMajorMap = Eigen::Map<const RowMajor>;
+
+}  // namespace
 
 float quantize_weights(const float* w, int out, int in, const arith::Format& f, float* codes, float* scales,
                        float* dequantized, float* ste_mask, arith::FixedPoint* requant) {
@@ -115,14 +125,76 @@ bool int8_accumulation_exact(int in, const arith::Format& f) {
   return f.act_bits <= 8 && arith::dot_abs_bound(in, f) < (std::int64_t{1} << 31) && arith::accumulation_order_free(in, f);
 }
 
-void accumulate_exact(const float* codes_row, const float* weight_codes, int out, int in, int lanes,
-                      const arith::Format& f, std::int64_t* acc_row) {
-  std::vector<std::int32_t> x(codes_row, codes_row + in);
-  std::vector<std::int32_t> w(static_cast<std::size_t>(in));
-  for (int n = 0; n < out; ++n) {
-    const float* wr = weight_codes + static_cast<std::size_t>(n) * in;
-    std::copy(wr, wr + in, w.begin());
-    acc_row[n] = arith::dot(x.data(), w.data(), in, lanes, f);
+int float_exact_terms(const arith::Format& f) {
+  const std::int64_t product = arith::dot_abs_bound(1, f);
+  return static_cast<int>(std::max<std::int64_t>(1, ((std::int64_t{1} << 24) / std::max<std::int64_t>(1, product))));
+}
+
+void accumulate_exact(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
+                      const arith::Format& f, std::int64_t* acc) {
+  const bool order_free = arith::accumulation_order_free(in, f);
+  const int chunk = order_free ? in : std::max(1, lanes);
+  const std::int64_t wmax = arith::weight_qmax(f.weights), float_exact = std::int64_t{1} << 24;
+  const std::int64_t acc_max = arith::signed_max(f.acc_bits);
+  // Weights transposed ([in x out]): the inner loops run over output channels, contiguous.
+  std::vector<float> wt(static_cast<std::size_t>(in) * out);
+  for (int n = 0; n < out; ++n)
+    for (int k = 0; k < in; ++k) wt[static_cast<std::size_t>(k) * out + n] = weight_codes[static_cast<std::size_t>(n) * in + k];
+  // Tokens in blocks, each block's pieces one single-threaded GEMM; blocks are independent (any
+  // thread count gives the same integers).
+  constexpr int kBlock = 64;
+  const int blocks = (rows + kBlock - 1) / kBlock;
+  const long work = static_cast<long>(rows) * out * in;
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1 && work > (1L << 18))
+  for (int blk = 0; blk < blocks; ++blk) {
+    const int r0 = blk * kBlock, count = std::min(kBlock, rows - r0);
+    const std::size_t size = static_cast<std::size_t>(count) * out;
+    std::vector<float> part(size);
+    std::vector<std::int64_t> sum(size);
+    // abs_prefix[r][k]: sum of |x| over the row's first k codes, which bounds any partial sum.
+    std::vector<std::int64_t> abs_prefix(static_cast<std::size_t>(count) * (in + 1), 0);
+    for (int r = 0; r < count; ++r)
+      for (int k = 0; k < in; ++k) {
+        const std::size_t at = static_cast<std::size_t>(r) * (in + 1) + k;
+        abs_prefix[at + 1] =
+            abs_prefix[at] + static_cast<std::int64_t>(std::fabs(codes[static_cast<std::size_t>(r0 + r) * in + k]));
+      }
+    auto bound = [&](int from, int to) {  // most |partial sum| of codes [from, to) in the block
+      std::int64_t most = 0;
+      for (int r = 0; r < count; ++r) {
+        const std::int64_t* p = abs_prefix.data() + static_cast<std::size_t>(r) * (in + 1);
+        most = std::max(most, (p[to] - p[from]) * wmax);
+      }
+      return most;
+    };
+    std::int64_t* a = acc + static_cast<std::size_t>(r0) * out;
+    std::fill(a, a + size, 0);
+    std::int64_t acc_abs = 0;  // most |accumulator| in the block so far
+    for (int base = 0; base < in;) {
+      // The longest run of whole chunks from `base` in which no accumulator of the block can
+      // saturate: there, the chunks' partial sums accumulate exactly, so one sum of the run gives
+      // what arith::dot's chunk-by-chunk accumulation gives. Without such a run: one chunk.
+      int end = std::min(in, base + chunk);
+      bool exact_run = f.overflow == arith::Overflow::Saturate && acc_abs + bound(base, end) <= acc_max;
+      while (exact_run && end < in && acc_abs + bound(base, std::min(in, end + chunk)) <= acc_max) end = std::min(in, end + chunk);
+      // The run (or chunk) in pieces whose float sums are exact.
+      std::fill(sum.begin(), sum.end(), 0);
+      for (int p0 = base; p0 < end;) {
+        int p1 = p0 + 1;
+        while (p1 < end && bound(p0, p1 + 1) < float_exact) ++p1;
+        RowMajorMap(part.data(), count, out).noalias() =
+            ConstRowMajorMap(codes + static_cast<std::size_t>(r0) * in, count, in).middleCols(p0, p1 - p0) *
+            ConstRowMajorMap(wt.data(), in, out).middleRows(p0, p1 - p0);
+        for (std::size_t i = 0; i < size; ++i) sum[i] += static_cast<std::int64_t>(part[i]);
+        p0 = p1;
+      }
+      // The partial sum enters the accumulator under the overflow rule (a no-op inside a run).
+      for (std::size_t i = 0; i < size; ++i) {
+        a[i] = arith::accumulate(a[i], sum[i], f);
+        acc_abs = std::max(acc_abs, a[i] < 0 ? -a[i] : a[i]);
+      }
+      base = end;
+    }
   }
 }
 

@@ -372,9 +372,7 @@ TEST_P(KernelTable, AccumulateExact) {
   const Format f = format_of(c);
   const std::vector<float> x = act_codes(c.rows, c.in), w = weight_codes(c.out, c.in);
   std::vector<std::int64_t> acc(static_cast<std::size_t>(c.rows) * c.out);
-  for (int b = 0; b < c.rows; ++b)
-    accumulate_exact(x.data() + static_cast<std::size_t>(b) * c.in, w.data(), c.out, c.in, c.lanes, f,
-                     acc.data() + static_cast<std::size_t>(b) * c.out);
+  accumulate_exact(x.data(), w.data(), c.rows, c.out, c.in, c.lanes, f, acc.data());
   DeviceArray<float> dx, dw;
   dx.assign(x);
   dw.assign(w);

@@ -631,3 +631,51 @@ TEST(DenseGemms, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_NEAR(one[1][9 * k + 11], atb, 1e-3);
   EXPECT_NEAR(one[2][13 * k + 17], ab, 1e-3);
 }
+
+// The vectorised accumulation equals arith::dot, the array's rule, for every kind of format:
+// saturating accumulators that do saturate (rows of one sign), wrapping ones, activations up to
+// 16 bits (partial sums beyond float's 2^24, formed in exact pieces), any adder-tree width.
+TEST(AccumulateExact, EqualsTheArraysChunkedDotProduct) {
+  const std::uint64_t seed = 1129;
+  std::mt19937_64 rng(seed);
+  const int rows = 11, out = 37, in = 300;
+  for (const auto weights : {qathw::arith::WeightFormat::Ternary, qathw::arith::WeightFormat::Int4})
+    for (int act_bits : {8, 12, 16})
+      for (int acc_bits : {10, 16, 24, 32})
+        for (const auto overflow : {qathw::arith::Overflow::Saturate, qathw::arith::Overflow::Wrap})
+          for (int lanes : {1, 3, 16, 64, 200}) {
+            qathw::arith::Format f;
+            f.weights = weights;
+            f.act_bits = act_bits;
+            f.acc_bits = acc_bits;
+            f.overflow = overflow;
+            const std::int64_t qa = qathw::arith::act_qmax(act_bits), qw = qathw::arith::weight_qmax(weights);
+            std::vector<float> x(static_cast<std::size_t>(rows) * in), w(static_cast<std::size_t>(out) * in);
+            for (std::size_t i = 0; i < x.size(); ++i)
+              x[i] = static_cast<float>(i % 5 == 0 ? 0 : static_cast<std::int64_t>(rng() % (2 * qa + 1)) - qa);
+            for (int n = 0; n < out; ++n)
+              for (int k = 0; k < in; ++k) {
+                std::int64_t v = static_cast<std::int64_t>(rng() % (2 * qw + 1)) - qw;
+                if (n % 3 == 0) v = qw;                   // with row 0's all-positive codes: saturates
+                if (n % 3 == 1 && k >= in / 2) v = -qw;  // then back
+                w[static_cast<std::size_t>(n) * in + k] = static_cast<float>(v);
+              }
+            for (int k = 0; k < in; ++k) x[k] = static_cast<float>(qa);
+            std::vector<std::int64_t> acc(static_cast<std::size_t>(rows) * out);
+            qathw::kernels::accumulate_exact(x.data(), w.data(), rows, out, in, lanes, f, acc.data());
+            std::vector<std::int64_t> xi(in), wi(in);
+            for (int r = 0; r < rows; ++r)
+              for (int n = 0; n < out; ++n) {
+                for (int k = 0; k < in; ++k) {
+                  xi[k] = static_cast<std::int64_t>(x[static_cast<std::size_t>(r) * in + k]);
+                  wi[k] = static_cast<std::int64_t>(w[static_cast<std::size_t>(n) * in + k]);
+                }
+                const std::int64_t want = qathw::arith::dot(xi.data(), wi.data(), in, lanes, f);
+                ASSERT_EQ(acc[static_cast<std::size_t>(r) * out + n], want)
+                    << "row " << r << " channel " << n << ", act " << act_bits << " bits, acc " << acc_bits
+                    << " bits, " << (overflow == qathw::arith::Overflow::Saturate ? "saturate" : "wrap") << ", lanes "
+                    << lanes << ", " << (weights == qathw::arith::WeightFormat::Ternary ? "ternary" : "int4")
+                    << " (seed " << seed << ")";
+              }
+          }
+}

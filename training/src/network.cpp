@@ -124,9 +124,8 @@ void forward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, con
                                     act.z[l].data());
     } else {
       act.acc_exact.resize(outputs);
-      for (int b = 0; b < batch; ++b)
-        kernels::accumulate_exact(act.inputs[l].data() + static_cast<std::size_t>(b) * layer.in, ql.codes.data(),
-                                  layer.out, layer.in, lanes, f, act.acc_exact.data() + static_cast<std::size_t>(b) * layer.out);
+      kernels::accumulate_exact(act.inputs[l].data(), ql.codes.data(), batch, layer.out, layer.in, lanes, f,
+                                act.acc_exact.data());
       kernels::accumulator_epilogue(act.acc_exact.data(), batch, layer.out, ql.requant.data(), layer.relu, f,
                                     act.z[l].data());
     }

@@ -42,9 +42,16 @@ bool float_accumulation_exact(int in, const arith::Format& f);
 // The same for an int32 GEMM on int8 codes: codes fit bytes and no sum reaches 2^31.
 bool int8_accumulation_exact(int in, const arith::Format& f);
 
-// Recomputes one token's accumulators with the array's exact chunked accumulation (arith::dot),
-// for layers where float_accumulation_exact is false. lanes: the array's adder-tree width.
-void accumulate_exact(const float* codes_row, const float* weight_codes, int out, int in, int lanes,
-                      const arith::Format& f, std::int64_t* acc_row);
+// The accumulators of `rows` tokens as the array forms them (arith::dot: the adder tree's partial
+// sum of each `lanes` products, accumulated under the overflow rule), for layers where
+// float_accumulation_exact is false: a saturating accumulator that can saturate, or codes too
+// wide for float or int8 GEMMs. Vectorised over output channels: each partial sum is formed in
+// float in pieces no larger than float_exact_terms (so exactly), then accumulated in int64 with
+// arith::accumulate. Order-free formats take one chunk of the whole row.
+void accumulate_exact(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
+                      const arith::Format& f, std::int64_t* acc);
+
+// How many code products a float sum holds exactly: every partial sum stays below 2^24.
+int float_exact_terms(const arith::Format& f);
 
 }  // namespace qathw::kernels
