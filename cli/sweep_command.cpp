@@ -2,8 +2,6 @@
 // and verified, in worker processes on this machine or as a Slurm job array; results in SQLite,
 // resumable after any interruption; a report with the Pareto front.
 // qat-hw sweep status DB, qat-hw sweep report DB, qat-hw sweep-point (one point; what workers run).
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,7 +65,6 @@ fs::path point_lock_for(const fs::path& db, const sweep::Point& p) {
   return sweep::work_dir_for(db) / "locks" / (p.hash + ".lock");
 }
 
-std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
 std::string format_seconds(double s) {
   char buf[32];
@@ -111,25 +108,6 @@ std::vector<std::size_t> pending_points(const std::vector<sweep::Point>& points,
   return first;
 }
 
-// A worker process running one point; it dies with this process (kill -9 included).
-pid_t start_worker(const std::vector<std::string>& argv, const fs::path& log) {
-  const pid_t parent = ::getpid();
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("cannot start a worker process");
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) _exit(1);
-    std::FILE* out = std::freopen(log.c_str(), "w", stdout);
-    if (!out || dup2(fileno(stdout), STDERR_FILENO) < 0) _exit(127);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 struct Progress {
   std::size_t total, finished = 0;
   Clock::time_point start = Clock::now();
@@ -147,7 +125,7 @@ struct Progress {
 };
 
 std::vector<std::string> point_argv(const SweepOptions& o, const fs::path& db, const std::string& index, int threads) {
-  std::vector<std::string> argv = {self_exe(), "sweep-point", fs::absolute(o.spec).string(), "--db",
+  std::vector<std::string> argv = {util::self_executable().string(), "sweep-point", fs::absolute(o.spec).string(), "--db",
                                    fs::absolute(db).string(), "--index", index,
                                    "--threads", std::to_string(threads)};
   if (!o.cache.empty()) argv.insert(argv.end(), {"--cache", fs::absolute(o.cache).string()});
@@ -170,7 +148,7 @@ void run_local(const SweepOptions& o, const std::vector<sweep::Point>& points, c
   while (next < todo.size() || !running.empty()) {
     while (next < todo.size() && static_cast<int>(running.size()) < jobs) {
       const std::size_t i = todo[next++];
-      running[start_worker(point_argv(o, db_path, std::to_string(i), threads), logs / (points[i].hash + ".log"))] = i;
+      running[util::start_worker(point_argv(o, db_path, std::to_string(i), threads), logs / (points[i].hash + ".log"))] = i;
     }
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, 0);

@@ -21,4 +21,15 @@ ProgramRun run_program(const std::vector<std::string>& argv, const std::filesyst
 // Whether `name` is an executable on PATH.
 bool program_available(const std::string& name);
 
+// Starts argv[0] (a path) as a worker process with stdout and stderr to `log`, and returns its
+// pid; the caller waits for it. The worker is killed when this process ends, however it ends
+// (kill -9 included), so no worker outlives an interrupted run.
+int start_worker(const std::vector<std::string>& argv, const std::filesystem::path& log);
+
+// The path of this program (/proc/self/exe), to start workers of it.
+std::filesystem::path self_executable();
+
+// The exit status of a finished child as run_program reports it (128+N on signal N).
+int exit_status(int wait_status);
+
 }  // namespace qathw::util
