@@ -277,10 +277,8 @@ Graph read_layers_v1(const Manifest& m, const nlohmann::json& j, const Bundle& b
     // `index`, written by version 1, is the layer's position.
     if (layers[l].contains("index")) m.integer(layers[l], "index", field + ".index", static_cast<std::int64_t>(l),
                                                static_cast<std::int64_t>(l));
+    // `in` is the features before the layer: the input's, then the previous layer's `out`.
     params.push_back(read_linear(m, layers[l], field, blob, blob_file, b.target.format, {expected_in, std::nullopt}));
-    if (params.back().in != expected_in)
-      m.fail(field + ".in", std::to_string(params.back().in) + " does not match the " + std::to_string(expected_in) +
-                                " outputs before it");
     relu.push_back(m.boolean(layers[l], "relu", field + ".relu"));
     expected_in = params.back().out;
   }
