@@ -179,22 +179,13 @@ constexpr std::int64_t kMaxWidth = std::int64_t{1} << 26;
 // Most bytes of manifest.json read.
 constexpr std::uint64_t kManifestLimit = std::uint64_t{16} << 20;
 
-// Most bytes of the weights file read: what the manifest's linear ops can hold at most (each op
-// at most kMaxWidth bytes), counted from its op list ("ops", or "layers" in version 1) before the
-// ops are checked; every offset and size is checked against the file afterwards. Without an op
-// list (an error reported with its field once the ops are read), read_file's default.
-std::uint64_t weights_limit(const nlohmann::json& manifest) {
-  std::uint64_t ops = 0;
-  bool listed = false;
-  for (const char* key : {"ops", "layers"}) {
-    const auto it = manifest.find(key);
-    if (it != manifest.end() && it->is_array()) {
-      ops += it->size();
-      listed = true;
-    }
-  }
-  return listed ? ops * static_cast<std::uint64_t>(kMaxWidth) : util::kDefaultReadLimit;
-}
+// Where a linear op's packed codes lie in the weights file, as its manifest entry declares; the
+// file is read once the whole manifest is checked, no further than these blocks reach.
+struct WeightBlock {
+  std::string field;  // the op's manifest field, "ops[4]"
+  std::uint64_t offset = 0, bytes = 0;
+  std::uint32_t crc = 0;
+};
 
 // The features a linear op's input or output tensor declares, when the manifest names one; `in`
 // and `out` are checked against them first, so that a wrong width is blamed on its own field.
@@ -202,9 +193,10 @@ struct LinearShape {
   std::optional<std::int64_t> in, out;
 };
 
-// A linear op's parameters from its manifest object (`field` names it) and the weights blob.
-LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::string& field, const std::string& blob,
-                         const std::string& blob_file, const arith::Format& f, const LinearShape& shape) {
+// A linear op's parameters from its manifest object (`field` names it), but for its packed codes:
+// `blocks` receives where they lie.
+LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::string& field, const arith::Format& f,
+                         const LinearShape& shape, std::vector<WeightBlock>& blocks) {
   LinearParams p;
   p.format = f.weights;
   p.in = static_cast<int>(m.integer(j, "in", field + ".in", 1, kMaxWidth));
@@ -229,23 +221,7 @@ LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::
   if (bytes != arith::packed_bytes(count, p.format))
     m.fail(field + ".weights.bytes", std::to_string(bytes) + " does not match in x out (" +
                                          std::to_string(arith::packed_bytes(count, p.format)) + " bytes)");
-  if (offset > blob.size() || bytes > blob.size() - offset)
-    throw BundleError(blob_file + ": truncated: field '" + field + ".weights' places " + std::to_string(bytes) +
-                      " bytes at offset " + std::to_string(offset) + ", beyond the file's " +
-                      std::to_string(blob.size()) + " bytes");
-  const auto* data = reinterpret_cast<const std::uint8_t*>(blob.data()) + offset;
-  p.packed.assign(data, data + bytes);
-  if (crc32_of(p.packed.data(), p.packed.size()) != crc)
-    throw BundleError(blob_file + ": checksum mismatch in " + field + " (corrupt weights)");
-  // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are in the weights file.
-  const int qmax = arith::weight_qmax(p.format);
-  for (std::size_t k = 0; k < count; ++k) {
-    const int c = arith::load_code(p.packed.data(), k, p.format);
-    if (c < -qmax || c > qmax)
-      throw BundleError(blob_file + ": field '" + field + ".weights': invalid weight code " + std::to_string(c) +
-                        " at index " + std::to_string(k) + " (" + std::string(target::to_string(p.format)) +
-                        " codes lie in [-" + std::to_string(qmax) + ", " + std::to_string(qmax) + "])");
-  }
+  blocks.push_back({field, offset, bytes, crc});
   const nlohmann::json& requant = m.array(j, "requant", field + ".requant");
   if (requant.size() != static_cast<std::size_t>(p.out))
     m.fail(field + ".requant", "has " + std::to_string(requant.size()) + " pairs; needs one per output channel (" +
@@ -263,9 +239,39 @@ LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::
   return p;
 }
 
+// Each linear op's packed codes from the weights file `blob` (named `blob_file`), where `blocks`
+// (one per linear op, in op order) place them: in the file, matching their CRC-32, valid codes.
+void read_weights(Graph& g, const std::vector<WeightBlock>& blocks, const std::string& blob,
+                  const std::string& blob_file) {
+  std::size_t next = 0;
+  for (Op& op : g.ops) {
+    if (op.type != OpType::Linear) continue;
+    const WeightBlock& w = blocks.at(next++);
+    LinearParams& p = op.linear;
+    if (w.offset > blob.size() || w.bytes > blob.size() - w.offset)
+      throw BundleError(blob_file + ": truncated: field '" + w.field + ".weights' places " + std::to_string(w.bytes) +
+                        " bytes at offset " + std::to_string(w.offset) + ", beyond the file's " +
+                        std::to_string(blob.size()) + " bytes");
+    const auto* data = reinterpret_cast<const std::uint8_t*>(blob.data()) + w.offset;
+    p.packed.assign(data, data + w.bytes);
+    if (crc32_of(p.packed.data(), p.packed.size()) != w.crc)
+      throw BundleError(blob_file + ": checksum mismatch in " + w.field + " (corrupt weights)");
+    // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are in the weights file.
+    const int qmax = arith::weight_qmax(p.format);
+    const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
+    for (std::size_t k = 0; k < count; ++k) {
+      const int c = arith::load_code(p.packed.data(), k, p.format);
+      if (c < -qmax || c > qmax)
+        throw BundleError(blob_file + ": field '" + w.field + ".weights': invalid weight code " + std::to_string(c) +
+                          " at index " + std::to_string(k) + " (" + std::string(target::to_string(p.format)) +
+                          " codes lie in [-" + std::to_string(qmax) + ", " + std::to_string(qmax) + "])");
+    }
+  }
+}
+
 // Version 1: a chain of layers {in, out, relu, weights, requant}, each quantize -> linear [-> relu].
-Graph read_layers_v1(const Manifest& m, const nlohmann::json& j, const Bundle& b, const std::string& blob,
-                     const std::string& blob_file) {
+Graph read_layers_v1(const Manifest& m, const nlohmann::json& j, const Bundle& b,
+                     std::vector<WeightBlock>& blocks) {
   const nlohmann::json& layers = m.array(j, "layers", "layers");
   std::vector<LinearParams> params;
   std::vector<bool> relu;
@@ -278,15 +284,14 @@ Graph read_layers_v1(const Manifest& m, const nlohmann::json& j, const Bundle& b
     if (layers[l].contains("index")) m.integer(layers[l], "index", field + ".index", static_cast<std::int64_t>(l),
                                                static_cast<std::int64_t>(l));
     // `in` is the features before the layer: the input's, then the previous layer's `out`.
-    params.push_back(read_linear(m, layers[l], field, blob, blob_file, b.target.format, {expected_in, std::nullopt}));
+    params.push_back(read_linear(m, layers[l], field, b.target.format, {expected_in, std::nullopt}, blocks));
     relu.push_back(m.boolean(layers[l], "relu", field + ".relu"));
     expected_in = params.back().out;
   }
   return mlp_graph(b.rows * b.cols, std::move(params), relu);
 }
 
-Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b, const std::string& blob,
-                    const std::string& blob_file) {
+Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b, std::vector<WeightBlock>& blocks) {
   Graph g;
   const nlohmann::json& tensors = m.array(j, "tensors", "tensors");
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -327,7 +332,7 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
       LinearShape shape;
       if (const auto x = g.find_tensor(op.input)) shape.in = g.tensors[*x].features;
       if (const auto y = g.find_tensor(op.output)) shape.out = g.tensors[*y].features;
-      op.linear = read_linear(m, ops[i], field, blob, blob_file, b.target.format, shape);
+      op.linear = read_linear(m, ops[i], field, b.target.format, shape, blocks);
     }
     g.ops.push_back(std::move(op));
   }
@@ -410,23 +415,28 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
   const std::filesystem::path resolved = std::filesystem::weakly_canonical(path / weights_rel, ec);
   if (!ec && resolved.parent_path() != std::filesystem::weakly_canonical(path, ec))
     m.fail("weights_file", "'" + weights_name + "' leads outside the bundle directory (to " + resolved.string() + ")");
-  // The op list bounds the weights file's size (weights_limit): an empty one is refused first.
   const char* op_list = version == 1 ? "layers" : "ops";
   if (m.array(j, op_list, op_list).empty()) m.fail(op_list, "empty: the graph needs at least one op");
+  std::vector<WeightBlock> blocks;
+  b.graph = version == 1 ? read_layers_v1(m, j, b, blocks) : read_graph_v2(m, j, b, blocks);
+  // The weight blocks are the whole file: bytes after the last one are not part of any op. The
+  // file is read no further than the blocks reach (a huge file is refused before it is read).
+  std::uint64_t used = 0;
+  for (const WeightBlock& w : blocks) used += w.bytes;
+  const auto trailing = [&](std::uint64_t size) {
+    return BundleError(blob_file + ": " + std::to_string(size) + " bytes, the ops' weight blocks hold " +
+                       std::to_string(used) + " (trailing or overlapping data)");
+  };
+  const std::uintmax_t size = std::filesystem::file_size(path / weights_rel, ec);
+  if (!ec && size > used) throw trailing(size);
   std::string blob;
   try {
-    blob = util::read_file(path / weights_rel, weights_limit(j));
+    blob = util::read_file(path / weights_rel, used);
   } catch (const util::IoError& e) {
     throw BundleError(e.what());
   }
-  b.graph = version == 1 ? read_layers_v1(m, j, b, blob, blob_file) : read_graph_v2(m, j, b, blob, blob_file);
-  // The weight blocks are the whole file: bytes after the last one are not part of any op.
-  std::size_t used = 0;
-  for (const Op& op : b.graph.ops)
-    if (op.type == OpType::Linear) used += op.linear.packed.size();
-  if (used != blob.size())
-    throw BundleError(blob_file + ": " + std::to_string(blob.size()) + " bytes, the ops' weight blocks hold " +
-                      std::to_string(used) + " (trailing or overlapping data)");
+  read_weights(b.graph, blocks, blob, blob_file);
+  if (used != blob.size()) throw trailing(blob.size());
   try {
     validate(b.graph, b.target.format);
   } catch (const GraphError& e) {
