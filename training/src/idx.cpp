@@ -202,6 +202,12 @@ Dataset load_split(const fs::path& dir, Split split, int classes) {
   const std::string prefix = split == Split::Train ? "train" : "t10k";
   const fs::path images_path = find_file(dir, prefix + "-images-idx3-ubyte");
   const fs::path labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
+  // Image sides beyond a bundle's input are refused from the header, before the data is read.
+  const std::vector<std::uint32_t> declared = read_idx_dims(images_path);
+  if (declared.size() == 3 && (declared[1] > kMaxImageSide || declared[2] > kMaxImageSide))
+    throw DataError(images_path.string() + ": images of " + std::to_string(declared[1]) + "x" +
+                    std::to_string(declared[2]) + " pixels; rows and cols must each be in [1, " +
+                    std::to_string(kMaxImageSide) + "]");
   IdxArray images = read_idx(images_path);
   IdxArray labels = read_idx(labels_path);
   if (images.dims.size() != 3)
@@ -213,10 +219,6 @@ Dataset load_split(const fs::path& dir, Split split, int classes) {
   if (labels.dims[0] != images.dims[0])
     throw DataError(labels_path.string() + ": " + std::to_string(labels.dims[0]) + " labels for " +
                     std::to_string(images.dims[0]) + " images in " + images_path.string());
-  if (images.dims[1] > kMaxImageSide || images.dims[2] > kMaxImageSide)
-    throw DataError(images_path.string() + ": images of " + std::to_string(images.dims[1]) + "x" +
-                    std::to_string(images.dims[2]) + " pixels; rows and cols must each be in [1, " +
-                    std::to_string(kMaxImageSide) + "]");
   if (split == Split::Test) {
     // A model trained on the training images reads test images of the same shape only.
     if (const auto train_images = find_optional(dir, "train-images-idx3-ubyte")) {
