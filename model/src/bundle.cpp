@@ -179,6 +179,37 @@ constexpr std::int64_t kMaxWidth = std::int64_t{1} << 26;
 // Most bytes of manifest.json read.
 constexpr std::uint64_t kManifestLimit = std::uint64_t{16} << 20;
 
+// Most memory the parsed manifest may take, as Census estimates it: 16 MiB of "{}," took 570 MB
+// parsed. A manifest holds a few values per output channel (its requantization pair and scale).
+constexpr std::uint64_t kManifestMemory = std::uint64_t{128} << 20;
+
+// Counts what parsing a JSON text would allocate, without building it (SAX): each container and
+// value at a rough cost in bytes (the value itself, a map node per key, vector slack).
+class Census : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool over() const { return bytes_ > kManifestMemory; }
+  bool null() override { return add(32); }
+  bool boolean(bool) override { return add(32); }
+  bool number_integer(number_integer_t) override { return add(32); }
+  bool number_unsigned(number_unsigned_t) override { return add(32); }
+  bool number_float(number_float_t, const string_t&) override { return add(32); }
+  bool string(string_t& s) override { return add(80 + s.size()); }
+  bool binary(binary_t& b) override { return add(80 + b.size()); }
+  bool start_object(std::size_t) override { return add(112); }
+  bool key(string_t& k) override { return add(96 + k.size()); }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return add(96); }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  bool add(std::uint64_t cost) {
+    bytes_ += cost;
+    return !over();
+  }
+  std::uint64_t bytes_ = 0;
+};
+
 // Where a linear op's packed codes lie in the weights file, as its manifest entry declares; the
 // file is read once the whole manifest is checked, no further than these blocks reach.
 struct WeightBlock {
@@ -353,6 +384,11 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
     throw BundleError(e.what());
   }
   const Manifest m(mf_path.string());
+  Census census;
+  nlohmann::json::sax_parse(text, &census);
+  if (census.over())
+    throw BundleError(m.file() + ": too many JSON values: parsed, they would take more than " +
+                      std::to_string(kManifestMemory >> 20) + " MiB (a manifest holds a few per output channel)");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);

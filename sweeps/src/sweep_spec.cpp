@@ -166,8 +166,9 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
 }
 
 SweepSpec load_sweep(const std::filesystem::path& path) {
-  // A sweep spec is a page of TOML: 16 MiB is far more than any needs.
-  constexpr std::uint64_t kSweepSpecLimit = std::uint64_t{16} << 20;
+  // A sweep spec is a page of TOML: 1 MiB is far more than any needs (16 MiB of small inline
+  // tables took 670 MB once parsed).
+  constexpr std::uint64_t kSweepSpecLimit = std::uint64_t{1} << 20;
   std::string text;
   try {
     text = util::read_file(path, kSweepSpecLimit);

@@ -65,7 +65,8 @@ words() {
 }
 
 # setup ACTION ARGS, in the case's folder (a file case: its scratch folder): remove P | mkdir P |
-# link TARGET P | fifo P | truncate P SIZE | write P TEXT | copy SOURCE P.
+# link TARGET P | fifo P | truncate P SIZE | write P TEXT | copy SOURCE P |
+# fill P N PREFIX OPEN MIDDLE CLOSE SUFFIX (P holds PREFIX, N x OPEN, MIDDLE, N x CLOSE, SUFFIX).
 apply_setup() {
   words "$1"
   local -a w=("${out_words[@]}")
@@ -75,6 +76,14 @@ apply_setup() {
     cd "$dir" || exit 1
     case ${w[0]} in
       copy) rm -rf -- "${w[2]}" && cp -- "${w[1]}" "${w[2]}" ;;
+      fill)
+        {
+          printf '%s' "${w[3]}"
+          [ -z "${w[4]}" ] || yes -- "${w[4]}" | head -n "${w[2]}" | tr -d '\n'
+          printf '%s' "${w[5]}"
+          [ -z "${w[6]}" ] || yes -- "${w[6]}" | head -n "${w[2]}" | tr -d '\n'
+          printf '%s' "${w[7]}"
+        } >"${w[1]}" ;;
       remove) rm -rf -- "${w[1]}" ;;
       mkdir) rm -rf -- "${w[1]}" && mkdir -p -- "${w[1]}" ;;
       link) rm -rf -- "${w[2]}" && ln -s -- "${w[1]}" "${w[2]}" ;;
