@@ -11,15 +11,26 @@
 //       appended to the tensor data (or -N removed), the header length field set to N (+N, -N:
 //       that much more or less than the header's length), and the CRC-32 recomputed unless
 //       --crc wrong (then it is off by one).
+//   qathw-corpus-tool run SECONDS RSS_FILE COMMAND [ARGS...]
+//       Runs COMMAND in a process group of its own, with 1 GiB of address space, killing the group
+//       after SECONDS (exit status 124); writes the peak resident set of COMMAND and its waited-for
+//       children, in KiB, to RSS_FILE; exits with COMMAND's status (128 + N for signal N).
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -33,7 +44,7 @@ std::string read(const std::string& path) {
   return s.str();
 }
 
-void write(const std::string& path, const std::string& bytes) {
+void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << bytes;
   if (!out) throw std::runtime_error(path + ": cannot write");
@@ -44,7 +55,7 @@ nlohmann::json patched(const nlohmann::json& doc, const std::string& patch_file)
 }
 
 int json_patch(const std::string& in, const std::string& patch, const std::string& out) {
-  write(out, patched(nlohmann::json::parse(read(in)), patch).dump(2) + "\n");
+  write_file(out, patched(nlohmann::json::parse(read(in)), patch).dump(2) + "\n");
   return 0;
 }
 
@@ -99,8 +110,43 @@ int checkpoint(int argc, char** argv) {
       crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));
   if (wrong_crc) crc += 1;
   out.append(reinterpret_cast<const char*>(&crc), 4);
-  write(argv[3], out);
+  write_file(argv[3], out);
   return 0;
+}
+
+int run(char** argv) {
+  const double seconds = std::stod(argv[2]);
+  const std::string rss_file = argv[3];
+  const pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error("fork failed");
+  if (child == 0) {
+    ::setpgid(0, 0);
+    const rlim_t bytes = rlim_t{1} << 30;
+    const rlimit limit{bytes, bytes};
+    ::setrlimit(RLIMIT_AS, &limit);
+    ::execvp(argv[4], argv + 4);
+    std::perror(argv[4]);
+    ::_exit(127);
+  }
+  ::setpgid(child, child);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  int status = 0;
+  rusage usage{};
+  bool timed_out = false;
+  for (;;) {
+    const pid_t done = ::wait4(child, &status, WNOHANG, &usage);
+    if (done == child) break;
+    if (done < 0) throw std::runtime_error("wait4 failed");
+    if (!timed_out && std::chrono::steady_clock::now() > deadline) {
+      ::kill(-child, SIGKILL);
+      timed_out = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(-child, SIGKILL);  // workers it left behind
+  write_file(rss_file, std::to_string(usage.ru_maxrss) + "\n");
+  if (timed_out) return 124;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 }  // namespace
@@ -110,7 +156,9 @@ int main(int argc, char** argv) {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "json-patch" && argc == 5) return json_patch(argv[2], argv[3], argv[4]);
     if (cmd == "checkpoint" && argc >= 4) return checkpoint(argc, argv);
-    std::cerr << "usage: qathw-corpus-tool json-patch IN PATCH OUT | checkpoint IN OUT [options]\n";
+    if (cmd == "run" && argc >= 5) return run(argv);
+    std::cerr << "usage: qathw-corpus-tool json-patch IN PATCH OUT | checkpoint IN OUT [options] |"
+                 " run SECONDS RSS_FILE COMMAND [ARGS...]\n";
     return 64;
   } catch (const std::exception& e) {
     std::cerr << "qathw-corpus-tool: " << e.what() << "\n";

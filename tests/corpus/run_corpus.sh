@@ -9,7 +9,7 @@ tiny=$(cd "$corpus/../data/tiny-idx" && pwd)
 base_bundle=$corpus/base/model.qhw
 v1_bundle=$(cd "$corpus/../data/bundle-v1/model.qhw" && pwd)
 timeout_s=30
-mem_kib=$((1024 * 1024))  # address space of each run: a reader that grows without bound fails here
+rss_limit_kib=$((256 * 1024))  # peak resident memory of a run (qathw-corpus-tool run also caps its address space at 1 GiB)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qathw-corpus-$kind.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -185,17 +185,17 @@ run_case() {
   local status=none err=""
   if [ ${#problems[@]} -eq 0 ]; then
     words "${run:-$default_run}"
-    (
-      cd "$tmp" || exit 1
-      ulimit -v $mem_kib
-      exec timeout -k 5 $timeout_s "$qat_hw" "${out_words[@]}"
-    ) >"$tmp/stdout" 2>"$tmp/stderr" </dev/null
+    (cd "$tmp" && exec "$tool" run $timeout_s "$tmp/maxrss" "$qat_hw" "${out_words[@]}") \
+      >"$tmp/stdout" 2>"$tmp/stderr" </dev/null
     status=$?
     err=$(cat "$tmp/stderr")
     case $status in
-      124 | 137) problems+=("timed out after ${timeout_s}s") ;;
+      124) problems+=("timed out after ${timeout_s}s") ;;
       *) [ "$status" -eq "$exit_want" ] || problems+=("exit status $status, wanted $exit_want") ;;
     esac
+    local rss
+    rss=$(cat "$tmp/maxrss" 2>/dev/null || echo 0)
+    [ "$rss" -le $rss_limit_kib ] || problems+=("peak memory $((rss / 1024)) MiB, over $((rss_limit_kib / 1024)) MiB")
     local e
     for e in "${expects[@]}"; do
       e=$(subst "$e")
