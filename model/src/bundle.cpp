@@ -2,8 +2,13 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
+#include <optional>
+#include <string_view>
+#include <vector>
 
 #include "qathw/util/atomic_file.h"
 
@@ -12,6 +17,7 @@ namespace {
 
 constexpr const char* kFormatName = "qat-hw-bundle";
 constexpr const char* kWeightLayout = "row-major out x in; code i at bits (i % per_byte) * code_bits";
+constexpr const char* kInputEncoding = "uint8 pixels";
 
 std::uint32_t crc32_of(const std::uint8_t* bytes, std::size_t size) {
   return static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), bytes, static_cast<uInt>(size)));
@@ -27,11 +33,49 @@ class Manifest {
     throw BundleError(file_ + ": field '" + field + "': " + what);
   }
 
+  // A value as a message shows it: its JSON cut at 64 characters, or for an array or object of
+  // more than 16 values its kind (dumping one nested a million deep would exhaust the stack).
+  static std::string shown(const nlohmann::json& v) {
+    if (v.is_structured()) {
+      std::vector<const nlohmann::json*> todo = {&v};
+      for (std::size_t seen = 0; !todo.empty(); ++seen) {
+        if (seen == 16) return v.is_array() ? "an array" : "an object";
+        const nlohmann::json* x = todo.back();
+        todo.pop_back();
+        if (x->is_structured())
+          for (const auto& e : *x) todo.push_back(&e);
+      }
+    }
+    std::string text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return text.size() > 64 ? text.substr(0, 64) + "..." : text;
+  }
+
   const nlohmann::json& at(const nlohmann::json& j, const char* key, const std::string& field) const {
     if (!j.is_object()) fail(field, "its parent is not an object");
     const auto it = j.find(key);
     if (it == j.end()) fail(field, "missing");
     return *it;
+  }
+
+  // The object at `key`, which must hold only the keys `allowed`.
+  const nlohmann::json& object(const nlohmann::json& j, const char* key, const std::string& field,
+                               std::initializer_list<std::string_view> allowed) const {
+    const nlohmann::json& v = at(j, key, field);
+    check_object(v, field, allowed);
+    return v;
+  }
+
+  // `v` (the value of `field`) must be an object holding only the keys `allowed`: a misspelt or
+  // foreign key is an error, never ignored.
+  void check_object(const nlohmann::json& v, const std::string& field,
+                    std::initializer_list<std::string_view> allowed) const {
+    if (!v.is_object()) fail(field, "must be an object, not " + shown(v));
+    for (const auto& [key, value] : v.items()) {
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      fail(field.empty() ? key : field + "." + key, "unknown field; allowed here: " + list);
+    }
   }
 
   std::int64_t integer(const nlohmann::json& v, const std::string& field, std::int64_t lo, std::int64_t hi) const {
@@ -44,7 +88,7 @@ class Manifest {
     } else if (v.is_number_integer()) {
       x = v.get<std::int64_t>();
     } else {
-      fail(field, "must be an integer, not " + v.dump());
+      fail(field, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], not " + shown(v));
     }
     if (x < lo || x > hi)
       fail(field, std::to_string(x) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -57,30 +101,40 @@ class Manifest {
 
   std::string string(const nlohmann::json& j, const char* key, const std::string& field) const {
     const nlohmann::json& v = at(j, key, field);
-    if (!v.is_string()) fail(field, "must be a string, not " + v.dump());
+    if (!v.is_string()) fail(field, "must be a string, not " + shown(v));
     return v.get<std::string>();
   }
 
   bool boolean(const nlohmann::json& j, const char* key, const std::string& field) const {
     const nlohmann::json& v = at(j, key, field);
-    if (!v.is_boolean()) fail(field, "must be true or false, not " + v.dump());
+    if (!v.is_boolean()) fail(field, "must be true or false, not " + shown(v));
     return v.get<bool>();
   }
 
   const nlohmann::json& array(const nlohmann::json& j, const char* key, const std::string& field) const {
     const nlohmann::json& v = at(j, key, field);
-    if (!v.is_array()) fail(field, "must be an array");
+    if (!v.is_array()) fail(field, "must be an array, not " + shown(v));
     return v;
   }
 
-  std::vector<float> floats(const nlohmann::json& j, const char* key, const std::string& field) const {
+  // A real scale: a number in (0, FLT_MAX], so that it converts to a finite float.
+  float scale(const nlohmann::json& v, const std::string& field) const {
+    const double x = v.is_number() ? v.get<double>() : 0.0;
+    if (!v.is_number() || !(x > 0.0) || x > static_cast<double>(std::numeric_limits<float>::max()))
+      fail(field, "must be a number in (0, 3.4e38] (a float scale), not " + shown(v));
+    return static_cast<float>(x);
+  }
+
+  // A linear op's per-output-channel real scales: absent, or exactly `count` of them.
+  std::vector<float> scales(const nlohmann::json& j, const char* key, const std::string& field,
+                            std::size_t count) const {
     std::vector<float> out;
     if (!j.contains(key)) return out;  // provenance only
     const nlohmann::json& v = array(j, key, field);
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (!v[i].is_number()) fail(field + "[" + std::to_string(i) + "]", "must be a number");
-      out.push_back(v[i].get<float>());
-    }
+    if (v.size() != count)
+      fail(field, "has " + std::to_string(v.size()) + " scales; needs one per output channel (" +
+                      std::to_string(count) + ")");
+    for (std::size_t i = 0; i < v.size(); ++i) out.push_back(scale(v[i], field + "[" + std::to_string(i) + "]"));
     return out;
   }
 
@@ -103,39 +157,94 @@ nlohmann::json linear_json(const LinearParams& p, std::size_t offset) {
           {"reference_scale", p.reference}};
 }
 
+// Most levels of arrays and objects in the provenance (`training`): 2 are written.
+constexpr int kMaxTrainingDepth = 16;
+
+// Whether `v` nests at most `depth` levels of arrays and objects (walked without recursion).
+bool shallow(const nlohmann::json& v, int depth) {
+  std::vector<std::pair<const nlohmann::json*, int>> todo = {{&v, 1}};
+  while (!todo.empty()) {
+    const auto [x, level] = todo.back();
+    todo.pop_back();
+    if (!x->is_structured()) continue;
+    if (level > depth) return false;
+    for (const auto& e : *x) todo.push_back({&e, level + 1});
+  }
+  return true;
+}
+
 // Most weights of one linear op (in x out), and so most bytes of its packed weights.
 constexpr std::int64_t kMaxWidth = std::int64_t{1} << 26;
 
 // Most bytes of manifest.json read.
 constexpr std::uint64_t kManifestLimit = std::uint64_t{16} << 20;
 
-// Most bytes of the weights file read: what the manifest's linear ops can hold at most (each op
-// at most kMaxWidth bytes), counted from its op list ("ops", or "layers" in version 1) before the
-// ops are checked; every offset and size is checked against the file afterwards. Without an op
-// list (an error reported with its field once the ops are read), read_file's default.
-std::uint64_t weights_limit(const nlohmann::json& manifest) {
-  std::uint64_t ops = 0;
-  bool listed = false;
-  for (const char* key : {"ops", "layers"}) {
-    const auto it = manifest.find(key);
-    if (it != manifest.end() && it->is_array()) {
-      ops += it->size();
-      listed = true;
-    }
-  }
-  return listed ? ops * static_cast<std::uint64_t>(kMaxWidth) : util::kDefaultReadLimit;
-}
+// Most memory the parsed manifest may take, as Census estimates it: 16 MiB of "{}," took 570 MB
+// parsed. A manifest holds a few values per output channel (its requantization pair and scale).
+constexpr std::uint64_t kManifestMemory = std::uint64_t{128} << 20;
 
-// A linear op's parameters from its manifest object (`field` names it) and the weights blob.
-LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::string& field, const std::string& blob,
-                         const std::string& blob_file, const arith::Format& f) {
+// Counts what parsing a JSON text would allocate, without building it (SAX): each container and
+// value at a rough cost in bytes (the value itself, a map node per key, vector slack).
+class Census : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool over() const { return bytes_ > kManifestMemory; }
+  bool null() override { return add(32); }
+  bool boolean(bool) override { return add(32); }
+  bool number_integer(number_integer_t) override { return add(32); }
+  bool number_unsigned(number_unsigned_t) override { return add(32); }
+  bool number_float(number_float_t, const string_t&) override { return add(32); }
+  bool string(string_t& s) override { return add(80 + s.size()); }
+  bool binary(binary_t& b) override { return add(80 + b.size()); }
+  bool start_object(std::size_t) override { return add(112); }
+  bool key(string_t& k) override { return add(96 + k.size()); }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return add(96); }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  bool add(std::uint64_t cost) {
+    bytes_ += cost;
+    return !over();
+  }
+  std::uint64_t bytes_ = 0;
+};
+
+// Where a linear op's packed codes lie in the weights file, as its manifest entry declares; the
+// file is read once the whole manifest is checked, no further than these blocks reach.
+struct WeightBlock {
+  std::string field;  // the op's manifest field, "ops[4]"
+  std::uint64_t offset = 0, bytes = 0;
+  std::uint32_t crc = 0;
+};
+
+// The features a linear op's input or output tensor declares, when the manifest names one; `in`
+// and `out` are checked against them first, so that a wrong width is blamed on its own field.
+struct LinearShape {
+  std::optional<std::int64_t> in, out;
+};
+
+// A linear op's parameters from its manifest object (`field` names it), but for its packed codes:
+// `blocks` receives where they lie.
+LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::string& field, const arith::Format& f,
+                         const LinearShape& shape, std::vector<WeightBlock>& blocks) {
   LinearParams p;
   p.format = f.weights;
   p.in = static_cast<int>(m.integer(j, "in", field + ".in", 1, kMaxWidth));
+  if (shape.in && p.in != *shape.in)
+    m.fail(field + ".in", std::to_string(p.in) + " does not match the " + std::to_string(*shape.in) +
+                              " features of its input");
   p.out = static_cast<int>(m.integer(j, "out", field + ".out", 1, kMaxWidth));
+  if (shape.out && p.out != *shape.out)
+    m.fail(field + ".out", std::to_string(p.out) + " does not match the " + std::to_string(*shape.out) +
+                               " features of its output");
   const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
   if (count > static_cast<std::size_t>(kMaxWidth)) m.fail(field, "in x out exceeds 2^26 weights");
-  const nlohmann::json& w = m.at(j, "weights", field + ".weights");
+  const nlohmann::json& w = m.object(j, "weights", field + ".weights", {"offset", "bytes", "crc32", "layout"});
+  const std::string layout = m.string(w, "layout", field + ".weights.layout");
+  if (layout != kWeightLayout)
+    m.fail(field + ".weights.layout", "must be \"" + std::string(kWeightLayout) + "\", not " +
+                                          Manifest::shown(layout));
   const std::uint64_t offset = static_cast<std::uint64_t>(
       m.integer(w, "offset", field + ".weights.offset", 0, std::numeric_limits<std::int64_t>::max()));
   const std::uint64_t bytes = static_cast<std::uint64_t>(m.integer(w, "bytes", field + ".weights.bytes", 0, kMaxWidth));
@@ -143,12 +252,7 @@ LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::
   if (bytes != arith::packed_bytes(count, p.format))
     m.fail(field + ".weights.bytes", std::to_string(bytes) + " does not match in x out (" +
                                          std::to_string(arith::packed_bytes(count, p.format)) + " bytes)");
-  if (offset > blob.size() || bytes > blob.size() - offset)
-    throw BundleError(blob_file + ": truncated (" + field + " lies beyond its end)");
-  const auto* data = reinterpret_cast<const std::uint8_t*>(blob.data()) + offset;
-  p.packed.assign(data, data + bytes);
-  if (crc32_of(p.packed.data(), p.packed.size()) != crc)
-    throw BundleError(blob_file + ": checksum mismatch in " + field + " (corrupt weights)");
+  blocks.push_back({field, offset, bytes, crc});
   const nlohmann::json& requant = m.array(j, "requant", field + ".requant");
   if (requant.size() != static_cast<std::size_t>(p.out))
     m.fail(field + ".requant", "has " + std::to_string(requant.size()) + " pairs; needs one per output channel (" +
@@ -161,49 +265,78 @@ LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::
     const int shift = static_cast<int>(m.integer(requant[n][1], rf + "[1]", f.scale_shift_min, f.scale_shift_max));
     p.requant.push_back({mantissa, shift});
   }
-  p.scales = m.floats(j, "weight_scales", field + ".weight_scales");
-  if (j.contains("reference_scale")) {
-    const nlohmann::json& r = j.at("reference_scale");
-    if (!r.is_number()) m.fail(field + ".reference_scale", "must be a number");
-    p.reference = r.get<float>();
-  }
+  p.scales = m.scales(j, "weight_scales", field + ".weight_scales", static_cast<std::size_t>(p.out));
+  if (j.contains("reference_scale")) p.reference = m.scale(j.at("reference_scale"), field + ".reference_scale");
   return p;
 }
 
+// Each linear op's packed codes from the weights file `blob` (named `blob_file`), where `blocks`
+// (one per linear op, in op order) place them: in the file, matching their CRC-32, valid codes.
+void read_weights(Graph& g, const std::vector<WeightBlock>& blocks, const std::string& blob,
+                  const std::string& blob_file) {
+  std::size_t next = 0;
+  for (Op& op : g.ops) {
+    if (op.type != OpType::Linear) continue;
+    const WeightBlock& w = blocks.at(next++);
+    LinearParams& p = op.linear;
+    if (w.offset > blob.size() || w.bytes > blob.size() - w.offset)
+      throw BundleError(blob_file + ": truncated: field '" + w.field + ".weights' places " + std::to_string(w.bytes) +
+                        " bytes at offset " + std::to_string(w.offset) + ", beyond the file's " +
+                        std::to_string(blob.size()) + " bytes");
+    const auto* data = reinterpret_cast<const std::uint8_t*>(blob.data()) + w.offset;
+    p.packed.assign(data, data + w.bytes);
+    if (crc32_of(p.packed.data(), p.packed.size()) != w.crc)
+      throw BundleError(blob_file + ": checksum mismatch in " + w.field + " (corrupt weights)");
+    // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are in the weights file.
+    const int qmax = arith::weight_qmax(p.format);
+    const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
+    for (std::size_t k = 0; k < count; ++k) {
+      const int c = arith::load_code(p.packed.data(), k, p.format);
+      if (c < -qmax || c > qmax)
+        throw BundleError(blob_file + ": field '" + w.field + ".weights': invalid weight code " + std::to_string(c) +
+                          " at index " + std::to_string(k) + " (" + std::string(target::to_string(p.format)) +
+                          " codes lie in [-" + std::to_string(qmax) + ", " + std::to_string(qmax) + "])");
+    }
+  }
+}
+
 // Version 1: a chain of layers {in, out, relu, weights, requant}, each quantize -> linear [-> relu].
-Graph read_layers_v1(const Manifest& m, const nlohmann::json& j, const Bundle& b, const std::string& blob,
-                     const std::string& blob_file) {
+Graph read_layers_v1(const Manifest& m, const nlohmann::json& j, const Bundle& b,
+                     std::vector<WeightBlock>& blocks) {
   const nlohmann::json& layers = m.array(j, "layers", "layers");
   std::vector<LinearParams> params;
   std::vector<bool> relu;
   int expected_in = b.rows * b.cols;
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const std::string field = "layers[" + std::to_string(l) + "]";
-    params.push_back(read_linear(m, layers[l], field, blob, blob_file, b.target.format));
-    if (params.back().in != expected_in)
-      m.fail(field + ".in", std::to_string(params.back().in) + " does not match the " + std::to_string(expected_in) +
-                                " outputs before it");
+    m.check_object(layers[l], field,
+                   {"in", "out", "relu", "weights", "requant", "weight_scales", "reference_scale", "index"});
+    // `index`, written by version 1, is the layer's position.
+    if (layers[l].contains("index")) m.integer(layers[l], "index", field + ".index", static_cast<std::int64_t>(l),
+                                               static_cast<std::int64_t>(l));
+    // `in` is the features before the layer: the input's, then the previous layer's `out`.
+    params.push_back(read_linear(m, layers[l], field, b.target.format, {expected_in, std::nullopt}, blocks));
     relu.push_back(m.boolean(layers[l], "relu", field + ".relu"));
     expected_in = params.back().out;
   }
-  if (params.empty()) m.fail("layers", "empty");
   return mlp_graph(b.rows * b.cols, std::move(params), relu);
 }
 
-Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b, const std::string& blob,
-                    const std::string& blob_file) {
+Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b, std::vector<WeightBlock>& blocks) {
   Graph g;
   const nlohmann::json& tensors = m.array(j, "tensors", "tensors");
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const std::string field = "tensors[" + std::to_string(i) + "]";
+    m.check_object(tensors[i], field, {"name", "dtype", "shape"});
     Tensor t;
     t.name = m.string(tensors[i], "name", field + ".name");
     const std::string dtype = m.string(tensors[i], "dtype", field + ".dtype");
     const auto d = dtype_from_string(dtype);
-    if (!d) m.fail(field + ".dtype", "'" + dtype + "' is not uint8, values or codes");
+    if (!d) m.fail(field + ".dtype", Manifest::shown(dtype) + " is not one of \"uint8\", \"values\", \"codes\"");
     t.dtype = *d;
     const nlohmann::json& shape = m.array(tensors[i], "shape", field + ".shape");
-    if (shape.size() != 2) m.fail(field + ".shape", "must be [tokens, features]");
+    if (shape.size() != 2)
+      m.fail(field + ".shape", "must be [tokens, features] (2 integers), not " + Manifest::shown(shape));
     t.tokens = static_cast<int>(m.integer(shape[0], field + ".shape[0]", 1, std::int64_t{1} << 26));
     t.features = static_cast<int>(m.integer(shape[1], field + ".shape[1]", 1, std::int64_t{1} << 26));
     g.tensors.push_back(std::move(t));
@@ -211,15 +344,27 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
   const nlohmann::json& ops = m.array(j, "ops", "ops");
   for (std::size_t i = 0; i < ops.size(); ++i) {
     const std::string field = "ops[" + std::to_string(i) + "]";
+    if (!ops[i].is_object()) m.fail(field, "must be an object, not " + Manifest::shown(ops[i]));
     Op op;
-    op.name = m.string(ops[i], "name", field + ".name");
     const std::string type = m.string(ops[i], "type", field + ".type");
     const auto t = op_type_from_string(type);
-    if (!t) m.fail(field + ".type", "'" + type + "' is not an op type (quantize, linear, relu)");
+    if (!t) m.fail(field + ".type", Manifest::shown(type) + " is not an op type (\"quantize\", \"linear\", \"relu\")");
     op.type = *t;
+    if (op.type == OpType::Linear)
+      m.check_object(ops[i], field,
+                     {"name", "type", "input", "output", "in", "out", "weights", "requant", "weight_scales",
+                      "reference_scale"});
+    else
+      m.check_object(ops[i], field, {"name", "type", "input", "output"});
+    op.name = m.string(ops[i], "name", field + ".name");
     op.input = m.string(ops[i], "input", field + ".input");
     op.output = m.string(ops[i], "output", field + ".output");
-    if (op.type == OpType::Linear) op.linear = read_linear(m, ops[i], field, blob, blob_file, b.target.format);
+    if (op.type == OpType::Linear) {
+      LinearShape shape;
+      if (const auto x = g.find_tensor(op.input)) shape.in = g.tensors[*x].features;
+      if (const auto y = g.find_tensor(op.output)) shape.out = g.tensors[*y].features;
+      op.linear = read_linear(m, ops[i], field, b.target.format, shape, blocks);
+    }
     g.ops.push_back(std::move(op));
   }
   g.input = m.string(j, "input_tensor", "input_tensor");
@@ -229,6 +374,7 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
 
 Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* expected) {
   const std::string where = path.string();
+  if (where.empty()) throw BundleError("'': not a bundle directory (the path is empty)");
   if (!std::filesystem::is_directory(path)) throw BundleError(where + ": not a bundle directory");
   const std::filesystem::path mf_path = path / "manifest.json";
   std::string text;
@@ -238,24 +384,56 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
     throw BundleError(e.what());
   }
   const Manifest m(mf_path.string());
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw BundleError(m.file() + ": not valid JSON");
-  if (!j.contains("format") || j["format"] != kFormatName)
-    m.fail("format", std::string("is not \"") + kFormatName + "\"");
+  Census census;
+  nlohmann::json::sax_parse(text, &census);
+  if (census.over())
+    throw BundleError(m.file() + ": too many JSON values: parsed, they would take more than " +
+                      std::to_string(kManifestMemory >> 20) + " MiB (a manifest holds a few per output channel)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw BundleError(m.file() + ": not valid JSON (error at byte " + std::to_string(e.byte) + ")");
+  }
+  if (!j.is_object()) throw BundleError(m.file() + ": must hold a JSON object, not " + Manifest::shown(j));
+  if (m.string(j, "format", "format") != kFormatName)
+    m.fail("format", std::string("must be \"") + kFormatName + "\", not " + Manifest::shown(j["format"]));
   const int version = static_cast<int>(m.integer(j, "version", "version", 1, kBundleVersion));
+  // The fields save_bundle writes (version 1: the layer chain instead of the graph); no others.
+  if (version == 1)
+    m.check_object(j, "", {"format", "version", "target", "target_hash", "input", "classes", "weights_file", "layers",
+                           "training"});
+  else
+    m.check_object(j, "", {"format", "version", "target", "target_hash", "input", "classes", "weights_file",
+                           "input_tensor", "output_tensor", "tensors", "ops", "training"});
   Bundle b;
   b.loaded_version = version;
+  const nlohmann::json& target_json = m.at(j, "target", "target");
+  if (!target_json.is_object())
+    m.fail("target", "must be an object (a target spec), not " + Manifest::shown(target_json));
   try {
-    b.target = target::target_from_json(m.at(j, "target", "target"), m.file() + " [target]");
+    b.target = target::target_from_json(target_json, m.file() + " [target]");
   } catch (const target::TargetError& e) {
     throw BundleError(e.what());
   }
   b.target_hash = m.string(j, "target_hash", "target_hash");
-  const nlohmann::json& input = m.at(j, "input", "input");
+  const nlohmann::json& input = m.object(j, "input", "input", {"rows", "cols", "encoding"});
   b.rows = static_cast<int>(m.integer(input, "rows", "input.rows", 1, 1 << 13));
   b.cols = static_cast<int>(m.integer(input, "cols", "input.cols", 1, 1 << 13));
+  const std::string encoding = m.string(input, "encoding", "input.encoding");
+  if (encoding != kInputEncoding)
+    m.fail("input.encoding", std::string("must be \"") + kInputEncoding + "\", not " + Manifest::shown(encoding));
   b.classes = static_cast<int>(m.integer(j, "classes", "classes", 1, std::int64_t{1} << 26));
-  b.training = j.value("training", nlohmann::json::object());
+  // Provenance: free-form, but an object (readers look up its keys), and shallow enough to copy
+  // and write back (both recurse).
+  if (j.contains("training")) {
+    if (!j["training"].is_object()) m.fail("training", "must be an object, not " + Manifest::shown(j["training"]));
+    if (!shallow(j["training"], kMaxTrainingDepth))
+      m.fail("training", "nested deeper than " + std::to_string(kMaxTrainingDepth) + " levels");
+    b.training = j["training"];
+  } else {
+    b.training = nlohmann::json::object();
+  }
   if (target::content_hash(b.target) != b.target_hash)
     m.fail("target_hash", b.target_hash + " does not match the embedded target (" + target::content_hash(b.target) +
                               "): the manifest was altered");
@@ -273,24 +451,33 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
   const std::filesystem::path resolved = std::filesystem::weakly_canonical(path / weights_rel, ec);
   if (!ec && resolved.parent_path() != std::filesystem::weakly_canonical(path, ec))
     m.fail("weights_file", "'" + weights_name + "' leads outside the bundle directory (to " + resolved.string() + ")");
+  const char* op_list = version == 1 ? "layers" : "ops";
+  if (m.array(j, op_list, op_list).empty()) m.fail(op_list, "empty: the graph needs at least one op");
+  std::vector<WeightBlock> blocks;
+  b.graph = version == 1 ? read_layers_v1(m, j, b, blocks) : read_graph_v2(m, j, b, blocks);
+  // The weight blocks are the whole file: bytes after the last one are not part of any op. The
+  // file is read no further than the blocks reach (a huge file is refused before it is read).
+  std::uint64_t used = 0;
+  for (const WeightBlock& w : blocks) used += w.bytes;
+  const auto trailing = [&](std::uint64_t size) {
+    return BundleError(blob_file + ": " + std::to_string(size) + " bytes, the ops' weight blocks hold " +
+                       std::to_string(used) + " (trailing or overlapping data)");
+  };
+  const std::uintmax_t size = std::filesystem::file_size(path / weights_rel, ec);
+  if (!ec && size > used) throw trailing(size);
   std::string blob;
   try {
-    blob = util::read_file(path / weights_rel, weights_limit(j));
+    blob = util::read_file(path / weights_rel, used);
   } catch (const util::IoError& e) {
     throw BundleError(e.what());
   }
-  b.graph = version == 1 ? read_layers_v1(m, j, b, blob, blob_file) : read_graph_v2(m, j, b, blob, blob_file);
-  // The weight blocks are the whole file: bytes after the last one are not part of any op.
-  std::size_t used = 0;
-  for (const Op& op : b.graph.ops)
-    if (op.type == OpType::Linear) used += op.linear.packed.size();
-  if (used != blob.size())
-    throw BundleError(blob_file + ": " + std::to_string(blob.size()) + " bytes, the ops' weight blocks hold " +
-                      std::to_string(used) + " (trailing or overlapping data)");
+  read_weights(b.graph, blocks, blob, blob_file);
+  if (used != blob.size()) throw trailing(blob.size());
   try {
     validate(b.graph, b.target.format);
   } catch (const GraphError& e) {
-    throw BundleError(m.file() + ": " + e.what());
+    if (e.field().empty()) throw BundleError(m.file() + ": " + e.what());
+    m.fail(e.field(), e.what());
   }
   const Tensor& in = b.graph.tensor(b.graph.input);
   if (in.size() != b.features())
@@ -323,7 +510,7 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
                                    {"version", kBundleVersion},
                                    {"target", target::to_json(b.target)},
                                    {"target_hash", b.target_hash},
-                                   {"input", {{"rows", b.rows}, {"cols", b.cols}, {"encoding", "uint8 pixels"}}},
+                                   {"input", {{"rows", b.rows}, {"cols", b.cols}, {"encoding", kInputEncoding}}},
                                    {"classes", b.classes},
                                    {"weights_file", "weights.bin"},
                                    {"input_tensor", b.graph.input},

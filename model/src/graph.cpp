@@ -73,57 +73,70 @@ void validate(const Graph& g, const arith::Format& f) {
   std::set<std::string> names;
   for (std::size_t i = 0; i < g.tensors.size(); ++i) {
     const Tensor& t = g.tensors[i];
-    const std::string where = "tensors[" + std::to_string(i) + "]";
-    if (t.name.empty()) throw GraphError(where + ": empty name");
-    if (!names.insert(t.name).second) throw GraphError(where + ": tensor '" + t.name + "' defined twice");
+    const std::string field = "tensors[" + std::to_string(i) + "]";
+    if (t.name.empty()) throw GraphError(field + ".name", field + ": empty name");
+    if (!names.insert(t.name).second)
+      throw GraphError(field + ".name", field + ": tensor '" + t.name + "' defined twice");
     // Bounds that keep every size and index in int range (a sample is at most 2^26 integers).
     if (t.tokens < 1 || t.features < 1 || t.size() > (std::size_t{1} << 26))
-      throw GraphError("tensor '" + t.name + "': shape [" + std::to_string(t.tokens) + ", " +
-                       std::to_string(t.features) + "] is not in [1, 2^26] elements");
+      throw GraphError(field + ".shape", "tensor '" + t.name + "': shape [" + std::to_string(t.tokens) + ", " +
+                                             std::to_string(t.features) + "] is not in [1, 2^26] elements");
   }
+  if (!g.find_tensor(g.input)) throw GraphError("input_tensor", "input tensor '" + g.input + "' is not defined");
   const Tensor& input = g.tensor(g.input);
-  if (input.dtype != DType::Pixels) throw GraphError("input tensor '" + g.input + "' must be uint8");
+  if (input.dtype != DType::Pixels) throw GraphError("input_tensor", "input tensor '" + g.input + "' must be uint8");
   std::set<std::string> written = {g.input};
   std::set<std::string> op_names;
   for (std::size_t i = 0; i < g.ops.size(); ++i) {
     const Op& op = g.ops[i];
+    const std::string field = "ops[" + std::to_string(i) + "]";
     const std::string where = "op '" + op.name + "' (" + to_string(op.type) + ")";
-    if (op.name.empty()) throw GraphError("ops[" + std::to_string(i) + "]: empty name");
-    if (!op_names.insert(op.name).second) throw GraphError(where + ": op name used twice");
-    if (!g.find_tensor(op.input)) throw GraphError(where + ": input tensor '" + op.input + "' is not defined");
-    if (!g.find_tensor(op.output)) throw GraphError(where + ": output tensor '" + op.output + "' is not defined");
-    if (!written.count(op.input)) throw GraphError(where + ": reads '" + op.input + "' before any op writes it");
-    if (!written.insert(op.output).second) throw GraphError(where + ": tensor '" + op.output + "' is written twice");
+    if (op.name.empty()) throw GraphError(field + ".name", field + ": empty name");
+    if (!op_names.insert(op.name).second) throw GraphError(field + ".name", where + ": op name used twice");
+    if (!g.find_tensor(op.input))
+      throw GraphError(field + ".input", where + ": input tensor '" + op.input + "' is not defined");
+    if (!g.find_tensor(op.output))
+      throw GraphError(field + ".output", where + ": output tensor '" + op.output + "' is not defined");
+    if (!written.count(op.input))
+      throw GraphError(field + ".input", where + ": reads '" + op.input + "' before any op writes it");
+    if (!written.insert(op.output).second)
+      throw GraphError(field + ".output", where + ": tensor '" + op.output + "' is written twice");
     const Tensor& x = g.tensor(op.input);
     const Tensor& y = g.tensor(op.output);
-    auto expect = [&](bool ok, const std::string& rule) {
-      if (!ok) throw GraphError(where + ": " + rule);
+    auto expect = [&](bool ok, const std::string& key, const std::string& rule) {
+      if (!ok) throw GraphError(field + "." + key, where + ": " + rule);
     };
     switch (op.type) {
       case OpType::Quantize:
-        expect(x.dtype == DType::Pixels || x.dtype == DType::Values, "input must be uint8 or values");
-        expect(y.dtype == DType::Codes, "output must be codes");
-        expect(x.tokens == y.tokens && x.features == y.features, "output shape must equal the input shape");
+        expect(x.dtype == DType::Pixels || x.dtype == DType::Values, "input", "input must be uint8 or values");
+        expect(y.dtype == DType::Codes, "output", "output must be codes");
+        expect(x.tokens == y.tokens && x.features == y.features, "output", "output shape must equal the input shape");
         break;
       case OpType::Relu:
-        expect(x.dtype == DType::Values && y.dtype == DType::Values, "input and output must be values");
-        expect(x.tokens == y.tokens && x.features == y.features, "output shape must equal the input shape");
+        expect(x.dtype == DType::Values, "input", "input and output must be values");
+        expect(y.dtype == DType::Values, "output", "input and output must be values");
+        expect(x.tokens == y.tokens && x.features == y.features, "output", "output shape must equal the input shape");
         break;
       case OpType::Linear: {
         const LinearParams& p = op.linear;
-        expect(x.dtype == DType::Codes, "input must be codes");
-        expect(y.dtype == DType::Values, "output must be values");
-        expect(p.in == x.features, "in = " + std::to_string(p.in) + " does not match input features " +
-                                       std::to_string(x.features));
-        expect(p.out == y.features && x.tokens == y.tokens,
+        expect(x.dtype == DType::Codes, "input", "input must be codes");
+        expect(y.dtype == DType::Values, "output", "output must be values");
+        expect(p.in == x.features, "in",
+               "in = " + std::to_string(p.in) + " does not match input features " + std::to_string(x.features));
+        expect(p.out == y.features, "out",
+               "out = " + std::to_string(p.out) + " does not match output features " + std::to_string(y.features));
+        expect(x.tokens == y.tokens, "output",
                "output shape must be [" + std::to_string(x.tokens) + ", " + std::to_string(p.out) + "]");
-        expect(p.format == f.weights, "weights are not in the target's format");
+        expect(p.format == f.weights, "weights", "weights are not in the target's format");
         const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
-        expect(p.packed.size() == arith::packed_bytes(count, p.format), "packed weights do not match in x out");
-        expect(p.requant.size() == static_cast<std::size_t>(p.out), "needs one requantization pair per output channel");
+        expect(p.packed.size() == arith::packed_bytes(count, p.format), "weights.bytes",
+               "packed weights do not match in x out");
+        expect(p.requant.size() == static_cast<std::size_t>(p.out), "requant",
+               "needs one requantization pair per output channel");
         for (const arith::FixedPoint& r : p.requant)
           expect(r.mantissa >= 0 && r.mantissa < (std::int64_t{1} << f.scale_mantissa_bits) &&
                      r.shift >= f.scale_shift_min && r.shift <= f.scale_shift_max,
+                 "requant",
                  "requantization pair {" + std::to_string(r.mantissa) + ", " + std::to_string(r.shift) +
                      "} outside the target's scale format");
         // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are not weights any
@@ -131,17 +144,24 @@ void validate(const Graph& g, const arith::Format& f) {
         const int qmax = arith::weight_qmax(p.format);
         for (std::size_t k = 0; k < count; ++k) {
           const int c = arith::load_code(p.packed.data(), k, p.format);
-          expect(c >= -qmax && c <= qmax, "invalid weight code " + std::to_string(c) + " at index " +
-                                              std::to_string(k) + " (codes lie in [-" + std::to_string(qmax) +
-                                              ", " + std::to_string(qmax) + "])");
+          expect(c >= -qmax && c <= qmax, "weights",
+                 "invalid weight code " + std::to_string(c) + " at index " + std::to_string(k) + " (codes lie in [-" +
+                     std::to_string(qmax) + ", " + std::to_string(qmax) + "])");
         }
         break;
       }
     }
   }
+  if (!g.find_tensor(g.output)) throw GraphError("output_tensor", "output tensor '" + g.output + "' is not defined");
   const Tensor& output = g.tensor(g.output);
-  if (!g.producer(g.output)) throw GraphError("output tensor '" + g.output + "' is written by no op");
-  if (output.dtype != DType::Values) throw GraphError("output tensor '" + g.output + "' must be values");
+  if (!g.producer(g.output)) throw GraphError("output_tensor", "output tensor '" + g.output + "' is written by no op");
+  if (output.dtype != DType::Values)
+    throw GraphError("output_tensor", "output tensor '" + g.output + "' must be values");
+  // A tensor no op writes holds nothing: a stray entry, not part of the graph.
+  for (std::size_t i = 0; i < g.tensors.size(); ++i)
+    if (g.tensors[i].name != g.input && !g.producer(g.tensors[i].name))
+      throw GraphError("tensors[" + std::to_string(i) + "]",
+                       "tensor '" + g.tensors[i].name + "' is written by no op (nor the graph's input)");
 }
 
 Graph mlp_graph(int features, std::vector<LinearParams> layers, const std::vector<bool>& relu) {

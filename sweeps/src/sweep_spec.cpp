@@ -1,5 +1,6 @@
 #include "qathw/sweep/sweep_spec.h"
 
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -19,7 +20,14 @@ namespace {
 
 nlohmann::json to_json_value(const toml::node& n, const std::string& origin, const std::string& field) {
   if (n.is_integer()) return n.as_integer()->get();
-  if (n.is_floating_point()) return n.as_floating_point()->get();
+  if (n.is_floating_point()) {
+    // No target field holds NaN or infinity (and JSON, where points go, has neither).
+    const double v = n.as_floating_point()->get();
+    if (!std::isfinite(v))
+      fail(origin, field,
+           std::string("values must be finite numbers, not ") + (std::isnan(v) ? "nan" : v < 0 ? "-inf" : "inf"));
+    return v;
+  }
   if (n.is_string()) return n.as_string()->get();
   if (n.is_boolean()) return n.as_boolean()->get();
   fail(origin, field, "values must be integers, numbers, strings or booleans");
@@ -57,7 +65,10 @@ std::vector<nlohmann::json> axis_values(const toml::node& n, const std::string& 
 void set_field(nlohmann::json& target, const std::string& field, const nlohmann::json& value,
                const std::string& origin) {
   const auto dot = field.find('.');
-  if (dot == std::string::npos || !target.contains(field.substr(0, dot)) ||
+  if (dot == std::string::npos)
+    fail(origin, "axes." + field,
+         "not a target field: an axis names a field of a target table, \"table.field\" (see docs/targets.md)");
+  if (!target.contains(field.substr(0, dot)) ||
       !target[field.substr(0, dot)].contains(field.substr(dot + 1)))
     fail(origin, "axes." + field, "not a target field (see docs/targets.md)");
   target[field.substr(0, dot)][field.substr(dot + 1)] = value;
@@ -124,6 +135,7 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
         fail(origin, "training." + std::string(k.str()), "unknown field; allowed here: data, hidden, epochs, seed");
     if (t->contains("data") && !(*t)["data"].is_string()) fail(origin, "training.data", "must be a string: a data folder");
     spec.training.data = (*t)["data"].value_or(std::string("/usr/share/datasets/fashion-mnist"));
+    if (spec.training.data.empty()) fail(origin, "training.data", "must name a data folder, not the empty string");
     if (t->contains("hidden")) {
       const toml::array* h = (*t)["hidden"].as_array();
       if (!h || h->empty()) fail(origin, "training.hidden", "must be a list of one or more layer sizes");
@@ -154,8 +166,9 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
 }
 
 SweepSpec load_sweep(const std::filesystem::path& path) {
-  // A sweep spec is a page of TOML: 16 MiB is far more than any needs.
-  constexpr std::uint64_t kSweepSpecLimit = std::uint64_t{16} << 20;
+  // A sweep spec is a page of TOML: 1 MiB is far more than any needs (16 MiB of small inline
+  // tables took 670 MB once parsed).
+  constexpr std::uint64_t kSweepSpecLimit = std::uint64_t{1} << 20;
   std::string text;
   try {
     text = util::read_file(path, kSweepSpecLimit);

@@ -7,10 +7,14 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iomanip>
 #include <initializer_list>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -40,6 +44,29 @@ std::string_view name_of(E v, const Choices<E>& choices) {
   for (const auto& [name, value] : choices)
     if (value == v) return name;
   return "?";
+}
+
+// A string value as a message shows it: quoted, control characters escaped, at most 64 characters.
+std::string shown_string(std::string_view s) {
+  std::string out = "\"";
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i == 64) {
+      out += "...";
+      break;
+    }
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
 }
 
 std::string where(const toml::node& node) {
@@ -111,11 +138,17 @@ class Reader {
     }
     const bool low_ok = lo_open ? v > lo : v >= lo;
     if (!low_ok || !(v <= hi)) {  // !(v <= hi) also rejects NaN
-      std::ostringstream got;
-      got << std::setprecision(17) << v;
-      fail(dotted(section, key), range.str() + where(n) + ", got " + got.str());
+      // The shortest spelling that reads back as v: 0.1, not 0.10000000000000001.
+      std::string got;
+      for (int digits = 1; digits <= 17; ++digits) {
+        std::ostringstream s;
+        s << std::setprecision(digits) << v;
+        got = s.str();
+        if (std::isnan(v) || std::strtod(got.c_str(), nullptr) == v) break;
+      }
+      fail(dotted(section, key), range.str() + where(n) + ", got " + got);
     }
-    return v;
+    return v + 0.0;  // -0.0 as 0.0: the same value, so the same canonical JSON and hash
   }
 
   std::string string(const toml::table& t, const std::string& section, std::string_view key) const {
@@ -133,7 +166,7 @@ class Reader {
       const std::string& s = n.as_string()->get();
       for (const auto& [name, value] : choices)
         if (s == name) return value;
-      fail(dotted(section, key), "must be one of " + list + where(n) + ", got \"" + s + "\"");
+      fail(dotted(section, key), "must be one of " + list + where(n) + ", got " + shown_string(s));
     }
     fail(dotted(section, key), "must be one of " + list + where(n) + ", got " + shown(n));
   }
@@ -176,8 +209,8 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   spec.origin = origin;
   spec.name = r.string(root, "", "name");
   if (spec.name.empty() || spec.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos)
-    r.fail("name", "must be non-empty lower-case letters, digits, '-' or '_'" + where(*root.get("name")) + ", got \"" +
-                       spec.name + "\"");
+    r.fail("name", "must be non-empty lower-case letters, digits, '-' or '_'" + where(*root.get("name")) + ", got " +
+                       shown_string(spec.name));
   if (root.get("description")) spec.description = r.string(root, "", "description");
 
   arith::Format& f = spec.format;
@@ -238,7 +271,9 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
 
   const toml::table& clk = r.table(root, "clock");
   r.only(clk, "clock.", {"frequency_mhz"});
-  spec.clock_mhz = r.number(clk, "clock", "frequency_mhz", 0.0, 100000.0, true);
+  // At least 1 MHz: the SystemC model's clock period (1 / f microseconds) is an integer count of
+  // picoseconds, which a vanishing frequency overflows.
+  spec.clock_mhz = r.number(clk, "clock", "frequency_mhz", 1.0, 100000.0, false);
 
   const toml::table& en = r.table(root, "energy");
   r.only(en, "energy.", {"source", "add_pj_per_bit", "sram_read_pj_per_bit", "sram_write_pj_per_bit",
@@ -253,14 +288,26 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
 
 // JSON objects, strings, integers and floats as the equivalent TOML nodes.
 toml::table table_from_json(const nlohmann::json& j, const std::string& origin, const std::string& prefix) {
-  if (!j.is_object()) throw TargetError(origin + ": field '" + prefix + "': must be an object");
+  if (!j.is_object())
+    throw TargetError(origin + (prefix.empty() ? std::string(": the target") : ": field '" + prefix + "':") +
+                      " must be an object, not " + j.type_name());
   toml::table t;
   for (const auto& [key, value] : j.items()) {
+    // `targets show` adds these two keys to the spec; they are no fields of it.
+    if (prefix.empty() && (key == "hash" || key == "origin")) continue;
     const std::string field = prefix.empty() ? key : prefix + "." + key;
-    if (value.is_object()) {
+    if (value.is_object() && !prefix.empty()) {
+      // A target's tables hold scalars only; deeper nesting is never valid (and a million levels
+      // would exhaust the stack).
+      throw TargetError(origin + ": field '" + field + "': must be a number, a string or a boolean, not an object");
+    } else if (value.is_object()) {
       t.insert(key, table_from_json(value, origin, field));
     } else if (value.is_string()) {
       t.insert(key, value.get<std::string>());
+    } else if (value.is_number_unsigned() &&
+               value.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      // Beyond every field's range; get<int64_t> would wrap it to a negative number.
+      throw TargetError(origin + ": field '" + field + "': " + value.dump() + " is beyond the 64-bit integer range");
     } else if (value.is_number_integer()) {
       t.insert(key, value.get<std::int64_t>());
     } else if (value.is_number_float()) {
@@ -289,12 +336,7 @@ TargetSpec parse_target(std::string_view toml_text, const std::string& origin) {
 }
 
 TargetSpec target_from_json(const nlohmann::json& j, const std::string& origin) {
-  nlohmann::json fields = j;
-  if (fields.is_object()) {
-    fields.erase("hash");
-    fields.erase("origin");
-  }
-  return spec_from_table(table_from_json(fields, origin, ""), origin);
+  return spec_from_table(table_from_json(j, origin, ""), origin);
 }
 
 namespace {

@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -302,11 +303,13 @@ TEST_F(BundleRejects, WeightsOrManifestNotARegularFile) {
   EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {manifest_, "is a character device"}); }), 0);
 }
 
-// A weights file larger than the manifest's ops can use (a sparse file of 64 GiB) and a manifest
-// over 16 MiB are refused from their size, before reading.
+// A weights file larger than the manifest's ops use (a sparse file of 64 GiB) and a manifest over
+// 16 MiB are refused from their size, before reading.
 TEST_F(BundleRejects, FilesLargerThanTheirLimits) {
   fs::resize_file(path_ / "weights.bin", std::uintmax_t{64} << 30);
-  EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {weights_, "over the limit"}); }), 0);
+  EXPECT_EQ(exit_code_in_child(
+                [&] { return rejected_with(path_, {weights_, "68719476736 bytes, the ops' weight blocks hold"}); }),
+            0);
   fs::resize_file(path_ / "manifest.json", (std::uintmax_t{16} << 20) + 1);
   EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, {manifest_, "over the limit of 16777216 bytes"}); }),
             0);
@@ -392,13 +395,18 @@ TEST_F(BundleRejects, WrongFormatName) {
 TEST_F(BundleRejects, ShapesThatDoNotChain) {
   const nlohmann::json original = read_manifest(path_);
   nlohmann::json m = original;
-  m["ops"][linear_index(1)]["in"] = 12;  // its weight block no longer matches
+  m["ops"][linear_index(1)]["in"] = 12;  // neither its input tensor nor its weight block match: `in` is wrong
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "ops[4].weights.bytes", "does not match in x out"});
+  expect_rejected(path_, {manifest_, "field 'ops[4].in': 12 does not match the", "features of its input"});
+  m = original;
+  m["ops"][linear_index(1)]["weights"]["bytes"] = 1;
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "field 'ops[4].weights.bytes': 1 does not match in x out"});
   m = original;
   m["tensors"][3]["shape"][1] = 12;  // layer1.codes
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "layer0.relu", "output shape must equal the input shape"});
+  expect_rejected(path_,
+                  {manifest_, "field 'ops[2].output'", "layer0.relu", "output shape must equal the input shape"});
   m = original;
   m["classes"] = 5;
   write_manifest(path_, m);
@@ -406,7 +414,7 @@ TEST_F(BundleRejects, ShapesThatDoNotChain) {
   m = original;
   m["ops"][2]["input"] = "layer1.codes";  // read before it is written
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "layer0.relu", "before any op writes it"});
+  expect_rejected(path_, {manifest_, "field 'ops[2].input'", "layer0.relu", "before any op writes it"});
   m = original;
   m["ops"][0]["type"] = "softmax";
   write_manifest(path_, m);
@@ -449,6 +457,90 @@ TEST_F(BundleRejects, TrailingBytesAfterTheWeights) {
   expect_rejected(path_, {weights_, "trailing"});
 }
 
+// Only the fields save_bundle writes are read, with the values it writes: an unknown key in any
+// object the loader reads, another input encoding or weight layout, more scales or pairs than
+// output channels, and a tensor no op writes are each refused, naming the field.
+TEST_F(BundleRejects, UnknownKeysAndValues) {
+  const nlohmann::json original = read_manifest(path_);
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> edits = {
+      {"/colour", "red", "field 'colour': unknown field; allowed here: format, version"},
+      {"/layers", nlohmann::json::array(), "field 'layers': unknown field"},
+      {"/input/channels", 3, "field 'input.channels': unknown field; allowed here: rows, cols, encoding"},
+      {"/ops/1/bias", 0, "field 'ops[1].bias': unknown field"},
+      {"/ops/2/in", 4, "field 'ops[2].in': unknown field; allowed here: name, type, input, output"},
+      {"/ops/1/weights/scale", 1, "field 'ops[1].weights.scale': unknown field"},
+      {"/tensors/0/layout", "nchw", "field 'tensors[0].layout': unknown field"},
+      {"/tensors/0/shape/-", 1, "field 'tensors[0].shape': must be [tokens, features] (2 integers), not [1,"},
+      {"/ops/1/weight_scales/-", 0.5, "field 'ops[1].weight_scales': has "},
+  };
+  for (const auto& [pointer, value, fragment] : edits) {
+    SCOPED_TRACE(pointer);
+    nlohmann::json m = original;
+    m = m.patch(nlohmann::json::array({{{"op", "add"}, {"path", pointer}, {"value", value}}}));
+    write_manifest(path_, m);
+    expect_rejected(path_, {manifest_, fragment});
+  }
+  nlohmann::json m = original;
+  m["input"]["encoding"] = "rgb";
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "field 'input.encoding': must be \"uint8 pixels\", not \"rgb\""});
+  m.erase("input");
+  m["input"] = original["input"];
+  m["input"].erase("encoding");
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "field 'input.encoding': missing"});
+  m = original;
+  m["ops"][1]["weights"]["layout"] = "column-major";
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "field 'ops[1].weights.layout': must be \"row-major out x in;"});
+  m = original;
+  m["tensors"].push_back({{"name", "spare"}, {"dtype", "values"}, {"shape", {1, 4}}});
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "tensor 'spare' is written by no op"});
+  m = original;
+  m["ops"][1]["weight_scales"][0] = 1e300;  // beyond float
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "field 'ops[1].weight_scales[0]': must be a number in (0, 3.4e38]"});
+  m = original;
+  m["training"] = nlohmann::json::array();
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "field 'training': must be an object, not []"});
+  m = original;
+  m["target"] = 5;
+  write_manifest(path_, m);
+  expect_rejected(path_, {manifest_, "field 'target': must be an object (a target spec), not 5"});
+}
+
+// JSON nested a hundred thousand levels deep, where the loader copies or prints a value, is
+// refused with its field instead of exhausting the stack.
+TEST_F(BundleRejects, DeeplyNestedValues) {
+  const std::string text = read_manifest(path_).dump();
+  const std::string arrays = std::string(100000, '[') + std::string(100000, ']');
+  std::string objects;
+  for (int i = 0; i < 100000; ++i) objects += "{\"a\":";
+  objects += "1" + std::string(100000, '}');
+  // `text` with `value` inserted as the first member of the object at "KEY":{.
+  const auto with = [&](const std::string& key, const std::string& member, const std::string& value) {
+    std::string t = text;
+    const std::string at = "\"" + key + "\":{";
+    const auto pos = t.find(at);
+    EXPECT_NE(pos, std::string::npos) << key;
+    if (pos != std::string::npos) t.insert(pos + at.size(), "\"" + member + "\":" + value + ",");
+    return t;
+  };
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {arrays, {manifest_, "must hold a JSON object, not an array"}},
+      {with("training", "notes", arrays), {manifest_, "field 'training': nested deeper than 16 levels"}},
+      {with("target", "deep", objects),
+       {manifest_ + " [target]: field 'deep.a': must be a number, a string or a boolean, not an object"}},
+      {with("input", "rows_", arrays), {manifest_, "field 'input.rows_': unknown field"}},
+  };
+  for (const auto& [manifest, fragments] : cases) {
+    std::ofstream(path_ / "manifest.json", std::ios::trunc) << manifest;
+    EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, fragments); }), 0) << fragments.back();
+  }
+}
+
 TEST_F(BundleRejects, RequantPairOutsideTheScaleFormat) {
   const nlohmann::json original = read_manifest(path_);
   nlohmann::json m = original;
@@ -473,7 +565,8 @@ TEST_F(BundleRejects, InvalidTernaryField) {
   layer["crc32"] = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), w.data() + offset, static_cast<uInt>(bytes)));
   write_binary(path_ / "weights.bin", w);
   write_manifest(path_, m);
-  expect_rejected(path_, {manifest_, "invalid weight code -2", "layer2.linear"});
+  // The code is in the weights file: it is named, with the op's field.
+  expect_rejected(path_, {weights_, "field 'ops[7].weights': invalid weight code -2 at index 5"});
 }
 
 // INT4 -8 (0x8) fits the 4-bit field but is no code of the symmetric quantizer.
@@ -493,7 +586,7 @@ TEST(BundleRejectsInt4, CodeMinusEight) {
   layer["crc32"] = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), w.data() + offset, static_cast<uInt>(bytes)));
   write_binary(p / "weights.bin", w);
   write_manifest(p, m);
-  expect_rejected(p, {(p / "manifest.json").string(), "invalid weight code -8", "layer1.linear"});
+  expect_rejected(p, {(p / "weights.bin").string(), "field 'ops[4].weights': invalid weight code -8 at index 5"});
   // Code +7 in the same place is fine.
   w[offset + 2] = static_cast<unsigned char>((w[offset + 2] & 0x0F) | 0x70);
   layer["crc32"] = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), w.data() + offset, static_cast<uInt>(bytes)));

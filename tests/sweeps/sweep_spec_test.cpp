@@ -106,5 +106,20 @@ TEST(SweepSpec, WrongTypesDuplicatesAndHugeSweepsAreRejected) {
                   "\"array.lanes\" = { from = 1, to = 1000, step = 1 }\n").axes.size(), 2u);  // 100000 points
 }
 
+// NaN and infinity fit no target field: refused at the axis (a point's JSON would show null); an
+// empty data folder and an axis without a table are named too.
+TEST(SweepSpec, NonFiniteValuesEmptyDataAndUndottedAxes) {
+  const std::string head = "base = \"ternary-asic\"\n[axes]\n";
+  expect_error(head + "\"clock.frequency_mhz\" = [500, nan]\n",
+               "spec.toml: field 'axes.clock.frequency_mhz': values must be finite numbers, not nan");
+  expect_error(head + "\"energy.add_pj_per_bit\" = [-inf]\n",
+               "spec.toml: field 'axes.energy.add_pj_per_bit': values must be finite numbers, not -inf");
+  expect_error(head + "\"clock.frequency_mhz\" = [1e-300]\n",
+               "field 'clock.frequency_mhz': must be a number in [1, 100000], got 1e-300");
+  expect_error(head + "\"array.rows\" = [8]\n[training]\ndata = \"\"\n",
+               "spec.toml: field 'training.data': must name a data folder, not the empty string");
+  expect_error(head + "\"name\" = [\"other\"]\n", "spec.toml: field 'axes.name': not a target field");
+}
+
 }  // namespace
 }  // namespace qathw::sweep

@@ -338,6 +338,38 @@ TEST(LoadSplit, ImagesOfTheWrongRank) {
   expect_data_error([&] { load_split(dir.path(), Split::Train); }, dir / "train-images-idx3-ubyte", "3 dimensions");
 }
 
+// A test split whose images have another shape than the training images is refused, naming both
+// files and shapes (a model trained on 8 x 10 images cannot read 10 x 8 ones, though both hold 80
+// pixels); a folder without training images is compared with nothing.
+TEST(LoadSplit, TestImagesOfAnotherShapeThanTheTrainingImages) {
+  TempDir dir;
+  write_split(dir.path(), "train", 4, {0, 1, 2, 3}, true);  // 2 x 3 images
+  write_binary(dir / "t10k-images-idx3-ubyte", idx_bytes({2, 3, 2}, std::vector<std::uint8_t>(12, 7)));
+  write_binary(dir / "t10k-labels-idx1-ubyte", idx_bytes({2}, {0, 1}));
+  expect_data_error([&] { load_split(dir.path(), Split::Test); }, dir / "t10k-images-idx3-ubyte",
+                    "test images are 3x2 (rows x cols), the training images in " +
+                        (dir / "train-images-idx3-ubyte.gz").string() + " are 2x3");
+  expect_data_error([&] { load_split(dir.path(), Split::Test, 4); }, dir / "t10k-images-idx3-ubyte", "are 2x3");
+  fs::remove(dir / "train-images-idx3-ubyte.gz");
+  EXPECT_EQ(load_split(dir.path(), Split::Test, 4).rows, 3u);
+}
+
+// Image sides beyond the bundle's input limit (8192) are refused when the data is read, not after
+// training when the bundle is written.
+TEST(LoadSplit, ImageSidesWithinTheBundleLimit) {
+  TempDir dir;
+  write_binary(dir / "train-images-idx3-ubyte", idx_bytes({2, 1, 8193}, std::vector<std::uint8_t>(2 * 8193, 0)));
+  write_binary(dir / "train-labels-idx1-ubyte", idx_bytes({2}, {0, 1}));
+  expect_data_error([&] { load_split(dir.path(), Split::Train); }, dir / "train-images-idx3-ubyte",
+                    "images of 1x8193 pixels; rows and cols must each be in [1, 8192]");
+}
+
+TEST(LoadSplit, DataPathThatIsAFile) {
+  TempDir dir;
+  write_binary(dir / "file", {1, 2, 3});
+  expect_data_error([&] { load_split(dir / "file", Split::Train); }, dir / "file", "not a folder");
+}
+
 TEST(LoadSplit, TinyDataSet) {
   const fs::path dir = QATHW_TINY_IDX_DIR;
   const Dataset train = load_split(dir, Split::Train);

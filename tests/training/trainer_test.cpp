@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include "../arith/test_support.h"
 #include "qathw/model/bundle.h"
@@ -330,8 +331,9 @@ TEST(Checkpoint, RoundTripAndMissingFile) {
   c.train_seconds = 1.5;
   c.net = make_mlp(10, {6}, 3, seed);
   for (const Layer& l : c.net.layers) {
-    c.adam_m.emplace_back(l.w.size(), 0.25f);
-    c.adam_v.push_back(l.w);
+    c.adam_m.push_back(l.w);
+    c.adam_v.emplace_back();
+    for (float w : l.w) c.adam_v.back().push_back(w * w);  // second moments: means of squares
   }
   save_checkpoint(dir / "x.ckpt", c);
   const auto back = load_checkpoint(dir / "x.ckpt", "run-a");
@@ -345,6 +347,110 @@ TEST(Checkpoint, RoundTripAndMissingFile) {
   for (std::size_t l = 0; l < c.net.layers.size(); ++l) EXPECT_EQ(back->net.layers[l].relu, c.net.layers[l].relu);
   EXPECT_FALSE(load_checkpoint(dir / "absent.ckpt", "run-a").has_value());
   EXPECT_THROW(load_checkpoint(dir / "x.ckpt", "run-b"), std::runtime_error);
+}
+
+// The load error of checkpoint `c` saved and read back against `expect` ("" when it loads).
+std::string load_error(const Checkpoint& c, const CheckpointExpectation& expect) {
+  TempDir dir;
+  save_checkpoint(dir / "x.ckpt", c);
+  try {
+    load_checkpoint(dir / "x.ckpt", c.fingerprint, expect);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A checkpoint resumes only the run it fits: the network's layers, epochs_done within the run's
+// epochs, step on the schedule; the file names the field otherwise (one with a hidden layer
+// whose ReLU was dropped crashed the resumed run).
+TEST(Checkpoint, MustFitTheRunItResumes) {
+  const Mlp run = make_mlp(10, {6}, 3, 1);
+  Checkpoint c;
+  c.fingerprint = "run-a";
+  c.epochs_done = 2;
+  c.step = 8;
+  c.net = run;
+  for (const Layer& l : c.net.layers) {
+    c.adam_m.emplace_back(l.w.size(), 0.0f);
+    c.adam_v.emplace_back(l.w.size(), 0.0f);
+  }
+  const CheckpointExpectation expect{&run, 3, 4};
+  EXPECT_EQ(load_error(c, expect), "");
+
+  const auto expect_error = [&](const Checkpoint& bad, const std::string& fragment) {
+    const std::string msg = load_error(bad, expect);
+    EXPECT_NE(msg.find("x.ckpt: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(fragment), std::string::npos) << "'" << fragment << "' not in: " << msg;
+  };
+  Checkpoint bad = c;
+  bad.epochs_done = 4;
+  expect_error(bad, "field 'epochs_done': 4 is out of range [1, 3]");
+  bad = c;
+  bad.step = 9;
+  expect_error(bad, "field 'step': 9 is out of range [8, 8]");
+  bad = c;
+  bad.net.layers[0].relu = false;
+  expect_error(bad, "field 'layers[0].relu': must be true (the run's network), not false");
+  bad = c;
+  bad.net = make_mlp(10, {5}, 3, 1);
+  bad.adam_m = {std::vector<float>(50), std::vector<float>(15)};
+  bad.adam_v = bad.adam_m;
+  expect_error(bad, "field 'layers[0].out': must be 6 (the run's network), not 5");
+  bad = c;
+  bad.net = make_mlp(10, {6, 6}, 3, 1);
+  bad.adam_m = {std::vector<float>(60), std::vector<float>(36), std::vector<float>(18)};
+  bad.adam_v = bad.adam_m;
+  expect_error(bad, "field 'layers': must have 2 layers (the run's network), not 3");
+  bad = c;
+  bad.net.layers[1].w[4] = std::nanf("");
+  expect_error(bad, "field 'layers[1]': weights: value 4 is NaN or infinite");
+  bad = c;
+  bad.adam_v[0][7] = -1.0f;
+  expect_error(bad, "field 'layers[0]': second moments: value 7 is negative");
+  bad = c;
+  bad.train_seconds = -1;
+  expect_error(bad, "field 'train_seconds': must be a finite number of seconds >= 0");
+}
+
+// Header fields of the wrong JSON type are named, never a JSON library message.
+TEST(Checkpoint, HeaderFieldsOfTheWrongType) {
+  TempDir dir;
+  Checkpoint c;
+  c.fingerprint = "run-a";
+  c.epochs_done = 1;
+  c.step = 4;
+  c.net = make_mlp(4, {}, 2, 1);
+  c.adam_m = {std::vector<float>(8)};
+  c.adam_v = c.adam_m;
+  save_checkpoint(dir / "x.ckpt", c);
+  std::vector<unsigned char> bytes = read_binary(dir / "x.ckpt");
+  // The header (JSON after the magic and its 8-byte length) with "epochs_done":1 retyped as "1",
+  // its length and the CRC-32 rewritten.
+  std::uint64_t length = 0;
+  std::memcpy(&length, bytes.data() + 8, 8);
+  std::string header(bytes.begin() + 16, bytes.begin() + 16 + static_cast<std::ptrdiff_t>(length));
+  const std::string from = "\"epochs_done\":1", to = "\"epochs_done\":\"1\"";
+  ASSERT_NE(header.find(from), std::string::npos) << header;
+  header.replace(header.find(from), from.size(), to);
+  std::vector<unsigned char> out(bytes.begin(), bytes.begin() + 8);
+  const std::uint64_t new_length = header.size();
+  out.insert(out.end(), reinterpret_cast<const unsigned char*>(&new_length),
+             reinterpret_cast<const unsigned char*>(&new_length) + 8);
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), bytes.begin() + 16 + static_cast<std::ptrdiff_t>(length), bytes.end() - 4);
+  const std::uint32_t crc =
+      static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), out.data(), static_cast<uInt>(out.size())));
+  out.insert(out.end(), reinterpret_cast<const unsigned char*>(&crc), reinterpret_cast<const unsigned char*>(&crc) + 4);
+  write_binary(dir / "x.ckpt", out);
+  try {
+    load_checkpoint(dir / "x.ckpt", "run-a");
+    FAIL() << "accepted";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("x.ckpt: field 'epochs_done': must be an integer"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("json.exception"), std::string::npos) << msg;
+  }
 }
 
 }  // namespace

@@ -2,8 +2,16 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <limits>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +21,99 @@ namespace qathw::training {
 namespace {
 
 constexpr char kMagic[8] = {'Q', 'A', 'T', 'H', 'W', 'C', 'K', '1'};
+
+// Most bytes of the JSON header: a few hundred for any real network.
+constexpr std::uint64_t kMaxHeader = std::uint64_t{1} << 20;
+
+// Most inputs or outputs of a layer (a bundle's widest tensor).
+constexpr std::int64_t kMaxWidth = std::int64_t{1} << 26;
+
+// Reads header fields with exact types; every error names the file and the field.
+class Fields {
+ public:
+  explicit Fields(std::string where) : where_(std::move(where)) {}
+
+  [[noreturn]] void fail(const std::string& field, const std::string& what) const {
+    throw std::runtime_error(where_ + "field '" + field + "': " + what);
+  }
+
+  // A value as a message shows it: its JSON cut at 64 characters, or for an array or object of
+  // more than 16 values its kind (dumping one nested a million deep would exhaust the stack).
+  static std::string shown(const nlohmann::json& v) {
+    if (v.is_structured()) {
+      std::vector<const nlohmann::json*> todo = {&v};
+      for (std::size_t seen = 0; !todo.empty(); ++seen) {
+        if (seen == 16) return v.is_array() ? "an array" : "an object";
+        const nlohmann::json* x = todo.back();
+        todo.pop_back();
+        if (x->is_structured())
+          for (const auto& e : *x) todo.push_back(&e);
+      }
+    }
+    std::string text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return text.size() > 64 ? text.substr(0, 64) + "..." : text;
+  }
+
+  void only(const nlohmann::json& j, const std::string& field, std::initializer_list<std::string_view> allowed) const {
+    if (!j.is_object()) {
+      if (field.empty()) throw std::runtime_error(where_ + "the header must be a JSON object, not " + shown(j));
+      fail(field, "must be an object, not " + shown(j));
+    }
+    for (const auto& [key, value] : j.items()) {
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      fail(field.empty() ? key : field + "." + key, "unknown field; allowed here: " + list);
+    }
+  }
+
+  const nlohmann::json& at(const nlohmann::json& j, const char* key, const std::string& field) const {
+    const auto it = j.find(key);
+    if (it == j.end()) fail(field, "missing");
+    return *it;
+  }
+
+  std::int64_t integer(const nlohmann::json& j, const char* key, const std::string& field, std::int64_t lo,
+                       std::int64_t hi) const {
+    const nlohmann::json& v = at(j, key, field);
+    const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    const bool in_range = v.is_number_unsigned()  ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
+                                                        static_cast<std::int64_t>(v.get<std::uint64_t>()) >= lo
+                          : v.is_number_integer() ? v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi
+                                                  : false;
+    if (!v.is_number_integer()) fail(field, "must be an integer in " + range + ", not " + shown(v));
+    if (!in_range) fail(field, shown(v) + " is out of range " + range);
+    return v.get<std::int64_t>();
+  }
+
+  std::string string(const nlohmann::json& j, const char* key, const std::string& field) const {
+    const nlohmann::json& v = at(j, key, field);
+    if (!v.is_string()) fail(field, "must be a string, not " + shown(v));
+    return v.get<std::string>();
+  }
+
+  bool boolean(const nlohmann::json& j, const char* key, const std::string& field) const {
+    const nlohmann::json& v = at(j, key, field);
+    if (!v.is_boolean()) fail(field, "must be true or false, not " + shown(v));
+    return v.get<bool>();
+  }
+
+  double seconds(const nlohmann::json& j, const char* key, const std::string& field) const {
+    const nlohmann::json& v = at(j, key, field);
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
+      fail(field, "must be a finite number of seconds >= 0, not " + shown(v));
+    return v.get<double>();
+  }
+
+  const nlohmann::json& array(const nlohmann::json& j, const char* key, const std::string& field) const {
+    const nlohmann::json& v = at(j, key, field);
+    if (!v.is_array()) fail(field, "must be an array, not " + shown(v));
+    return v;
+  }
+
+ private:
+  std::string where_;
+};
 
 void append(std::string& out, const void* data, std::size_t bytes) {
   out.append(static_cast<const char*>(data), bytes);
@@ -56,10 +157,17 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
   util::write_file_atomic(path, out);
 }
 
-std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, const std::string& fingerprint) {
+std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, const std::string& fingerprint,
+                                          const CheckpointExpectation& expect) {
   if (!std::filesystem::exists(path)) return std::nullopt;
-  const std::string bytes = util::read_file(path);
   const std::string where = path.string() + ": ";
+  // With the run's network known, the file's size is too (its header aside): read no more.
+  std::uint64_t limit = util::kDefaultReadLimit;
+  if (expect.net) {
+    limit = sizeof kMagic + 8 + kMaxHeader + 4;
+    for (const Layer& l : expect.net->layers) limit += 3 * l.w.size() * sizeof(float);
+  }
+  const std::string bytes = util::read_file(path, limit);
   if (bytes.size() < sizeof kMagic + 8 + 4 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
     throw std::runtime_error(where + "not a qat-hw checkpoint");
   std::uint32_t stored_crc = 0;
@@ -69,38 +177,80 @@ std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, con
   std::uint64_t length = 0;
   std::memcpy(&length, bytes.data() + sizeof kMagic, 8);
   std::size_t pos = sizeof kMagic + 8;
-  if (length > bytes.size() - pos - 4) throw std::runtime_error(where + "header length out of range");
+  if (length > bytes.size() - pos - 4 || length > kMaxHeader)
+    throw std::runtime_error(where + "header length " + std::to_string(length) + " is beyond the file's " +
+                             std::to_string(bytes.size()) + " bytes or the " + std::to_string(kMaxHeader) +
+                             "-byte limit");
   const nlohmann::json header = nlohmann::json::parse(bytes.substr(pos, length), nullptr, false);
-  if (header.is_discarded()) throw std::runtime_error(where + "unreadable header");
+  if (header.is_discarded()) throw std::runtime_error(where + "unreadable header (not valid JSON)");
   pos += length;
-  if (header.value("fingerprint", "") != fingerprint)
+  const Fields h(where);
+  h.only(header, "", {"fingerprint", "epochs_done", "step", "train_seconds", "layers"});
+  if (h.string(header, "fingerprint", "fingerprint") != fingerprint)
     throw std::runtime_error(where + "belongs to a run with other settings (target, data or training options); "
                              "remove it or run without --resume");
   Checkpoint c;
   c.fingerprint = fingerprint;
-  c.epochs_done = header.at("epochs_done").get<int>();
-  c.step = header.at("step").get<long>();
-  c.train_seconds = header.at("train_seconds").get<double>();
-  auto take = [&](std::vector<float>& v, std::size_t count) {
-    if (count * sizeof(float) > bytes.size() - 4 - pos) throw std::runtime_error(where + "truncated tensor data");
+  // A checkpoint is written after an epoch: at least 1, at most the run's epochs.
+  c.epochs_done = static_cast<int>(h.integer(header, "epochs_done", "epochs_done", 1,
+                                             expect.epochs > 0 ? expect.epochs : std::numeric_limits<int>::max()));
+  if (expect.steps_per_epoch > 0) {
+    const long steps = c.epochs_done * expect.steps_per_epoch;
+    c.step = static_cast<long>(h.integer(header, "step", "step", steps, steps));
+  } else {
+    c.step = static_cast<long>(h.integer(header, "step", "step", 0, std::numeric_limits<long>::max()));
+  }
+  c.train_seconds = h.seconds(header, "train_seconds", "train_seconds");
+  const nlohmann::json& layers = h.array(header, "layers", "layers");
+  if (layers.empty()) h.fail("layers", "must list at least one layer");
+  if (expect.net && layers.size() != expect.net->layers.size())
+    h.fail("layers", "must have " + std::to_string(expect.net->layers.size()) + " layers (the run's network), not " +
+                         std::to_string(layers.size()));
+  auto take = [&](std::vector<float>& v, std::size_t count, const std::string& field, const std::string& what) {
+    if (count * sizeof(float) > bytes.size() - 4 - pos)
+      throw std::runtime_error(where + "field '" + field + "': the " + what +
+                               " lie beyond the end of the tensor data (truncated)");
     v.resize(count);
     std::memcpy(v.data(), bytes.data() + pos, count * sizeof(float));
     pos += count * sizeof(float);
+    // A finite state only: NaN or infinity would poison every later step.
+    for (std::size_t i = 0; i < count; ++i)
+      if (!std::isfinite(v[i]))
+        throw std::runtime_error(where + "field '" + field + "': " + what + ": value " + std::to_string(i) +
+                                 " is NaN or infinite");
   };
-  for (const auto& lj : header.at("layers")) {
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const std::string field = "layers[" + std::to_string(i) + "]";
+    const nlohmann::json& lj = layers[i];
+    h.only(lj, field, {"in", "out", "relu"});
     Layer l;
-    l.in = lj.at("in").get<int>();
-    l.out = lj.at("out").get<int>();
-    l.relu = lj.at("relu").get<bool>();
-    const std::size_t count = static_cast<std::size_t>(l.in) * l.out;
-    take(l.w, count);
+    l.in = static_cast<int>(h.integer(lj, "in", field + ".in", 1, kMaxWidth));
+    l.out = static_cast<int>(h.integer(lj, "out", field + ".out", 1, kMaxWidth));
+    l.relu = h.boolean(lj, "relu", field + ".relu");
+    if (expect.net) {
+      const Layer& e = expect.net->layers[i];
+      const auto differs = [&](const std::string& key, const std::string& want, const std::string& got) {
+        h.fail(field + "." + key, "must be " + want + " (the run's network), not " + got);
+      };
+      if (l.in != e.in) differs("in", std::to_string(e.in), std::to_string(l.in));
+      if (l.out != e.out) differs("out", std::to_string(e.out), std::to_string(l.out));
+      if (l.relu != e.relu) differs("relu", e.relu ? "true" : "false", l.relu ? "true" : "false");
+    }
+    const std::size_t count = static_cast<std::size_t>(l.in) * static_cast<std::size_t>(l.out);
+    take(l.w, count, field, "weights");
     c.adam_m.emplace_back();
-    take(c.adam_m.back(), count);
+    take(c.adam_m.back(), count, field, "first moments");
     c.adam_v.emplace_back();
-    take(c.adam_v.back(), count);
+    take(c.adam_v.back(), count, field, "second moments");
+    for (std::size_t k = 0; k < count; ++k)
+      if (c.adam_v.back()[k] < 0.0f)
+        throw std::runtime_error(where + "field '" + field + "': second moments: value " + std::to_string(k) +
+                                 " is negative (a mean of squares)");
     c.net.layers.push_back(std::move(l));
   }
-  if (pos != bytes.size() - 4) throw std::runtime_error(where + "unexpected trailing data");
+  if (pos != bytes.size() - 4)
+    throw std::runtime_error(where + std::to_string(bytes.size() - 4 - pos) +
+                             " bytes of tensor data beyond what the header's layers hold (trailing data)");
   return c;
 }
 

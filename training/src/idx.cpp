@@ -56,7 +56,8 @@ std::optional<Declared> declared_by(const std::vector<std::uint8_t>& b) {
 // The file's bytes, inflated when it starts with the gzip magic number, read no further than its
 // IDX header declares: a file with more (a small gzip stream that inflates to gigabytes) is
 // refused as soon as it passes that size, and reading stops early at a header read_idx refuses.
-std::vector<std::uint8_t> read_bytes(const fs::path& path) {
+// With header_only, reading stops once the header is read.
+std::vector<std::uint8_t> read_bytes(const fs::path& path, bool header_only = false) {
   int fd = -1;
   try {
     fd = util::open_regular_file(path);
@@ -105,7 +106,7 @@ std::vector<std::uint8_t> read_bytes(const fs::path& path) {
     out.insert(out.end(), chunk.begin(), chunk.begin() + n);
     const std::optional<Declared> d = declared_by(out);
     if (!d) continue;
-    if (!d->valid) return out;
+    if (!d->valid || header_only) return out;
     if (out.size() - d->header > d->values) {
       if (!gzip)
         throw DataError(path.string() + ": " + std::to_string(static_cast<std::uint64_t>(st.st_size) - d->header) +
@@ -123,24 +124,9 @@ std::vector<std::uint8_t> read_bytes(const fs::path& path) {
   return out;
 }
 
-fs::path find_file(const fs::path& dir, const std::string& stem) {
-  for (const char* suffix : {".gz", ""}) {
-    const fs::path p = dir / (stem + suffix);
-    if (fs::exists(p)) return p;
-  }
-  throw DataError((dir / stem).string() + "[.gz]: not found (expected an MNIST-style IDX data set in " +
-                  dir.string() + ")");
-}
-
-}  // namespace
-
-IdxArray read_idx(const fs::path& path) {
-  std::vector<std::uint8_t> bytes;
-  try {
-    bytes = read_bytes(path);
-  } catch (const std::bad_alloc&) {
-    throw DataError(path.string() + ": out of memory while reading it");
-  }
+// The dims of the IDX header at the start of `bytes`, checked; `total` receives their product.
+std::vector<std::uint32_t> header_dims(const fs::path& path, const std::vector<std::uint8_t>& bytes,
+                                       std::size_t& total) {
   if (bytes.size() < 4) throw DataError(path.string() + ": too short for an IDX header");
   if (bytes[0] != 0 || bytes[1] != 0)
     throw DataError(path.string() + ": not an IDX file (magic number must start with two zero bytes)");
@@ -153,15 +139,55 @@ IdxArray read_idx(const fs::path& path) {
   if (rank < 1 || rank > 4) throw DataError(path.string() + ": IDX rank " + std::to_string(rank) + " not in [1, 4]");
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);
   if (bytes.size() < header) throw DataError(path.string() + ": truncated IDX header");
-  IdxArray a;
-  std::size_t total = 1;
+  std::vector<std::uint32_t> dims;
+  total = 1;
   for (int i = 0; i < rank; ++i) {
     const std::uint32_t d = big_endian32(&bytes[4 + 4 * i]);
     if (d == 0) throw DataError(path.string() + ": IDX dimension " + std::to_string(i) + " is zero");
-    a.dims.push_back(d);
+    dims.push_back(d);
     total *= d;
     if (total > kMaxIdxValues) throw DataError(path.string() + ": IDX dimensions implausibly large");
   }
+  return dims;
+}
+
+// The dims an IDX file's header declares, reading no further than the header.
+std::vector<std::uint32_t> read_idx_dims(const fs::path& path) {
+  std::size_t total = 0;
+  return header_dims(path, read_bytes(path, true), total);
+}
+
+// The path of `stem` or `stem`.gz in `dir`, if either exists.
+std::optional<fs::path> find_optional(const fs::path& dir, const std::string& stem) {
+  for (const char* suffix : {".gz", ""}) {
+    const fs::path p = dir / (stem + suffix);
+    if (fs::exists(p)) return p;
+  }
+  return std::nullopt;
+}
+
+fs::path find_file(const fs::path& dir, const std::string& stem) {
+  if (auto p = find_optional(dir, stem)) return *p;
+  throw DataError((dir / stem).string() + "[.gz]: not found (expected an MNIST-style IDX data set in " +
+                  dir.string() + ")");
+}
+
+// Most rows and most columns of an image: the bundle's input limit (docs/bundle.md, input.rows).
+constexpr std::uint32_t kMaxImageSide = 8192;
+
+}  // namespace
+
+IdxArray read_idx(const fs::path& path) {
+  std::vector<std::uint8_t> bytes;
+  try {
+    bytes = read_bytes(path);
+  } catch (const std::bad_alloc&) {
+    throw DataError(path.string() + ": out of memory while reading it");
+  }
+  std::size_t total = 0;
+  IdxArray a;
+  a.dims = header_dims(path, bytes, total);
+  const std::size_t header = 4 + 4 * a.dims.size();
   if (bytes.size() - header != total)
     throw DataError(path.string() + ": " + std::to_string(bytes.size() - header) + " data bytes, header says " +
                     std::to_string(total) + (bytes.size() - header < total ? " (truncated)" : " (trailing bytes)"));
@@ -170,10 +196,18 @@ IdxArray read_idx(const fs::path& path) {
 }
 
 Dataset load_split(const fs::path& dir, Split split, int classes) {
-  if (!fs::is_directory(dir)) throw DataError(dir.string() + ": data folder not found");
+  if (!fs::is_directory(dir))
+    throw DataError(dir.string() + (fs::exists(dir) ? ": not a folder (the data set is a folder of IDX files)"
+                                                    : ": data folder not found"));
   const std::string prefix = split == Split::Train ? "train" : "t10k";
   const fs::path images_path = find_file(dir, prefix + "-images-idx3-ubyte");
   const fs::path labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
+  // Image sides beyond a bundle's input are refused from the header, before the data is read.
+  const std::vector<std::uint32_t> declared = read_idx_dims(images_path);
+  if (declared.size() == 3 && (declared[1] > kMaxImageSide || declared[2] > kMaxImageSide))
+    throw DataError(images_path.string() + ": images of " + std::to_string(declared[1]) + "x" +
+                    std::to_string(declared[2]) + " pixels; rows and cols must each be in [1, " +
+                    std::to_string(kMaxImageSide) + "]");
   IdxArray images = read_idx(images_path);
   IdxArray labels = read_idx(labels_path);
   if (images.dims.size() != 3)
@@ -185,6 +219,17 @@ Dataset load_split(const fs::path& dir, Split split, int classes) {
   if (labels.dims[0] != images.dims[0])
     throw DataError(labels_path.string() + ": " + std::to_string(labels.dims[0]) + " labels for " +
                     std::to_string(images.dims[0]) + " images in " + images_path.string());
+  if (split == Split::Test) {
+    // A model trained on the training images reads test images of the same shape only.
+    if (const auto train_images = find_optional(dir, "train-images-idx3-ubyte")) {
+      const std::vector<std::uint32_t> train = read_idx_dims(*train_images);
+      if (train.size() == 3 && (train[1] != images.dims[1] || train[2] != images.dims[2]))
+        throw DataError(images_path.string() + ": test images are " + std::to_string(images.dims[1]) + "x" +
+                        std::to_string(images.dims[2]) + " (rows x cols), the training images in " +
+                        train_images->string() + " are " + std::to_string(train[1]) + "x" +
+                        std::to_string(train[2]));
+    }
+  }
   Dataset d;
   d.count = images.dims[0];
   d.rows = images.dims[1];

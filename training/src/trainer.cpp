@@ -102,7 +102,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   long step = 0;
   double seconds_before = 0;
   if (resume) {
-    if (auto ck = load_checkpoint(checkpoint, fp)) {
+    if (auto ck = load_checkpoint(checkpoint, fp, {&net, c.epochs, steps_per_epoch})) {
       net = std::move(ck->net);
       m = std::move(ck->adam_m);
       v = std::move(ck->adam_v);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qathw/arith.h"
@@ -16,6 +17,12 @@ namespace qathw::model {
 class GraphError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+  GraphError(std::string field, const std::string& what) : std::runtime_error(what), field_(std::move(field)) {}
+  // The manifest field the error is about ("ops[3].input", "tensors[2].shape"), or empty.
+  const std::string& field() const { return field_; }
+
+ private:
+  std::string field_;
 };
 
 // What a tensor's integers are.
@@ -79,7 +86,8 @@ std::optional<DType> dtype_from_string(const std::string& s);
 // Checks that the graph is well formed for a target's format: unique names, every op's input
 // written before it is read, each op's input and output types and shapes as its rule requires,
 // the weights in the target's format with codes in range and requantization pairs in its scale
-// format, and one output tensor of Values. Throws GraphError naming the op or tensor.
+// format, every tensor but the input written by an op, and one output tensor of Values. Throws
+// GraphError naming the op or tensor, with the manifest field (field()).
 void validate(const Graph& g, const arith::Format& f);
 
 // The MLP graph as the trainer builds it: per layer quantize -> linear [-> relu]. `layers` gives
