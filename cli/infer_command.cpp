@@ -91,8 +91,8 @@ void add_infer_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--engine", o->engine, "Engine: int (integer engine), cuda (packed-weight GPU kernels)")
       ->capture_default_str()
       ->check(CLI::IsMember({"int", "cuda"}));
-  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
-  cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
+  cmd->add_option("--target", o->target, "Require the bundle to be built for this target")->check(NonEmptyTarget);
   cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
   cmd->add_option("--json", o->json, "Write the result as JSON to this file")->check(NonEmptyPath);
   cmd->add_option("--dump", o->dump,

@@ -35,11 +35,28 @@ inline const CLI::Validator NonEmptyPath(
     },
     "PATH", "NON-EMPTY PATH");
 
+// A target: a built-in name or a .toml file, not the empty string (which read as a target named "").
+inline const CLI::Validator NonEmptyTarget(
+    [](std::string& value) -> std::string {
+      return value.empty() ? std::string("must name a built-in target or a .toml file, not the empty string")
+                           : std::string();
+    },
+    "TARGET", "NON-EMPTY TARGET");
+
+// A thread count: "auto" or an integer in [1, 1024].
+inline const CLI::Validator ThreadCount(
+    [](std::string& value) -> std::string {
+      const bool digits = !value.empty() && value.size() <= 4 && value.find_first_not_of("0123456789") == std::string::npos;
+      if (value == "auto" || (digits && std::stoi(value) >= 1 && std::stoi(value) <= 1024)) return {};
+      return "'" + value + "' is neither auto nor a thread count in [1, 1024]";
+    },
+    "auto|N", "THREAD COUNT");
+
 // A seed: decimal digits only, 0 to 2^64-1. (A plain unsigned option took "-1" as 2^64-1 and
 // clamped larger values to it, so different seeds on the command line ran the same.)
 inline const CLI::Validator Seed(
     [](std::string& value) -> std::string {
-      const std::string bad = "'" + value + "' is not a seed (an integer from 0 to 18446744073709551615)";
+      const std::string bad = "'" + value + "' is not a seed: an integer in [0, 18446744073709551615]";
       if (value.empty() || value.size() > 20 || value.find_first_not_of("0123456789") != std::string::npos) return bad;
       std::uint64_t x = 0;
       for (const char c : value) {

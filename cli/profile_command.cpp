@@ -166,8 +166,8 @@ void add_profile_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand(
       "profile", "Accumulator and activation ranges of a bundle on data against the target's widths");
   cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
-  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
-  cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
+  cmd->add_option("--target", o->target, "Require the bundle to be built for this target")->check(NonEmptyTarget);
   cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();
   cmd->add_option("--json", o->json, "Write the profile as JSON to this file")->check(NonEmptyPath);
   cmd->add_option("--plot", o->plot, "Write histograms to PREFIX.png and PREFIX.svg (gnuplot)");

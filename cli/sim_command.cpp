@@ -116,8 +116,8 @@ void add_sim_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<SimOptions>();
   auto* cmd = app.add_subcommand("sim", "Run a bundle on the SystemC model: cycles, utilisation, traffic, energy");
   cmd->add_option("model", o->model, "Bundle directory (model.qhw)")->required();
-  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
-  cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
+  cmd->add_option("--target", o->target, "Require the bundle to be built for this target")->check(NonEmptyTarget);
   cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
   cmd->add_option("--json", o->json, "Write the results as JSON to this file")->check(NonEmptyPath);
   cmd->add_flag("--check", o->check, "Compare every layer's outputs with the integer engine (exit 1 on a difference)");

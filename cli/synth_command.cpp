@@ -54,7 +54,7 @@ int run_synth(const SynthOptions& o) {
 void add_synth_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<SynthOptions>();
   auto* cmd = app.add_subcommand("synth", "yosys synthesis of the accelerator's datapath for a target");
-  cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str();
+  cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str()->check(NonEmptyTarget);
   cmd->add_option("--flow", o->flow, "generic (yosys synth), xilinx (synth_xilinx) or both")
       ->capture_default_str()->check(CLI::IsMember({"generic", "xilinx", "both"}));
   cmd->add_option("--json", o->json, "Write the results as JSON to this file")->check(NonEmptyPath);

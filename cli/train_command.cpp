@@ -34,6 +34,7 @@ struct TrainOptions {
 };
 
 std::vector<int> parse_sizes(const std::string& text) {
+  if (text.empty()) throw std::invalid_argument("--hidden: '' is not a list of layer sizes in [1, 65536]");
   std::vector<int> sizes;
   std::stringstream in(text);
   std::string item;
@@ -163,8 +164,8 @@ int run_train(const TrainOptions& o) {
 void add_train_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<TrainOptions>();
   auto* cmd = app.add_subcommand("train", "Quantization-aware training for a target, exported as a deployed bundle");
-  cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str();
-  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
+  cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str()->check(NonEmptyTarget);
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
   cmd->add_option("--out", o->out, "Output folder (default runs/<target>)")->check(NonEmptyPath);
   cmd->add_option("--hidden", o->hidden, "Hidden layer sizes, comma separated")->capture_default_str();
   cmd->add_option("--epochs", o->config.epochs, "Epochs of each phase")->capture_default_str()->check(CLI::Range(1, 10000));
@@ -178,7 +179,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(Seed);
   cmd->add_option("--threads", o->threads,
                   "CPU threads: N, or auto (up to the CPUs this process may use, fewer while other processes hold them)")
-      ->capture_default_str()->check(CLI::IsMember({"auto"}) | CLI::Range(1, 1024));
+      ->capture_default_str()->check(ThreadCount);
   cmd->add_option("--ste", o->ste, "Weight straight-through estimator: identity, or clipped (zero where the quantizer clips)")
       ->capture_default_str()->check(CLI::IsMember({"identity", "clipped"}));
   cmd->add_option("--device", o->device, "Where training steps run: auto (a CUDA GPU when present), cpu, cuda")

@@ -321,8 +321,8 @@ void add_verify_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->each([o](const std::string&) { o->engines_given = true; });
   cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();
-  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str();
-  cmd->add_option("--target", o->target, "Require the bundle to be built for this target");
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
+  cmd->add_option("--target", o->target, "Require the bundle to be built for this target")->check(NonEmptyTarget);
   cmd->add_option("--json", o->json, "Write a JSON summary to this file")->check(NonEmptyPath);
   cmd->add_option("--trace", o->trace, "Write the RTL's FST waveform of the first differing sample (or of sample 0)");
   cmd->add_option("--jobs", o->jobs, "Worker processes at a time (default: the usable CPUs)")->check(CLI::Range(1, 1024));

@@ -72,7 +72,7 @@ ResultsDb::ResultsDb(const std::filesystem::path& path, Mode mode) : path_(path.
   if (mode == Mode::Open && !std::filesystem::exists(path, ec))
     throw std::runtime_error(path_ + ": no such results database");
   if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
-    throw std::runtime_error(path_ + ": not a results database (not a regular file)");
+    throw std::runtime_error(path_ + ": not a qat-hw results database (not a regular file)");
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (mode == Mode::Create ? SQLITE_OPEN_CREATE : 0);
   if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
@@ -106,19 +106,19 @@ void ResultsDb::check_schema(Mode mode) const {
                            nullptr) != SQLITE_OK) {
       const std::string why = sqlite3_errmsg(db_);
       sqlite3_finalize(s);
-      throw std::runtime_error(path_ + ": not a results database (" + why + ")");
+      throw std::runtime_error(path_ + ": not a qat-hw results database (" + why + ")");
     }
     while (sqlite3_step(s) == SQLITE_ROW) tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
     sqlite3_finalize(s);
   }
   if (tables.empty()) {
-    if (mode == Mode::Open) throw std::runtime_error(path_ + ": not a results database (it holds no tables)");
+    if (mode == Mode::Open) throw std::runtime_error(path_ + ": not a qat-hw results database (it holds no tables)");
     return;  // new: the schema is created
   }
   if (tables != std::vector<std::string>{"points", "sweep"}) {
     std::string names;
     for (const auto& t : tables) names += (names.empty() ? "" : ", ") + t;
-    throw std::runtime_error(path_ + ": not a results database (it holds the tables " + names +
+    throw std::runtime_error(path_ + ": not a qat-hw results database (it holds the tables " + names +
                              "; a results database holds points and sweep)");
   }
   std::vector<std::string> columns;
@@ -127,7 +127,7 @@ void ResultsDb::check_schema(Mode mode) const {
     columns.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)));
   for (const Column& c : point_columns())
     if (std::find(columns.begin(), columns.end(), c.name) == columns.end())
-      throw std::runtime_error(path_ + ": not a results database of this release (table points has no column " +
+      throw std::runtime_error(path_ + ": not a qat-hw results database of this release (table points has no column " +
                                c.name + ")");
 }
 
