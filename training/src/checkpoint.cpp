@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/json_fields.h"
 
 namespace qathw::training {
 namespace {
@@ -29,74 +30,9 @@ constexpr std::uint64_t kMaxHeader = std::uint64_t{1} << 20;
 constexpr std::int64_t kMaxWidth = std::int64_t{1} << 26;
 
 // Reads header fields with exact types; every error names the file and the field.
-class Fields {
+class Fields : public util::JsonFields<std::runtime_error> {
  public:
-  explicit Fields(std::string where) : where_(std::move(where)) {}
-
-  [[noreturn]] void fail(const std::string& field, const std::string& what) const {
-    throw std::runtime_error(where_ + "field '" + field + "': " + what);
-  }
-
-  // A value as a message shows it: its JSON cut at 64 characters, or for an array or object of
-  // more than 16 values its kind (dumping one nested a million deep would exhaust the stack).
-  static std::string shown(const nlohmann::json& v) {
-    if (v.is_structured()) {
-      std::vector<const nlohmann::json*> todo = {&v};
-      for (std::size_t seen = 0; !todo.empty(); ++seen) {
-        if (seen == 16) return v.is_array() ? "an array" : "an object";
-        const nlohmann::json* x = todo.back();
-        todo.pop_back();
-        if (x->is_structured())
-          for (const auto& e : *x) todo.push_back(&e);
-      }
-    }
-    std::string text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    return text.size() > 64 ? text.substr(0, 64) + "..." : text;
-  }
-
-  void only(const nlohmann::json& j, const std::string& field, std::initializer_list<std::string_view> allowed) const {
-    if (!j.is_object()) {
-      if (field.empty()) throw std::runtime_error(where_ + "the header must be a JSON object, not " + shown(j));
-      fail(field, "must be an object, not " + shown(j));
-    }
-    for (const auto& [key, value] : j.items()) {
-      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
-      std::string list;
-      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      fail(field.empty() ? key : field + "." + key, "unknown field; allowed here: " + list);
-    }
-  }
-
-  const nlohmann::json& at(const nlohmann::json& j, const char* key, const std::string& field) const {
-    const auto it = j.find(key);
-    if (it == j.end()) fail(field, "missing");
-    return *it;
-  }
-
-  std::int64_t integer(const nlohmann::json& j, const char* key, const std::string& field, std::int64_t lo,
-                       std::int64_t hi) const {
-    const nlohmann::json& v = at(j, key, field);
-    const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
-    const bool in_range = v.is_number_unsigned()  ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
-                                                        static_cast<std::int64_t>(v.get<std::uint64_t>()) >= lo
-                          : v.is_number_integer() ? v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi
-                                                  : false;
-    if (!v.is_number_integer()) fail(field, "must be an integer in " + range + ", not " + shown(v));
-    if (!in_range) fail(field, shown(v) + " is out of range " + range);
-    return v.get<std::int64_t>();
-  }
-
-  std::string string(const nlohmann::json& j, const char* key, const std::string& field) const {
-    const nlohmann::json& v = at(j, key, field);
-    if (!v.is_string()) fail(field, "must be a string, not " + shown(v));
-    return v.get<std::string>();
-  }
-
-  bool boolean(const nlohmann::json& j, const char* key, const std::string& field) const {
-    const nlohmann::json& v = at(j, key, field);
-    if (!v.is_boolean()) fail(field, "must be true or false, not " + shown(v));
-    return v.get<bool>();
-  }
+  explicit Fields(std::string file) : JsonFields(std::move(file), "header") {}
 
   double seconds(const nlohmann::json& j, const char* key, const std::string& field) const {
     const nlohmann::json& v = at(j, key, field);
@@ -104,15 +40,6 @@ class Fields {
       fail(field, "must be a finite number of seconds >= 0, not " + shown(v));
     return v.get<double>();
   }
-
-  const nlohmann::json& array(const nlohmann::json& j, const char* key, const std::string& field) const {
-    const nlohmann::json& v = at(j, key, field);
-    if (!v.is_array()) fail(field, "must be an array, not " + shown(v));
-    return v;
-  }
-
- private:
-  std::string where_;
 };
 
 void append(std::string& out, const void* data, std::size_t bytes) {
@@ -184,8 +111,8 @@ std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, con
   const nlohmann::json header = nlohmann::json::parse(bytes.substr(pos, length), nullptr, false);
   if (header.is_discarded()) throw std::runtime_error(where + "unreadable header (not valid JSON)");
   pos += length;
-  const Fields h(where);
-  h.only(header, "", {"fingerprint", "epochs_done", "step", "train_seconds", "layers"});
+  const Fields h(path.string());
+  h.check_object(header, "", {"fingerprint", "epochs_done", "step", "train_seconds", "layers"});
   if (h.string(header, "fingerprint", "fingerprint") != fingerprint)
     throw std::runtime_error(where + "belongs to a run with other settings (target, data or training options); "
                              "remove it or run without --resume");
@@ -222,7 +149,7 @@ std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, con
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const std::string field = "layers[" + std::to_string(i) + "]";
     const nlohmann::json& lj = layers[i];
-    h.only(lj, field, {"in", "out", "relu"});
+    h.check_object(lj, field, {"in", "out", "relu"});
     Layer l;
     l.in = static_cast<int>(h.integer(lj, "in", field + ".in", 1, kMaxWidth));
     l.out = static_cast<int>(h.integer(lj, "out", field + ".out", 1, kMaxWidth));
