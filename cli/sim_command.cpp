@@ -1,16 +1,19 @@
 // qat-hw sim MODEL: the SystemC model on the test split: accuracy, cycles, utilisation, traffic,
 // energy and simulation speed; with --check, every layer's outputs against the integer engine.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 
 #include "commands.h"
+#include "engine_workers.h"
 #include "model_inputs.h"
 #include "option_checks.h"
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/training/idx.h"
 #include "qathw/training/network.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/cpus.h"
 #include "qathw/verify/compare.h"
 #include "qathw/verify/engine.h"
 
@@ -24,6 +27,7 @@ struct SimOptions {
   std::string json;
   long samples = 0;
   bool check = false;
+  int jobs = 0;  // 0: the usable CPUs
 };
 
 int run_sim(const SimOptions& o) {
@@ -34,7 +38,29 @@ int run_sim(const SimOptions& o) {
   if (const auto why = verify::find_engine("systemc")->unsupported(bundle))
     throw std::invalid_argument(o.model + ": the SystemC model cannot run it: " + *why);
   const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
-  sim::SimRun run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
+  // From 400 images (or with --jobs) the samples are shared among worker processes, each running
+  // the model on its slice; the counts of an inference depend on the shapes only, so this process
+  // takes them from one sample.
+  const int jobs = o.jobs > 0 ? o.jobs : util::usable_cpus();
+  const bool workers = jobs > 1 && (o.jobs > 0 || count >= 400);
+  const auto t0 = std::chrono::steady_clock::now();
+  sim::SimRun run;
+  std::vector<model::OpOutputs> int_outputs;
+  if (workers) {
+    run = sim::run_systemc(bundle, test.pixels.data(), 1, false);
+    std::vector<std::string> failed, names = {"systemc"};
+    if (o.check) names.push_back("int");
+    auto runs = run_engines_in_workers(o.model, o.data, names, in, jobs, o.jobs > 0 ? 1 : 200, failed);
+    if (!failed.empty()) throw std::runtime_error(failed.front());
+    run.outputs.clear();
+    for (const model::OpOutputs& ops : runs["systemc"].outputs)
+      run.outputs.push_back(model::layer_outputs(lowering.layers, ops));
+    run.stats.assign(count, run.stats.front());
+    int_outputs = std::move(runs["int"].outputs);
+  } else {
+    run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
+  }
+  run.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   long correct = 0;
   sim::LayerStats total;
@@ -57,9 +83,8 @@ int run_sim(const SimOptions& o) {
   if (o.check) {
     std::vector<model::OpOutputs> systemc;
     for (auto& o : run.outputs) systemc.push_back(model::op_outputs(bundle.graph, lowering.layers, std::move(o)));
-    check = verify::compare(bundle.graph, "int",
-                            verify::find_engine("int")->run(bundle, test.pixels.data(), count).outputs, "systemc",
-                            systemc);
+    if (!workers) int_outputs = verify::find_engine("int")->run(bundle, test.pixels.data(), count).outputs;
+    check = verify::compare(bundle.graph, "int", int_outputs, "systemc", systemc);
   }
 
   char line[256];
@@ -120,6 +145,7 @@ void add_sim_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target")->check(NonEmptyTarget);
   cmd->add_option("--samples", o->samples, "Use the first N test images (default all)")->check(CLI::Range(1L, 1L << 40));
   cmd->add_option("--json", o->json, "Write the results as JSON to this file")->check(NonEmptyPath);
+  cmd->add_option("--jobs", o->jobs, "Worker processes at a time (default: the usable CPUs)")->check(CLI::Range(1, 1024));
   cmd->add_flag("--check", o->check, "Compare every layer's outputs with the integer engine (exit 1 on a difference)");
   cmd->callback([o, &exit_code] { exit_code = run_sim(*o); });
 }

@@ -10,21 +10,17 @@
 #include <map>
 #include <optional>
 #include <memory>
-#include <set>
 #include <sstream>
 
-#include <sys/wait.h>
-
 #include "commands.h"
+#include "engine_workers.h"
 #include "model_inputs.h"
 #include "option_checks.h"
 #include "qathw/rtl/point_rtl.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/cpus.h"
-#include "qathw/util/process.h"
 #include "qathw/verify/compare.h"
 #include "qathw/verify/engine.h"
-#include "qathw/verify/engine_run_file.h"
 
 namespace qathw::cli {
 namespace {
@@ -41,135 +37,9 @@ struct VerifyOptions {
   int jobs = 0;  // 0: the usable CPUs
 };
 
-// One slice of one engine's samples, run by a worker process (verify-slice).
-struct SliceOptions {
-  std::string model, engine, data, out;
-  long first = 0, count = 0;
-};
-
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-int run_verify_slice(const SliceOptions& o) {
-  const ModelInputs in = load_model_inputs(o.model, "", o.data, 0);
-  if (o.first < 0 || o.count < 1 || static_cast<std::size_t>(o.first + o.count) > in.count)
-    throw std::invalid_argument("verify-slice: samples " + std::to_string(o.first) + " + " + std::to_string(o.count) +
-                                " lie outside the " + std::to_string(in.count) + " test images");
-  const verify::Engine* engine = verify::find_engine(o.engine);
-  if (!engine) throw std::invalid_argument("verify-slice: unknown engine '" + o.engine + "'");
-  const verify::EngineRun run = engine->run(in.bundle, in.test.pixels.data() + o.first * in.test.features,
-                                            static_cast<std::size_t>(o.count));
-  verify::write_engine_run(o.out, run);
-  return kExitOk;
-}
-
-// The last line a failed worker wrote: its error.
-std::string last_line(const fs::path& log) {
-  std::string text;
-  try {
-    text = util::read_file(log, 1 << 20);
-  } catch (const std::exception&) {
-    return "(no log)";
-  }
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  return text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
-}
-
-// A folder that is removed when the verify ends.
-struct TempFolder {
-  fs::path path;
-  TempFolder() {
-    std::string pattern = (fs::temp_directory_path() / "qat-hw-verify-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("cannot create a temporary folder in " +
-                                                            fs::temp_directory_path().string());
-    path = pattern;
-  }
-  ~TempFolder() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// Runs the engines on slices of the samples in worker processes, `jobs` at a time: the RTL in
-// several slices first (the slowest engine), then the SystemC model and HLS, the integer engine
-// last. Prints a progress line with an ETA as slices finish. An engine whose slice fails is
-// reported in `failed` and left out of the result.
-std::map<std::string, verify::EngineRun> run_in_workers(const VerifyOptions& o, const std::vector<std::string>& names,
-                                                        const ModelInputs& in, int jobs,
-                                                        std::vector<std::string>& failed) {
-  struct Slice {
-    std::string engine;
-    std::size_t first, count;
-    fs::path out, log;
-  };
-  // Run-time builds (an RTL model or HLS top of a target without a built-in one) happen here,
-  // once, before the workers would each start them: each engine runs one sample.
-  for (const std::string& name : {std::string("rtl"), std::string("hls")})
-    if (std::find(names.begin(), names.end(), name) != names.end()) verify::find_engine(name)->run(in.bundle, in.test.pixels.data(), 1);
-  const TempFolder work;
-  std::vector<Slice> slices;
-  for (const std::string& name : {std::string("rtl"), std::string("systemc"), std::string("hls"), std::string("int"),
-                                  std::string("cuda")}) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) continue;
-    const std::size_t wanted = name == "rtl" ? 2 * static_cast<std::size_t>(jobs)
-                               : name == "int" || name == "cuda" ? 1 : static_cast<std::size_t>(jobs);
-    // Slices of at least 200 images unless --jobs asks for workers explicitly.
-    const std::size_t smallest = o.jobs > 0 ? 1 : 200;
-    const std::size_t parts = std::max<std::size_t>(1, std::min(wanted, in.count / smallest));
-    for (std::size_t p = 0; p < parts; ++p) {
-      const std::size_t first = in.count * p / parts, last = in.count * (p + 1) / parts;
-      const std::string id = name + "-" + std::to_string(p);
-      slices.push_back({name, first, last - first, work.path / (id + ".run"), work.path / (id + ".log")});
-    }
-  }
-  const fs::path model = fs::absolute(o.model), data = fs::absolute(o.data);
-  std::map<pid_t, std::size_t> running;
-  std::vector<std::optional<verify::EngineRun>> results(slices.size());  // by slice: joined in sample order
-  std::set<std::string> broken;
-  std::size_t next = 0, finished = 0;
-  const auto t0 = Clock::now();
-  while (next < slices.size() || !running.empty()) {
-    while (next < slices.size() && static_cast<int>(running.size()) < jobs) {
-      const Slice& s = slices[next];
-      running[util::start_worker({util::self_executable().string(), "verify-slice", model.string(), "--engine",
-                                  s.engine, "--data", data.string(), "--first", std::to_string(s.first), "--count",
-                                  std::to_string(s.count), "--out", s.out.string()},
-                                 s.log)] = next;
-      ++next;
-    }
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      throw std::runtime_error("verify: lost the worker processes");
-    }
-    const auto it = running.find(pid);
-    if (it == running.end()) continue;
-    const std::size_t index = it->second;
-    const Slice& s = slices[index];
-    running.erase(it);
-    ++finished;
-    if (util::exit_status(status) != 0) {
-      if (broken.insert(s.engine).second) failed.push_back(s.engine + ": " + last_line(s.log));
-    } else {
-      results[index] = verify::read_engine_run(s.out);
-    }
-    std::error_code ec;
-    fs::remove(s.out, ec);
-    const double elapsed = seconds_since(t0);
-    const double eta = elapsed / static_cast<double>(finished) * static_cast<double>(slices.size() - finished);
-    std::fprintf(stderr, "verify: [%zu/%zu] %s images %zu-%zu done; elapsed %.0fs, ETA %.0fs\n", finished,
-                 slices.size(), s.engine.c_str(), s.first, s.first + s.count - 1, elapsed, eta);
-  }
-  std::map<std::string, std::vector<verify::EngineRun>> parts;
-  for (std::size_t i = 0; i < slices.size(); ++i)
-    if (!broken.count(slices[i].engine)) parts[slices[i].engine].push_back(std::move(*results[i]));
-  std::map<std::string, verify::EngineRun> runs;
-  for (auto& [name, slices_of] : parts) runs[name] = verify::join_slices(std::move(slices_of));
-  return runs;
-}
 
 std::vector<std::string> parse_engines(const std::string& text) {
   std::vector<std::string> names;
@@ -213,7 +83,7 @@ int run_verify(const VerifyOptions& o) {
   if (workers) {
     std::cerr << "verify: " << names.size() << " engines on " << in.count << " images in up to " << jobs
               << " worker processes\n";
-    runs = run_in_workers(o, names, in, jobs, failed);
+    runs = run_engines_in_workers(o.model, o.data, names, in, jobs, o.jobs > 0 ? 1 : 200, failed);
   } else {
     for (const auto& name : names) {
       std::cerr << "verify: running " << name << " on " << in.count << " images\n";
@@ -328,17 +198,7 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--jobs", o->jobs, "Worker processes at a time (default: the usable CPUs)")->check(CLI::Range(1, 1024));
   cmd->callback([o, &exit_code] { exit_code = run_verify(*o); });
 
-  // What the workers run; not for users.
-  auto s = std::make_shared<SliceOptions>();
-  auto* slice = app.add_subcommand("verify-slice", "One slice of a verify run (what its worker processes run)");
-  slice->group("");  // hidden from --help
-  slice->add_option("model", s->model)->required();
-  slice->add_option("--engine", s->engine)->required();
-  slice->add_option("--data", s->data)->required();
-  slice->add_option("--first", s->first)->required();
-  slice->add_option("--count", s->count)->required();
-  slice->add_option("--out", s->out)->required();
-  slice->callback([s, &exit_code] { exit_code = run_verify_slice(*s); });
+  add_verify_slice_command(app, exit_code);
 }
 
 }  // namespace qathw::cli

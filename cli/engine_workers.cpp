@@ -1,0 +1,165 @@
+#include "engine_workers.h"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "commands.h"
+#include "qathw/util/atomic_file.h"
+#include "qathw/util/process.h"
+#include "qathw/verify/engine_run_file.h"
+
+namespace qathw::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// One slice of one engine's samples, run by a worker process (verify-slice).
+struct SliceOptions {
+  std::string model, engine, data, out;
+  long first = 0, count = 0;
+};
+
+int run_verify_slice(const SliceOptions& o) {
+  const ModelInputs in = load_model_inputs(o.model, "", o.data, 0);
+  if (o.first < 0 || o.count < 1 || static_cast<std::size_t>(o.first + o.count) > in.count)
+    throw std::invalid_argument("verify-slice: samples " + std::to_string(o.first) + " + " + std::to_string(o.count) +
+                                " lie outside the " + std::to_string(in.count) + " test images");
+  const verify::Engine* engine = verify::find_engine(o.engine);
+  if (!engine) throw std::invalid_argument("verify-slice: unknown engine '" + o.engine + "'");
+  const verify::EngineRun run = engine->run(in.bundle, in.test.pixels.data() + o.first * in.test.features,
+                                            static_cast<std::size_t>(o.count));
+  verify::write_engine_run(o.out, run);
+  return kExitOk;
+}
+
+// The last line a failed worker wrote: its error.
+std::string last_line(const fs::path& log) {
+  std::string text;
+  try {
+    text = util::read_file(log, 1 << 20);
+  } catch (const std::exception&) {
+    return "(no log)";
+  }
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+}
+
+// A folder that is removed when the verify ends.
+struct TempFolder {
+  fs::path path;
+  TempFolder() {
+    std::string pattern = (fs::temp_directory_path() / "qat-hw-verify-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("cannot create a temporary folder in " +
+                                                            fs::temp_directory_path().string());
+    path = pattern;
+  }
+  ~TempFolder() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+std::map<std::string, verify::EngineRun> run_engines_in_workers(const std::string& model_path, const std::string& data_path,
+                                                                const std::vector<std::string>& names,
+                                                                const ModelInputs& in, int jobs, std::size_t smallest,
+                                                                std::vector<std::string>& failed) {
+  struct Slice {
+    std::string engine;
+    std::size_t first, count;
+    fs::path out, log;
+  };
+  // Run-time builds (an RTL model or HLS top of a target without a built-in one) happen here,
+  // once, before the workers would each start them: each engine runs one sample.
+  for (const std::string& name : {std::string("rtl"), std::string("hls")})
+    if (std::find(names.begin(), names.end(), name) != names.end()) verify::find_engine(name)->run(in.bundle, in.test.pixels.data(), 1);
+  const TempFolder work;
+  std::vector<Slice> slices;
+  for (const std::string& name : {std::string("rtl"), std::string("systemc"), std::string("hls"), std::string("int"),
+                                  std::string("cuda")}) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) continue;
+    const std::size_t wanted = name == "rtl" ? 2 * static_cast<std::size_t>(jobs)
+                               : name == "int" || name == "cuda" ? 1 : static_cast<std::size_t>(jobs);
+    const std::size_t parts = std::max<std::size_t>(1, std::min(wanted, in.count / smallest));
+    for (std::size_t p = 0; p < parts; ++p) {
+      const std::size_t first = in.count * p / parts, last = in.count * (p + 1) / parts;
+      const std::string id = name + "-" + std::to_string(p);
+      slices.push_back({name, first, last - first, work.path / (id + ".run"), work.path / (id + ".log")});
+    }
+  }
+  const fs::path model = fs::absolute(model_path), data = fs::absolute(data_path);
+  std::map<pid_t, std::size_t> running;
+  std::vector<std::optional<verify::EngineRun>> results(slices.size());  // by slice: joined in sample order
+  std::set<std::string> broken;
+  std::size_t next = 0, finished = 0;
+  const auto t0 = Clock::now();
+  while (next < slices.size() || !running.empty()) {
+    while (next < slices.size() && static_cast<int>(running.size()) < jobs) {
+      const Slice& s = slices[next];
+      running[util::start_worker({util::self_executable().string(), "verify-slice", model.string(), "--engine",
+                                  s.engine, "--data", data.string(), "--first", std::to_string(s.first), "--count",
+                                  std::to_string(s.count), "--out", s.out.string()},
+                                 s.log)] = next;
+      ++next;
+    }
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("verify: lost the worker processes");
+    }
+    const auto it = running.find(pid);
+    if (it == running.end()) continue;
+    const std::size_t index = it->second;
+    const Slice& s = slices[index];
+    running.erase(it);
+    ++finished;
+    if (util::exit_status(status) != 0) {
+      if (broken.insert(s.engine).second) failed.push_back(s.engine + ": " + last_line(s.log));
+    } else {
+      results[index] = verify::read_engine_run(s.out);
+    }
+    std::error_code ec;
+    fs::remove(s.out, ec);
+    const double elapsed = seconds_since(t0);
+    const double eta = elapsed / static_cast<double>(finished) * static_cast<double>(slices.size() - finished);
+    std::fprintf(stderr, "verify: [%zu/%zu] %s images %zu-%zu done; elapsed %.0fs, ETA %.0fs\n", finished,
+                 slices.size(), s.engine.c_str(), s.first, s.first + s.count - 1, elapsed, eta);
+  }
+  std::map<std::string, std::vector<verify::EngineRun>> parts;
+  for (std::size_t i = 0; i < slices.size(); ++i)
+    if (!broken.count(slices[i].engine)) parts[slices[i].engine].push_back(std::move(*results[i]));
+  std::map<std::string, verify::EngineRun> runs;
+  for (auto& [name, slices_of] : parts) runs[name] = verify::join_slices(std::move(slices_of));
+  return runs;
+}
+
+
+
+void add_verify_slice_command(CLI::App& app, int& exit_code) {
+  auto s = std::make_shared<SliceOptions>();
+  auto* slice = app.add_subcommand("verify-slice", "One slice of a verify or sim run (what their worker processes run)");
+  slice->group("");  // hidden from --help
+  slice->add_option("model", s->model)->required();
+  slice->add_option("--engine", s->engine)->required();
+  slice->add_option("--data", s->data)->required();
+  slice->add_option("--first", s->first)->required();
+  slice->add_option("--count", s->count)->required();
+  slice->add_option("--out", s->out)->required();
+  slice->callback([s, &exit_code] { exit_code = run_verify_slice(*s); });
+}
+
+}  // namespace qathw::cli
