@@ -43,9 +43,14 @@ echo "$out"
 [ "$status" -eq 2 ] || fail "second sweep exited $status, wanted 2"
 [[ "$out" == *"s.sqlite: another qat-hw sweep is running on this database (pid $sweep on "* ]] ||
   fail "second sweep did not name the holder"
-# Its first point is being run by the sweep's worker: a hand-started run of it waits, then finds it
-# recorded and does not run it again.
-point_lock=$(ls s.sqlite.work/locks/*.lock | head -1)
+# Its first point (index 0: the first to run) is being run by the sweep's worker: a hand-started
+# run of it waits, then finds it recorded and does not run it again.
+# (The sweep holds its database's lock before its worker takes the point's.)
+for _ in $(seq 600); do
+  compgen -G 's.sqlite.work/locks/*.lock' >/dev/null && break
+  sleep 0.1
+done
+point_lock=$(compgen -G 's.sqlite.work/locks/*.lock' | head -1) || fail "no point was started"
 wait_for_holder "$point_lock"
 out=$("$qathw" sweep-point "$spec" --db s.sqlite --index 0 2>&1)
 echo "$out"
