@@ -31,7 +31,7 @@ struct CpuSample {
 CpuSample sample_cpu();
 
 // Fits a thread count to the machine as it is now, between 1 and `most`. Given samples taken
-// about a second apart: when the machine has no idle CPU and this process got less CPU than its
+// a fraction of a second apart: when the machine has no idle CPU and this process got less CPU than its
 // threads could use (other processes hold the rest), it drops to the CPUs it actually got, since
 // a thread the OS keeps waiting stalls every parallel region at its barrier; when CPUs stand
 // idle, it takes one more, up to `most`.
