@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -31,6 +32,18 @@ std::uint32_t crc_of(const char* data, std::size_t bytes) {
   return static_cast<std::uint32_t>(crc);
 }
 
+// An integer field of the header in [lo, hi]: a fraction or a value out of range is refused, not
+// cast (a float beyond int's range has no defined conversion).
+std::int64_t header_integer(const nlohmann::json& header, const char* key, std::int64_t lo, std::int64_t hi,
+                            const std::string& where) {
+  const nlohmann::json& v = header.at(key);
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)) ||
+      v.get<std::int64_t>() < lo || v.get<std::int64_t>() > hi)
+    throw std::runtime_error(where + "header field '" + key + "' is not an integer in [" + std::to_string(lo) + ", " +
+                             std::to_string(hi) + "]");
+  return v.get<std::int64_t>();
+}
+
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
@@ -56,7 +69,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
   util::write_file_atomic(path, out);
 }
 
-std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, const std::string& fingerprint) {
+static std::optional<Checkpoint> read_checkpoint(const std::filesystem::path& path, const std::string& fingerprint) {
   if (!std::filesystem::exists(path)) return std::nullopt;
   const std::string bytes = util::read_file(path);
   const std::string where = path.string() + ": ";
@@ -78,19 +91,20 @@ std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, con
                              "remove it or run without --resume");
   Checkpoint c;
   c.fingerprint = fingerprint;
-  c.epochs_done = header.at("epochs_done").get<int>();
-  c.step = header.at("step").get<long>();
+  c.epochs_done = static_cast<int>(header_integer(header, "epochs_done", 0, std::numeric_limits<int>::max(), where));
+  c.step = header_integer(header, "step", 0, std::numeric_limits<long>::max(), where);
   c.train_seconds = header.at("train_seconds").get<double>();
   auto take = [&](std::vector<float>& v, std::size_t count) {
-    if (count * sizeof(float) > bytes.size() - 4 - pos) throw std::runtime_error(where + "truncated tensor data");
+    if (count > (bytes.size() - 4 - pos) / sizeof(float)) throw std::runtime_error(where + "truncated tensor data");
     v.resize(count);
     std::memcpy(v.data(), bytes.data() + pos, count * sizeof(float));
     pos += count * sizeof(float);
   };
+  if (!header.at("layers").is_array()) throw std::runtime_error(where + "header field 'layers' is not an array");
   for (const auto& lj : header.at("layers")) {
     Layer l;
-    l.in = lj.at("in").get<int>();
-    l.out = lj.at("out").get<int>();
+    l.in = static_cast<int>(header_integer(lj, "in", 1, std::numeric_limits<int>::max(), where));
+    l.out = static_cast<int>(header_integer(lj, "out", 1, std::numeric_limits<int>::max(), where));
     l.relu = lj.at("relu").get<bool>();
     const std::size_t count = static_cast<std::size_t>(l.in) * l.out;
     take(l.w, count);
@@ -102,6 +116,15 @@ std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, con
   }
   if (pos != bytes.size() - 4) throw std::runtime_error(where + "unexpected trailing data");
   return c;
+}
+
+std::optional<Checkpoint> load_checkpoint(const std::filesystem::path& path, const std::string& fingerprint) {
+  try {
+    return read_checkpoint(path, fingerprint);
+  } catch (const nlohmann::json::exception& e) {
+    // A header field missing or of the wrong JSON type.
+    throw std::runtime_error(path.string() + ": unreadable header (" + e.what() + ")");
+  }
 }
 
 }  // namespace qathw::training
