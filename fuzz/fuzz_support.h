@@ -1,6 +1,6 @@
 // What the harnesses share: one scratch directory per process, made on first use and removed at
-// exit, into which inputs are written under fixed names (an iteration rewrites a file; it does
-// not create a directory).
+// exit (a crash leaves it behind), into which inputs are written under fixed names: an iteration
+// rewrites a file, it does not create a directory.
 #pragma once
 
 #include <stdlib.h>
@@ -17,7 +17,12 @@ namespace qathw::fuzz {
 inline const std::filesystem::path& scratch_dir() {
   // Never destroyed: the exit handler that removes the directory still reads it.
   static const std::filesystem::path* const dir = [] {
-    std::string pattern = (std::filesystem::temp_directory_path() / "qathw-fuzz-XXXXXX").string();
+    // In memory (tmpfs) where there is one: ext4 starts writeback when a file truncated to zero is
+    // closed, which made an iteration wait for the disk.
+    std::error_code ec;
+    const std::filesystem::path base =
+        std::filesystem::is_directory("/dev/shm", ec) ? "/dev/shm" : std::filesystem::temp_directory_path();
+    std::string pattern = (base / "qathw-fuzz-XXXXXX").string();
     if (!mkdtemp(pattern.data())) {
       std::perror("mkdtemp");
       std::abort();
