@@ -82,6 +82,13 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   double seconds_before = 0;
   if (resume) {
     if (auto ck = load_checkpoint(checkpoint, fp)) {
+      // The fingerprint holds the run's settings, not the shapes the checkpoint holds: a checkpoint
+      // written to match one but holding other layers would send the passes out of their buffers.
+      bool same = ck->net.layers.size() == net.layers.size();
+      for (std::size_t l = 0; same && l < net.layers.size(); ++l)
+        same = ck->net.layers[l].in == net.layers[l].in && ck->net.layers[l].out == net.layers[l].out &&
+               ck->net.layers[l].relu == net.layers[l].relu;
+      if (!same) throw std::runtime_error(checkpoint.string() + ": its layers do not match the run's network");
       net = std::move(ck->net);
       m = std::move(ck->adam_m);
       v = std::move(ck->adam_v);
