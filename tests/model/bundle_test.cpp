@@ -3,7 +3,6 @@
 #include "qathw/model/bundle.h"
 #include "qathw/training/export.h"
 
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 
 #include "../arith/test_support.h"
 #include "../training/temp_dir.h"
+#include "../util/address_space_limit.h"
 #include "../util/kill_at_rename.h"
 #include "qathw/model/accelerator_layers.h"
 #include "qathw/model/golden.h"
@@ -260,9 +260,7 @@ int exit_code_in_child(const std::function<int()>& f) {
   const pid_t child = ::fork();
   if (child == 0) {
     ::alarm(10);
-    const rlim_t bytes = rlim_t{1} << 30;
-    const rlimit limit{bytes, bytes};
-    ::setrlimit(RLIMIT_AS, &limit);
+    qathw::test::limit_address_space(rlim_t{1} << 30);
     int code = 100;
     try {
       code = f();

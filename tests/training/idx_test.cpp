@@ -1,7 +1,6 @@
 // IDX files (plain and gzip) and labelled data sets: round trips and every error naming its file.
 #include "qathw/training/idx.h"
 
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
+#include "../util/address_space_limit.h"
 #include "temp_dir.h"
 
 namespace qathw::training {
@@ -215,9 +215,7 @@ TEST(ReadIdx, GzipInflatingPastItsHeaderIsRefusedEarly) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    const rlim_t bytes = rlim_t{256} << 20;
-    const rlimit limit{bytes, bytes};
-    ::setrlimit(RLIMIT_AS, &limit);
+    qathw::test::limit_address_space(rlim_t{256} << 20);
     try {
       read_idx(p);
     } catch (const DataError& e) {

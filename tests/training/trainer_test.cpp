@@ -276,6 +276,47 @@ TEST(Resume, CorruptCheckpointIsRejected) {
   EXPECT_EQ(train(t, c, tiny_train(), tiny_test(), dir.path(), true, nullptr).qat_result.epochs_resumed, 1);
 }
 
+// A checkpoint with the run's fingerprint and a valid checksum but other layer shapes (written by
+// hand, not by a run) is refused rather than trained on.
+TEST(Resume, CheckpointWithOtherLayerShapesIsRejected) {
+  const target::TargetSpec t = target::builtin_target("ternary-asic");
+  TrainConfig c = small_config();
+  c.train_fp32 = false;
+  c.epochs = 2;
+  TempDir dir;
+  EXPECT_THROW(train(t, c, tiny_train(), tiny_test(), dir.path(), false, [](const EpochProgress&) { throw Interrupted(); }),
+               Interrupted);
+  const fs::path ckpt = dir / "qat.ckpt";
+  // The run's fingerprint, from the JSON header after the magic and its 8-byte length.
+  const std::vector<unsigned char> bytes = read_binary(ckpt);
+  ASSERT_GT(bytes.size(), 16u);
+  std::uint64_t length = 0;
+  std::memcpy(&length, bytes.data() + 8, 8);
+  ASSERT_LE(length, bytes.size() - 16);
+  const std::string fingerprint =
+      nlohmann::json::parse(bytes.begin() + 16, bytes.begin() + 16 + static_cast<std::ptrdiff_t>(length)).at("fingerprint");
+  const Checkpoint good = *load_checkpoint(ckpt, fingerprint);
+  for (int change = 0; change < 2; ++change) {
+    SCOPED_TRACE(change == 0 ? "first layer one input wider" : "last layer dropped");
+    Checkpoint bad = good;
+    if (change == 0) {
+      Layer& l = bad.net.layers.front();
+      ++l.in;
+      l.w.assign(static_cast<std::size_t>(l.in) * l.out, 0.0f);
+      bad.adam_m.front().assign(l.w.size(), 0.0f);
+      bad.adam_v.front().assign(l.w.size(), 0.0f);
+    } else {
+      bad.net.layers.pop_back();
+      bad.adam_m.pop_back();
+      bad.adam_v.pop_back();
+    }
+    save_checkpoint(ckpt, bad);
+    const std::string msg = resume_error(t, c, dir.path());
+    EXPECT_NE(msg.find(ckpt.string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("do not match the run's network"), std::string::npos) << msg;
+  }
+}
+
 TEST(Schedule, WarmupThenCosineToZero) {
   TrainConfig c;
   c.lr = 4e-3f;
