@@ -6,7 +6,10 @@
 // BundleError; a bundle that loads must run on the integer engine (within a size bound).
 #include <zlib.h>
 
+#include <algorithm>
 #include <limits>
+#include <random>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,14 +76,68 @@ std::optional<std::string> with_checksums(std::string_view manifest, std::string
   return j.dump();
 }
 
+std::pair<std::string_view, std::string_view> split(std::string_view input) {
+  const std::size_t cut = input.find(kSeparator);
+  if (cut == std::string_view::npos) return {input, {}};
+  return {input.substr(0, cut), input.substr(cut + kSeparator.size())};
+}
+
+void collect(nlohmann::json& j, std::vector<nlohmann::json*>& nodes) {
+  nodes.push_back(&j);
+  if (j.is_structured())
+    for (nlohmann::json& child : j) collect(child, nodes);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string_view input = fuzz::as_text(data, size);
-  const std::size_t cut = input.find(kSeparator);
-  const std::string_view manifest = input.substr(0, cut);
-  const std::string_view weights = cut == std::string_view::npos ? std::string_view() : input.substr(cut + kSeparator.size());
+  const auto [manifest, weights] = split(fuzz::as_text(data, size));
   load(manifest, weights);
   if (const std::optional<std::string> fixed = with_checksums(manifest, weights)) load(*fixed, weights);
   return 0;
+}
+
+extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, std::size_t max_size);
+
+// Byte mutations of a manifest mostly break its JSON syntax, so half the time one value of the
+// parsed manifest is changed instead: set to a boundary integer, another type, a string or a
+// value found elsewhere in the manifest; an array element or object key removed, repeated or
+// swapped. This reaches the graph and requantization checks behind the syntax.
+extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
+                                               unsigned int seed) {
+  std::minstd_rand rng(seed);
+  const auto [manifest, weights] = split(fuzz::as_text(data, size));
+  nlohmann::json j = nlohmann::json::parse(manifest, nullptr, false);
+  if (rng() % 2 == 0 || j.is_discarded()) return LLVMFuzzerMutate(data, size, max_size);
+  std::vector<nlohmann::json*> nodes;
+  collect(j, nodes);
+  nlohmann::json& n = *nodes[rng() % nodes.size()];
+  const nlohmann::json other = *nodes[rng() % nodes.size()];
+  static const nlohmann::json kValues = {0, 1, -1, 2, 7, 8, 15, 16, 24, 63, 64, 255, 256, 8192, 8193, 67108864,
+                                         67108865, 2147483647, 2147483648u, 4294967295u, 4294967296u,
+                                         9223372036854775807ll, 18446744073709551615ull, -2147483648ll, 0.5,
+                                         1e300, nullptr, true, "", "values", "codes", "uint8", "linear",
+                                         "quantize", "relu", nlohmann::json::array(), nlohmann::json::object()};
+  switch (rng() % 6) {
+    case 0: n = kValues[rng() % kValues.size()]; break;
+    case 1:  // a neighbour, in unsigned arithmetic (wraps, no overflow)
+      if (n.is_number_integer())
+        n = static_cast<std::int64_t>(
+            (n.is_number_unsigned() ? n.get<std::uint64_t>() : static_cast<std::uint64_t>(n.get<std::int64_t>())) +
+            rng() % 5 - 2);
+      break;
+    case 2: n = other; break;
+    case 3:
+      if (n.is_array() && !n.empty()) n.erase(rng() % n.size());
+      else if (n.is_object() && !n.empty()) n.erase(std::next(n.begin(), static_cast<long>(rng() % n.size())));
+      break;
+    case 4: if (n.is_array() && !n.empty()) n.push_back(n[rng() % n.size()]); break;
+    default:
+      if (n.is_array() && n.size() > 1) std::swap(n[rng() % n.size()], n[rng() % n.size()]);
+      break;
+  }
+  const std::string out = j.dump() + std::string(kSeparator) + std::string(weights);
+  if (out.size() > max_size) return LLVMFuzzerMutate(data, size, max_size);
+  std::copy(out.begin(), out.end(), data);
+  return out.size();
 }
