@@ -533,8 +533,9 @@ TEST_F(BundleRejects, DeeplyNestedValues) {
        {manifest_ + " [target]: field 'deep.a': must be a number, a string or a boolean, not an object"}},
       {with("input", "rows_", arrays), {manifest_, "field 'input.rows_': unknown field"}},
   };
-  for (const auto& [manifest, fragments] : cases) {
-    std::ofstream(path_ / "manifest.json", std::ios::trunc) << manifest;
+  for (const auto& c : cases) {
+    const std::vector<std::string>& fragments = c.second;  // a lambda may not capture a structured binding in C++17
+    std::ofstream(path_ / "manifest.json", std::ios::trunc) << c.first;
     EXPECT_EQ(exit_code_in_child([&] { return rejected_with(path_, fragments); }), 0) << fragments.back();
   }
 }
