@@ -49,7 +49,10 @@ void for_each_tile(int rows, int cols, int depth, Tile&& tile) {
 void set_threads(int threads) {
   omp_set_num_threads(threads);
   Eigen::setNbThreads(1);  // Eigen runs inside the tiles
-  // Every thread of the pool the kernels run on; OpenMP keeps the pool's threads alive.
+  // The calling thread first: LLVM's OpenMP gives each worker the caller's FP control at every
+  // parallel region (and restores the caller's after one). Then every thread of the pool, for
+  // GCC's OpenMP, whose threads keep their own (and stay alive between regions).
+  flush_denormals();
 #pragma omp parallel num_threads(threads)
   flush_denormals();
 }
