@@ -18,8 +18,8 @@ using ConstMap = Eigen::Map<const RowMajor>;
 using Map = Eigen::Map<RowMajor>;
 
 // Flush-to-zero and denormals-are-zero in the calling thread. Late in training, gradients and
-// optimizer moments fall into the denormal range, where x86 arithmetic is many times slower:
-// without this a run lost half its speed in its second half, at the same accuracy.
+// optimizer moments fall into the denormal range, where arithmetic on some x86 processors is many
+// times slower: there a run lost half its speed in its second half, at the same accuracy.
 void flush_denormals() {
 #if defined(__SSE__)
   _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
