@@ -14,7 +14,9 @@
 
 #include "commands.h"
 #include "qathw/util/atomic_file.h"
+#include "qathw/util/cpus.h"
 #include "qathw/util/process.h"
+#include "qathw/util/timing.h"
 #include "qathw/verify/engine_run_file.h"
 
 namespace qathw::cli {
@@ -22,8 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // One slice of one engine's samples, run by a worker process (verify-slice).
 struct SliceOptions {
@@ -72,6 +72,14 @@ struct TempFolder {
 };
 
 }  // namespace
+
+WorkerPlan plan_workers(int jobs_option, std::size_t count) {
+  WorkerPlan p;
+  p.jobs = jobs_option > 0 ? jobs_option : util::usable_cpus();
+  p.workers = p.jobs > 1 && (jobs_option > 0 || count >= 400);
+  p.smallest = jobs_option > 0 ? 1 : 200;
+  return p;
+}
 
 std::map<std::string, verify::EngineRun> run_engines_in_workers(const std::string& model_path, const std::string& data_path,
                                                                 const std::vector<std::string>& names,
@@ -134,7 +142,7 @@ std::map<std::string, verify::EngineRun> run_engines_in_workers(const std::strin
     }
     std::error_code ec;
     fs::remove(s.out, ec);
-    const double elapsed = seconds_since(t0);
+    const double elapsed = util::seconds_since(t0);
     const double eta = elapsed / static_cast<double>(finished) * static_cast<double>(slices.size() - finished);
     std::fprintf(stderr, "verify: [%zu/%zu] %s images %zu-%zu done; elapsed %.0fs, ETA %.0fs\n", finished,
                  slices.size(), s.engine.c_str(), s.first, s.first + s.count - 1, elapsed, eta);

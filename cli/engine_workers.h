@@ -15,6 +15,15 @@
 
 namespace qathw::cli {
 
+// Whether a run of `count` images uses worker processes, how many at a time and the smallest
+// slice: from 400 images, or whenever --jobs is given (`jobs_option` > 0; then slices of any size).
+struct WorkerPlan {
+  bool workers = false;
+  int jobs = 1;
+  std::size_t smallest = 200;
+};
+WorkerPlan plan_workers(int jobs_option, std::size_t count);
+
 // Runs `names` on the first in.count test images of `data` in worker processes, `jobs` at a time:
 // the RTL in two slices per job first (the slowest engine), then the SystemC model and HLS in
 // one per job, the integer and CUDA engines in one; no slice smaller than `smallest` images.

@@ -13,7 +13,7 @@
 #include "qathw/training/idx.h"
 #include "qathw/training/network.h"
 #include "qathw/util/atomic_file.h"
-#include "qathw/util/cpus.h"
+#include "qathw/util/timing.h"
 #include "qathw/verify/compare.h"
 #include "qathw/verify/engine.h"
 
@@ -41,8 +41,8 @@ int run_sim(const SimOptions& o) {
   // From 400 images (or with --jobs) the samples are shared among worker processes, each running
   // the model on its slice; the counts of an inference depend on the shapes only, so this process
   // takes them from one sample.
-  const int jobs = o.jobs > 0 ? o.jobs : util::usable_cpus();
-  const bool workers = jobs > 1 && (o.jobs > 0 || count >= 400);
+  const WorkerPlan plan = plan_workers(o.jobs, count);
+  const bool workers = plan.workers;
   const auto t0 = std::chrono::steady_clock::now();
   sim::SimRun run;
   std::vector<model::OpOutputs> int_outputs;
@@ -50,7 +50,7 @@ int run_sim(const SimOptions& o) {
     run = sim::run_systemc(bundle, test.pixels.data(), 1, false);
     std::vector<std::string> failed, names = {"systemc"};
     if (o.check) names.push_back("int");
-    auto runs = run_engines_in_workers(o.model, o.data, names, in, jobs, o.jobs > 0 ? 1 : 200, failed);
+    auto runs = run_engines_in_workers(o.model, o.data, names, in, plan.jobs, plan.smallest, failed);
     if (!failed.empty()) throw std::runtime_error(failed.front());
     run.outputs.clear();
     for (const model::OpOutputs& ops : runs["systemc"].outputs)
@@ -60,7 +60,7 @@ int run_sim(const SimOptions& o) {
   } else {
     run = sim::run_systemc(bundle, test.pixels.data(), count, o.check);
   }
-  run.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.wall_seconds = util::seconds_since(t0);
 
   long correct = 0;
   sim::LayerStats total;

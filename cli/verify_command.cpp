@@ -18,7 +18,7 @@
 #include "option_checks.h"
 #include "qathw/rtl/point_rtl.h"
 #include "qathw/util/atomic_file.h"
-#include "qathw/util/cpus.h"
+#include "qathw/util/timing.h"
 #include "qathw/verify/compare.h"
 #include "qathw/verify/engine.h"
 
@@ -39,7 +39,6 @@ struct VerifyOptions {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::vector<std::string> parse_engines(const std::string& text) {
   std::vector<std::string> names;
@@ -77,13 +76,14 @@ int run_verify(const VerifyOptions& o) {
   // few hundred images stay in this process; larger ones are shared among worker processes.
   std::map<std::string, verify::EngineRun> runs;
   std::vector<std::string> failed;
-  const int jobs = o.jobs > 0 ? o.jobs : util::usable_cpus();
-  const bool workers = jobs > 1 && (o.jobs > 0 || in.count >= 400);
+  const WorkerPlan plan = plan_workers(o.jobs, in.count);
+  const int jobs = plan.jobs;
+  const bool workers = plan.workers;
   const auto t0 = Clock::now();
   if (workers) {
     std::cerr << "verify: " << names.size() << " engines on " << in.count << " images in up to " << jobs
               << " worker processes\n";
-    runs = run_engines_in_workers(o.model, o.data, names, in, jobs, o.jobs > 0 ? 1 : 200, failed);
+    runs = run_engines_in_workers(o.model, o.data, names, in, jobs, plan.smallest, failed);
   } else {
     for (const auto& name : names) {
       std::cerr << "verify: running " << name << " on " << in.count << " images\n";
@@ -95,7 +95,7 @@ int run_verify(const VerifyOptions& o) {
       }
     }
   }
-  const double wall = seconds_since(t0);
+  const double wall = util::seconds_since(t0);
   std::vector<std::string> ran;
   for (const auto& name : names)
     if (runs.count(name)) ran.push_back(name);

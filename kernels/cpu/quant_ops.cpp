@@ -125,11 +125,6 @@ bool int8_accumulation_exact(int in, const arith::Format& f) {
   return f.act_bits <= 8 && arith::dot_abs_bound(in, f) < (std::int64_t{1} << 31) && arith::accumulation_order_free(in, f);
 }
 
-int float_exact_terms(const arith::Format& f) {
-  const std::int64_t product = arith::dot_abs_bound(1, f);
-  return static_cast<int>(std::max<std::int64_t>(1, ((std::int64_t{1} << 24) / std::max<std::int64_t>(1, product))));
-}
-
 void accumulate_exact(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
                       const arith::Format& f, std::int64_t* acc) {
   const bool order_free = arith::accumulation_order_free(in, f);

@@ -17,6 +17,7 @@
 #include "qathw/util/file_lock.h"
 #include "qathw/util/hash.h"
 #include "qathw/util/process.h"
+#include "qathw/util/timing.h"
 #include "qathw/verify/compare.h"
 #include "qathw/verify/engine.h"
 
@@ -26,7 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 struct SharedTraining {
   fs::path bundle;
@@ -69,7 +69,7 @@ SharedTraining training_for(const SweepSpec& spec, const Point& p, const PointSe
                                          {"training_key", p.training_key}, {"target_hash", target::content_hash(p.target)}}
                                   .dump(2) + "\n");
   fs::rename(partial, done);
-  return {done / "model.qhw", r.qat_result.test_accuracy, seconds_since(t0), false};
+  return {done / "model.qhw", r.qat_result.test_accuracy, util::seconds_since(t0), false};
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
@@ -143,7 +143,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     row["latency_us"] = static_cast<double>(total.cycles) / t.clock_mhz;
     row["utilization"] = static_cast<double>(total.macs) / static_cast<double>(total.mac_slots);
     row["energy_nj"] = sim::energy_pj(total, t) / 1000.0;
-    row["sim_seconds"] = seconds_since(t1);
+    row["sim_seconds"] = util::seconds_since(t1);
 
     stage = "synthesis";
     t1 = Clock::now();
@@ -153,7 +153,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     const nlohmann::json area = rtl::synthesize(t, "generic", synth);
     row["area_cells"] = area.at("cells");
     row["flip_flops"] = area.at("flip_flops");
-    row["synth_seconds"] = area.at("cached").get<bool>() ? 0.0 : seconds_since(t1);
+    row["synth_seconds"] = area.at("cached").get<bool>() ? 0.0 : util::seconds_since(t1);
 
     stage = "profile";
     const profile::Profile prof = profile::profile_bundle(bundle, test.pixels.data(), count);
@@ -167,7 +167,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     build.quiet = true;
     if (!s.cache_dir.empty()) build.cache_dir = s.cache_dir / "rtl";
     rtl::RtlRun rtl_run = rtl::run_rtl_any(bundle, test.pixels.data(), count, "", build);
-    row["verify_seconds"] = seconds_since(t1);
+    row["verify_seconds"] = util::seconds_since(t1);
     row["verified_engines"] = "int,systemc,rtl";
     const std::vector<model::OpOutputs> systemc_ops = verify::fused_to_ops(bundle, std::move(sim.outputs));
     const std::vector<model::OpOutputs> rtl_ops = verify::fused_to_ops(bundle, std::move(rtl_run.outputs));
@@ -184,7 +184,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     row["status"] = kError;
     row["error"] = stage + ": " + e.what();
   }
-  row["wall_seconds"] = seconds_since(t0);
+  row["wall_seconds"] = util::seconds_since(t0);
   row["finished_at"] = utc_now();
   return row;
 }

@@ -10,13 +10,10 @@
 #include "qathw/rtl/point_rtl.h"
 #include "qathw/rtl/rtl_engine.h"
 #include "qathw/sim/systemc_engine.h"
+#include "qathw/util/timing.h"
 
 namespace qathw::verify {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::optional<std::string> lowering_unsupported(const model::Bundle& b) {
   return model::accelerator_layers(b.graph).unsupported;
@@ -26,7 +23,7 @@ EngineRun run_int(const model::Bundle& b, const std::uint8_t* inputs, std::size_
   EngineRun r;
   const auto t0 = std::chrono::steady_clock::now();
   r.outputs = model::IntEngine(b).run_all(inputs, count);
-  r.seconds = seconds_since(t0);
+  r.seconds = util::seconds_since(t0);
   return r;
 }
 
@@ -62,7 +59,7 @@ EngineRun run_hls(const model::Bundle& b, const std::uint8_t* inputs, std::size_
   EngineRun r;
   const auto t0 = std::chrono::steady_clock::now();
   r.outputs = fused_to_ops(b, hls::run_hls(b, inputs, count));
-  r.seconds = seconds_since(t0);
+  r.seconds = util::seconds_since(t0);
   return r;
 }
 
@@ -71,7 +68,7 @@ EngineRun run_cuda(const model::Bundle& b, const std::uint8_t* inputs, std::size
   EngineRun r;
   const auto t0 = std::chrono::steady_clock::now();
   r.outputs = fused_to_ops(b, engine.run_all(inputs, count));
-  r.seconds = seconds_since(t0);
+  r.seconds = util::seconds_since(t0);
   return r;
 }
 

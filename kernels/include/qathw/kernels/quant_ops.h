@@ -46,12 +46,9 @@ bool int8_accumulation_exact(int in, const arith::Format& f);
 // sum of each `lanes` products, accumulated under the overflow rule), for layers where
 // float_accumulation_exact is false: a saturating accumulator that can saturate, or codes too
 // wide for float or int8 GEMMs. Vectorised over output channels: each partial sum is formed in
-// float in pieces no larger than float_exact_terms (so exactly), then accumulated in int64 with
-// arith::accumulate. Order-free formats take one chunk of the whole row.
+// float in pieces whose sums of |products| stay below 2^24 (so exactly), then accumulated in
+// int64 with arith::accumulate. Order-free formats take one chunk of the whole row.
 void accumulate_exact(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
                       const arith::Format& f, std::int64_t* acc);
-
-// How many code products a float sum holds exactly: every partial sum stays below 2^24.
-int float_exact_terms(const arith::Format& f);
 
 }  // namespace qathw::kernels
