@@ -1,9 +1,6 @@
 #include "engine_workers.h"
 
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -109,33 +106,21 @@ std::map<std::string, verify::EngineRun> run_engines_in_workers(const std::strin
     }
   }
   const fs::path model = fs::absolute(model_path), data = fs::absolute(data_path);
-  std::map<pid_t, std::size_t> running;
   std::vector<std::optional<verify::EngineRun>> results(slices.size());  // by slice: joined in sample order
   std::set<std::string> broken;
-  std::size_t next = 0, finished = 0;
+  std::size_t finished = 0;
   const auto t0 = Clock::now();
-  while (next < slices.size() || !running.empty()) {
-    while (next < slices.size() && static_cast<int>(running.size()) < jobs) {
-      const Slice& s = slices[next];
-      running[util::start_worker({util::self_executable().string(), "verify-slice", model.string(), "--engine",
-                                  s.engine, "--data", data.string(), "--first", std::to_string(s.first), "--count",
-                                  std::to_string(s.count), "--out", s.out.string()},
-                                 s.log)] = next;
-      ++next;
-    }
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      throw std::runtime_error("verify: lost the worker processes");
-    }
-    const auto it = running.find(pid);
-    if (it == running.end()) continue;
-    const std::size_t index = it->second;
+  auto start = [&](std::size_t index) {
     const Slice& s = slices[index];
-    running.erase(it);
+    return util::start_worker({util::self_executable().string(), "verify-slice", model.string(), "--engine", s.engine,
+                               "--data", data.string(), "--first", std::to_string(s.first), "--count",
+                               std::to_string(s.count), "--out", s.out.string()},
+                              s.log);
+  };
+  util::run_workers(slices.size(), jobs, start, [&](std::size_t index, int status) {
+    const Slice& s = slices[index];
     ++finished;
-    if (util::exit_status(status) != 0) {
+    if (status != 0) {
       if (broken.insert(s.engine).second) failed.push_back(s.engine + ": " + last_line(s.log));
     } else {
       results[index] = verify::read_engine_run(s.out);
@@ -146,7 +131,7 @@ std::map<std::string, verify::EngineRun> run_engines_in_workers(const std::strin
     const double eta = elapsed / static_cast<double>(finished) * static_cast<double>(slices.size() - finished);
     std::fprintf(stderr, "verify: [%zu/%zu] %s images %zu-%zu done; elapsed %.0fs, ETA %.0fs\n", finished,
                  slices.size(), s.engine.c_str(), s.first, s.first + s.count - 1, elapsed, eta);
-  }
+  });
   std::map<std::string, std::vector<verify::EngineRun>> parts;
   for (std::size_t i = 0; i < slices.size(); ++i)
     if (!broken.count(slices[i].engine)) parts[slices[i].engine].push_back(std::move(*results[i]));
@@ -154,8 +139,6 @@ std::map<std::string, verify::EngineRun> run_engines_in_workers(const std::strin
   for (auto& [name, slices_of] : parts) runs[name] = verify::join_slices(std::move(slices_of));
   return runs;
 }
-
-
 
 void add_verify_slice_command(CLI::App& app, int& exit_code) {
   auto s = std::make_shared<SliceOptions>();

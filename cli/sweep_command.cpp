@@ -2,9 +2,6 @@
 // and verified, in worker processes on this machine or as a Slurm job array; results in SQLite,
 // resumable after any interruption; a report with the Pareto front.
 // qat-hw sweep status DB, qat-hw sweep report DB, qat-hw sweep-point (one point; what workers run).
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -143,26 +140,18 @@ void run_local(const SweepOptions& o, const std::vector<sweep::Point>& points, c
   const int threads = std::max(1, util::usable_cpus() / jobs);  // the CPUs divided among the workers
   const fs::path logs = sweep::work_dir_for(db_path) / "logs";
   fs::create_directories(logs);
-  std::map<pid_t, std::size_t> running;
-  std::size_t next = 0;
-  while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && static_cast<int>(running.size()) < jobs) {
-      const std::size_t i = todo[next++];
-      running[util::start_worker(point_argv(o, db_path, std::to_string(i), threads), logs / (points[i].hash + ".log"))] = i;
-    }
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      throw std::runtime_error("lost the worker processes");
-    }
-    const auto it = running.find(pid);
-    if (it == running.end()) continue;
-    const std::size_t i = it->second;
-    running.erase(it);
-    const auto rows = db.rows();
-    progress.report(points[i], find_row(rows, points[i].hash), todo.size() - next + running.size());
-  }
+  std::size_t finished = 0;
+  util::run_workers(
+      todo.size(), jobs,
+      [&](std::size_t k) {
+        const std::size_t i = todo[k];
+        return util::start_worker(point_argv(o, db_path, std::to_string(i), threads), logs / (points[i].hash + ".log"));
+      },
+      [&](std::size_t k, int) {  // the worker's row (or its absence) tells how it ended
+        const std::size_t i = todo[k];
+        const auto rows = db.rows();
+        progress.report(points[i], find_row(rows, points[i].hash), todo.size() - ++finished);
+      });
 }
 
 void run_slurm(const SweepOptions& o, const std::vector<sweep::Point>& points, const fs::path& db_path,

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -88,6 +89,29 @@ int start_worker(const std::vector<std::string>& argv, const std::filesystem::pa
     _exit(127);
   }
   return pid;
+}
+
+void run_workers(std::size_t count, int jobs, const std::function<int(std::size_t)>& start,
+                 const std::function<void(std::size_t, int)>& done) {
+  std::map<pid_t, std::size_t> running;
+  std::size_t next = 0;
+  while (next < count || !running.empty()) {
+    while (next < count && static_cast<int>(running.size()) < jobs) {
+      running[start(next)] = next;
+      ++next;
+    }
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("lost the worker processes");
+    }
+    const auto it = running.find(pid);
+    if (it == running.end()) continue;  // a child this loop did not start
+    const std::size_t i = it->second;
+    running.erase(it);
+    done(i, exit_status(status));
+  }
 }
 
 std::filesystem::path self_executable() { return std::filesystem::read_symlink("/proc/self/exe"); }

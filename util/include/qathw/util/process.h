@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ bool program_available(const std::string& name);
 // pid; the caller waits for it. The worker is killed when this process ends, however it ends
 // (kill -9 included), so no worker outlives an interrupted run.
 int start_worker(const std::vector<std::string>& argv, const std::filesystem::path& log);
+
+// Runs items 0..count-1 as worker processes, at most `jobs` at a time, in order: `start(i)`
+// starts item i (start_worker) and returns its pid; `done(i, status)` is called as each ends, in
+// the order they end, with its exit status (exit_status). Returns when all have ended.
+void run_workers(std::size_t count, int jobs, const std::function<int(std::size_t)>& start,
+                 const std::function<void(std::size_t, int)>& done);
 
 // The path of this program (/proc/self/exe), to start workers of it.
 std::filesystem::path self_executable();
