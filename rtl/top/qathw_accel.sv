@@ -2,8 +2,9 @@
 // the controller that runs the configured layers on each sample, and qathw_datapath (the PE
 // array, the activation quantizer's absmax, reciprocal and code units, Rows requant units). Per layer it takes
 // 2C + M + T C + 1 cycles (C = ceil(in / Lanes) chunks, T = ceil(out / Rows) tiles,
-// M = MantBits), the cycle model of docs/sim.md. Samples arrive as a pixel stream; every layer's
-// outputs leave as a stream (valid/ready) after the last layer.
+// M = MantBits), the cycle model of docs/sim.md. Samples arrive as a stream of Lanes pixels per
+// beat; every layer's outputs leave as a stream of Lanes values per beat (valid/ready) after the
+// last layer: the width of a code memory word, so a 784-pixel image takes ceil(784 / Lanes) beats.
 // The configuration port's layout (generated from qathw/target/config_port.h), unless the build
 // lists the package itself.
 `ifndef QATHW_CFG_PKG_SV
@@ -48,14 +49,16 @@ module qathw_accel #(
   input  logic [qathw_cfg_pkg::KindBits-1:0] cfg_kind_i,
   input  logic [qathw_cfg_pkg::AddrBits-1:0] cfg_addr_i,
   input  logic [CfgBits-1:0]         cfg_data_i,
-  // One sample's pixels, row-major.
+  // One sample's pixels, row-major, Lanes per beat: pixel b Lanes + i of beat b in bits
+  // [8 i +: 8]; the last beat's lanes past the image are ignored.
   input  logic                       in_valid_i,
   output logic                       in_ready_o,
-  input  logic [7:0]                 in_data_i,
-  // Every layer's outputs, layer after layer; out_last_o marks the sample's last word.
+  input  logic [Lanes*8-1:0]         in_data_i,
+  // Every layer's outputs, layer after layer, Lanes per beat: value b Lanes + i of the layer in
+  // bits [i AccBits +: AccBits], zero past its last; out_last_o marks the sample's last beat.
   output logic                       out_valid_o,
   input  logic                       out_ready_i,
-  output logic [AccBits-1:0]         out_data_o,
+  output logic [Lanes*AccBits-1:0]   out_data_o,
   output logic [7:0]                 out_layer_o,
   output logic                       out_last_o,
   // Which layer is computing (for cycle counts and waveforms).
@@ -121,7 +124,7 @@ module qathw_accel #(
   // ---- controller state --------------------------------------------------------------------
   state_e state_q;
   logic [7:0] layer_q;
-  logic [IdxBits-1:0] count_q;   // pixels loaded, or words streamed out
+  logic [IdxBits-1:0] count_q;   // pixels loaded, or values streamed out, in the beats so far
   logic [15:0] chunk_q, tile_q;
   logic [7:0] recip_q;           // cycles spent in Recip
   logic [AccBits:0] amax_q;
@@ -206,15 +209,24 @@ module qathw_accel #(
     end
   end
 
-  // Activation and code memory writes: a pixel per Load cycle, a chunk's codes (one word) per
-  // Codes cycle, and the requant units' values of the previous tile. Verilator 5.006 unrolls loops
-  // of at most 64 iterations and refuses delayed array writes in the loops it keeps
-  // (BLKLOOPINIT): the Rows values are written by groups of up to 64 rows, one process each.
+  // Activation and code memory writes: a beat of Lanes pixels per Load cycle, a chunk's codes
+  // (one word) per Codes cycle, and the requant units' values of the previous tile. Verilator
+  // 5.006 unrolls loops of at most 64 iterations and refuses delayed array writes in the loops it
+  // keeps (BLKLOOPINIT): the Lanes pixels and the Rows values are written by groups of up to 64,
+  // one process each.
   always_ff @(posedge clk_i) begin
-    if (state_q == Load && in_valid_i) act_q[0][XBits'(count_q)] <= ValBits'(in_data_i);
     if (state_q == Codes) code_q[CwBits'(chunk_q)] <= chunk_codes;
   end
   localparam int WriteGroup = 64;
+  for (genvar g = 0; g < (Lanes + WriteGroup - 1) / WriteGroup; g++) begin : g_pixel_write
+    localparam int First = g * WriteGroup;
+    localparam int Last = (g + 1) * WriteGroup < Lanes ? (g + 1) * WriteGroup : Lanes;  // one past
+    always_ff @(posedge clk_i) begin
+      if (state_q == Load && in_valid_i)
+        for (int i = First; i < Last; i++)
+          if (32'(count_q) + i < 32'(d_in_q[0])) act_q[0][XBits'(32'(count_q) + i)] <= ValBits'(in_data_i[i*8 +: 8]);
+    end
+  end
   for (genvar g = 0; g < (Rows + WriteGroup - 1) / WriteGroup; g++) begin : g_act_write
     localparam int First = g * WriteGroup;
     localparam int Last = (g + 1) * WriteGroup < Rows ? (g + 1) * WriteGroup : Rows;  // one past
@@ -248,8 +260,8 @@ module qathw_accel #(
         end
         Load: begin
           if (in_valid_i) begin
-            count_q <= count_q + 1'b1;
-            if (32'(count_q) + 1 == 32'(d_in_q[0])) begin  // the first layer's inputs
+            count_q <= IdxBits'(32'(count_q) + Lanes);
+            if (32'(count_q) + Lanes >= 32'(d_in_q[0])) begin  // the first layer's inputs
               state_q <= Absmax;
               layer_q <= '0;
               chunk_q <= '0;
@@ -305,7 +317,7 @@ module qathw_accel #(
         end
         Output: begin
           if (out_ready_i) begin
-            if (32'(count_q) + 1 == 32'(out_n)) begin
+            if (32'(count_q) + Lanes >= 32'(out_n)) begin
               count_q <= '0;
               if (layer_q + 1'b1 == layers_q) begin
                 state_q <= Load;
@@ -314,7 +326,7 @@ module qathw_accel #(
                 layer_q <= layer_q + 1'b1;
               end
             end else begin
-              count_q <= count_q + 1'b1;
+              count_q <= IdxBits'(32'(count_q) + Lanes);
             end
           end
         end
@@ -325,9 +337,13 @@ module qathw_accel #(
 
   assign in_ready_o = state_q == Load;
   assign out_valid_o = state_q == Output;
-  assign out_data_o = AccBits'(act_q[ai_out][XBits'(count_q)]);
+  always_comb begin
+    for (int i = 0; i < Lanes; i++)
+      out_data_o[i*AccBits +: AccBits] =
+          32'(count_q) + i < 32'(out_n) ? AccBits'(act_q[ai_out][XBits'(32'(count_q) + i)]) : '0;
+  end
   assign out_layer_o = layer_q;
-  assign out_last_o = state_q == Output && layer_q + 1'b1 == layers_q && 32'(count_q) + 1 == 32'(out_n);
+  assign out_last_o = state_q == Output && layer_q + 1'b1 == layers_q && 32'(count_q) + Lanes >= 32'(out_n);
   assign computing_o = state_q == Absmax || state_q == Recip || state_q == Codes || state_q == Array ||
                        state_q == RequantLast;
   assign layer_o = layer_q;
