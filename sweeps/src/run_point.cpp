@@ -149,6 +149,7 @@ nlohmann::json run_point(const SweepSpec& spec, const Point& p, std::size_t inde
     t1 = Clock::now();
     rtl::SynthSettings synth;
     synth.quiet = true;
+    synth.flatten = spec.synth_flatten;
     if (!s.cache_dir.empty()) synth.cache_dir = s.cache_dir / "synth";
     const nlohmann::json area = rtl::synthesize(t, "generic", synth);
     row["area_cells"] = area.at("cells");

@@ -98,8 +98,8 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
                              std::string(e.description()));
   }
   for (const auto& [k, v] : root)
-    if (k != "base" && k != "axes" && k != "training" && k != "verify")
-      fail(origin, std::string(k.str()), "unknown field; allowed here: base, axes, training, verify");
+    if (k != "base" && k != "axes" && k != "training" && k != "verify" && k != "synthesis")
+      fail(origin, std::string(k.str()), "unknown field; allowed here: base, axes, training, verify, synthesis");
   SweepSpec spec;
   spec.origin = origin;
   if (root.contains("base") && !root["base"].is_string())
@@ -127,7 +127,7 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
   for (const Axis& a : spec.axes)
     if ((points *= a.values.size()) > kMaxPoints)
       fail(origin, "axes", "more than " + std::to_string(kMaxPoints) + " points in the cross product of the axes");
-  for (const char* table : {"training", "verify"})
+  for (const char* table : {"training", "verify", "synthesis"})
     if (root.contains(table) && !root[table].is_table()) fail(origin, table, "must be a table");
   if (const toml::table* t = root["training"].as_table()) {
     for (const auto& [k, v] : *t)
@@ -161,6 +161,13 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
       if (k != "samples") fail(origin, "verify." + std::string(k.str()), "unknown field; allowed here: samples");
     spec.verify_samples = integer_field(*v, "samples", 1000, 1, std::numeric_limits<long>::max(), origin,
                                         "verify.samples", "must be an integer, at least 1");
+  }
+  if (const toml::table* y = root["synthesis"].as_table()) {
+    for (const auto& [k, n] : *y)
+      if (k != "flatten") fail(origin, "synthesis." + std::string(k.str()), "unknown field; allowed here: flatten");
+    if (y->contains("flatten") && !(*y)["flatten"].is_boolean())
+      fail(origin, "synthesis.flatten", "must be true or false");
+    spec.synth_flatten = (*y)["flatten"].value_or(false);
   }
   return spec;
 }
@@ -197,7 +204,9 @@ std::vector<Point> expand(const SweepSpec& spec) {
     } catch (const target::TargetError& e) {
       throw std::runtime_error(e.what());
     }
-    p.hash = util::fnv1a64_hex(target::content_hash(p.target) + training.dump());
+    // Area counted module by module is another figure than the flattened netlist's: another point.
+    p.hash = util::fnv1a64_hex(target::content_hash(p.target) + training.dump() +
+                               (spec.synth_flatten ? "" : "synthesis:by-module"));
     // Training depends on the numeric format (and on the adder-tree width where accumulators can
     // saturate mid-sum), not on rows, SRAM sizes, clock or energy.
     nlohmann::json key = target::to_json(p.target);

@@ -69,6 +69,20 @@ TEST(SweepSpec, BadSpecsNameTheField) {
   expect_error("base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [8]\n[verify]\nsamples = 0\n", "field 'verify.samples'");
 }
 
+// synthesis.flatten chooses how area is counted (module by module by default); the two counts are
+// different figures, so the same target has another point hash under each.
+TEST(SweepSpec, SynthesisFlattenIsAFieldOfThePoint) {
+  const std::string head = "base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [8]\n";
+  EXPECT_FALSE(parse(head).synth_flatten);
+  const SweepSpec flat = parse(head + "[synthesis]\nflatten = true\n");
+  EXPECT_TRUE(flat.synth_flatten);
+  EXPECT_NE(expand(flat).front().hash, expand(parse(head)).front().hash);
+  EXPECT_EQ(expand(parse(head + "[synthesis]\nflatten = false\n")).front().hash, expand(parse(head)).front().hash);
+  expect_error(head + "[synthesis]\nflatten = 1\n", "field 'synthesis.flatten': must be true or false");
+  expect_error(head + "[synthesis]\nflow = \"xilinx\"\n", "field 'synthesis.flow': unknown field");
+  expect_error("base = \"ternary-asic\"\nsynthesis = 1\n[axes]\n\"array.rows\" = [8]\n", "field 'synthesis': must be a table");
+}
+
 // Values of the wrong type are errors, not silently replaced by the defaults; so are duplicated
 // values (two points with one hash) and cross products too large to run.
 TEST(SweepSpec, WrongTypesDuplicatesAndHugeSweepsAreRejected) {

@@ -37,19 +37,25 @@ nlohmann::json parse_stat(const std::string& text) {
   return j;
 }
 
-// The yosys commands of a synthesis: read the sources, set the parameters, synthesize.
+// The yosys commands of a synthesis: read the sources, set the parameters, synthesize, count.
 struct Script {
-  std::string read, params, synth, sources;
+  std::string read, params, synth, stat, sources;
 };
 
 Script script_for(const target::TargetSpec& t, const std::string& flow, const SynthSettings& o) {
   if (flow != "generic" && flow != "xilinx") throw std::invalid_argument("unknown synthesis flow '" + flow + "'");
+  if (flow == "xilinx" && !o.flatten)
+    throw std::invalid_argument("the xilinx flow is always flattened (module by module it counts about 16% more LUTs)");
   std::ostringstream params;
   params << "chparam";
   for (const target::RtlParameter& p : target::rtl_parameters(t)) params << " -set " << p.name << " " << p.value;
   params << " qathw_datapath";
+  // Module by module, `stat -top` sums each module's cells times its instances (the submodule
+  // instances themselves not counted).
   Script s{"read_verilog -sv", params.str(),
-           flow == "xilinx" ? "synth_xilinx -flatten -top qathw_datapath" : "synth -flatten -top qathw_datapath", ""};
+           flow == "xilinx" ? "synth_xilinx -flatten -top qathw_datapath"
+                            : o.flatten ? "synth -flatten -top qathw_datapath" : "synth -top qathw_datapath",
+           o.flatten ? "stat" : "stat -top qathw_datapath", ""};
   for (const char* file : kRtlFiles) {
     const fs::path p = o.rtl_dir / file;
     s.sources += util::read_file(p);
@@ -106,6 +112,7 @@ nlohmann::json synthesize(const target::TargetSpec& t, const std::string& flow, 
     nlohmann::json j = nlohmann::json::parse(util::read_file(cached), nullptr, false);
     if (!j.is_discarded() && j.contains("by_type")) {
       add_figures(j, flow);
+      j["flatten"] = o.flatten;
       j["cached"] = true;
       return j;
     }
@@ -115,9 +122,9 @@ nlohmann::json synthesize(const target::TargetSpec& t, const std::string& flow, 
   const std::string run = key + "." + std::to_string(::getpid());
   const fs::path stat = cache_dir / (run + ".stat.txt"), log = cache_dir / (key + ".log");
   const fs::path run_log = cache_dir / (run + ".log");
-  const std::string script = s.read + "; " + s.params + "; " + s.synth + "; tee -q -o " + stat.string() + " stat";
+  const std::string script = s.read + "; " + s.params + "; " + s.synth + "; tee -q -o " + stat.string() + " " + s.stat;
   if (!o.quiet)
-    std::cerr << "synth: yosys " << flow << " flow for " << t.name << " (" << t.array.rows << "x" << t.array.lanes
+    std::cerr << "synth: yosys " << flow << (o.flatten ? "" : " (module by module)") << " flow for " << t.name << " (" << t.array.rows << "x" << t.array.lanes
               << "), log " << log.string() << "\n";
   const util::ProgramRun r = util::run_program({"yosys", "-q", "-p", script}, run_log);
   std::error_code ec;
@@ -130,6 +137,7 @@ nlohmann::json synthesize(const target::TargetSpec& t, const std::string& flow, 
   nlohmann::json j = parse_stat(util::read_file(stat));
   fs::remove(stat, ec);
   j["flow"] = flow;
+  j["flatten"] = o.flatten;
   add_figures(j, flow);
   util::write_file_atomic(cached, j.dump(2) + "\n");
   j["cached"] = false;

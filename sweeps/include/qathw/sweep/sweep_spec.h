@@ -32,13 +32,16 @@ struct SweepSpec {
   std::vector<Axis> axes;
   TrainingSettings training;
   long verify_samples = 1000;
+  // synthesis.flatten: false (the default) synthesizes each distinct module once and counts it
+  // per instance (rtl::SynthSettings::flatten), several times faster than the flattened netlist.
+  bool synth_flatten = false;
 };
 
 // One design point: the base target with one value of every axis.
 struct Point {
   target::TargetSpec target;
   nlohmann::json overrides;  // {"array.rows": 8, ...}
-  std::string hash;          // stable: the target's content hash and the training settings
+  std::string hash;          // stable: the target's content hash, the training and synthesis settings
   std::string training_key;  // points with equal keys can share one training run
 };
 

@@ -17,11 +17,17 @@ struct SynthSettings {
   std::filesystem::path rtl_dir = QATHW_RTL_DIR;  // the RTL sources
   std::filesystem::path cache_dir;                // empty: ~/.cache/qat-hw/synth
   bool quiet = false;                             // no progress line on stderr
+  // true: one netlist optimised across module boundaries (synth -flatten), the sign-off figures.
+  // false (generic flow only): each distinct module synthesized once and counted per instance,
+  // several times faster; docs/sweep.md gives the measured difference in cells.
+  bool flatten = true;
 };
 
 // flow: "generic" (yosys synth: cells, flip-flops) or "xilinx" (synth_xilinx: LUTs, carry cells,
-// flip-flops, BRAM, DSP). Returns the figures as JSON with "cached" telling whether yosys ran.
-// Throws std::runtime_error when yosys is missing or fails (naming its log).
+// flip-flops, BRAM, DSP). Returns the figures as JSON with "cached" telling whether yosys ran and
+// "flatten" how it counted. Throws std::invalid_argument for the xilinx flow without flatten (its
+// per-module LUT count is far from the flattened one), std::runtime_error when yosys is missing
+// or fails (naming its log).
 nlohmann::json synthesize(const target::TargetSpec& target, const std::string& flow, const SynthSettings& settings = {});
 
 // The cells of a `stat` by-type table (cell type -> count) whose type starts with one of
