@@ -4,13 +4,16 @@
 # --threads auto and with --threads fixed at the usable CPUs, so the table shows what fitting
 # the thread count to the machine is worth. Also the per-epoch steps/s of the first and last
 # epoch of the idle run (denormals: the last must hold the first's pace). Writes Markdown to
-# stdout and JSON to bench/results/contention.json.
+# stdout and JSON to OUT_DIR/contention.json.
 #
-#   bench/contention.sh [EPOCHS]    (default 4; the data set is Fashion-MNIST)
+#   bench/contention.sh [EPOCHS] [OUT_DIR]    (default 4 epochs of Fashion-MNIST; bench/results)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 epochs=${1:-4}
+out=${2:-bench/results}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
 qat_hw=build/release/cli/qat-hw
 [[ -x $qat_hw ]] || scripts/build >/dev/null
 work=$(mktemp -d)
@@ -59,11 +62,11 @@ for threads in auto "$cpus"; do
   rate[pair_$threads]=$(python3 -c "print(round($a + $b, 1))")
 done
 
-python3 - "$cpus" "$epochs" "${rate[alone_auto]}" "${rate[busy_auto]}" "${rate[pair_auto]}" \
+python3 - "$out" "$cpus" "$epochs" "${rate[alone_auto]}" "${rate[busy_auto]}" "${rate[pair_auto]}" \
   "${rate[first_auto]}" "${rate[last_auto]}" "${rate[alone_$cpus]}" "${rate[busy_$cpus]}" "${rate[pair_$cpus]}" <<'PY'
 import json, os, sys
-cpus, epochs = int(sys.argv[1]), int(sys.argv[2])
-a_alone, a_busy, a_pair, first, last, f_alone, f_busy, f_pair = map(float, sys.argv[3:])
+out, cpus, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+a_alone, a_busy, a_pair, first, last, f_alone, f_busy, f_pair = map(float, sys.argv[4:])
 rows = [
     ("auto", a_alone, a_busy, a_pair),
     (str(cpus), f_alone, f_busy, f_pair),
@@ -79,9 +82,8 @@ print(f"Idle run, --threads auto: first epoch {first:.0f} steps/s, last epoch {l
 result = {"cpus": cpus, "epochs": epochs,
           "auto": {"alone": a_alone, "busy": a_busy, "pair_total": a_pair, "first_epoch": first, "last_epoch": last},
           "fixed": {"threads": cpus, "alone": f_alone, "busy": f_busy, "pair_total": f_pair}}
-os.makedirs("bench/results", exist_ok=True)
-tmp = "bench/results/contention.json.tmp"
+tmp = os.path.join(out, "contention.json.tmp")
 with open(tmp, "w") as f:
     json.dump(result, f, indent=2)
-os.replace(tmp, "bench/results/contention.json")
+os.replace(tmp, os.path.join(out, "contention.json"))
 PY

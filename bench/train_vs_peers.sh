@@ -52,9 +52,11 @@ for path in sorted(glob.glob(os.path.join(work, "ours-*.json"))):
     if "fp32" in r:
         rows.append(dict(side="qat-hw", mode="fp32", weights="-", threads=t,
                          steps_per_s=r["fp32"]["steps_per_s"], accuracy=r["fp32"]["test_accuracy"]))
+    epochs = r["qat"].get("epoch_steps_per_s", [])
     rows.append(dict(side="qat-hw", mode="qat", weights=weights, threads=t,
                      steps_per_s=r["qat"]["steps_per_s"], accuracy=r["qat"]["test_accuracy"],
-                     ptq=r.get("ptq", {}).get("test_accuracy"), agreement=r["agreement"]["mismatches"]))
+                     ptq=r.get("ptq", {}).get("test_accuracy"), agreement=r["agreement"]["mismatches"],
+                     first_epoch=epochs[0] if epochs else None, last_epoch=epochs[-1] if epochs else None))
 for p in json.load(open(os.path.join(work, "peers.json"))):
     if "error" in p:
         rows.append(dict(side=p["peer"], mode="?", weights="?", threads="?", error=p["error"]))
@@ -88,6 +90,15 @@ for w in ("ternary", "int4"):
                        + (f"; vs fastest peer FP32 ({peer_fp32['side']}, {peer_fp32['steps_per_s']:.0f}): "
                           f"**{o['steps_per_s'] / peer_fp32['steps_per_s']:.2f}x**" if peer_fp32 else ""))
         summary.append(f"- {w} QAT accuracy: qat-hw {100 * o['accuracy']:.2f}% vs {p['side']} {100 * p['accuracy']:.2f}%")
+    # The PyPI build of PyTorch on its own (the acceptance peer): each side at its best thread count.
+    pypi = lambda s: s.startswith("torch-pypi")
+    pq, pf = best(pypi, "qat", w), best(pypi, "fp32")
+    if o and pq and pf:
+        summary.append(f"- {w} QAT against PyPI PyTorch: {o['steps_per_s'] / pq['steps_per_s']:.2f}x its QAT, "
+                       f"{o['steps_per_s'] / pf['steps_per_s']:.2f}x its FP32")
+    if o and o.get("first_epoch"):
+        summary.append(f"- {w} QAT per-epoch steps/s ({o['threads']} threads): first {o['first_epoch']:.0f}, "
+                       f"last {o['last_epoch']:.0f} ({o['last_epoch'] / o['first_epoch']:.0%})")
 md = "\n".join(lines + [""] + summary) + "\n"
 result = {"machine": platform.processor() or platform.machine(), "rows": rows, "summary": summary}
 for name, text in (("train_vs_peers.json", json.dumps(result, indent=1) + "\n"), ("train_vs_peers.md", md)):
