@@ -37,9 +37,13 @@ void load(std::string_view manifest, std::string_view weights) {
   // elements bounded).
   std::size_t work = 0;
   for (const model::Tensor& t : b.graph.tensors) work += t.size();
-  for (const model::Op& op : b.graph.ops)
-    if (op.type == model::OpType::Linear)
-      work += b.graph.tensor(op.output).size() * static_cast<std::size_t>(op.linear.in);
+  for (const model::Op& op : b.graph.ops) {
+    const std::size_t out = b.graph.tensor(op.output).size();
+    if (op.type == model::OpType::Linear || op.type == model::OpType::Conv2d)
+      work += out * static_cast<std::size_t>(op.linear.in);
+    if (op.type == model::OpType::MaxPool || op.type == model::OpType::AvgPool)
+      work += out * static_cast<std::size_t>(op.window.kernel_h) * static_cast<std::size_t>(op.window.kernel_w);
+  }
   if (work > (std::size_t{1} << 22)) return;
   std::vector<std::uint8_t> sample(b.features());
   for (std::size_t i = 0; i < sample.size(); ++i) sample[i] = static_cast<std::uint8_t>(i * 37);

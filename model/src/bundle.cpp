@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <string_view>
 #include <vector>
 
@@ -62,14 +63,18 @@ class Manifest : public util::JsonFields<BundleError> {
 nlohmann::json linear_json(const LinearParams& p, std::size_t offset) {
   nlohmann::json requant = nlohmann::json::array();
   for (const auto& r : p.requant) requant.push_back({r.mantissa, r.shift});
-  return {{"in", p.in},
-          {"out", p.out},
-          {"weights",
-           {{"offset", offset}, {"bytes", p.packed.size()}, {"crc32", crc32_of(p.packed.data(), p.packed.size())},
-            {"layout", kWeightLayout}}},
-          {"requant", requant},
-          {"weight_scales", p.scales},
-          {"reference_scale", p.reference}};
+  nlohmann::json j = {{"in", p.in},
+                      {"out", p.out},
+                      {"weights",
+                       {{"offset", offset}, {"bytes", p.packed.size()}, {"crc32", crc32_of(p.packed.data(), p.packed.size())},
+                        {"layout", kWeightLayout}}},
+                      {"requant", requant}};
+  // The real scales are provenance, optional: a kernel made without them (not trained) has none.
+  if (!p.scales.empty()) {
+    j["weight_scales"] = p.scales;
+    j["reference_scale"] = p.reference;
+  }
+  return j;
 }
 
 // Most levels of arrays and objects in the provenance (`training`): 2 are written.
@@ -185,13 +190,47 @@ LinearParams read_linear(const Manifest& m, const nlohmann::json& j, const std::
   return p;
 }
 
-// Each linear op's packed codes from the weights file `blob` (named `blob_file`), where `blocks`
-// (one per linear op, in op order) place them: in the file, matching their CRC-32, valid codes.
+// Two integers [a, b] of `key` in [lo, hi] (a window's kernel, stride or padding).
+std::pair<int, int> read_two(const Manifest& m, const nlohmann::json& j, const char* key, const std::string& field,
+                             std::int64_t lo, std::int64_t hi) {
+  const nlohmann::json& a = m.array(j, key, field);
+  if (a.size() != 2) m.fail(field, "must be two integers [height, width], not " + Manifest::shown(a));
+  return {static_cast<int>(m.integer(a[0], field + "[0]", lo, hi)), static_cast<int>(m.integer(a[1], field + "[1]", lo, hi))};
+}
+
+arith::Window read_window(const Manifest& m, const nlohmann::json& j, const std::string& field) {
+  arith::Window w;
+  std::tie(w.kernel_h, w.kernel_w) = read_two(m, j, "kernel", field + ".kernel", 1, 256);
+  std::tie(w.stride_h, w.stride_w) = read_two(m, j, "stride", field + ".stride", 1, 256);
+  std::tie(w.pad_h, w.pad_w) = read_two(m, j, "padding", field + ".padding", 0, 255);
+  return w;
+}
+
+// `count` requantization pairs [mantissa, shift] in the target's scale format.
+std::vector<arith::FixedPoint> read_pairs(const Manifest& m, const nlohmann::json& j, const char* key,
+                                          const std::string& field, std::size_t count, const arith::Format& f) {
+  const nlohmann::json& a = m.array(j, key, field);
+  if (a.size() != count)
+    m.fail(field, "has " + std::to_string(a.size()) + " pairs; needs " + std::to_string(count));
+  std::vector<arith::FixedPoint> pairs;
+  for (std::size_t n = 0; n < a.size(); ++n) {
+    const std::string rf = field + "[" + std::to_string(n) + "]";
+    if (!a[n].is_array() || a[n].size() != 2) m.fail(rf, "must be a pair [mantissa, shift]");
+    const std::int64_t mantissa = m.integer(a[n][0], rf + "[0]", 0, (std::int64_t{1} << f.scale_mantissa_bits) - 1);
+    const int shift = static_cast<int>(m.integer(a[n][1], rf + "[1]", f.scale_shift_min, f.scale_shift_max));
+    pairs.push_back({mantissa, shift});
+  }
+  return pairs;
+}
+
+// Each kernel op's (linear, conv2d) packed codes from the weights file `blob` (named
+// `blob_file`), where `blocks` (one per kernel op, in op order) place them: in the file, matching
+// their CRC-32, valid codes.
 void read_weights(Graph& g, const std::vector<WeightBlock>& blocks, const std::string& blob,
                   const std::string& blob_file) {
   std::size_t next = 0;
   for (Op& op : g.ops) {
-    if (op.type != OpType::Linear) continue;
+    if (op.type != OpType::Linear && op.type != OpType::Conv2d) continue;
     const WeightBlock& w = blocks.at(next++);
     LinearParams& p = op.linear;
     if (w.offset > blob.size() || w.bytes > blob.size() - w.offset)
@@ -244,14 +283,25 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
     const std::string field = "tensors[" + std::to_string(i) + "]";
     m.check_object(tensors[i], field, {"name", "dtype", "shape"});
     Tensor t;
+    constexpr std::int64_t kMaxSide = std::int64_t{1} << 13;
     t.name = m.string(tensors[i], "name", field + ".name");
     const std::string dtype = m.string(tensors[i], "dtype", field + ".dtype");
     const auto d = dtype_from_string(dtype);
     if (!d) m.fail(field + ".dtype", Manifest::shown(dtype) + " is not one of \"uint8\", \"values\", \"codes\"");
     t.dtype = *d;
     const nlohmann::json& shape = m.array(tensors[i], "shape", field + ".shape");
+    if (shape.size() == 3) {  // a feature map [height, width, channels]
+      const std::int64_t h = m.integer(shape[0], field + ".shape[0]", 1, kMaxSide);
+      const std::int64_t w = m.integer(shape[1], field + ".shape[1]", 1, kMaxSide);
+      const std::int64_t c = m.integer(shape[2], field + ".shape[2]", 1, std::int64_t{1} << 26);
+      if (h * w * c > (std::int64_t{1} << 26)) m.fail(field + ".shape", "holds more than 2^26 elements");
+      t = map_tensor(t.name, t.dtype, static_cast<int>(h), static_cast<int>(w), static_cast<int>(c));
+      g.tensors.push_back(std::move(t));
+      continue;
+    }
     if (shape.size() != 2)
-      m.fail(field + ".shape", "must be [tokens, features] (2 integers), not " + Manifest::shown(shape));
+      m.fail(field + ".shape", "must be [tokens, features] or a feature map [height, width, channels], not " +
+                                   Manifest::shown(shape));
     t.tokens = static_cast<int>(m.integer(shape[0], field + ".shape[0]", 1, std::int64_t{1} << 26));
     t.features = static_cast<int>(m.integer(shape[1], field + ".shape[1]", 1, std::int64_t{1} << 26));
     g.tensors.push_back(std::move(t));
@@ -263,22 +313,43 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
     Op op;
     const std::string type = m.string(ops[i], "type", field + ".type");
     const auto t = op_type_from_string(type);
-    if (!t) m.fail(field + ".type", Manifest::shown(type) + " is not an op type (\"quantize\", \"linear\", \"relu\")");
+    if (!t)
+      m.fail(field + ".type", Manifest::shown(type) + " is not an op type (\"quantize\", \"linear\", \"relu\", "
+                              "\"conv2d\", \"max_pool\", \"avg_pool\", \"add\", \"flatten\")");
     op.type = *t;
-    if (op.type == OpType::Linear)
-      m.check_object(ops[i], field,
-                     {"name", "type", "input", "output", "in", "out", "weights", "requant", "weight_scales",
-                      "reference_scale"});
-    else
-      m.check_object(ops[i], field, {"name", "type", "input", "output"});
+    const std::vector<std::string> plain = {"name", "type", "input", "output"};
+    const std::vector<std::string> kernel = {"name", "type", "input", "output", "in", "out", "weights", "requant",
+                                             "weight_scales", "reference_scale"};
+    const std::vector<std::string> window = {"kernel", "stride", "padding"};
+    const auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
+      a.insert(a.end(), b.begin(), b.end());
+      return a;
+    };
+    switch (op.type) {
+      case OpType::Linear: m.check_object(ops[i], field, kernel); break;
+      case OpType::Conv2d: m.check_object(ops[i], field, with(with(kernel, window), {"groups"})); break;
+      case OpType::MaxPool: m.check_object(ops[i], field, with(plain, window)); break;
+      case OpType::AvgPool: m.check_object(ops[i], field, with(with(plain, window), {"pairs"})); break;
+      case OpType::Add: m.check_object(ops[i], field, with(plain, {"residual", "pairs"})); break;
+      default: m.check_object(ops[i], field, plain); break;
+    }
     op.name = m.string(ops[i], "name", field + ".name");
     op.input = m.string(ops[i], "input", field + ".input");
     op.output = m.string(ops[i], "output", field + ".output");
-    if (op.type == OpType::Linear) {
+    if (op.type == OpType::Linear || op.type == OpType::Conv2d) {
+      // A convolution's `in` is its patch (checked with the graph), its `out` the output's channels.
       LinearShape shape;
-      if (const auto x = g.find_tensor(op.input)) shape.in = g.tensors[*x].features;
-      if (const auto y = g.find_tensor(op.output)) shape.out = g.tensors[*y].features;
+      if (const auto x = g.find_tensor(op.input); x && op.type == OpType::Linear) shape.in = g.tensors[*x].features;
+      if (const auto y = g.find_tensor(op.output)) shape.out = g.tensors[*y].channels();
       op.linear = read_linear(m, ops[i], field, b.target.format, shape, blocks);
+    }
+    if (op.type == OpType::Conv2d || op.type == OpType::MaxPool || op.type == OpType::AvgPool)
+      op.window = read_window(m, ops[i], field);
+    if (op.type == OpType::Conv2d) op.groups = static_cast<int>(m.integer(ops[i], "groups", field + ".groups", 1, 1 << 16));
+    if (op.type == OpType::AvgPool) op.pairs = read_pairs(m, ops[i], "pairs", field + ".pairs", 1, b.target.format);
+    if (op.type == OpType::Add) {
+      op.residual = m.string(ops[i], "residual", field + ".residual");
+      op.pairs = read_pairs(m, ops[i], "pairs", field + ".pairs", 2, b.target.format);
     }
     g.ops.push_back(std::move(op));
   }
@@ -410,14 +481,30 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
 void save_bundle(const std::filesystem::path& path, const Bundle& b) {
   nlohmann::json tensors = nlohmann::json::array();
   for (const Tensor& t : b.graph.tensors)
-    tensors.push_back({{"name", t.name}, {"dtype", to_string(t.dtype)}, {"shape", {t.tokens, t.features}}});
+    tensors.push_back({{"name", t.name},
+                       {"dtype", to_string(t.dtype)},
+                       {"shape", t.is_map() ? nlohmann::json{t.height, t.width, t.channels()}
+                                            : nlohmann::json{t.tokens, t.features}}});
   nlohmann::json ops = nlohmann::json::array();
   std::vector<std::uint8_t> blob;
   for (const Op& op : b.graph.ops) {
     nlohmann::json o = {{"name", op.name}, {"type", to_string(op.type)}, {"input", op.input}, {"output", op.output}};
-    if (op.type == OpType::Linear) {
+    if (op.type == OpType::Linear || op.type == OpType::Conv2d) {
       o.update(linear_json(op.linear, blob.size()));
       blob.insert(blob.end(), op.linear.packed.begin(), op.linear.packed.end());
+    }
+    if (op.type == OpType::Conv2d || op.type == OpType::MaxPool || op.type == OpType::AvgPool) {
+      const arith::Window& w = op.window;
+      o["kernel"] = {w.kernel_h, w.kernel_w};
+      o["stride"] = {w.stride_h, w.stride_w};
+      o["padding"] = {w.pad_h, w.pad_w};
+    }
+    if (op.type == OpType::Conv2d) o["groups"] = op.groups;
+    if (op.type == OpType::Add) o["residual"] = op.residual;
+    if (op.type == OpType::AvgPool || op.type == OpType::Add) {
+      nlohmann::json pairs = nlohmann::json::array();
+      for (const arith::FixedPoint& p : op.pairs) pairs.push_back({p.mantissa, p.shift});
+      o["pairs"] = pairs;
     }
     ops.push_back(std::move(o));
   }
@@ -432,7 +519,7 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
                                    {"output_tensor", b.graph.output},
                                    {"tensors", tensors},
                                    {"ops", ops},
-                                   {"training", b.training}};
+                                   {"training", b.training.is_null() ? nlohmann::json::object() : b.training}};
   util::write_directory_atomic(path, [&](const std::filesystem::path& staged) {
     util::write_file_atomic(staged / "weights.bin",
                             std::string_view(reinterpret_cast<const char*>(blob.data()), blob.size()));

@@ -18,6 +18,21 @@ std::vector<std::int8_t> LinearParams::codes() const {
   return out_codes;
 }
 
+Tensor map_tensor(std::string name, DType dtype, int height, int width, int channels) {
+  return Tensor{std::move(name), dtype, 1, height * width * channels, height, width};
+}
+
+arith::Conv2dShape Op::conv_shape(const Tensor& input) const {
+  arith::Conv2dShape s;
+  s.in_h = input.height;
+  s.in_w = input.width;
+  s.in_c = input.channels();
+  s.out_c = linear.out;
+  s.window = window;
+  s.groups = groups;
+  return s;
+}
+
 const Tensor& Graph::tensor(const std::string& name) const {
   const auto i = find_tensor(name);
   if (!i) throw GraphError("tensor '" + name + "' is not defined");
@@ -39,9 +54,71 @@ std::optional<std::size_t> Graph::producer(const std::string& name) const {
 namespace {
 
 const std::pair<OpType, const char*> kOpNames[] = {
-    {OpType::Quantize, "quantize"}, {OpType::Linear, "linear"}, {OpType::Relu, "relu"}};
+    {OpType::Quantize, "quantize"}, {OpType::Linear, "linear"},    {OpType::Relu, "relu"},
+    {OpType::Conv2d, "conv2d"},     {OpType::MaxPool, "max_pool"}, {OpType::AvgPool, "avg_pool"},
+    {OpType::Add, "add"},           {OpType::Flatten, "flatten"}};
+
+std::string shape_text(const Tensor& t) {
+  if (t.is_map())
+    return "[" + std::to_string(t.height) + ", " + std::to_string(t.width) + ", " + std::to_string(t.channels()) + "]";
+  return "[" + std::to_string(t.tokens) + ", " + std::to_string(t.features) + "]";
+}
+
+bool same_shape(const Tensor& a, const Tensor& b) {
+  return a.tokens == b.tokens && a.features == b.features && a.height == b.height && a.width == b.width;
+}
 const std::pair<DType, const char*> kDTypeNames[] = {
     {DType::Pixels, "uint8"}, {DType::Values, "values"}, {DType::Codes, "codes"}};
+
+
+// The work of one window op on one sample (multiply-accumulates, or pooled reads): a bound that
+// keeps every engine's run of a loaded bundle finite in time (a ResNet-50 layer is below 2^30).
+constexpr std::size_t kMaxWindowWork = std::size_t{1} << 32;
+
+// The weight and requantization checks of an op with a kernel (linear, conv2d). `expect(ok,
+// field, rule)` throws naming the op and the field.
+template <typename Expect>
+void check_pair(const arith::FixedPoint& r, const std::string& field, const arith::Format& f, Expect& expect) {
+  expect(r.mantissa >= 0 && r.mantissa < (std::int64_t{1} << f.scale_mantissa_bits) && r.shift >= f.scale_shift_min &&
+             r.shift <= f.scale_shift_max,
+         field,
+         "requantization pair {" + std::to_string(r.mantissa) + ", " + std::to_string(r.shift) +
+             "} outside the target's scale format");
+}
+
+template <typename Expect>
+void check_weights(const LinearParams& p, const arith::Format& f, Expect& expect) {
+  expect(p.format == f.weights, "weights", "weights are not in the target's format");
+  const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
+  expect(p.packed.size() == arith::packed_bytes(count, p.format), "weights.bytes", "packed weights do not match in x out");
+  expect(p.requant.size() == static_cast<std::size_t>(p.out), "requant", "needs one requantization pair per output channel");
+  for (const arith::FixedPoint& r : p.requant) check_pair(r, "requant", f, expect);
+  // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are not weights any
+  // trained model has, and the engines' exactness bounds assume |code| <= qmax.
+  const int qmax = arith::weight_qmax(p.format);
+  for (std::size_t k = 0; k < count; ++k) {
+    const int c = arith::load_code(p.packed.data(), k, p.format);
+    expect(c >= -qmax && c <= qmax, "weights",
+           "invalid weight code " + std::to_string(c) + " at index " + std::to_string(k) + " (codes lie in [-" +
+               std::to_string(qmax) + ", " + std::to_string(qmax) + "])");
+  }
+}
+
+// A window over map x: kernel and stride in [1, 256], padding below the kernel (so every window
+// covers at least one position of the map), and the kernel within the padded map.
+template <typename Expect>
+void check_window(const arith::Window& w, const Tensor& x, Expect& expect) {
+  const auto side = [&](int kernel, int stride, int pad, int in, const char* name) {
+    expect(kernel >= 1 && kernel <= 256 && stride >= 1 && stride <= 256 && pad >= 0 && pad < kernel &&
+               in + 2 * pad >= kernel,
+           "window",
+           std::string("window ") + name + ": kernel " + std::to_string(kernel) + ", stride " + std::to_string(stride) +
+               ", padding " + std::to_string(pad) + " over " + std::to_string(in) +
+               " (kernel and stride in [1, 256], padding below the kernel, the kernel within the padded map)");
+  };
+  side(w.kernel_h, w.stride_h, w.pad_h, x.height, "height");
+  side(w.kernel_w, w.stride_w, w.pad_w, x.width, "width");
+}
 
 }  // namespace
 
@@ -81,6 +158,12 @@ void validate(const Graph& g, const arith::Format& f) {
     if (t.tokens < 1 || t.features < 1 || t.size() > (std::size_t{1} << 26))
       throw GraphError(field + ".shape", "tensor '" + t.name + "': shape [" + std::to_string(t.tokens) + ", " +
                                              std::to_string(t.features) + "] is not in [1, 2^26] elements");
+    if (t.height != 0 || t.width != 0) {
+      const long area = static_cast<long>(t.height) * t.width;
+      if (t.height < 1 || t.width < 1 || t.tokens != 1 || area > t.features || t.features % area != 0)
+        throw GraphError(field + ".shape", "tensor '" + t.name + "': a feature map is one token of height x width x "
+                                           "channels, each at least 1");
+    }
   }
   if (!g.find_tensor(g.input)) throw GraphError("input_tensor", "input tensor '" + g.input + "' is not defined");
   const Tensor& input = g.tensor(g.input);
@@ -110,46 +193,81 @@ void validate(const Graph& g, const arith::Format& f) {
       case OpType::Quantize:
         expect(x.dtype == DType::Pixels || x.dtype == DType::Values, "input", "input must be uint8 or values");
         expect(y.dtype == DType::Codes, "output", "output must be codes");
-        expect(x.tokens == y.tokens && x.features == y.features, "output", "output shape must equal the input shape");
+        expect(same_shape(x, y), "output", "output shape must equal the input shape " + shape_text(x));
         break;
       case OpType::Relu:
         expect(x.dtype == DType::Values, "input", "input and output must be values");
         expect(y.dtype == DType::Values, "output", "input and output must be values");
-        expect(x.tokens == y.tokens && x.features == y.features, "output", "output shape must equal the input shape");
+        expect(same_shape(x, y), "output", "output shape must equal the input shape " + shape_text(x));
         break;
       case OpType::Linear: {
         const LinearParams& p = op.linear;
         expect(x.dtype == DType::Codes, "input", "input must be codes");
         expect(y.dtype == DType::Values, "output", "output must be values");
+        expect(!x.is_map() && !y.is_map(), "input", "a linear op takes plain tensors: flatten a feature map first");
         expect(p.in == x.features, "in",
                "in = " + std::to_string(p.in) + " does not match input features " + std::to_string(x.features));
         expect(p.out == y.features, "out",
                "out = " + std::to_string(p.out) + " does not match output features " + std::to_string(y.features));
         expect(x.tokens == y.tokens, "output",
                "output shape must be [" + std::to_string(x.tokens) + ", " + std::to_string(p.out) + "]");
-        expect(p.format == f.weights, "weights", "weights are not in the target's format");
-        const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
-        expect(p.packed.size() == arith::packed_bytes(count, p.format), "weights.bytes",
-               "packed weights do not match in x out");
-        expect(p.requant.size() == static_cast<std::size_t>(p.out), "requant",
-               "needs one requantization pair per output channel");
-        for (const arith::FixedPoint& r : p.requant)
-          expect(r.mantissa >= 0 && r.mantissa < (std::int64_t{1} << f.scale_mantissa_bits) &&
-                     r.shift >= f.scale_shift_min && r.shift <= f.scale_shift_max,
-                 "requant",
-                 "requantization pair {" + std::to_string(r.mantissa) + ", " + std::to_string(r.shift) +
-                     "} outside the target's scale format");
-        // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are not weights any
-        // trained model has, and the engines' exactness bounds assume |code| <= qmax.
-        const int qmax = arith::weight_qmax(p.format);
-        for (std::size_t k = 0; k < count; ++k) {
-          const int c = arith::load_code(p.packed.data(), k, p.format);
-          expect(c >= -qmax && c <= qmax, "weights",
-                 "invalid weight code " + std::to_string(c) + " at index " + std::to_string(k) + " (codes lie in [-" +
-                     std::to_string(qmax) + ", " + std::to_string(qmax) + "])");
+        check_weights(p, f, expect);
+        break;
+      }
+      case OpType::Conv2d: {
+        const LinearParams& p = op.linear;
+        expect(x.dtype == DType::Codes && x.is_map(), "input", "input must be a feature map of codes");
+        expect(y.dtype == DType::Values && y.is_map(), "output", "output must be a feature map of values");
+        check_window(op.window, x, expect);
+        expect(op.groups >= 1 && x.channels() % op.groups == 0 && p.out % op.groups == 0, "groups",
+               "groups = " + std::to_string(op.groups) + " must divide the input channels (" +
+                   std::to_string(x.channels()) + ") and the output channels (" + std::to_string(p.out) + ")");
+        const arith::Conv2dShape c = op.conv_shape(x);
+        expect(p.in == c.patch(), "in",
+               "in = " + std::to_string(p.in) + " must be the patch size kernel_h x kernel_w x input channels / "
+               "groups = " + std::to_string(c.patch()));
+        expect(y.height == c.out_h() && y.width == c.out_w() && y.channels() == p.out, "output",
+               "output shape must be [" + std::to_string(c.out_h()) + ", " + std::to_string(c.out_w()) + ", " +
+                   std::to_string(p.out) + "]");
+        expect(y.size() * static_cast<std::size_t>(p.in) <= kMaxWindowWork, "in",
+               "more than 2^32 multiply-accumulates per sample");
+        check_weights(p, f, expect);
+        break;
+      }
+      case OpType::MaxPool:
+      case OpType::AvgPool: {
+        expect(x.dtype == DType::Values && x.is_map(), "input", "input must be a feature map of values");
+        expect(y.dtype == DType::Values && y.is_map(), "output", "output must be a feature map of values");
+        check_window(op.window, x, expect);
+        const int oh = op.window.out_h(x.height), ow = op.window.out_w(x.width);
+        expect(y.height == oh && y.width == ow && y.channels() == x.channels(), "output",
+               "output shape must be [" + std::to_string(oh) + ", " + std::to_string(ow) + ", " +
+                   std::to_string(x.channels()) + "]");
+        expect(y.size() * static_cast<std::size_t>(op.window.kernel_h) * op.window.kernel_w <= kMaxWindowWork, "window",
+               "more than 2^32 window reads per sample");
+        if (op.type == OpType::AvgPool) {
+          expect(op.pairs.size() == 1, "pairs", "an average pool has one pair: 1 / window area");
+          check_pair(op.pairs[0], "pairs", f, expect);
         }
         break;
       }
+      case OpType::Add: {
+        expect(g.find_tensor(op.residual).has_value(), "residual", "residual tensor '" + op.residual + "' is not defined");
+        expect(written.count(op.residual) > 0, "residual", "reads '" + op.residual + "' before any op writes it");
+        const Tensor& r = g.tensor(op.residual);
+        expect(x.dtype == DType::Values && r.dtype == DType::Values, "input", "both inputs must be values");
+        expect(same_shape(x, r), "residual",
+               "the inputs' shapes differ: " + shape_text(x) + " and " + shape_text(r));
+        expect(y.dtype == DType::Values && same_shape(x, y), "output", "output must be values of the inputs' shape");
+        expect(op.pairs.size() == 2, "pairs", "an add has two pairs: the input's and the residual's");
+        for (const arith::FixedPoint& pair : op.pairs) check_pair(pair, "pairs", f, expect);
+        break;
+      }
+      case OpType::Flatten:
+        expect(x.is_map(), "input", "input must be a feature map");
+        expect(y.dtype == x.dtype && !y.is_map() && y.tokens == 1 && y.features == x.features, "output",
+               "output must be [1, " + std::to_string(x.features) + "] of the input's type");
+        break;
     }
   }
   if (!g.find_tensor(g.output)) throw GraphError("output_tensor", "output tensor '" + g.output + "' is not defined");
@@ -196,6 +314,10 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
     r.unsupported = why;
     return r;
   };
+  for (const Op& op : g.ops)
+    if (op.type != OpType::Quantize && op.type != OpType::Linear && op.type != OpType::Relu)
+      return refuse("op '" + op.name + "' (" + to_string(op.type) +
+                    "): the accelerator's layer chain runs quantize, linear and relu ops only");
   std::string x = g.input;
   std::size_t i = 0;
   while (i < g.ops.size()) {

@@ -12,8 +12,10 @@ constexpr std::size_t kFromInput = std::numeric_limits<std::size_t>::max();
 IntEngine::IntEngine(const Bundle& bundle) : bundle_(bundle) {
   const Graph& g = bundle_.graph;
   for (const Op& op : g.ops) {
-    codes_.push_back(op.type == OpType::Linear ? op.linear.codes() : std::vector<std::int8_t>{});
+    const bool kernel = op.type == OpType::Linear || op.type == OpType::Conv2d;
+    codes_.push_back(kernel ? op.linear.codes() : std::vector<std::int8_t>{});
     input_of_.push_back(op.input == g.input ? kFromInput : g.producer(op.input).value());
+    residual_of_.push_back(op.type != OpType::Add ? 0 : op.residual == g.input ? kFromInput : g.producer(op.residual).value());
   }
   output_op_ = g.producer(g.output).value();
 }
@@ -58,6 +60,53 @@ OpOutputs IntEngine::run(const std::uint8_t* input) const {
         }
         break;
       }
+      case OpType::Conv2d: {
+        // The array on patches: each output pixel's patch, gathered in (ky, kx, ci) order, times
+        // every kernel of its group (docs/arith.md, "Feature maps").
+        const LinearParams& p = op.linear;
+        const arith::Conv2dShape c = op.conv_shape(shape);
+        const std::int8_t* w = codes_[i].data();
+        const std::vector<std::int16_t> codes(x.begin(), x.end());
+        std::vector<std::int16_t> patch(static_cast<std::size_t>(c.patch()));
+        y.resize(static_cast<std::size_t>(c.out_h()) * c.out_w() * c.out_c);
+        std::size_t at = 0;
+        for (int oy = 0; oy < c.out_h(); ++oy)
+          for (int ox = 0; ox < c.out_w(); ++ox)
+            for (int g0 = 0; g0 < c.groups; ++g0) {
+              arith::conv_patch(codes.data(), c, oy, ox, g0, patch.data());
+              for (int n = g0 * c.group_out(); n < (g0 + 1) * c.group_out(); ++n)
+                y[at + n] = static_cast<std::int32_t>(arith::conv_output(
+                    patch.data(), w + static_cast<std::size_t>(n) * p.in, c, lanes, p.requant[n], f));
+              if (g0 + 1 == c.groups) at += static_cast<std::size_t>(c.out_c);
+            }
+        break;
+      }
+      case OpType::MaxPool:
+      case OpType::AvgPool: {
+        const arith::Window& w = op.window;
+        const int oh = w.out_h(shape.height), ow = w.out_w(shape.width), ch = shape.channels();
+        y.resize(static_cast<std::size_t>(oh) * ow * ch);
+        std::size_t at = 0;
+        for (int oy = 0; oy < oh; ++oy)
+          for (int ox = 0; ox < ow; ++ox)
+            for (int c = 0; c < ch; ++c)
+              y[at++] = static_cast<std::int32_t>(
+                  op.type == OpType::MaxPool
+                      ? arith::max_pool(x.data(), shape.height, shape.width, ch, w, oy, ox, c)
+                      : arith::average_pool(arith::window_sum(x.data(), shape.height, shape.width, ch, w, oy, ox, c),
+                                            op.pairs[0], f));
+        break;
+      }
+      case OpType::Add: {
+        const std::vector<std::int32_t>& r = residual_of_[i] == kFromInput ? pixels : out[residual_of_[i]];
+        y.resize(x.size());
+        for (std::size_t k = 0; k < x.size(); ++k)
+          y[k] = static_cast<std::int32_t>(arith::add_aligned(x[k], op.pairs[0], r[k], op.pairs[1], f));
+        break;
+      }
+      case OpType::Flatten:
+        y = x;
+        break;
     }
   }
   return out;

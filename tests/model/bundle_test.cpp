@@ -468,7 +468,8 @@ TEST_F(BundleRejects, UnknownKeysAndValues) {
       {"/ops/2/in", 4, "field 'ops[2].in': unknown field; allowed here: name, type, input, output"},
       {"/ops/1/weights/scale", 1, "field 'ops[1].weights.scale': unknown field"},
       {"/tensors/0/layout", "nchw", "field 'tensors[0].layout': unknown field"},
-      {"/tensors/0/shape/-", 1, "field 'tensors[0].shape': must be [tokens, features] (2 integers), not [1,"},
+      {"/tensors/0/shape", {1, 30, 1, 1},
+       "field 'tensors[0].shape': must be [tokens, features] or a feature map [height, width, channels], not [1,"},
       {"/ops/1/weight_scales/-", 0.5, "field 'ops[1].weight_scales': has "},
   };
   for (const auto& [pointer, value, fragment] : edits) {

@@ -33,17 +33,31 @@ enum class DType : std::uint8_t {
 };
 
 // A tensor of `tokens` rows of `features` integers. The per-token quantizer works on each row.
+// A feature map (height x width x channels, channels last: docs/arith.md) is one token of
+// height * width * channels features: its quantizer sees the whole map, as a convolution needs.
 struct Tensor {
   std::string name;
   DType dtype = DType::Values;
   int tokens = 1, features = 0;
+  int height = 0, width = 0;  // a feature map's sides; 0 for a tensor that is not a map
+
   std::size_t size() const { return static_cast<std::size_t>(tokens) * static_cast<std::size_t>(features); }
+  bool is_map() const { return height > 0; }
+  int channels() const { return is_map() ? features / (height * width) : features; }
 };
+
+// A feature map tensor of height x width x channels.
+Tensor map_tensor(std::string name, DType dtype, int height, int width, int channels);
 
 enum class OpType : std::uint8_t {
   Quantize,  // dynamic per-token absmax activation quantizer: Pixels or Values -> Codes
   Linear,    // codes x weight codes, accumulated as the array does, requantized: Codes -> Values
   Relu,      // max(v, 0): Values -> Values
+  Conv2d,    // a code map's patches x weight codes, requantized per channel: Codes map -> Values map
+  MaxPool,   // the largest value of each window: Values map -> Values map
+  AvgPool,   // each window's sum, requantized by the pair of 1 / area: Values map -> Values map
+  Add,       // two Values tensors of one shape aligned by their pairs and added: -> Values
+  Flatten,   // a map as a plain tensor of one token, the integers unchanged: map -> [1, H W C]
 };
 
 // A linear op's parameters: weight codes packed as the weight SRAM holds them (row-major out x
@@ -64,7 +78,14 @@ struct Op {
   OpType type = OpType::Relu;
   std::string name;
   std::string input, output;  // tensor names
-  LinearParams linear;        // OpType::Linear only
+  LinearParams linear;        // Linear and Conv2d (a kernel is a row of in = patch codes)
+  arith::Window window{};     // Conv2d, MaxPool, AvgPool
+  int groups = 1;             // Conv2d
+  std::string residual{};     // Add: the second input, added to `input`
+  std::vector<arith::FixedPoint> pairs{};  // AvgPool: {1 / area}; Add: {input's, residual's}
+
+  // A convolution's shape from its input tensor (a map) and its own fields.
+  arith::Conv2dShape conv_shape(const Tensor& input) const;
 };
 
 struct Graph {

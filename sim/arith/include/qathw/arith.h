@@ -3,6 +3,7 @@
 
 #include "qathw/arith/core.h"
 #include "qathw/arith/dot.h"
+#include "qathw/arith/feature_map.h"
 #include "qathw/arith/fixed_point.h"
 #include "qathw/arith/layer.h"
 #include "qathw/arith/pack.h"

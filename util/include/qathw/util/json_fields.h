@@ -56,6 +56,10 @@ class JsonFields {
   // `allowed`: a misspelt or foreign key is an error, never ignored.
   void check_object(const nlohmann::json& v, const std::string& field,
                     std::initializer_list<std::string_view> allowed) const {
+    check_object(v, field, std::vector<std::string_view>(allowed));
+  }
+  template <typename Names>
+  void check_object(const nlohmann::json& v, const std::string& field, const Names& allowed) const {
     if (!v.is_object()) {
       if (field.empty()) throw Error(file_ + ": the " + document_ + " must be a JSON object, not " + shown(v));
       fail(field, "must be an object, not " + shown(v));
