@@ -11,6 +11,7 @@ inline constexpr int kExitMismatch = 1;  // a verification found a difference
 inline constexpr int kExitBadInput = 2;  // bad arguments, files or targets
 
 void add_targets_command(CLI::App& app, int& exit_code);
+void add_models_command(CLI::App& app, int& exit_code);
 void add_train_command(CLI::App& app, int& exit_code);
 void add_infer_command(CLI::App& app, int& exit_code);
 void add_sim_command(CLI::App& app, int& exit_code);

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   int exit_code = qathw::cli::kExitOk;
   qathw::cli::add_targets_command(app, exit_code);
+  qathw::cli::add_models_command(app, exit_code);
   qathw::cli::add_train_command(app, exit_code);
   qathw::cli::add_infer_command(app, exit_code);
   qathw::cli::add_sim_command(app, exit_code);

@@ -152,7 +152,7 @@ run_case() {
   tmp=$work/$name.tmp
   mkdir -p "$tmp"
   case $kind in
-    targets | sweeps | options)
+    targets | sweeps | models | options)
       header=$source case_path=$source ;;
     *)
       header=$source/case case_path=$work/$name ;;
@@ -160,6 +160,7 @@ run_case() {
   read_header "$header"
   case $kind in
     targets) default_run="targets show @CASE@" ;;
+    models) default_run="models show @CASE@" ;;
     sweeps) default_run="sweep @CASE@ --db @TMP@/sweep.sqlite --report @TMP@/report" ;;
     bundles) default_run="infer @CASE@ --data @TINY@" ;;
     idx) default_run="train --data @CASE@ --hidden 4 --batch 16 --epochs 1 --no-fp32 --out @TMP@/out" ;;
@@ -241,7 +242,7 @@ for entry in "$corpus/$kind"/*; do
   [ "$name" = README.md ] && continue
   held=$((held + 1))
   case $kind in
-    targets | sweeps) [[ -f "$entry" && "$name" == *.toml ]] ;;
+    targets | sweeps | models) [[ -f "$entry" && "$name" == *.toml ]] ;;
     options) [[ -f "$entry" && "$name" == *.case ]] ;;
     *) [[ -d "$entry" && -f "$entry/case" ]] ;;
   esac || {

@@ -1,0 +1,65 @@
+// A network to train, as a models/*.toml file describes it: the input's shape and a list of
+// layers (docs/models.md). Parsing infers every layer's output shape and refuses what the op graph
+// could not hold, naming the file and the field; the trainer builds its modules from the spec and
+// exports the op graph, with an activation quantizer before each conv2d and linear layer.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qathw/arith.h"
+
+namespace qathw::model {
+
+class ModelError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A layer's output: a feature map (height x width x channels) or a plain vector of `channels`.
+struct Shape {
+  int height = 0, width = 0, channels = 0;
+  bool is_map() const { return height > 0; }
+  long size() const { return is_map() ? static_cast<long>(height) * width * channels : channels; }
+};
+
+enum class LayerKind : std::uint8_t { Conv2d, Linear, Relu, MaxPool, AvgPool, GlobalAvgPool, Add, Flatten };
+
+struct LayerSpec {
+  LayerKind kind = LayerKind::Relu;
+  std::string name;      // optional; `input` and an add's `residual` refer to layers by name
+  std::string input;     // the named layer this one reads; empty: the previous layer
+  int out = 0;           // conv2d: output channels; linear: outputs (the classes for the last layer)
+  arith::Window window;  // conv2d and the pools
+  int groups = 1;        // conv2d
+  std::string residual;  // add
+  Shape in_shape, out_shape;  // inferred
+};
+
+struct ModelSpec {
+  std::string name, description;
+  std::string origin;  // the file (or built-in name) it came from, for messages
+  Shape input;         // a feature map; its height x width is the image
+  std::vector<LayerSpec> layers;
+  int classes() const { return layers.back().out; }
+};
+
+std::string to_string(LayerKind k);
+
+// Parses and checks a spec for `classes` output classes (the last layer is a linear layer of that
+// many outputs: `out = "classes"`, or an integer equal to it). Throws ModelError naming `origin`
+// and the field.
+ModelSpec parse_model(std::string_view toml_text, const std::string& origin, int classes);
+
+// A built-in model (models/*.toml, compiled in) by name, or a .toml file.
+ModelSpec resolve_model(const std::string& name_or_path, int classes);
+std::vector<std::string> builtin_model_names();
+
+// Multiply-accumulates of one sample through the model's conv2d and linear layers.
+long model_macs(const ModelSpec& m);
+
+}  // namespace qathw::model

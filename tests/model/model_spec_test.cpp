@@ -1,0 +1,84 @@
+// Model specs (models/*.toml): every built-in parses with the shapes its comments state, the
+// classes reach the last layer, and an add, a branch and a depthwise convolution are understood.
+// Malformed files are the corpus's (tests/corpus/models).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "qathw/model/model_spec.h"
+
+namespace qathw::model {
+namespace {
+
+Shape map(int h, int w, int c) { return {h, w, c}; }
+void expect_shape(const Shape& s, const Shape& want, const std::string& where) {
+  EXPECT_TRUE(s.height == want.height && s.width == want.width && s.channels == want.channels)
+      << where << ": " << s.height << "x" << s.width << "x" << s.channels;
+}
+
+TEST(ModelSpec, EveryBuiltinParses) {
+  const std::vector<std::string> names = builtin_model_names();
+  for (const char* want : {"cnv-tiny", "dscnn-tiny", "lenet", "mlp", "resnet-tiny"})
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
+  for (const std::string& n : names) {
+    const ModelSpec m = resolve_model(n, 10);
+    EXPECT_EQ(m.name, n);
+    EXPECT_EQ(m.classes(), 10);
+    expect_shape(m.input, map(28, 28, 1), n);
+  }
+}
+
+TEST(ModelSpec, MlpAndLenetShapes) {
+  const ModelSpec mlp = resolve_model("mlp", 10);
+  EXPECT_EQ(model_macs(mlp), 784L * 256 + 256L * 256 + 256L * 10);
+  const ModelSpec lenet = resolve_model("lenet", 7);
+  ASSERT_EQ(lenet.layers.size(), 10u);
+  expect_shape(lenet.layers[0].out_shape, map(28, 28, 16), "conv1");
+  expect_shape(lenet.layers[2].out_shape, map(14, 14, 16), "pool1");
+  expect_shape(lenet.layers[3].out_shape, map(10, 10, 32), "conv2");
+  expect_shape(lenet.layers[5].out_shape, map(5, 5, 32), "pool2");
+  EXPECT_EQ(lenet.layers[6].out_shape.channels, 800);
+  EXPECT_FALSE(lenet.layers[6].out_shape.is_map());
+  EXPECT_EQ(lenet.classes(), 7);
+  EXPECT_EQ(lenet.layers[2].window.stride_h, 2);  // a pool steps by its kernel unless told
+  EXPECT_EQ(model_macs(lenet), 28L * 28 * 16 * 25 + 10L * 10 * 32 * 400 + 800L * 128 + 128L * 7);
+}
+
+TEST(ModelSpec, ResnetBranchesAndDepthwise) {
+  const ModelSpec r = resolve_model("resnet-tiny", 10);
+  int adds = 0;
+  for (const LayerSpec& l : r.layers) {
+    if (l.kind != LayerKind::Add) continue;
+    ++adds;
+    EXPECT_FALSE(l.residual.empty());
+  }
+  EXPECT_EQ(adds, 3);
+  const auto named = [&](const std::string& n) -> const LayerSpec& {
+    for (const LayerSpec& l : r.layers)
+      if (l.name == n) return l;
+    throw std::runtime_error("no layer " + n);
+  };
+  EXPECT_EQ(named("short2").input, "stack1");
+  expect_shape(named("short2").in_shape, map(28, 28, 16), "short2 in");
+  expect_shape(named("short2").out_shape, map(14, 14, 32), "short2");
+  expect_shape(named("short3").out_shape, map(7, 7, 64), "short3");
+  expect_shape(r.layers[r.layers.size() - 3].out_shape, map(1, 1, 64), "global average pool");
+  const ModelSpec d = resolve_model("dscnn-tiny", 10);
+  EXPECT_EQ(d.layers[2].groups, 32);
+  expect_shape(d.layers[2].out_shape, map(14, 14, 32), "depthwise");
+  expect_shape(d.layers[6].out_shape, map(7, 7, 64), "strided depthwise");
+}
+
+TEST(ModelSpec, ErrorsNameTheFileAndField) {
+  try {
+    parse_model("name = \"x\"\ninput = [28, 28, 1]\n[[layers]]\ntype = \"conv2d\"\nout = 4\n", "m.toml", 10);
+    ADD_FAILURE() << "accepted";
+  } catch (const ModelError& e) {
+    EXPECT_STREQ(e.what(), "m.toml: field 'layers[0].kernel': missing");
+  }
+  EXPECT_THROW(resolve_model("nonesuch", 10), ModelError);
+  EXPECT_THROW(resolve_model("/nonexistent/model.toml", 10), ModelError);
+}
+
+}  // namespace
+}  // namespace qathw::model
