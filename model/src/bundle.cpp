@@ -331,6 +331,7 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
       case OpType::MaxPool: m.check_object(ops[i], field, with(plain, window)); break;
       case OpType::AvgPool: m.check_object(ops[i], field, with(with(plain, window), {"pairs"})); break;
       case OpType::Add: m.check_object(ops[i], field, with(plain, {"residual", "pairs"})); break;
+      case OpType::Quantize: m.check_object(ops[i], field, with(plain, {"pairs"})); break;
       default: m.check_object(ops[i], field, plain); break;
     }
     op.name = m.string(ops[i], "name", field + ".name");
@@ -346,7 +347,8 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
     if (op.type == OpType::Conv2d || op.type == OpType::MaxPool || op.type == OpType::AvgPool)
       op.window = read_window(m, ops[i], field);
     if (op.type == OpType::Conv2d) op.groups = static_cast<int>(m.integer(ops[i], "groups", field + ".groups", 1, 1 << 16));
-    if (op.type == OpType::AvgPool) op.pairs = read_pairs(m, ops[i], "pairs", field + ".pairs", 1, b.target.format);
+    if (op.type == OpType::AvgPool || (op.type == OpType::Quantize && ops[i].contains("pairs")))
+      op.pairs = read_pairs(m, ops[i], "pairs", field + ".pairs", 1, b.target.format);
     if (op.type == OpType::Add) {
       op.residual = m.string(ops[i], "residual", field + ".residual");
       op.pairs = read_pairs(m, ops[i], "pairs", field + ".pairs", 2, b.target.format);
@@ -501,7 +503,7 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
     }
     if (op.type == OpType::Conv2d) o["groups"] = op.groups;
     if (op.type == OpType::Add) o["residual"] = op.residual;
-    if (op.type == OpType::AvgPool || op.type == OpType::Add) {
+    if (op.type == OpType::AvgPool || op.type == OpType::Add || (op.type == OpType::Quantize && !op.pairs.empty())) {
       nlohmann::json pairs = nlohmann::json::array();
       for (const arith::FixedPoint& p : op.pairs) pairs.push_back({p.mantissa, p.shift});
       o["pairs"] = pairs;

@@ -194,6 +194,8 @@ void validate(const Graph& g, const arith::Format& f) {
         expect(x.dtype == DType::Pixels || x.dtype == DType::Values, "input", "input must be uint8 or values");
         expect(y.dtype == DType::Codes, "output", "output must be codes");
         expect(same_shape(x, y), "output", "output shape must equal the input shape " + shape_text(x));
+        expect(op.pairs.size() <= 1, "pairs", "a quantizer has no pair (dynamic) or one: 1 / scale (static)");
+        for (const arith::FixedPoint& pair : op.pairs) check_pair(pair, "pairs", f, expect);
         break;
       case OpType::Relu:
         expect(x.dtype == DType::Values, "input", "input and output must be values");
@@ -314,10 +316,13 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
     r.unsupported = why;
     return r;
   };
-  for (const Op& op : g.ops)
+  for (const Op& op : g.ops) {
     if (op.type != OpType::Quantize && op.type != OpType::Linear && op.type != OpType::Relu)
       return refuse("op '" + op.name + "' (" + to_string(op.type) +
                     "): the accelerator's layer chain runs quantize, linear and relu ops only");
+    if (op.type == OpType::Quantize && !op.pairs.empty())
+      return refuse("op '" + op.name + "': the accelerator's quantizer is dynamic (absmax and reciprocal), not static");
+  }
   std::string x = g.input;
   std::size_t i = 0;
   while (i < g.ops.size()) {

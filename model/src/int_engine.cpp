@@ -34,6 +34,11 @@ OpOutputs IntEngine::run(const std::uint8_t* input) const {
     switch (op.type) {
       case OpType::Quantize:
         y.resize(x.size());
+        if (!op.pairs.empty()) {  // static: one calibrated pair for the whole tensor
+          for (std::size_t k = 0; k < x.size(); ++k)
+            y[k] = static_cast<std::int32_t>(arith::quantize_act(x[k], op.pairs[0], f.act_bits, f.rounding));
+          break;
+        }
         for (int t = 0; t < shape.tokens; ++t) {
           const std::size_t at = static_cast<std::size_t>(t) * shape.features;
           arith::quantize_token(x.data() + at, shape.features, y.data() + at, f);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 
+#include "qathw/model/accelerator_layers.h"
 #include "qathw/model/graph.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/target/target_spec.h"
@@ -173,6 +174,30 @@ TEST(FeatureMapOps, BundleRoundTrip) {
   for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() & 255);
   EXPECT_EQ(IntEngine(back).run_all(pixels.data(), 4), IntEngine(b).run_all(pixels.data(), 4)) << test::seed_note(seed);
   std::filesystem::remove_all(dir);
+}
+
+// A static quantizer (one calibrated pair, 1 / scale, for the whole tensor) is arith::quantize_act
+// per element: docs/arith.md's example, the scale 0.05 as the pair (40960, 11) = 20. The
+// accelerator engines refuse it (their quantizer is the dynamic unit).
+TEST(FeatureMapOps, StaticQuantizerUsesItsPair) {
+  std::mt19937_64 rng(1);
+  const arith::Format f = target::builtin_target("ternary-asic").format;
+  Graph g = linear_graph(4, random_kernel(4, 2, f, rng));
+  const arith::FixedPointResult twenty = arith::to_fixed_point(1 / 0.05, f);
+  ASSERT_EQ(twenty.value.mantissa, 40960);
+  ASSERT_EQ(twenty.value.shift, 11);
+  g.ops[0].pairs = {twenty.value};
+  const Bundle b = bundle_of(g, 1, 4);
+  const std::vector<std::uint8_t> pixels = {3, 2, 7, 0};
+  EXPECT_EQ(IntEngine(b).run(pixels.data())[0], (std::vector<std::int32_t>{60, 40, 127, 0}));
+  EXPECT_TRUE(accelerator_layers(b.graph).unsupported.has_value());
+  g.ops[0].pairs.push_back(twenty.value);
+  try {
+    validate(g, f);
+    ADD_FAILURE() << "two pairs accepted";
+  } catch (const GraphError& e) {
+    EXPECT_EQ(e.field(), "ops[0].pairs");
+  }
 }
 
 // The checks name the op and the manifest field.

@@ -50,7 +50,7 @@ struct Tensor {
 Tensor map_tensor(std::string name, DType dtype, int height, int width, int channels);
 
 enum class OpType : std::uint8_t {
-  Quantize,  // dynamic per-token absmax activation quantizer: Pixels or Values -> Codes
+  Quantize,  // activation quantizer, dynamic per-token absmax or static (pairs): Pixels or Values -> Codes
   Linear,    // codes x weight codes, accumulated as the array does, requantized: Codes -> Values
   Relu,      // max(v, 0): Values -> Values
   Conv2d,    // a code map's patches x weight codes, requantized per channel: Codes map -> Values map
@@ -82,7 +82,9 @@ struct Op {
   arith::Window window{};     // Conv2d, MaxPool, AvgPool
   int groups = 1;             // Conv2d
   std::string residual{};     // Add: the second input, added to `input`
-  std::vector<arith::FixedPoint> pairs{};  // AvgPool: {1 / area}; Add: {input's, residual's}
+  // Quantize: {} dynamic per-token absmax, {1 / scale} static per tensor; AvgPool: {1 / area};
+  // Add: {input's, residual's}.
+  std::vector<arith::FixedPoint> pairs{};
 
   // A convolution's shape from its input tensor (a map) and its own fields.
   arith::Conv2dShape conv_shape(const Tensor& input) const;
