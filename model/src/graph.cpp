@@ -67,16 +67,16 @@ std::string shape_text(const Tensor& t) {
 bool same_shape(const Tensor& a, const Tensor& b) {
   return a.tokens == b.tokens && a.features == b.features && a.height == b.height && a.width == b.width;
 }
+
 const std::pair<DType, const char*> kDTypeNames[] = {
     {DType::Pixels, "uint8"}, {DType::Values, "values"}, {DType::Codes, "codes"}};
-
 
 // The work of one window op on one sample (multiply-accumulates, or pooled reads): a bound that
 // keeps every engine's run of a loaded bundle finite in time (a ResNet-50 layer is below 2^30).
 constexpr std::size_t kMaxWindowWork = std::size_t{1} << 32;
 
-// The weight and requantization checks of an op with a kernel (linear, conv2d). `expect(ok,
-// field, rule)` throws naming the op and the field.
+// The checks of an op's fields below: `expect(ok, field, rule)` throws naming the op and the
+// field. A pair (requantization, a static quantizer, a pool or an add) in the target's format:
 template <typename Expect>
 void check_pair(const arith::FixedPoint& r, const std::string& field, const arith::Format& f, Expect& expect) {
   expect(r.mantissa >= 0 && r.mantissa < (std::int64_t{1} << f.scale_mantissa_bits) && r.shift >= f.scale_shift_min &&
@@ -86,6 +86,7 @@ void check_pair(const arith::FixedPoint& r, const std::string& field, const arit
              "} outside the target's scale format");
 }
 
+// The weights and requantization pairs of an op with a kernel (linear, conv2d).
 template <typename Expect>
 void check_weights(const LinearParams& p, const arith::Format& f, Expect& expect) {
   expect(p.format == f.weights, "weights", "weights are not in the target's format");

@@ -259,6 +259,69 @@ long model_macs(const ModelSpec& m) {
   return macs;
 }
 
+Graph lower_model(const ModelSpec& m, std::vector<LayerParams> params, const arith::Format& f) {
+  if (params.size() != m.layers.size()) throw ModelError(m.origin + ": one parameter set per layer is needed");
+  Graph g;
+  g.input = "input";
+  g.tensors.push_back(map_tensor("input", DType::Pixels, m.input.height, m.input.width, m.input.channels));
+  const auto tensor_of = [](const std::string& name, DType dtype, const Shape& s) {
+    return s.is_map() ? map_tensor(name, dtype, s.height, s.width, s.channels) : Tensor{name, dtype, 1, s.channels};
+  };
+  std::map<std::string, std::string> output_of;  // layer name -> its output tensor
+  std::string x = g.input;
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    const LayerSpec& l = m.layers[i];
+    const std::string p = "layer" + std::to_string(i) + ".";
+    if (!l.input.empty()) x = output_of.at(l.input);
+    Op op;
+    op.type = l.kind == LayerKind::Conv2d          ? OpType::Conv2d
+              : l.kind == LayerKind::Linear        ? OpType::Linear
+              : l.kind == LayerKind::Relu          ? OpType::Relu
+              : l.kind == LayerKind::MaxPool       ? OpType::MaxPool
+              : l.kind == LayerKind::Add           ? OpType::Add
+              : l.kind == LayerKind::Flatten       ? OpType::Flatten
+                                                   : OpType::AvgPool;  // avg_pool, global_avg_pool
+    op.name = p + to_string(op.type);
+    op.window = l.window;
+    op.groups = l.groups;
+    if (op.type == OpType::Conv2d || op.type == OpType::Linear) {
+      // The kernel reads codes: a quantizer of its own on the layer's input.
+      Op q;
+      q.type = OpType::Quantize;
+      q.name = p + "quantize";
+      q.input = x;
+      q.output = p + "codes";
+      q.pairs = params[i].input_quantizer;
+      g.tensors.push_back(tensor_of(q.output, DType::Codes, l.in_shape));
+      g.ops.push_back(q);
+      x = q.output;
+      op.linear = std::move(params[i].kernel);
+    }
+    if (op.type == OpType::AvgPool) {
+      const arith::FixedPointResult r =
+          arith::to_fixed_point(1.0 / (static_cast<double>(l.window.kernel_h) * l.window.kernel_w), f);
+      if (r.status != arith::FixedPointStatus::Ok)
+        throw ModelError(m.origin + ": field 'layers[" + std::to_string(i) + "].kernel': 1 / area has no pair in the " +
+                         "target's scale format");
+      op.pairs = {r.value};
+    }
+    if (op.type == OpType::Add) {
+      op.residual = output_of.at(l.residual);
+      op.pairs = params[i].pairs;
+    }
+    op.input = x;
+    op.output = p + to_string(op.type);
+    // A flatten keeps its input's type (the pixels, for an MLP); every other op writes values.
+    const DType dtype = op.type == OpType::Flatten ? g.tensor(x).dtype : DType::Values;
+    g.tensors.push_back(tensor_of(op.output, dtype, l.out_shape));
+    g.ops.push_back(std::move(op));
+    x = g.ops.back().output;
+    if (!l.name.empty()) output_of[l.name] = x;
+  }
+  g.output = x;
+  return g;
+}
+
 std::vector<std::string> builtin_model_names() {
   std::vector<std::string> names;
   for (const auto& b : kBuiltinModels) names.emplace_back(b.name);

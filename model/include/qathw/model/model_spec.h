@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qathw/arith.h"
+#include "qathw/model/graph.h"
 
 namespace qathw::model {
 
@@ -61,5 +62,21 @@ std::vector<std::string> builtin_model_names();
 
 // Multiply-accumulates of one sample through the model's conv2d and linear layers.
 long model_macs(const ModelSpec& m);
+
+// What a model's layer brings to the op graph besides its shape: a conv2d or linear layer its
+// kernel (LinearParams) and, for a static input quantizer, its pair; an add its two pairs (the
+// input's and the residual's). Average pools take the pair of 1 / area in the target's format.
+struct LayerParams {
+  LinearParams kernel;
+  std::vector<arith::FixedPoint> input_quantizer;  // {} dynamic, {1 / scale} static
+  std::vector<arith::FixedPoint> pairs;            // add
+};
+
+// The op graph of a model: the input a feature map of pixels; each conv2d and linear layer reads
+// activation codes through a quantize op of its own; relu, pools, add and flatten as ops of
+// their own. `params` has one entry per layer (used for conv2d, linear and add). Tensors and ops
+// are named "layer<i>.<type>" ("layer<i>.quantize" and "layer<i>.codes" for a quantizer).
+// Throws ModelError when a pool's 1 / area has no pair in the target's scale format.
+Graph lower_model(const ModelSpec& m, std::vector<LayerParams> params, const arith::Format& f);
 
 }  // namespace qathw::model
