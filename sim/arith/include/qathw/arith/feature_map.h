@@ -43,21 +43,30 @@ struct Conv2dShape {
   QATHW_HD constexpr int patch() const { return window.kernel_h * window.kernel_w * group_in(); }
 };
 
-// The patch that output pixel (oy, ox) of group g reads: patch() codes in the order (ky, kx, ci),
-// 0 where the window lies in the padding. `map` is in_h x in_w x in_c.
-template <typename Code>
-QATHW_HD void conv_patch(const Code* map, const Conv2dShape& s, int oy, int ox, int g, Code* patch) {
+// The patch of output pixel (oy, ox), group g, element by element: f(k, at) for k = 0 ..
+// patch() - 1 in the order (ky, kx, ci), `at` the element's index in the in_h x in_w x in_c map,
+// or -1 where the window lies in the padding. The one statement of the patch order: the gather
+// below, the trainer's im2col and its transpose (col2im) all walk it.
+template <typename F>
+QATHW_HD void for_each_patch_element(const Conv2dShape& s, int oy, int ox, int g, F f) {
   const int gi = s.group_in();
-  int at = 0;
+  int k = 0;
   for (int ky = 0; ky < s.window.kernel_h; ++ky) {
     const int y = oy * s.window.stride_h - s.window.pad_h + ky;
     for (int kx = 0; kx < s.window.kernel_w; ++kx) {
       const int x = ox * s.window.stride_w - s.window.pad_w + kx;
       const bool inside = y >= 0 && y < s.in_h && x >= 0 && x < s.in_w;
-      const Code* pixel = map + (static_cast<long>(y) * s.in_w + x) * s.in_c + static_cast<long>(g) * gi;
-      for (int ci = 0; ci < gi; ++ci) patch[at++] = inside ? pixel[ci] : Code{0};
+      const long pixel = (static_cast<long>(y) * s.in_w + x) * s.in_c + static_cast<long>(g) * gi;
+      for (int ci = 0; ci < gi; ++ci) f(k++, inside ? pixel + ci : -1L);
     }
   }
+}
+
+// The patch that output pixel (oy, ox) of group g reads: patch() codes in the order (ky, kx, ci),
+// 0 where the window lies in the padding. `map` is in_h x in_w x in_c.
+template <typename Code>
+QATHW_HD void conv_patch(const Code* map, const Conv2dShape& s, int oy, int ox, int g, Code* patch) {
+  for_each_patch_element(s, oy, ox, g, [&](int k, long at) { patch[k] = at >= 0 ? map[at] : Code{0}; });
 }
 
 // One output of a convolution: channel co's accumulator over its patch (`patch` as conv_patch
