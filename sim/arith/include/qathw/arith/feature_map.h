@@ -79,19 +79,26 @@ QATHW_HD std::int64_t conv_output(const Code* patch, const Weight* kernel, const
 
 // ---- pooling (on requantized values, before the next quantizer) ---------------------------
 
-// Calls f(v) for channel c's value at each position of output pixel (oy, ox)'s window that lies
-// inside the map (padding positions are skipped).
-template <typename Value, typename F>
-QATHW_HD void for_each_in_window(const Value* map, int in_h, int in_w, int channels, const Window& w, int oy, int ox,
-                                 int c, F f) {
+// Calls f(at) with the index (in the in_h x in_w x channels map) of channel c at each position of
+// output pixel (oy, ox)'s window that lies inside the map (padding positions are skipped): the
+// one statement of a pooling window, which the pools below and the trainer's pools walk.
+template <typename F>
+QATHW_HD void for_each_window_index(int in_h, int in_w, int channels, const Window& w, int oy, int ox, int c, F f) {
   for (int ky = 0; ky < w.kernel_h; ++ky) {
     const int y = oy * w.stride_h - w.pad_h + ky;
     if (y < 0 || y >= in_h) continue;
     for (int kx = 0; kx < w.kernel_w; ++kx) {
       const int x = ox * w.stride_w - w.pad_w + kx;
-      if (x >= 0 && x < in_w) f(static_cast<std::int64_t>(map[(static_cast<long>(y) * in_w + x) * channels + c]));
+      if (x >= 0 && x < in_w) f((static_cast<long>(y) * in_w + x) * channels + c);
     }
   }
+}
+
+// Calls f(v) for channel c's value at each in-map position of output pixel (oy, ox)'s window.
+template <typename Value, typename F>
+QATHW_HD void for_each_in_window(const Value* map, int in_h, int in_w, int channels, const Window& w, int oy, int ox,
+                                 int c, F f) {
+  for_each_window_index(in_h, in_w, channels, w, oy, ox, c, [&](long at) { f(static_cast<std::int64_t>(map[at])); });
 }
 
 // The largest value of channel c in the window of output pixel (oy, ox). Padding takes no part

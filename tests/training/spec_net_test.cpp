@@ -1,0 +1,129 @@
+// The FP32 network of a model spec (training/src/spec_net.cpp): its gradients equal central
+// differences of the loss for every kernel weight of a small network with every layer type
+// (grouped and strided convolutions, relu, both pools, a residual add, a branch, flatten,
+// linear), and a whole-map convolution computes the linear layer on the flattened map.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "../arith/test_support.h"
+#include "qathw/training/spec_net.h"
+
+namespace qathw::training {
+namespace {
+
+const char* kSmallNet = R"(
+name = "small"
+input = [6, 6, 2]
+
+[[layers]]
+type = "conv2d"
+out = 4
+kernel = 3
+padding = 1
+groups = 2
+
+[[layers]]
+type = "relu"
+name = "a"
+
+[[layers]]
+type = "conv2d"
+out = 4
+kernel = 3
+padding = 1
+
+[[layers]]
+type = "add"
+residual = "a"
+
+[[layers]]
+type = "max_pool"
+kernel = 2
+name = "pooled"
+
+[[layers]]
+type = "conv2d"
+input = "a"
+out = 4
+kernel = 2
+stride = 2
+
+[[layers]]
+type = "add"
+input = "pooled"
+residual = "pooled"
+
+[[layers]]
+type = "avg_pool"
+kernel = 3
+
+[[layers]]
+type = "flatten"
+
+[[layers]]
+type = "linear"
+out = "classes"
+)";
+
+// The loss sum(r . logits) for fixed r: d(loss)/d(logits) = r.
+double loss(SpecNet& net, const std::vector<float>& x, int batch, const std::vector<float>& r) {
+  const std::vector<float>& logits = net.forward(x.data(), batch);
+  double sum = 0;
+  for (std::size_t k = 0; k < logits.size(); ++k) sum += static_cast<double>(logits[k]) * r[k];
+  return sum;
+}
+
+TEST(SpecNet, GradientsEqualCentralDifferences) {
+  const std::uint64_t seed = test::test_seed();
+  std::mt19937_64 rng(seed);
+  SpecNet net(model::parse_model(kSmallNet, "small.toml", 3), seed);
+  const int batch = 2;
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(batch) * 72), r(static_cast<std::size_t>(batch) * 3);
+  for (float& v : x) v = u(rng);
+  for (float& v : r) v = u(rng);
+  loss(net, x, batch, r);
+  std::vector<std::vector<float>> grads;
+  net.backward(r, grads);
+  int checked = 0;
+  for (std::size_t l = 0; l < net.weights().size(); ++l)
+    for (std::size_t k = 0; k < net.weights()[l].size(); ++k) {
+      float& w = net.weights()[l][k];
+      const float keep = w, e = 1e-3f;
+      w = keep + e;
+      const double up = loss(net, x, batch, r);
+      w = keep - e;
+      const double down = loss(net, x, batch, r);
+      w = keep;
+      const double numeric = (up - down) / (2.0 * e);
+      ASSERT_NEAR(grads[l][k], numeric, 2e-3 + 1e-2 * std::abs(numeric))
+          << test::seed_note(seed) << " layer " << l << " weight " << k;
+      ++checked;
+    }
+  EXPECT_EQ(checked, 4 * 9 * 1 + 4 * 36 + 4 * 16 + 4 * 3);
+}
+
+TEST(SpecNet, WholeMapConvolutionIsTheLinearLayerOnTheFlattenedMap) {
+  const std::uint64_t seed = test::test_seed();
+  std::mt19937_64 rng(seed);
+  SpecNet conv(model::parse_model("name = \"c\"\ninput = [3, 4, 2]\n[[layers]]\ntype = \"conv2d\"\nout = 5\n"
+                                  "kernel = [3, 4]\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\nout = \"classes\"\n",
+                                  "c.toml", 2),
+               seed);
+  SpecNet lin(model::parse_model("name = \"l\"\ninput = [3, 4, 2]\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\n"
+                                 "out = 5\n[[layers]]\ntype = \"linear\"\nout = \"classes\"\n",
+                                 "l.toml", 2),
+              seed);
+  lin.weights()[1] = conv.weights()[0];
+  lin.weights()[2] = conv.weights()[2];
+  std::vector<float> x(24 * 3);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (float& v : x) v = u(rng);
+  const std::vector<float> a = conv.forward(x.data(), 3), b = lin.forward(x.data(), 3);
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5f) << test::seed_note(seed);
+}
+
+}  // namespace
+}  // namespace qathw::training

@@ -1,0 +1,42 @@
+// A network built from a model spec (models/*.toml) and its FP32 forward and backward passes on
+// a batch: the FP32 twin of a convolutional QAT run, and the float half of its QAT passes.
+// Activations are channels last, as the op graph holds them; a convolution is im2col and a GEMM
+// per group (kernels/conv.h), pools walk arith's windows.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qathw/model/model_spec.h"
+
+namespace qathw::training {
+
+class SpecNet {
+ public:
+  // Kernels uniform in +-1/sqrt(fan_in), seeded.
+  SpecNet(model::ModelSpec spec, std::uint64_t seed);
+
+  const model::ModelSpec& spec() const { return spec_; }
+  // Per layer: its kernel (conv2d: out x patch, linear: out x in), empty for other layers.
+  std::vector<std::vector<float>>& weights() { return w_; }
+  const std::vector<std::vector<float>>& weights() const { return w_; }
+
+  // Runs `batch` samples (input values, batch x input size); returns the logits (batch x classes).
+  const std::vector<float>& forward(const float* input, int batch);
+
+  // From d(loss)/d(logits) of the last forward: every kernel's gradient (the layout of weights()).
+  void backward(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
+
+ private:
+  const float* input_of(std::size_t layer) const;  // the output the layer reads, or the input
+
+  model::ModelSpec spec_;
+  std::vector<std::vector<float>> w_;
+  int batch_ = 0;
+  const float* input_ = nullptr;
+  std::vector<std::vector<float>> out_;           // per layer: batch x out_shape
+  std::vector<std::vector<std::int64_t>> argmax_;  // max pools: the input index of each output
+  std::vector<std::size_t> source_, residual_;    // per layer: the layer it reads (and adds)
+};
+
+}  // namespace qathw::training

@@ -1,0 +1,229 @@
+#include "qathw/training/spec_net.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <random>
+
+#include "qathw/kernels/conv.h"
+#include "qathw/kernels/dense.h"
+
+namespace qathw::training {
+namespace {
+
+using model::LayerKind;
+using model::LayerSpec;
+constexpr std::size_t kInput = std::numeric_limits<std::size_t>::max();
+
+arith::Conv2dShape conv_shape(const LayerSpec& l) {
+  arith::Conv2dShape s;
+  s.in_h = l.in_shape.height;
+  s.in_w = l.in_shape.width;
+  s.in_c = l.in_shape.channels;
+  s.out_c = l.out;
+  s.window = l.window;
+  s.groups = l.groups;
+  return s;
+}
+
+int fan_in(const LayerSpec& l) {
+  return l.kind == LayerKind::Linear ? l.in_shape.channels : conv_shape(l).patch();
+}
+
+}  // namespace
+
+SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(spec)) {
+  std::mt19937_64 rng(seed);
+  std::map<std::string, std::size_t> named;
+  std::size_t previous = kInput;
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    source_.push_back(l.input.empty() ? previous : named.at(l.input));
+    residual_.push_back(l.kind == LayerKind::Add ? named.at(l.residual) : kInput);
+    std::vector<float> w;
+    if (l.kind == LayerKind::Conv2d || l.kind == LayerKind::Linear) {
+      const int in = fan_in(l);
+      std::uniform_real_distribution<float> u(-1.0f / std::sqrt(static_cast<float>(in)), 1.0f / std::sqrt(static_cast<float>(in)));
+      w.resize(static_cast<std::size_t>(in) * l.out);
+      for (float& v : w) v = u(rng);
+    }
+    w_.push_back(std::move(w));
+    if (!l.name.empty()) named[l.name] = i;
+    previous = i;
+  }
+  out_.resize(spec_.layers.size());
+  argmax_.resize(spec_.layers.size());
+}
+
+const float* SpecNet::input_of(std::size_t layer) const {
+  return source_[layer] == kInput ? input_ : out_[source_[layer]].data();
+}
+
+const std::vector<float>& SpecNet::forward(const float* input, int batch) {
+  batch_ = batch;
+  input_ = input;
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
+    const std::size_t out_size = static_cast<std::size_t>(l.out_shape.size());
+    const float* x = input_of(i);
+    std::vector<float>& y = out_[i];
+    y.assign(static_cast<std::size_t>(batch) * out_size, 0.0f);
+    switch (l.kind) {
+      case LayerKind::Linear:
+        kernels::gemm_abt(x, w_[i].data(), batch, l.out, l.in_shape.channels, y.data());
+        break;
+      case LayerKind::Conv2d: {
+        const arith::Conv2dShape s = conv_shape(l);
+        const int pixels = s.out_h() * s.out_w(), patch = s.patch(), go = s.group_out();
+        std::vector<float> cols(static_cast<std::size_t>(pixels) * patch), part(static_cast<std::size_t>(pixels) * go);
+        for (int b = 0; b < batch; ++b)
+          for (int g = 0; g < s.groups; ++g) {
+            kernels::im2col(x + b * in_size, s, g, cols.data());
+            kernels::gemm_abt(cols.data(), w_[i].data() + static_cast<std::size_t>(g) * go * patch, pixels, go, patch,
+                              part.data());
+            for (int p = 0; p < pixels; ++p)
+              std::copy_n(part.data() + static_cast<std::size_t>(p) * go, go,
+                          y.data() + b * out_size + static_cast<std::size_t>(p) * s.out_c + static_cast<std::size_t>(g) * go);
+          }
+        break;
+      }
+      case LayerKind::Relu:
+        for (std::size_t k = 0; k < y.size(); ++k) y[k] = std::max(x[k], 0.0f);
+        break;
+      case LayerKind::MaxPool:
+      case LayerKind::AvgPool:
+      case LayerKind::GlobalAvgPool: {
+        const model::Shape& in = l.in_shape;
+        const bool max = l.kind == LayerKind::MaxPool;
+        const float area = static_cast<float>(l.window.kernel_h * l.window.kernel_w);
+        if (max) argmax_[i].assign(y.size(), 0);
+        for (int b = 0; b < batch; ++b) {
+          const float* xb = x + b * in_size;
+          std::size_t at = static_cast<std::size_t>(b) * out_size;
+          for (int oy = 0; oy < l.out_shape.height; ++oy)
+            for (int ox = 0; ox < l.out_shape.width; ++ox)
+              for (int c = 0; c < in.channels; ++c, ++at) {
+                float acc = max ? -std::numeric_limits<float>::infinity() : 0.0f;
+                long best = -1;
+                arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
+                  if (!max) acc += xb[k];
+                  else if (xb[k] > acc) acc = xb[k], best = k;
+                });
+                y[at] = max ? acc : acc / area;
+                if (max) argmax_[i][at] = best;
+              }
+        }
+        break;
+      }
+      case LayerKind::Add: {
+        const float* r = out_[residual_[i]].data();
+        for (std::size_t k = 0; k < y.size(); ++k) y[k] = x[k] + r[k];
+        break;
+      }
+      case LayerKind::Flatten:
+        std::copy_n(x, y.size(), y.begin());
+        break;
+    }
+  }
+  return out_.back();
+}
+
+void SpecNet::backward(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads) {
+  const int batch = batch_;
+  const std::size_t layers = spec_.layers.size();
+  grads.assign(layers, {});
+  std::vector<std::vector<float>> d(layers);  // d(loss)/d(each layer's output)
+  for (std::size_t i = 0; i < layers; ++i) d[i].assign(out_[i].size(), 0.0f);
+  d.back() = dlogits;
+  std::vector<float> scratch;
+  for (std::size_t i = layers; i-- > 0;) {
+    const LayerSpec& l = spec_.layers[i];
+    const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
+    const std::size_t out_size = static_cast<std::size_t>(l.out_shape.size());
+    const float* dy = d[i].data();
+    float* dx = source_[i] == kInput ? nullptr : d[source_[i]].data();  // the input needs no gradient
+    const float* x = input_of(i);
+    switch (l.kind) {
+      case LayerKind::Linear: {
+        const int in = l.in_shape.channels;
+        grads[i].resize(w_[i].size());
+        kernels::gemm_atb(dy, x, batch, l.out, in, grads[i].data());
+        if (dx) {
+          scratch.resize(static_cast<std::size_t>(batch) * in);
+          kernels::gemm_ab(dy, w_[i].data(), batch, l.out, in, scratch.data());
+          for (std::size_t k = 0; k < scratch.size(); ++k) dx[k] += scratch[k];
+        }
+        break;
+      }
+      case LayerKind::Conv2d: {
+        const arith::Conv2dShape s = conv_shape(l);
+        const int pixels = s.out_h() * s.out_w(), patch = s.patch(), go = s.group_out();
+        grads[i].assign(w_[i].size(), 0.0f);
+        std::vector<float> cols(static_cast<std::size_t>(pixels) * patch), dcols(cols.size());
+        std::vector<float> dyg(static_cast<std::size_t>(pixels) * go), dw(static_cast<std::size_t>(go) * patch);
+        for (int b = 0; b < batch; ++b)
+          for (int g = 0; g < s.groups; ++g) {
+            for (int p = 0; p < pixels; ++p)
+              std::copy_n(dy + b * out_size + static_cast<std::size_t>(p) * s.out_c + static_cast<std::size_t>(g) * go, go,
+                          dyg.data() + static_cast<std::size_t>(p) * go);
+            kernels::im2col(x + b * in_size, s, g, cols.data());
+            kernels::gemm_atb(dyg.data(), cols.data(), pixels, go, patch, dw.data());
+            float* wg = grads[i].data() + static_cast<std::size_t>(g) * go * patch;
+            for (std::size_t k = 0; k < dw.size(); ++k) wg[k] += dw[k];
+            if (dx) {
+              kernels::gemm_ab(dyg.data(), w_[i].data() + static_cast<std::size_t>(g) * go * patch, pixels, go, patch,
+                               dcols.data());
+              kernels::col2im_add(dcols.data(), s, g, dx + b * in_size);
+            }
+          }
+        break;
+      }
+      case LayerKind::Relu:
+        if (dx)
+          for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += x[k] > 0.0f ? dy[k] : 0.0f;
+        break;
+      case LayerKind::MaxPool:
+        if (dx)
+          for (int b = 0; b < batch; ++b)
+            for (std::size_t k = 0; k < out_size; ++k) {
+              const std::size_t at = static_cast<std::size_t>(b) * out_size + k;
+              dx[b * in_size + static_cast<std::size_t>(argmax_[i][at])] += dy[at];
+            }
+        break;
+      case LayerKind::AvgPool:
+      case LayerKind::GlobalAvgPool: {
+        if (!dx) break;
+        const model::Shape& in = l.in_shape;
+        const float area = static_cast<float>(l.window.kernel_h * l.window.kernel_w);
+        for (int b = 0; b < batch; ++b) {
+          float* dxb = dx + b * in_size;
+          std::size_t at = static_cast<std::size_t>(b) * out_size;
+          for (int oy = 0; oy < l.out_shape.height; ++oy)
+            for (int ox = 0; ox < l.out_shape.width; ++ox)
+              for (int c = 0; c < in.channels; ++c, ++at) {
+                const float g = dy[at] / area;
+                arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c,
+                                             [&](long k) { dxb[k] += g; });
+              }
+        }
+        break;
+      }
+      case LayerKind::Add: {
+        float* dr = d[residual_[i]].data();
+        for (std::size_t k = 0; k < d[i].size(); ++k) {
+          if (dx) dx[k] += dy[k];
+          dr[k] += dy[k];
+        }
+        break;
+      }
+      case LayerKind::Flatten:
+        if (dx)
+          for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += dy[k];
+        break;
+    }
+  }
+}
+
+}  // namespace qathw::training
