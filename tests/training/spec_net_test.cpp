@@ -7,6 +7,9 @@
 #include <random>
 
 #include "../arith/test_support.h"
+#include "qathw/kernels/dense.h"
+#include "qathw/training/idx.h"
+#include "qathw/training/network.h"
 #include "qathw/training/spec_net.h"
 
 namespace qathw::training {
@@ -123,6 +126,49 @@ TEST(SpecNet, WholeMapConvolutionIsTheLinearLayerOnTheFlattenedMap) {
   const std::vector<float> a = conv.forward(x.data(), 3), b = lin.forward(x.data(), 3);
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5f) << test::seed_note(seed);
+}
+
+// A small CNN learns the tiny data set (4 classes of 8x10 images, a bright bar per class): AdamW
+// on the FP32 gradients brings the test accuracy from chance to at least 90%.
+TEST(SpecNet, ASmallCnnLearnsTheTinyDataSet) {
+  const std::uint64_t seed = test::test_seed();
+  const Dataset train = load_split(QATHW_TINY_IDX_DIR, Split::Train);
+  const Dataset test = load_split(QATHW_TINY_IDX_DIR, Split::Test, train.classes);
+  SpecNet net(model::parse_model("name = \"tiny\"\ninput = [8, 10, 1]\n[[layers]]\ntype = \"conv2d\"\nout = 4\n"
+                                 "kernel = 3\npadding = 1\n[[layers]]\ntype = \"relu\"\n[[layers]]\ntype = \"max_pool\"\n"
+                                 "kernel = 2\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\nout = \"classes\"\n",
+                                 "tiny.toml", train.classes),
+              seed);
+  const auto accuracy = [&] {
+    std::vector<float> x(test.pixels.size());
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = test.pixels[k] / 255.0f;
+    std::vector<float> dlogits;
+    int correct = 0;
+    softmax_cross_entropy(net.forward(x.data(), static_cast<int>(test.count)), test.labels.data(),
+                          static_cast<int>(test.count), train.classes, dlogits, correct);
+    return static_cast<double>(correct) / static_cast<double>(test.count);
+  };
+  const double before = accuracy();
+  std::vector<std::vector<float>> m, v, grads;
+  for (const auto& w : net.weights()) m.emplace_back(w.size(), 0.0f), v.emplace_back(w.size(), 0.0f);
+  const int batch = 32;
+  std::vector<float> x(static_cast<std::size_t>(batch) * train.features), dlogits;
+  for (long step = 1; step <= 80; ++step) {
+    const std::size_t first = static_cast<std::size_t>((step - 1) * batch) % (train.count - batch);
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = train.pixels[first * train.features + k] / 255.0f;
+    int correct = 0;
+    softmax_cross_entropy(net.forward(x.data(), batch), train.labels.data() + first, batch, train.classes, dlogits,
+                          correct);
+    net.backward(dlogits, grads);
+    kernels::AdamWParams p;
+    p.lr = 1e-2f;
+    p.step = step;
+    for (std::size_t l = 0; l < grads.size(); ++l)
+      if (!grads[l].empty()) kernels::adamw_step(net.weights()[l].data(), grads[l].data(), m[l].data(), v[l].data(),
+                                                 grads[l].size(), p);
+  }
+  const double after = accuracy();
+  EXPECT_GE(after, 0.9) << test::seed_note(seed) << " (before training: " << before << ")";
 }
 
 }  // namespace
