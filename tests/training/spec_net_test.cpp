@@ -8,6 +8,8 @@
 
 #include "../arith/test_support.h"
 #include "qathw/kernels/dense.h"
+#include "qathw/model/int_engine.h"
+#include "qathw/target/target_spec.h"
 #include "qathw/training/idx.h"
 #include "qathw/training/network.h"
 #include "qathw/training/spec_net.h"
@@ -169,6 +171,68 @@ TEST(SpecNet, ASmallCnnLearnsTheTinyDataSet) {
   }
   const double after = accuracy();
   EXPECT_GE(after, 0.9) << test::seed_note(seed) << " (before training: " << before << ")";
+}
+
+// The accelerator's integers of a spec network (forward_quantized) are the integer engine's on
+// the lowered graph, layer by layer, for the built-in models without an add on both built-in
+// targets and on a target whose narrow saturating accumulator takes the chunked path.
+TEST(SpecNet, QuantizedForwardIsTheIntegerEngine) {
+  const std::uint64_t seed = test::test_seed();
+  std::mt19937_64 rng(seed);
+  target::TargetSpec narrow = target::builtin_target("ternary-asic");
+  narrow.format.acc_bits = 14;
+  narrow.name = "narrow";
+  for (const target::TargetSpec& t :
+       {target::builtin_target("ternary-asic"), target::builtin_target("int4-fpga"), narrow}) {
+    for (const char* name : {"lenet", "dscnn-tiny", "mlp"}) {
+      SpecNet net(model::resolve_model(name, 10), seed);
+      net.quantize_kernels(t.format);
+      const int batch = 3;
+      std::vector<std::uint8_t> pixels(static_cast<std::size_t>(batch) * 784);
+      for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() & 255);
+      net.forward_quantized(pixels.data(), batch, t.format, t.array.lanes);
+      // The graph of the same kernels.
+      const model::ModelSpec& m = net.spec();
+      std::vector<model::LayerParams> params(m.layers.size());
+      for (std::size_t i = 0; i < m.layers.size(); ++i) {
+        const SpecNet::QuantizedKernel& q = net.quantized()[i];
+        if (q.codes.empty()) continue;
+        model::LinearParams& k = params[i].kernel;
+        k.out = m.layers[i].out;
+        k.in = static_cast<int>(q.codes.size()) / k.out;
+        k.format = t.format.weights;
+        k.packed.assign(arith::packed_bytes(q.codes.size(), k.format), 0);
+        for (std::size_t c = 0; c < q.codes.size(); ++c)
+          arith::store_code(k.packed.data(), c, static_cast<int>(q.codes[c]), k.format);
+        k.requant = q.requant;
+      }
+      model::Bundle b;
+      b.target = t;
+      b.target_hash = target::content_hash(t);
+      b.rows = 28;
+      b.cols = 28;
+      b.classes = 10;
+      b.graph = model::lower_model(m, std::move(params), t.format);
+      model::validate(b.graph, t.format);
+      const model::IntEngine engine(b);
+      for (int s = 0; s < batch; ++s) {
+        const model::OpOutputs ops = engine.run(pixels.data() + static_cast<std::size_t>(s) * 784);
+        for (std::size_t i = 0; i < m.layers.size(); ++i) {
+          const std::size_t size = static_cast<std::size_t>(m.layers[i].out_shape.size());
+          const std::vector<std::int32_t> mine(net.integers(i).begin() + static_cast<long>(s * size),
+                                               net.integers(i).begin() + static_cast<long>((s + 1) * size));
+          // Layer i's op (not its quantizer) in the lowered graph.
+          std::size_t at = 0;
+          for (std::size_t o = 0; o < b.graph.ops.size(); ++o)
+            if (b.graph.ops[o].name.rfind("layer" + std::to_string(i) + ".", 0) == 0 &&
+                b.graph.ops[o].type != model::OpType::Quantize)
+              at = o;
+          ASSERT_EQ(mine, ops[at]) << test::seed_note(seed) << " " << t.name << " " << name << " sample " << s
+                                   << " layer " << i;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -5,9 +5,11 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <stdexcept>
 
 #include "qathw/kernels/conv.h"
 #include "qathw/kernels/dense.h"
+#include "qathw/kernels/quant_ops.h"
 
 namespace qathw::training {
 namespace {
@@ -222,6 +224,109 @@ void SpecNet::backward(const std::vector<float>& dlogits, std::vector<std::vecto
         if (dx)
           for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += dy[k];
         break;
+    }
+  }
+}
+
+void SpecNet::quantize_kernels(const arith::Format& f) {
+  q_.assign(spec_.layers.size(), {});
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    if (w_[i].empty()) continue;
+    QuantizedKernel& q = q_[i];
+    const int in = fan_in(l);
+    const std::size_t n = w_[i].size();
+    q.codes.resize(n);
+    q.dequantized.resize(n);
+    q.ste_mask.resize(n);
+    q.scales.resize(static_cast<std::size_t>(l.out));
+    q.requant.resize(static_cast<std::size_t>(l.out));
+    q.reference = kernels::quantize_weights(w_[i].data(), l.out, in, f, q.codes.data(), q.scales.data(),
+                                            q.dequantized.data(), q.ste_mask.data(), q.requant.data());
+  }
+}
+
+void SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f, int lanes) {
+  for (const LayerSpec& l : spec_.layers)
+    if (l.kind == LayerKind::Add)
+      throw std::runtime_error(spec_.origin + ": a residual add needs static activation quantizers, which QAT " +
+                               "does not train yet");
+  batch_ = batch;
+  z_.assign(spec_.layers.size(), {});
+  const std::size_t in0 = static_cast<std::size_t>(spec_.input.size());
+  const std::vector<std::int32_t> input(pixels, pixels + static_cast<std::size_t>(batch) * in0);
+  std::vector<float> codes;
+  std::vector<std::int64_t> amax(static_cast<std::size_t>(batch));
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
+    const std::size_t out_size = static_cast<std::size_t>(l.out_shape.size());
+    const std::vector<std::int32_t>& x = source_[i] == kInput ? input : z_[source_[i]];
+    std::vector<std::int32_t>& y = z_[i];
+    y.assign(static_cast<std::size_t>(batch) * out_size, 0);
+    switch (l.kind) {
+      case LayerKind::Conv2d:
+      case LayerKind::Linear: {
+        // The quantizer: one token per sample (the whole map), then the array on its codes.
+        codes.resize(x.size());
+        kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data());
+        const QuantizedKernel& q = q_[i];
+        const arith::Conv2dShape s = l.kind == LayerKind::Conv2d ? conv_shape(l) : arith::Conv2dShape{};
+        const bool conv = l.kind == LayerKind::Conv2d;
+        const int pixels_out = conv ? s.out_h() * s.out_w() : 1, groups = conv ? s.groups : 1;
+        const int k = fan_in(l), go = l.out / groups;
+        const bool float_exact = kernels::float_accumulation_exact(k, f);
+        std::vector<float> cols(static_cast<std::size_t>(pixels_out) * k), acc_f(static_cast<std::size_t>(pixels_out) * go);
+        std::vector<std::int64_t> acc_i(float_exact ? 0 : acc_f.size());
+        std::vector<std::int32_t> part(acc_f.size());
+        for (int b = 0; b < batch; ++b)
+          for (int g = 0; g < groups; ++g) {
+            const float* xb = codes.data() + static_cast<std::size_t>(b) * in_size;
+            if (conv) kernels::im2col(xb, s, g, cols.data());
+            else std::copy_n(xb, k, cols.begin());
+            const float* wg = q.codes.data() + static_cast<std::size_t>(g) * go * k;
+            const arith::FixedPoint* pairs = q.requant.data() + static_cast<std::size_t>(g) * go;
+            if (float_exact) {
+              kernels::gemm_abt(cols.data(), wg, pixels_out, go, k, acc_f.data());
+              kernels::accumulator_epilogue(acc_f.data(), pixels_out, go, pairs, false, f, part.data());
+            } else {
+              kernels::accumulate_exact(cols.data(), wg, pixels_out, go, k, lanes, f, acc_i.data());
+              kernels::accumulator_epilogue(acc_i.data(), pixels_out, go, pairs, false, f, part.data());
+            }
+            for (int p = 0; p < pixels_out; ++p)
+              std::copy_n(part.data() + static_cast<std::size_t>(p) * go, go,
+                          y.data() + b * out_size + static_cast<std::size_t>(p) * l.out + static_cast<std::size_t>(g) * go);
+          }
+        break;
+      }
+      case LayerKind::Relu:
+        for (std::size_t k = 0; k < y.size(); ++k) y[k] = static_cast<std::int32_t>(arith::relu(x[k]));
+        break;
+      case LayerKind::MaxPool:
+      case LayerKind::AvgPool:
+      case LayerKind::GlobalAvgPool: {
+        const model::Shape& in = l.in_shape;
+        const bool max = l.kind == LayerKind::MaxPool;
+        arith::FixedPoint area_pair;
+        if (!max) area_pair = arith::to_fixed_point(1.0 / (l.window.kernel_h * l.window.kernel_w), f).value;
+        for (int b = 0; b < batch; ++b) {
+          const std::int32_t* xb = x.data() + b * in_size;
+          std::size_t at = static_cast<std::size_t>(b) * out_size;
+          for (int oy = 0; oy < l.out_shape.height; ++oy)
+            for (int ox = 0; ox < l.out_shape.width; ++ox)
+              for (int c = 0; c < in.channels; ++c, ++at)
+                y[at] = static_cast<std::int32_t>(
+                    max ? arith::max_pool(xb, in.height, in.width, in.channels, l.window, oy, ox, c)
+                        : arith::average_pool(arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c),
+                                              area_pair, f));
+        }
+        break;
+      }
+      case LayerKind::Flatten:
+        y = x;
+        break;
+      case LayerKind::Add:
+        break;  // refused above
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "qathw/arith.h"
 #include "qathw/model/model_spec.h"
 
 namespace qathw::training {
@@ -27,6 +28,27 @@ class SpecNet {
   // From d(loss)/d(logits) of the last forward: every kernel's gradient (the layout of weights()).
   void backward(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
 
+  // ---- the accelerator's computation (QAT) ---------------------------------------------------
+
+  // One layer's kernel as the hardware holds it for a step (arith's weight quantizer).
+  struct QuantizedKernel {
+    std::vector<float> codes, scales, dequantized, ste_mask;
+    std::vector<arith::FixedPoint> requant;
+    float reference = 0;
+  };
+  // Quantizes every conv2d and linear kernel for the target's format.
+  void quantize_kernels(const arith::Format& f);
+  const std::vector<QuantizedKernel>& quantized() const { return q_; }
+
+  // The integers the accelerator computes for `batch` samples of pixels, layer by layer, through
+  // the quantized kernels: a dynamic quantizer before each conv2d and linear layer (the whole
+  // feature map of a sample is one token), accumulators exact under the target's overflow rule
+  // (chunks of `lanes` where they can saturate), the requantization epilogue, pools on integers.
+  // integers(i) is layer i's output (batch x its size), what the integer engine computes on the
+  // lowered graph. Models with an add are refused (their pairs need static quantizers).
+  void forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f, int lanes);
+  const std::vector<std::int32_t>& integers(std::size_t layer) const { return z_[layer]; }
+
  private:
   const float* input_of(std::size_t layer) const;  // the output the layer reads, or the input
 
@@ -37,6 +59,8 @@ class SpecNet {
   std::vector<std::vector<float>> out_;           // per layer: batch x out_shape
   std::vector<std::vector<std::int64_t>> argmax_;  // max pools: the input index of each output
   std::vector<std::size_t> source_, residual_;    // per layer: the layer it reads (and adds)
+  std::vector<QuantizedKernel> q_;                 // per layer (empty for layers without a kernel)
+  std::vector<std::vector<std::int32_t>> z_;       // per layer: the integers of the last forward_quantized
 };
 
 }  // namespace qathw::training
