@@ -65,6 +65,7 @@ const float* SpecNet::input_of(std::size_t layer) const {
 const std::vector<float>& SpecNet::forward(const float* input, int batch) {
   batch_ = batch;
   input_ = input;
+  quantized_pass_ = false;
   for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
     const LayerSpec& l = spec_.layers[i];
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
@@ -133,6 +134,18 @@ const std::vector<float>& SpecNet::forward(const float* input, int batch) {
 }
 
 void SpecNet::backward(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads) {
+  if (quantized_pass_) throw std::logic_error("backward after forward_quantized: use backward_quantized");
+  backward_pass(dlogits, grads);
+}
+
+void SpecNet::backward_quantized(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads) {
+  if (!quantized_pass_) throw std::logic_error("backward_quantized after a float forward");
+  backward_pass(dlogits, grads);
+  for (std::size_t i = 0; i < grads.size(); ++i)
+    for (std::size_t k = 0; k < grads[i].size(); ++k) grads[i][k] *= q_[i].ste_mask[k];
+}
+
+void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads) {
   const int batch = batch_;
   const std::size_t layers = spec_.layers.size();
   grads.assign(layers, {});
@@ -146,7 +159,11 @@ void SpecNet::backward(const std::vector<float>& dlogits, std::vector<std::vecto
     const std::size_t out_size = static_cast<std::size_t>(l.out_shape.size());
     const float* dy = d[i].data();
     float* dx = source_[i] == kInput ? nullptr : d[source_[i]].data();  // the input needs no gradient
-    const float* x = input_of(i);
+    // A kernel layer's QAT input is its quantized codes' real values; the others read their
+    // input's real values either way.
+    const bool kernel = l.kind == LayerKind::Conv2d || l.kind == LayerKind::Linear;
+    const float* x = quantized_pass_ && kernel ? kin_[i].data() : input_of(i);
+    const float* w = quantized_pass_ && kernel ? q_[i].dequantized.data() : w_[i].data();
     switch (l.kind) {
       case LayerKind::Linear: {
         const int in = l.in_shape.channels;
@@ -154,7 +171,7 @@ void SpecNet::backward(const std::vector<float>& dlogits, std::vector<std::vecto
         kernels::gemm_atb(dy, x, batch, l.out, in, grads[i].data());
         if (dx) {
           scratch.resize(static_cast<std::size_t>(batch) * in);
-          kernels::gemm_ab(dy, w_[i].data(), batch, l.out, in, scratch.data());
+          kernels::gemm_ab(dy, w, batch, l.out, in, scratch.data());
           for (std::size_t k = 0; k < scratch.size(); ++k) dx[k] += scratch[k];
         }
         break;
@@ -175,7 +192,7 @@ void SpecNet::backward(const std::vector<float>& dlogits, std::vector<std::vecto
             float* wg = grads[i].data() + static_cast<std::size_t>(g) * go * patch;
             for (std::size_t k = 0; k < dw.size(); ++k) wg[k] += dw[k];
             if (dx) {
-              kernels::gemm_ab(dyg.data(), w_[i].data() + static_cast<std::size_t>(g) * go * patch, pixels, go, patch,
+              kernels::gemm_ab(dyg.data(), w + static_cast<std::size_t>(g) * go * patch, pixels, go, patch,
                                dcols.data());
               kernels::col2im_add(dcols.data(), s, g, dx + b * in_size);
             }
@@ -246,13 +263,20 @@ void SpecNet::quantize_kernels(const arith::Format& f) {
   }
 }
 
-void SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f, int lanes) {
+const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f,
+                                                     int lanes) {
   for (const LayerSpec& l : spec_.layers)
     if (l.kind == LayerKind::Add)
       throw std::runtime_error(spec_.origin + ": a residual add needs static activation quantizers, which QAT " +
                                "does not train yet");
   batch_ = batch;
+  quantized_pass_ = true;
   z_.assign(spec_.layers.size(), {});
+  kin_.assign(spec_.layers.size(), {});
+  // unit[i][b]: the real value of one integer of layer i's output in sample b.
+  std::vector<std::vector<float>> unit(spec_.layers.size());
+  const std::vector<float> pixel_unit(static_cast<std::size_t>(batch), 1.0f / 255.0f);
+  const float qmax = static_cast<float>(arith::act_qmax(f.act_bits));
   const std::size_t in0 = static_cast<std::size_t>(spec_.input.size());
   const std::vector<std::int32_t> input(pixels, pixels + static_cast<std::size_t>(batch) * in0);
   std::vector<float> codes;
@@ -262,6 +286,8 @@ void SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const ari
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
     const std::size_t out_size = static_cast<std::size_t>(l.out_shape.size());
     const std::vector<std::int32_t>& x = source_[i] == kInput ? input : z_[source_[i]];
+    const std::vector<float>& unit_in = source_[i] == kInput ? pixel_unit : unit[source_[i]];
+    unit[i] = unit_in;
     std::vector<std::int32_t>& y = z_[i];
     y.assign(static_cast<std::size_t>(batch) * out_size, 0);
     switch (l.kind) {
@@ -271,6 +297,13 @@ void SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const ari
         codes.resize(x.size());
         kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data());
         const QuantizedKernel& q = q_[i];
+        // The codes' real values for the backward pass, and the output's unit.
+        kin_[i].resize(codes.size());
+        for (int b = 0; b < batch; ++b) {
+          const float scale = static_cast<float>(amax[b]) * unit_in[b] / qmax;
+          for (std::size_t k = 0; k < in_size; ++k) kin_[i][b * in_size + k] = codes[b * in_size + k] * scale;
+          unit[i][b] = scale * q.reference;
+        }
         const arith::Conv2dShape s = l.kind == LayerKind::Conv2d ? conv_shape(l) : arith::Conv2dShape{};
         const bool conv = l.kind == LayerKind::Conv2d;
         const int pixels_out = conv ? s.out_h() * s.out_w() : 1, groups = conv ? s.groups : 1;
@@ -309,16 +342,22 @@ void SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const ari
         const bool max = l.kind == LayerKind::MaxPool;
         arith::FixedPoint area_pair;
         if (!max) area_pair = arith::to_fixed_point(1.0 / (l.window.kernel_h * l.window.kernel_w), f).value;
+        if (max) argmax_[i].assign(y.size(), -1);
         for (int b = 0; b < batch; ++b) {
           const std::int32_t* xb = x.data() + b * in_size;
           std::size_t at = static_cast<std::size_t>(b) * out_size;
           for (int oy = 0; oy < l.out_shape.height; ++oy)
             for (int ox = 0; ox < l.out_shape.width; ++ox)
-              for (int c = 0; c < in.channels; ++c, ++at)
+              for (int c = 0; c < in.channels; ++c, ++at) {
                 y[at] = static_cast<std::int32_t>(
                     max ? arith::max_pool(xb, in.height, in.width, in.channels, l.window, oy, ox, c)
                         : arith::average_pool(arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c),
                                               area_pair, f));
+                if (max)  // the first position holding the maximum takes the gradient
+                  arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
+                    if (argmax_[i][at] < 0 && xb[k] == y[at]) argmax_[i][at] = k;
+                  });
+              }
         }
         break;
       }
@@ -328,7 +367,13 @@ void SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const ari
       case LayerKind::Add:
         break;  // refused above
     }
+    // The real values the backward pass works on.
+    out_[i].resize(y.size());
+    for (int b = 0; b < batch; ++b)
+      for (std::size_t k = 0; k < out_size; ++k) out_[i][b * out_size + k] = static_cast<float>(y[b * out_size + k]) * unit[i][b];
   }
+  input_ = nullptr;  // kernel layers read kin_; no layer reads the input's real values
+  return out_.back();
 }
 
 }  // namespace qathw::training

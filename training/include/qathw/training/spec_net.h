@@ -46,8 +46,16 @@ class SpecNet {
   // (chunks of `lanes` where they can saturate), the requantization epilogue, pools on integers.
   // integers(i) is layer i's output (batch x its size), what the integer engine computes on the
   // lowered graph. Models with an add are refused (their pairs need static quantizers).
-  void forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f, int lanes);
+  // Returns the logits' real values (batch x classes): the last layer's integers times each
+  // sample's unit (its input pixels' 1/255 through every quantizer's scale and kernel's reference).
+  const std::vector<float>& forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f,
+                                              int lanes);
   const std::vector<std::int32_t>& integers(std::size_t layer) const { return z_[layer]; }
+
+  // The QAT backward of the last forward_quantized: the float passes on its real values, through
+  // the dequantized kernels and the quantized inputs (straight-through estimators), each kernel's
+  // gradient masked where its weight quantizer clips.
+  void backward_quantized(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
 
  private:
   const float* input_of(std::size_t layer) const;  // the output the layer reads, or the input
@@ -61,6 +69,9 @@ class SpecNet {
   std::vector<std::size_t> source_, residual_;    // per layer: the layer it reads (and adds)
   std::vector<QuantizedKernel> q_;                 // per layer (empty for layers without a kernel)
   std::vector<std::vector<std::int32_t>> z_;       // per layer: the integers of the last forward_quantized
+  std::vector<std::vector<float>> kin_;            // per kernel layer: its input codes times their scale
+  bool quantized_pass_ = false;                    // whether the last forward was forward_quantized
+  void backward_pass(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
 };
 
 }  // namespace qathw::training
