@@ -1,0 +1,72 @@
+// The engines on a convolutional bundle (lenet with seeded random kernels, through
+// model::lower_model): the integer engine runs every op of it through the registry, and each
+// accelerator engine (SystemC, RTL, HLS, CUDA) declines it naming the first op its layer chain
+// cannot run, so `qat-hw verify` leaves it out with that reason instead of failing.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "../arith/test_support.h"
+#include "qathw/model/int_engine.h"
+#include "qathw/model/model_spec.h"
+#include "qathw/target/target_spec.h"
+#include "qathw/verify/engine.h"
+
+namespace qathw::verify {
+namespace {
+
+model::Bundle lenet_bundle(std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const target::TargetSpec t = target::builtin_target("ternary-asic");
+  const model::ModelSpec m = model::resolve_model("lenet", 10);
+  std::vector<model::LayerParams> params(m.layers.size());
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    const model::LayerSpec& l = m.layers[i];
+    if (l.kind != model::LayerKind::Conv2d && l.kind != model::LayerKind::Linear) continue;
+    model::LinearParams& k = params[i].kernel;
+    k.in = l.kind == model::LayerKind::Linear ? l.in_shape.channels
+                                              : l.window.kernel_h * l.window.kernel_w * (l.in_shape.channels / l.groups);
+    k.out = l.out;
+    k.format = t.format.weights;
+    const std::size_t count = static_cast<std::size_t>(k.in) * k.out;
+    k.packed.assign(arith::packed_bytes(count, k.format), 0);
+    for (std::size_t c = 0; c < count; ++c) arith::store_code(k.packed.data(), c, static_cast<int>(rng() % 3) - 1, k.format);
+    k.requant.assign(static_cast<std::size_t>(k.out), arith::FixedPoint{3, 6});
+  }
+  model::Bundle b;
+  b.target = t;
+  b.target_hash = target::content_hash(t);
+  b.rows = 28;
+  b.cols = 28;
+  b.classes = 10;
+  b.graph = model::lower_model(m, std::move(params), t.format);
+  model::validate(b.graph, t.format);
+  return b;
+}
+
+TEST(FeatureMapEngines, TheIntegerEngineRunsAConvolutionalBundleAndTheAcceleratorsDecline) {
+  const std::uint64_t seed = test::test_seed();
+  const model::Bundle b = lenet_bundle(seed);
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint8_t> pixels(784 * 3);
+  for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() & 255);
+  for (const Engine& e : engines()) {
+    const std::optional<std::string> why = e.unsupported(b);
+    if (e.name == "int") {
+      ASSERT_FALSE(why.has_value()) << *why;
+      const EngineRun run = e.run(b, pixels.data(), 3);
+      const model::IntEngine reference(b);
+      for (std::size_t s = 0; s < 3; ++s)
+        EXPECT_EQ(run.outputs[s], reference.run(pixels.data() + s * 784)) << test::seed_note(seed) << " sample " << s;
+      continue;
+    }
+    ASSERT_TRUE(why.has_value()) << e.name << " accepted a convolutional bundle";
+    // The reason names an op: the CUDA engine may instead say that no device is present.
+    if (why->find("device") == std::string::npos && why->find("CUDA") == std::string::npos) {
+      EXPECT_NE(why->find("conv2d"), std::string::npos) << e.name << ": " << *why;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qathw::verify
