@@ -7,6 +7,7 @@
 #include <random>
 
 #include "../arith/test_support.h"
+#include "../model/random_model.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/model/model_spec.h"
 #include "qathw/target/target_spec.h"
@@ -19,27 +20,7 @@ model::Bundle lenet_bundle(std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   const target::TargetSpec t = target::builtin_target("ternary-asic");
   const model::ModelSpec m = model::resolve_model("lenet", 10);
-  std::vector<model::LayerParams> params(m.layers.size());
-  for (std::size_t i = 0; i < m.layers.size(); ++i) {
-    const model::LayerSpec& l = m.layers[i];
-    if (l.kind != model::LayerKind::Conv2d && l.kind != model::LayerKind::Linear) continue;
-    model::LinearParams& k = params[i].kernel;
-    k.in = l.kind == model::LayerKind::Linear ? l.in_shape.channels
-                                              : l.window.kernel_h * l.window.kernel_w * (l.in_shape.channels / l.groups);
-    k.out = l.out;
-    k.format = t.format.weights;
-    const std::size_t count = static_cast<std::size_t>(k.in) * k.out;
-    k.packed.assign(arith::packed_bytes(count, k.format), 0);
-    for (std::size_t c = 0; c < count; ++c) arith::store_code(k.packed.data(), c, static_cast<int>(rng() % 3) - 1, k.format);
-    k.requant.assign(static_cast<std::size_t>(k.out), arith::FixedPoint{3, 6});
-  }
-  model::Bundle b;
-  b.target = t;
-  b.target_hash = target::content_hash(t);
-  b.rows = 28;
-  b.cols = 28;
-  b.classes = 10;
-  b.graph = model::lower_model(m, std::move(params), t.format);
+  model::Bundle b = test::bundle_of(t, model::lower_model(m, test::random_layer_params(m, t.format.weights, rng), t.format));
   model::validate(b.graph, t.format);
   return b;
 }

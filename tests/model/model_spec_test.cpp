@@ -10,6 +10,7 @@
 #include "qathw/model/int_engine.h"
 #include "qathw/model/model_spec.h"
 #include "qathw/target/target_spec.h"
+#include "random_model.h"
 
 namespace qathw::model {
 namespace {
@@ -91,35 +92,14 @@ TEST(ModelSpec, EveryBuiltinLowersToARunnableGraph) {
   std::mt19937_64 rng(7);
   for (const std::string& name : builtin_model_names()) {
     const ModelSpec m = resolve_model(name, 10);
-    std::vector<LayerParams> params(m.layers.size());
     int kernels = 0;
-    for (std::size_t i = 0; i < m.layers.size(); ++i) {
-      const LayerSpec& l = m.layers[i];
-      if (l.kind == LayerKind::Add) params[i].pairs = {{1, 1}, {1, 1}};
-      if (l.kind != LayerKind::Conv2d && l.kind != LayerKind::Linear) continue;
-      ++kernels;
-      LinearParams& k = params[i].kernel;
-      k.in = l.kind == LayerKind::Linear ? l.in_shape.channels
-                                         : l.window.kernel_h * l.window.kernel_w * (l.in_shape.channels / l.groups);
-      k.out = l.out;
-      k.format = t.format.weights;
-      const std::size_t count = static_cast<std::size_t>(k.in) * k.out;
-      k.packed.assign(arith::packed_bytes(count, k.format), 0);
-      for (std::size_t c = 0; c < count; ++c) arith::store_code(k.packed.data(), c, static_cast<int>(rng() % 3) - 1, k.format);
-      k.requant.assign(static_cast<std::size_t>(k.out), arith::FixedPoint{3, 6});
-    }
-    const Graph g = lower_model(m, std::move(params), t.format);
+    for (const LayerSpec& l : m.layers) kernels += l.kind == LayerKind::Conv2d || l.kind == LayerKind::Linear;
+    const Graph g = lower_model(m, test::random_layer_params(m, t.format.weights, rng), t.format);
     validate(g, t.format);
     int quantizers = 0;
     for (const Op& op : g.ops) quantizers += op.type == OpType::Quantize;
     EXPECT_EQ(quantizers, kernels) << name;
-    Bundle b;
-    b.target = t;
-    b.target_hash = target::content_hash(t);
-    b.rows = 28;
-    b.cols = 28;
-    b.classes = 10;
-    b.graph = g;
+    const Bundle b = test::bundle_of(t, g);
     std::vector<std::uint8_t> pixels(784);
     for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() & 255);
     const OpOutputs out = IntEngine(b).run(pixels.data());

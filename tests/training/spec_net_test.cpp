@@ -7,6 +7,7 @@
 #include <random>
 
 #include "../arith/test_support.h"
+#include "../model/random_model.h"
 #include "qathw/kernels/dense.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/target/target_spec.h"
@@ -265,13 +266,7 @@ TEST(SpecNet, QuantizedForwardIsTheIntegerEngine) {
           arith::store_code(k.packed.data(), c, static_cast<int>(q.codes[c]), k.format);
         k.requant = q.requant;
       }
-      model::Bundle b;
-      b.target = t;
-      b.target_hash = target::content_hash(t);
-      b.rows = 28;
-      b.cols = 28;
-      b.classes = 10;
-      b.graph = model::lower_model(m, std::move(params), t.format);
+      const model::Bundle b = test::bundle_of(t, model::lower_model(m, std::move(params), t.format));
       model::validate(b.graph, t.format);
       const model::IntEngine engine(b);
       for (int s = 0; s < batch; ++s) {
