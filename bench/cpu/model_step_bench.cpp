@@ -15,19 +15,9 @@
 #include "qathw/training/network.h"
 #include "qathw/training/spec_net.h"
 
-using namespace qathw;
+#include "best_time.h"
 
-// Best of 5 trials of `reps` calls: on a shared machine the minimum is the least noisy estimate.
-static double time_ms(int reps, const std::function<void()>& f) {
-  f();  // warm-up
-  double best = 1e300;
-  for (int trial = 0; trial < 5; ++trial) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps);
-  }
-  return best;
-}
+using namespace qathw;
 
 int main(int argc, char** argv) {
   const std::string model = argc > 1 ? argv[1] : "lenet";
@@ -46,12 +36,12 @@ int main(int argc, char** argv) {
   for (std::size_t k = 0; k < x.size(); ++k) x[k] = pixels[k] / 255.0f;
   std::vector<std::vector<float>> grads;
   int correct = 0;
-  const double fp32 = time_ms(reps, [&] {
+  const double fp32 = best_time_ms(5, reps, [&] {
     training::softmax_cross_entropy(net.forward(x.data(), batch), labels.data(), batch, 10, dlogits, correct);
     net.backward(dlogits, grads);
   });
-  const double quant = time_ms(reps, [&] { net.quantize_kernels(t.format); });
-  const double qat = time_ms(reps, [&] {
+  const double quant = best_time_ms(5, reps, [&] { net.quantize_kernels(t.format); });
+  const double qat = best_time_ms(5, reps, [&] {
     net.quantize_kernels(t.format);
     training::softmax_cross_entropy(net.forward_quantized(pixels.data(), batch, t.format, t.array.lanes), labels.data(),
                                     batch, 10, dlogits, correct);

@@ -13,19 +13,9 @@
 #include "qathw/target/target_spec.h"
 #include "qathw/training/network.h"
 
-using namespace qathw;
+#include "best_time.h"
 
-// Best of 7 trials of `reps` calls: on a shared machine the minimum is the least noisy estimate.
-static double time_ms(int reps, const std::function<void()>& f) {
-  f();  // warm-up
-  double best = 1e300;
-  for (int trial = 0; trial < 7; ++trial) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps);
-  }
-  return best;
-}
+using namespace qathw;
 
 int main(int argc, char** argv) {
   const std::string name = argc > 1 ? argv[1] : "ternary-asic";
@@ -45,27 +35,27 @@ int main(int argc, char** argv) {
   std::vector<float> dlogits;
   std::vector<std::vector<float>> grads;
   int correct = 0;
-  const double wq = time_ms(reps, [&] { training::quantize_weights(net, spec.format, q); });
-  const double fq = time_ms(reps, [&] {
+  const double wq = best_time_ms(7, reps, [&] { training::quantize_weights(net, spec.format, q); });
+  const double fq = best_time_ms(7, reps, [&] {
     training::forward_quantized(net, q, spec.format, spec.array.lanes, pixels.data(), batch, act);
   });
-  const double loss = time_ms(reps, [&] {
+  const double loss = best_time_ms(7, reps, [&] {
     training::softmax_cross_entropy(act.logits, labels.data(), batch, 10, dlogits, correct);
   });
-  const double bq = time_ms(reps, [&] { training::backward_quantized(net, q, act, dlogits, false, grads); });
+  const double bq = best_time_ms(7, reps, [&] { training::backward_quantized(net, q, act, dlogits, false, grads); });
   std::vector<std::vector<float>> m, v;
   for (const auto& l : net.layers) {
     m.emplace_back(l.w.size(), 0.0f);
     v.emplace_back(l.w.size(), 0.0f);
   }
-  const double opt = time_ms(reps, [&] {
+  const double opt = best_time_ms(7, reps, [&] {
     kernels::AdamWParams p;
     p.lr = 1e-9f;
     for (std::size_t l = 0; l < net.layers.size(); ++l)
       kernels::adamw_step(net.layers[l].w.data(), grads[l].data(), m[l].data(), v[l].data(), grads[l].size(), p);
   });
-  const double f32 = time_ms(reps, [&] { training::forward_fp32(net, pixels.data(), batch, act); });
-  const double b32 = time_ms(reps, [&] { training::backward_fp32(net, act, dlogits, grads); });
+  const double f32 = best_time_ms(7, reps, [&] { training::forward_fp32(net, pixels.data(), batch, act); });
+  const double b32 = best_time_ms(7, reps, [&] { training::backward_fp32(net, act, dlogits, grads); });
   const double qat = wq + fq + loss + bq + opt;
   const double fp32 = f32 + loss + b32 + opt;
   std::printf("target %s, %d threads, batch %d, 784-256-256-10, %d reps\n", name.c_str(), threads, batch, reps);

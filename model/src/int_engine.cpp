@@ -74,16 +74,16 @@ OpOutputs IntEngine::run(const std::uint8_t* input) const {
         const std::vector<std::int16_t> codes(x.begin(), x.end());
         std::vector<std::int16_t> patch(static_cast<std::size_t>(c.patch()));
         y.resize(static_cast<std::size_t>(c.out_h()) * c.out_w() * c.out_c);
-        std::size_t at = 0;
         for (int oy = 0; oy < c.out_h(); ++oy)
-          for (int ox = 0; ox < c.out_w(); ++ox)
+          for (int ox = 0; ox < c.out_w(); ++ox) {
+            std::int32_t* pixel = y.data() + (static_cast<std::size_t>(oy) * c.out_w() + ox) * c.out_c;
             for (int g0 = 0; g0 < c.groups; ++g0) {
               arith::conv_patch(codes.data(), c, oy, ox, g0, patch.data());
               for (int n = g0 * c.group_out(); n < (g0 + 1) * c.group_out(); ++n)
-                y[at + n] = static_cast<std::int32_t>(arith::conv_output(
+                pixel[n] = static_cast<std::int32_t>(arith::conv_output(
                     patch.data(), w + static_cast<std::size_t>(n) * p.in, c, lanes, p.requant[n], f));
-              if (g0 + 1 == c.groups) at += static_cast<std::size_t>(c.out_c);
             }
+          }
         break;
       }
       case OpType::MaxPool:

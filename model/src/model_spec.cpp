@@ -298,8 +298,7 @@ Graph lower_model(const ModelSpec& m, std::vector<LayerParams> params, const ari
       op.linear = std::move(params[i].kernel);
     }
     if (op.type == OpType::AvgPool) {
-      const arith::FixedPointResult r =
-          arith::to_fixed_point(1.0 / (static_cast<double>(l.window.kernel_h) * l.window.kernel_w), f);
+      const arith::FixedPointResult r = arith::average_pool_pair(l.window, f);
       if (r.status != arith::FixedPointStatus::Ok)
         throw ModelError(m.origin + ": field 'layers[" + std::to_string(i) + "].kernel': 1 / area has no pair in the " +
                          "target's scale format");

@@ -146,6 +146,23 @@ TEST(SpecNet, WholeMapConvolutionIsTheLinearLayerOnTheFlattenedMap) {
   for (std::size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5f) << test::seed_note(seed);
 }
 
+// AdamW (lr 1e-2) on every kernel of a network, its moments kept here.
+struct Adam {
+  explicit Adam(const SpecNet& net) {
+    for (const auto& w : net.weights()) m.emplace_back(w.size(), 0.0f), v.emplace_back(w.size(), 0.0f);
+  }
+  void step(SpecNet& net, const std::vector<std::vector<float>>& grads) {
+    kernels::AdamWParams p;
+    p.lr = 1e-2f;
+    p.step = ++steps;
+    for (std::size_t l = 0; l < grads.size(); ++l)
+      if (!grads[l].empty())
+        kernels::adamw_step(net.weights()[l].data(), grads[l].data(), m[l].data(), v[l].data(), grads[l].size(), p);
+  }
+  std::vector<std::vector<float>> m, v;
+  long steps = 0;
+};
+
 // A small CNN learns the tiny data set (4 classes of 8x10 images, a bright bar per class): AdamW
 // on the FP32 gradients brings the test accuracy from chance to at least 90%.
 TEST(SpecNet, ASmallCnnLearnsTheTinyDataSet) {
@@ -167,8 +184,8 @@ TEST(SpecNet, ASmallCnnLearnsTheTinyDataSet) {
     return static_cast<double>(correct) / static_cast<double>(test.count);
   };
   const double before = accuracy();
-  std::vector<std::vector<float>> m, v, grads;
-  for (const auto& w : net.weights()) m.emplace_back(w.size(), 0.0f), v.emplace_back(w.size(), 0.0f);
+  Adam optimizer(net);
+  std::vector<std::vector<float>> grads;
   const int batch = 32;
   std::vector<float> x(static_cast<std::size_t>(batch) * train.features), dlogits;
   for (long step = 1; step <= 80; ++step) {
@@ -178,12 +195,7 @@ TEST(SpecNet, ASmallCnnLearnsTheTinyDataSet) {
     softmax_cross_entropy(net.forward(x.data(), batch), train.labels.data() + first, batch, train.classes, dlogits,
                           correct);
     net.backward(dlogits, grads);
-    kernels::AdamWParams p;
-    p.lr = 1e-2f;
-    p.step = step;
-    for (std::size_t l = 0; l < grads.size(); ++l)
-      if (!grads[l].empty()) kernels::adamw_step(net.weights()[l].data(), grads[l].data(), m[l].data(), v[l].data(),
-                                                 grads[l].size(), p);
+    optimizer.step(net, grads);
   }
   const double after = accuracy();
   EXPECT_GE(after, 0.9) << test::seed_note(seed) << " (before training: " << before << ")";
@@ -211,8 +223,8 @@ TEST(SpecNet, QatOfASmallCnnLearnsTheTinyDataSet) {
     return static_cast<double>(correct) / static_cast<double>(test.count);
   };
   const double before = accuracy();
-  std::vector<std::vector<float>> m, v, grads;
-  for (const auto& w : net.weights()) m.emplace_back(w.size(), 0.0f), v.emplace_back(w.size(), 0.0f);
+  Adam optimizer(net);
+  std::vector<std::vector<float>> grads;
   const int batch = 32;
   std::vector<float> dlogits;
   for (long step = 1; step <= 120; ++step) {
@@ -223,12 +235,7 @@ TEST(SpecNet, QatOfASmallCnnLearnsTheTinyDataSet) {
                                                 t.array.lanes),
                           train.labels.data() + first, batch, train.classes, dlogits, correct);
     net.backward_quantized(dlogits, grads);
-    kernels::AdamWParams p;
-    p.lr = 1e-2f;
-    p.step = step;
-    for (std::size_t l = 0; l < grads.size(); ++l)
-      if (!grads[l].empty()) kernels::adamw_step(net.weights()[l].data(), grads[l].data(), m[l].data(), v[l].data(),
-                                                 grads[l].size(), p);
+    optimizer.step(net, grads);
   }
   EXPECT_GE(accuracy(), 0.9) << test::seed_note(seed) << " (before training: " << before << ")";
 }

@@ -33,6 +33,17 @@ int fan_in(const LayerSpec& l) {
   return l.kind == LayerKind::Linear ? l.in_shape.channels : conv_shape(l).patch();
 }
 
+// Calls f(b, oy, ox, c, at) for each output of pooling layer l over the batch, `at` its index in
+// the layer's output (batch x out_h x out_w x channels).
+template <typename F>
+void for_each_pool_output(const LayerSpec& l, int batch, F f) {
+  std::size_t at = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int oy = 0; oy < l.out_shape.height; ++oy)
+      for (int ox = 0; ox < l.out_shape.width; ++ox)
+        for (int c = 0; c < l.out_shape.channels; ++c) f(b, oy, ox, c, at++);
+}
+
 }  // namespace
 
 SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(spec)) {
@@ -102,22 +113,17 @@ const std::vector<float>& SpecNet::forward(const float* input, int batch) {
         const bool max = l.kind == LayerKind::MaxPool;
         const float area = static_cast<float>(l.window.kernel_h * l.window.kernel_w);
         if (max) argmax_[i].assign(y.size(), 0);
-        for (int b = 0; b < batch; ++b) {
+        for_each_pool_output(l, batch, [&](int b, int oy, int ox, int c, std::size_t at) {
           const float* xb = x + b * in_size;
-          std::size_t at = static_cast<std::size_t>(b) * out_size;
-          for (int oy = 0; oy < l.out_shape.height; ++oy)
-            for (int ox = 0; ox < l.out_shape.width; ++ox)
-              for (int c = 0; c < in.channels; ++c, ++at) {
-                float acc = max ? -std::numeric_limits<float>::infinity() : 0.0f;
-                long best = -1;
-                arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
-                  if (!max) acc += xb[k];
-                  else if (xb[k] > acc) acc = xb[k], best = k;
-                });
-                y[at] = max ? acc : acc / area;
-                if (max) argmax_[i][at] = best;
-              }
-        }
+          float acc = max ? -std::numeric_limits<float>::infinity() : 0.0f;
+          long best = -1;
+          arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
+            if (!max) acc += xb[k];
+            else if (xb[k] > acc) acc = xb[k], best = k;
+          });
+          y[at] = max ? acc : acc / area;
+          if (max) argmax_[i][at] = best;
+        });
         break;
       }
       case LayerKind::Add: {
@@ -216,17 +222,11 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         if (!dx) break;
         const model::Shape& in = l.in_shape;
         const float area = static_cast<float>(l.window.kernel_h * l.window.kernel_w);
-        for (int b = 0; b < batch; ++b) {
-          float* dxb = dx + b * in_size;
-          std::size_t at = static_cast<std::size_t>(b) * out_size;
-          for (int oy = 0; oy < l.out_shape.height; ++oy)
-            for (int ox = 0; ox < l.out_shape.width; ++ox)
-              for (int c = 0; c < in.channels; ++c, ++at) {
-                const float g = dy[at] / area;
-                arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c,
-                                             [&](long k) { dxb[k] += g; });
-              }
-        }
+        for_each_pool_output(l, batch, [&](int b, int oy, int ox, int c, std::size_t at) {
+          const float g = dy[at] / area;
+          arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c,
+                                       [&](long k) { dx[b * in_size + k] += g; });
+        });
         break;
       }
       case LayerKind::Add: {
@@ -340,25 +340,22 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
       case LayerKind::GlobalAvgPool: {
         const model::Shape& in = l.in_shape;
         const bool max = l.kind == LayerKind::MaxPool;
-        arith::FixedPoint area_pair;
-        if (!max) area_pair = arith::to_fixed_point(1.0 / (l.window.kernel_h * l.window.kernel_w), f).value;
+        const arith::FixedPointResult area_pair = arith::average_pool_pair(l.window, f);
+        if (!max && area_pair.status != arith::FixedPointStatus::Ok)
+          throw std::runtime_error(spec_.origin + ": layer " + std::to_string(i) + ": 1 / area has no pair in the " +
+                                   "target's scale format");
         if (max) argmax_[i].assign(y.size(), -1);
-        for (int b = 0; b < batch; ++b) {
+        for_each_pool_output(l, batch, [&](int b, int oy, int ox, int c, std::size_t at) {
           const std::int32_t* xb = x.data() + b * in_size;
-          std::size_t at = static_cast<std::size_t>(b) * out_size;
-          for (int oy = 0; oy < l.out_shape.height; ++oy)
-            for (int ox = 0; ox < l.out_shape.width; ++ox)
-              for (int c = 0; c < in.channels; ++c, ++at) {
-                y[at] = static_cast<std::int32_t>(
-                    max ? arith::max_pool(xb, in.height, in.width, in.channels, l.window, oy, ox, c)
-                        : arith::average_pool(arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c),
-                                              area_pair, f));
-                if (max)  // the first position holding the maximum takes the gradient
-                  arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
-                    if (argmax_[i][at] < 0 && xb[k] == y[at]) argmax_[i][at] = k;
-                  });
-              }
-        }
+          y[at] = static_cast<std::int32_t>(
+              max ? arith::max_pool(xb, in.height, in.width, in.channels, l.window, oy, ox, c)
+                  : arith::average_pool(arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c),
+                                        area_pair.value, f));
+          if (max)  // the first position holding the maximum takes the gradient
+            arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
+              if (argmax_[i][at] < 0 && xb[k] == y[at]) argmax_[i][at] = k;
+            });
+        });
         break;
       }
       case LayerKind::Flatten:

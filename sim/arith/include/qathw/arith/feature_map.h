@@ -126,6 +126,12 @@ QATHW_HD std::int64_t window_sum(const Value* map, int in_h, int in_w, int chann
   return sum;
 }
 
+// An average pool's pair: 1 / (kernel_h kernel_w) in the target's scale format (the status says
+// when it has none).
+QATHW_HD inline FixedPointResult average_pool_pair(const Window& w, const Format& f) {
+  return to_fixed_point(1.0 / (static_cast<double>(w.kernel_h) * w.kernel_w), f);
+}
+
 // An average pool's output: the window's sum times the pair (1 / window area, in the target's
 // scale format), rounded and saturated to acc_bits like every requantization. requantize's
 // product needs |v| <= 2^31, so the sum is first saturated to 32 bits (a sum beyond that needs
