@@ -80,7 +80,7 @@ double loss(SpecNet& net, const std::vector<float>& x, int batch, const std::vec
   return sum;
 }
 
-TEST(SpecNet, GradientsEqualCentralDifferences) {
+TEST(SpecNet, GradientsEqualOneSidedDifferences) {
   const std::uint64_t seed = test::test_seed();
   std::mt19937_64 rng(seed);
   SpecNet net(model::parse_model(kSmallNet, "small.toml", 3), seed);
