@@ -18,33 +18,6 @@ std::string shape_text(const model::Shape& s) {
   return std::to_string(s.channels);
 }
 
-long parameters(const model::ModelSpec& m) {
-  long n = 0;
-  for (const model::LayerSpec& l : m.layers) {
-    if (l.kind == model::LayerKind::Linear) n += static_cast<long>(l.in_shape.channels) * l.out;
-    if (l.kind == model::LayerKind::Conv2d)
-      n += static_cast<long>(l.out) * l.window.kernel_h * l.window.kernel_w * (l.in_shape.channels / l.groups);
-  }
-  return n;
-}
-
-nlohmann::json to_json(const model::ModelSpec& m) {
-  nlohmann::json layers = nlohmann::json::array();
-  const auto shape = [](const model::Shape& s) {
-    return s.is_map() ? nlohmann::json{s.height, s.width, s.channels} : nlohmann::json{s.channels};
-  };
-  for (const model::LayerSpec& l : m.layers) {
-    nlohmann::json j = {{"type", model::to_string(l.kind)}, {"in", shape(l.in_shape)}, {"out", shape(l.out_shape)}};
-    if (!l.name.empty()) j["name"] = l.name;
-    if (!l.input.empty()) j["input"] = l.input;
-    if (!l.residual.empty()) j["residual"] = l.residual;
-    layers.push_back(j);
-  }
-  return {{"name", m.name},           {"description", m.description}, {"origin", m.origin},
-          {"input", shape(m.input)},  {"classes", m.classes()},       {"parameters", parameters(m)},
-          {"macs", model::model_macs(m)}, {"layers", layers}};
-}
-
 int list_models(bool json, int classes) {
   nlohmann::json out = nlohmann::json::array();
   int status = kExitOk;
@@ -55,11 +28,11 @@ int list_models(bool json, int classes) {
     try {
       const model::ModelSpec m = model::resolve_model(name, classes);
       if (json) {
-        out.push_back(to_json(m));
+        out.push_back(model::to_json(m));
         continue;
       }
       std::cout << std::left << std::setw(14) << m.name << std::setw(10) << shape_text(m.input) << std::setw(8)
-                << m.layers.size() << std::setw(12) << parameters(m) << std::setw(12) << model::model_macs(m)
+                << m.layers.size() << std::setw(12) << model::model_parameters(m) << std::setw(12) << model::model_macs(m)
                 << m.description << "\n";
     } catch (const model::ModelError& e) {
       std::cerr << "qat-hw: invalid built-in model: " << e.what() << "\n";
@@ -72,7 +45,7 @@ int list_models(bool json, int classes) {
 
 int show_model(const std::string& which, int classes) {
   try {
-    std::cout << to_json(model::resolve_model(which, classes)).dump(2) << "\n";
+    std::cout << model::to_json(model::resolve_model(which, classes)).dump(2) << "\n";
     return kExitOk;
   } catch (const model::ModelError& e) {
     std::cerr << "qat-hw: " << e.what() << "\n";

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
@@ -11,6 +12,7 @@
 #include "qathw/kernels/device.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/model/int_engine.h"
+#include "qathw/model/model_spec.h"
 #include "qathw/training/export.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
@@ -22,12 +24,14 @@ namespace {
 
 struct TrainOptions {
   std::string target = "ternary-asic";
+  std::string model;  // empty: the MLP of --hidden
   std::string data = training::kDefaultDataDir;
   std::string out;
   std::string hidden = "256,256";
   std::string ste = "identity";
   std::string device = "auto";
   std::string threads = "auto";
+  bool hidden_given = false;
   bool resume = false;
   bool no_fp32 = false;
   training::TrainConfig config;
@@ -77,13 +81,34 @@ int run_train(const TrainOptions& o) {
   const target::TargetSpec spec = target::resolve_target(o.target);
   training::TrainConfig config = o.config;
   config.hidden = parse_sizes(o.hidden);
+  if (!o.model.empty() && o.hidden_given)
+    throw std::invalid_argument("--hidden: sets the hidden sizes of the default MLP; with --model, the model file sets them");
   config.ste_clip = o.ste == "clipped";
   config.train_fp32 = !o.no_fp32;
   config.device = device.device == kernels::Device::Cuda ? training::TrainDevice::Cuda : training::TrainDevice::Cpu;
   config.fit_threads = o.threads == "auto";
   config.threads = config.fit_threads ? util::usable_cpus() : std::stoi(o.threads);
   const std::string device_name = device.device == kernels::Device::Cuda ? "cuda" : "cpu";
-  const std::filesystem::path out = o.out.empty() ? std::filesystem::path("runs") / spec.name : std::filesystem::path(o.out);
+  const training::Dataset train = training::load_split(o.data, training::Split::Train);
+  const training::Dataset test = training::load_split(o.data, training::Split::Test, train.classes);
+
+  // The network: a model file's, trained by the MLP trainer when it is a plain MLP.
+  std::optional<model::ModelSpec> model_spec;
+  if (!o.model.empty()) {
+    model_spec = model::resolve_model(o.model, train.classes);
+    if (model_spec->input.height != static_cast<int>(train.rows) ||
+        model_spec->input.width != static_cast<int>(train.cols) || model_spec->input.channels != 1)
+      throw std::runtime_error(model_spec->origin + ": field 'input': the model reads maps of " +
+                               std::to_string(model_spec->input.height) + "x" + std::to_string(model_spec->input.width) +
+                               "x" + std::to_string(model_spec->input.channels) + "; " + o.data + " has images of " +
+                               std::to_string(train.rows) + "x" + std::to_string(train.cols) + "x1");
+    if (const auto hidden = training::mlp_hidden_sizes(*model_spec)) {
+      config.hidden = *hidden;
+      model_spec.reset();
+    }
+  }
+  const std::string run_name = model_spec ? model_spec->name + "-" + spec.name : spec.name;
+  const std::filesystem::path out = o.out.empty() ? std::filesystem::path("runs") / run_name : std::filesystem::path(o.out);
   std::filesystem::create_directories(out);
   // One run per output folder: a second would resume from, and replace, the first one's files.
   std::string holder;
@@ -92,11 +117,10 @@ int run_train(const TrainOptions& o) {
     throw std::runtime_error(out.string() + ": another qat-hw train is writing this folder (" + holder +
                              "); wait for it to end, or choose another --out");
 
-  const training::Dataset train = training::load_split(o.data, training::Split::Train);
-  const training::Dataset test = training::load_split(o.data, training::Split::Test, train.classes);
-  std::cerr << "train: target " << spec.name << " (" << target::content_hash(spec) << "), data " << o.data << ": "
-            << train.count << " train / " << test.count << " test images of " << train.rows << "x" << train.cols
-            << ", " << train.classes << " classes, " << config.threads << " threads"
+  std::cerr << "train: target " << spec.name << " (" << target::content_hash(spec) << "), model "
+            << (model_spec ? model_spec->name : "mlp " + o.hidden) << ", data " << o.data << ": " << train.count
+            << " train / " << test.count << " test images of " << train.rows << "x" << train.cols << ", "
+            << train.classes << " classes, " << config.threads << " threads"
             << (config.fit_threads ? " at most (fewer while other processes hold CPUs)" : "") << "\n";
 
   auto progress = [](const training::EpochProgress& p) {
@@ -107,28 +131,50 @@ int run_train(const TrainOptions& o) {
                   100.0 * p.train_accuracy, 100.0 * p.test_accuracy, p.steps_per_s, p.threads, p.eta_s);
     std::cerr << line << std::flush;
   };
-  const training::TrainResult r = training::train(spec, config, train, test, out / "checkpoints", o.resume, progress);
-
   nlohmann::json report = {{"target", spec.name},
                            {"target_hash", target::content_hash(spec)},
                            {"data", {{"dir", o.data}, {"train", train.count}, {"test", test.count},
                                      {"rows", train.rows}, {"cols", train.cols}, {"classes", train.classes}}},
                            {"config", training::to_json(config)},
                            {"device", device_name}};
-  if (r.fp32_result.ran) {
-    report["fp32"] = phase_json(r.fp32_result);
-    report["ptq"] = {{"test_accuracy", r.ptq_result.test_accuracy}};
+  if (model_spec) {
+    report["config"].erase("hidden");
+    report["model"] = model::to_json(*model_spec);
   }
-  report["qat"] = phase_json(r.qat_result);
+  nlohmann::json provenance = {{"config", report["config"]}, {"device", device_name}};
 
-  // Export, then hold the deployed bundle's integer engine to the trainer's quantized forward.
+  // Train, export, and keep the trainer's quantized forward on the test set to hold the deployed
+  // bundle's integer engine to.
+  training::PhaseResult fp32_result, ptq_result, qat_result;
+  model::Bundle trained;
+  training::QuantizedEval trainer_eval;
+  if (model_spec) {
+    training::ModelTrainResult r =
+        training::train_model(*model_spec, spec, config, train, test, out / "checkpoints", o.resume, progress);
+    fp32_result = r.fp32_result;
+    ptq_result = r.ptq_result;
+    qat_result = r.qat_result;
+    provenance["qat_test_accuracy"] = qat_result.test_accuracy;
+    trained = training::make_bundle(r.qat, spec, provenance);
+    trainer_eval = training::evaluate_quantized(r.qat, spec, test);
+  } else {
+    const training::TrainResult r = training::train(spec, config, train, test, out / "checkpoints", o.resume, progress);
+    fp32_result = r.fp32_result;
+    ptq_result = r.ptq_result;
+    qat_result = r.qat_result;
+    provenance["qat_test_accuracy"] = qat_result.test_accuracy;
+    trained = training::make_bundle(r.qat, spec, static_cast<int>(train.rows), static_cast<int>(train.cols), provenance);
+    trainer_eval = training::evaluate_quantized(r.qat, spec, test);
+  }
+  if (fp32_result.ran) {
+    report["fp32"] = phase_json(fp32_result);
+    report["ptq"] = {{"test_accuracy", ptq_result.test_accuracy}};
+  }
+  report["qat"] = phase_json(qat_result);
+
   const std::filesystem::path bundle_path = out / "model.qhw";
-  nlohmann::json provenance = {{"config", report["config"]}, {"device", device_name},
-                               {"qat_test_accuracy", r.qat_result.test_accuracy}};
-  model::save_bundle(bundle_path, training::make_bundle(r.qat, spec, static_cast<int>(train.rows),
-                                                        static_cast<int>(train.cols), provenance));
+  model::save_bundle(bundle_path, trained);
   const model::Bundle bundle = model::load_bundle(bundle_path, &spec);
-  const training::QuantizedEval trainer_eval = training::evaluate_quantized(r.qat, spec, test);
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<std::int32_t> engine = model::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
   const double engine_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -147,12 +193,12 @@ int run_train(const TrainOptions& o) {
                          {"int_engine_images_per_s", test.count / engine_seconds}};
   util::write_file_atomic(out / "report.json", report.dump(2) + "\n");
 
-  if (r.fp32_result.ran) {
-    std::cout << "FP32 twin   test accuracy " << percent(r.fp32_result.test_accuracy) << "\n";
-    std::cout << "PTQ         test accuracy " << percent(r.ptq_result.test_accuracy) << "\n";
+  if (fp32_result.ran) {
+    std::cout << "FP32 twin   test accuracy " << percent(fp32_result.test_accuracy) << "\n";
+    std::cout << "PTQ         test accuracy " << percent(ptq_result.test_accuracy) << "\n";
   }
-  std::cout << "QAT         test accuracy " << percent(r.qat_result.test_accuracy) << "  ("
-            << static_cast<long>(r.qat_result.steps_per_s) << " steps/s)\n";
+  std::cout << "QAT         test accuracy " << percent(qat_result.test_accuracy) << "  ("
+            << static_cast<long>(qat_result.steps_per_s) << " steps/s)\n";
   std::cout << "integer engine vs trainer: " << test.count << " images, " << mismatches << " mismatching output integers"
             << (mismatches ? " (largest " + std::to_string(largest) + " LSB)" : std::string()) << "\n";
   std::cout << "bundle " << bundle_path.string() << ", report " << (out / "report.json").string() << "\n";
@@ -167,7 +213,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str()->check(NonEmptyTarget);
   cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
   cmd->add_option("--out", o->out, "Output folder (default runs/<target>)")->check(NonEmptyPath);
-  cmd->add_option("--hidden", o->hidden, "Hidden layer sizes, comma separated")->capture_default_str();
+  cmd->add_option("--model", o->model, "Built-in model name (qat-hw models) or a .toml file (default: the MLP of --hidden)")
+      ->check(NonEmptyPath);
+  cmd->add_option("--hidden", o->hidden, "Hidden layer sizes of the default MLP, comma separated")->capture_default_str();
   cmd->add_option("--epochs", o->config.epochs, "Epochs of each phase")->capture_default_str()->check(CLI::Range(1, 10000));
   cmd->add_option("--batch", o->config.batch, "Batch size")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("--lr", o->config.lr, "Peak learning rate (AdamW)")->capture_default_str()->check(FiniteRange(1e-7, 10.0));
@@ -186,7 +234,10 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoints in the output folder");
   cmd->add_flag("--no-fp32", o->no_fp32, "Skip the FP32 twin (and so PTQ)");
-  cmd->callback([o, &exit_code] { exit_code = run_train(*o); });
+  cmd->callback([o, cmd, &exit_code] {
+    o->hidden_given = cmd->count("--hidden") > 0;
+    exit_code = run_train(*o);
+  });
 }
 
 }  // namespace qathw::cli

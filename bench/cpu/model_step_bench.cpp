@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     net.quantize_kernels(t.format);
     training::softmax_cross_entropy(net.forward_quantized(pixels.data(), batch, t.format, t.array.lanes), labels.data(),
                                     batch, 10, dlogits, correct);
-    net.backward_quantized(dlogits, grads);
+    net.backward_quantized(dlogits, false, grads);
   });
   std::printf("model %s, target %s, %d threads, batch %d, %ld MACs per sample\n", net.spec().name.c_str(),
               t.name.c_str(), threads, batch, model::model_macs(net.spec()));

@@ -249,14 +249,49 @@ ModelSpec parse_model(std::string_view toml_text, const std::string& origin, int
   return m;
 }
 
+int kernel_fan_in(const LayerSpec& l) {
+  if (l.kind == LayerKind::Linear) return l.in_shape.channels;
+  if (l.kind == LayerKind::Conv2d) return l.window.kernel_h * l.window.kernel_w * (l.in_shape.channels / l.groups);
+  return 0;
+}
+
 long model_macs(const ModelSpec& m) {
   long macs = 0;
   for (const LayerSpec& l : m.layers) {
-    if (l.kind == LayerKind::Linear) macs += static_cast<long>(l.in_shape.channels) * l.out;
-    if (l.kind == LayerKind::Conv2d)
-      macs += l.out_shape.size() * l.window.kernel_h * l.window.kernel_w * (l.in_shape.channels / l.groups);
+    const long outputs = l.kind == LayerKind::Conv2d ? l.out_shape.size() : l.out;
+    if (kernel_fan_in(l) > 0) macs += outputs * kernel_fan_in(l);
   }
   return macs;
+}
+
+long model_parameters(const ModelSpec& m) {
+  long n = 0;
+  for (const LayerSpec& l : m.layers) n += static_cast<long>(kernel_fan_in(l)) * (kernel_fan_in(l) > 0 ? l.out : 0);
+  return n;
+}
+
+nlohmann::json to_json(const ModelSpec& m) {
+  const auto shape = [](const Shape& s) {
+    return s.is_map() ? nlohmann::json{s.height, s.width, s.channels} : nlohmann::json{s.channels};
+  };
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerSpec& l : m.layers) {
+    nlohmann::json j = {{"type", to_string(l.kind)}, {"in", shape(l.in_shape)}, {"out", shape(l.out_shape)}};
+    if (!l.name.empty()) j["name"] = l.name;
+    if (!l.input.empty()) j["input"] = l.input;
+    if (!l.residual.empty()) j["residual"] = l.residual;
+    const arith::Window& w = l.window;
+    if (l.kind == LayerKind::Conv2d || l.kind == LayerKind::MaxPool || l.kind == LayerKind::AvgPool) {
+      j["kernel"] = {w.kernel_h, w.kernel_w};
+      j["stride"] = {w.stride_h, w.stride_w};
+      j["padding"] = {w.pad_h, w.pad_w};
+    }
+    if (l.kind == LayerKind::Conv2d) j["groups"] = l.groups;
+    layers.push_back(j);
+  }
+  return {{"name", m.name},           {"description", m.description}, {"origin", m.origin},
+          {"input", shape(m.input)},  {"classes", m.classes()},       {"parameters", model_parameters(m)},
+          {"macs", model_macs(m)},    {"layers", layers}};
 }
 
 Graph lower_model(const ModelSpec& m, std::vector<LayerParams> params, const arith::Format& f) {

@@ -21,8 +21,7 @@ inline std::vector<model::LayerParams> random_layer_params(const model::ModelSpe
     if (l.kind == model::LayerKind::Add) params[i].pairs = {{1, 1}, {1, 1}};
     if (l.kind != model::LayerKind::Conv2d && l.kind != model::LayerKind::Linear) continue;
     model::LinearParams& k = params[i].kernel;
-    k.in = l.kind == model::LayerKind::Linear ? l.in_shape.channels
-                                              : l.window.kernel_h * l.window.kernel_w * (l.in_shape.channels / l.groups);
+    k.in = model::kernel_fan_in(l);
     k.out = l.out;
     k.format = format;
     const std::size_t count = static_cast<std::size_t>(k.in) * k.out;

@@ -234,7 +234,7 @@ TEST(SpecNet, QatOfASmallCnnLearnsTheTinyDataSet) {
     softmax_cross_entropy(net.forward_quantized(train.pixels.data() + first * train.features, batch, t.format,
                                                 t.array.lanes),
                           train.labels.data() + first, batch, train.classes, dlogits, correct);
-    net.backward_quantized(dlogits, grads);
+    net.backward_quantized(dlogits, true, grads);
     optimizer.step(net, grads);
   }
   EXPECT_GE(accuracy(), 0.9) << test::seed_note(seed) << " (before training: " << before << ")";

@@ -29,10 +29,6 @@ arith::Conv2dShape conv_shape(const LayerSpec& l) {
   return s;
 }
 
-int fan_in(const LayerSpec& l) {
-  return l.kind == LayerKind::Linear ? l.in_shape.channels : conv_shape(l).patch();
-}
-
 // Calls f(b, oy, ox, c, at) for each output of pooling layer l over the batch, `at` its index in
 // the layer's output (batch x out_h x out_w x channels).
 template <typename F>
@@ -56,7 +52,7 @@ SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(sp
     residual_.push_back(l.kind == LayerKind::Add ? named.at(l.residual) : kInput);
     std::vector<float> w;
     if (l.kind == LayerKind::Conv2d || l.kind == LayerKind::Linear) {
-      const int in = fan_in(l);
+      const int in = model::kernel_fan_in(l);
       std::uniform_real_distribution<float> u(-1.0f / std::sqrt(static_cast<float>(in)), 1.0f / std::sqrt(static_cast<float>(in)));
       w.resize(static_cast<std::size_t>(in) * l.out);
       for (float& v : w) v = u(rng);
@@ -144,9 +140,10 @@ void SpecNet::backward(const std::vector<float>& dlogits, std::vector<std::vecto
   backward_pass(dlogits, grads);
 }
 
-void SpecNet::backward_quantized(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads) {
+void SpecNet::backward_quantized(const std::vector<float>& dlogits, bool clip, std::vector<std::vector<float>>& grads) {
   if (!quantized_pass_) throw std::logic_error("backward_quantized after a float forward");
   backward_pass(dlogits, grads);
+  if (!clip) return;
   for (std::size_t i = 0; i < grads.size(); ++i)
     for (std::size_t k = 0; k < grads[i].size(); ++k) grads[i][k] *= q_[i].ste_mask[k];
 }
@@ -251,7 +248,7 @@ void SpecNet::quantize_kernels(const arith::Format& f) {
     const LayerSpec& l = spec_.layers[i];
     if (w_[i].empty()) continue;
     QuantizedKernel& q = q_[i];
-    const int in = fan_in(l);
+    const int in = model::kernel_fan_in(l);
     const std::size_t n = w_[i].size();
     q.codes.resize(n);
     q.dequantized.resize(n);
@@ -307,7 +304,7 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         const arith::Conv2dShape s = l.kind == LayerKind::Conv2d ? conv_shape(l) : arith::Conv2dShape{};
         const bool conv = l.kind == LayerKind::Conv2d;
         const int pixels_out = conv ? s.out_h() * s.out_w() : 1, groups = conv ? s.groups : 1;
-        const int k = fan_in(l), go = l.out / groups;
+        const int k = model::kernel_fan_in(l), go = l.out / groups;
         const bool float_exact = kernels::float_accumulation_exact(k, f);
         std::vector<float> cols(static_cast<std::size_t>(pixels_out) * k), acc_f(static_cast<std::size_t>(pixels_out) * go);
         std::vector<std::int64_t> acc_i(float_exact ? 0 : acc_f.size());

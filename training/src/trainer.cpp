@@ -40,8 +40,13 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kEvalBatch = 500;
 
-std::string fingerprint(Phase phase, const target::TargetSpec& target, const TrainConfig& c, const Dataset& train) {
+std::string fingerprint(Phase phase, const target::TargetSpec& target, const TrainConfig& c, const Dataset& train,
+                        const nlohmann::json& network) {
   nlohmann::json j = to_json(c);
+  if (!network.is_null()) {  // a model file's network: its layers, not the MLP's hidden sizes
+    j.erase("hidden");
+    j["model"] = network;
+  }
   j.erase("threads");  // results do not depend on the thread count
   j.erase("fit_threads");
   j.erase("train_fp32");
@@ -81,21 +86,132 @@ std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, in
   return order;
 }
 
+// One kind of network in the phase loop: its steps and evaluation, and its kernels as the
+// checkpoint's layers.
+class Learner {
+ public:
+  virtual ~Learner() = default;
+  // The weights AdamW updates, one vector per kernel, in checkpoint order.
+  virtual std::vector<std::vector<float>*> kernels() = 0;
+  // The kernels as checkpoint layers (their shapes and weights).
+  virtual Mlp checkpoint_layers() = 0;
+  // One step's forward and backward: the mean loss, the correct predictions, each kernel's gradient.
+  virtual float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized, int& correct,
+                     std::vector<std::vector<float>>& grads) = 0;
+  virtual double evaluate(const Dataset& data, bool quantized) = 0;
+  virtual Mlp* mlp() { return nullptr; }  // the network the CUDA trainer runs, for the MLP
+};
+
+class MlpLearner final : public Learner {
+ public:
+  MlpLearner(Mlp& net, const target::TargetSpec& t, bool ste_clip) : net_(net), t_(t), clip_(ste_clip) {}
+  std::vector<std::vector<float>*> kernels() override {
+    std::vector<std::vector<float>*> k;
+    for (Layer& l : net_.layers) k.push_back(&l.w);
+    return k;
+  }
+  Mlp checkpoint_layers() override { return net_; }
+  float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized, int& correct,
+             std::vector<std::vector<float>>& grads) override {
+    float loss = 0;
+    if (quantized) {
+      quantize_weights(net_, t_.format, q_);
+      forward_quantized(net_, q_, t_.format, t_.array.lanes, pixels, batch, act_);
+      loss = softmax_cross_entropy(act_.logits, labels, batch, net_.classes(), dlogits_, correct);
+      backward_quantized(net_, q_, act_, dlogits_, clip_, grads);
+    } else {
+      forward_fp32(net_, pixels, batch, act_);
+      loss = softmax_cross_entropy(act_.logits, labels, batch, net_.classes(), dlogits_, correct);
+      backward_fp32(net_, act_, dlogits_, grads);
+    }
+    return loss;
+  }
+  double evaluate(const Dataset& data, bool quantized) override {
+    return quantized ? evaluate_quantized(net_, t_, data).accuracy : evaluate_fp32(net_, data);
+  }
+  Mlp* mlp() override { return &net_; }
+
+ private:
+  Mlp& net_;
+  const target::TargetSpec& t_;
+  bool clip_;
+  Activations act_;
+  std::vector<QuantizedLayer> q_;
+  std::vector<float> dlogits_;
+};
+
+class SpecLearner final : public Learner {
+ public:
+  SpecLearner(SpecNet& net, const target::TargetSpec& t, bool ste_clip) : net_(net), t_(t), clip_(ste_clip) {
+    for (std::size_t i = 0; i < net_.weights().size(); ++i)
+      if (!net_.weights()[i].empty()) kernel_layers_.push_back(i);
+  }
+  std::vector<std::vector<float>*> kernels() override {
+    std::vector<std::vector<float>*> k;
+    for (std::size_t i : kernel_layers_) k.push_back(&net_.weights()[i]);
+    return k;
+  }
+  // A kernel as a layer of out rows of fan-in weights (a convolution's rows are patches).
+  Mlp checkpoint_layers() override {
+    Mlp m;
+    for (std::size_t i : kernel_layers_) {
+      const model::LayerSpec& l = net_.spec().layers[i];
+      m.layers.push_back({model::kernel_fan_in(l), l.out, false, net_.weights()[i]});
+    }
+    return m;
+  }
+  float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized, int& correct,
+             std::vector<std::vector<float>>& grads) override {
+    float loss = 0;
+    const int classes = net_.spec().classes();
+    if (quantized) {
+      net_.quantize_kernels(t_.format);
+      loss = softmax_cross_entropy(net_.forward_quantized(pixels, batch, t_.format, t_.array.lanes), labels, batch,
+                                   classes, dlogits_, correct);
+      net_.backward_quantized(dlogits_, clip_, layer_grads_);
+    } else {
+      loss = softmax_cross_entropy(net_.forward(to_values(pixels, batch), batch), labels, batch, classes, dlogits_,
+                                   correct);
+      net_.backward(dlogits_, layer_grads_);
+    }
+    grads.resize(kernel_layers_.size());
+    for (std::size_t k = 0; k < kernel_layers_.size(); ++k) grads[k].swap(layer_grads_[kernel_layers_[k]]);
+    return loss;
+  }
+  double evaluate(const Dataset& data, bool quantized) override {
+    return quantized ? evaluate_quantized(net_, t_, data).accuracy : evaluate_fp32(net_, data);
+  }
+
+ private:
+  const float* to_values(const std::uint8_t* pixels, int batch) {
+    values_.resize(static_cast<std::size_t>(batch) * static_cast<std::size_t>(net_.spec().input.size()));
+    for (std::size_t k = 0; k < values_.size(); ++k) values_[k] = static_cast<float>(pixels[k]) / 255.0f;
+    return values_.data();
+  }
+  SpecNet& net_;
+  const target::TargetSpec& t_;
+  bool clip_;
+  std::vector<std::size_t> kernel_layers_;
+  std::vector<float> values_, dlogits_;
+  std::vector<std::vector<float>> layer_grads_;
+};
+
 PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const TrainConfig& c, const Dataset& train,
                       const Dataset& test, const std::filesystem::path& checkpoint, bool resume,
-                      const std::function<void(const EpochProgress&)>& progress, Mlp& net) {
+                      const std::function<void(const EpochProgress&)>& progress, Learner& net,
+                      const nlohmann::json& network) {
   const long steps_per_epoch = static_cast<long>(train.count) / c.batch;
   if (steps_per_epoch == 0)
     throw std::runtime_error("batch size " + std::to_string(c.batch) + " exceeds the " + std::to_string(train.count) +
                              " training samples of " + train.source);
   const long total = steps_per_epoch * c.epochs;
-  const std::string fp = fingerprint(phase, target, c, train);
+  const std::string fp = fingerprint(phase, target, c, train, network);
 
-  net = make_mlp(static_cast<int>(train.features), c.hidden, train.classes, c.seed);
+  const std::vector<std::vector<float>*> weights = net.kernels();
   std::vector<std::vector<float>> m, v;
-  for (const Layer& l : net.layers) {
-    m.emplace_back(l.w.size(), 0.0f);
-    v.emplace_back(l.w.size(), 0.0f);
+  for (const std::vector<float>* w : weights) {
+    m.emplace_back(w->size(), 0.0f);
+    v.emplace_back(w->size(), 0.0f);
   }
   PhaseResult result;
   result.ran = true;
@@ -103,8 +219,9 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   long step = 0;
   double seconds_before = 0;
   if (resume) {
-    if (auto ck = load_checkpoint(checkpoint, fp, {&net, c.epochs, steps_per_epoch})) {
-      net = std::move(ck->net);
+    const Mlp fresh = net.checkpoint_layers();
+    if (auto ck = load_checkpoint(checkpoint, fp, {&fresh, c.epochs, steps_per_epoch})) {
+      for (std::size_t k = 0; k < weights.size(); ++k) *weights[k] = std::move(ck->net.layers[k].w);
       m = std::move(ck->adam_m);
       v = std::move(ck->adam_v);
       start_epoch = ck->epochs_done;
@@ -114,14 +231,9 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
     }
   }
 
-  const arith::Format& f = target.format;
   const bool quantized = phase == Phase::Qat;
   const std::size_t features = train.features;
-  const int classes = train.classes;
   std::vector<std::uint8_t> pixels(static_cast<std::size_t>(c.batch) * features), labels(c.batch);
-  Activations act;
-  std::vector<QuantizedLayer> q;
-  std::vector<float> dlogits;
   std::vector<std::vector<float>> grads;
   double seconds_this_run = 0;
   long steps_this_run = 0;
@@ -129,8 +241,11 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
 
 #if QATHW_HAVE_CUDA
   std::unique_ptr<CudaTrainer> gpu;
+  if (c.device == TrainDevice::Cuda && !net.mlp())
+    throw std::runtime_error("training on CUDA: only MLPs train on CUDA; use --device cpu for this model");
   if (c.device == TrainDevice::Cuda && start_epoch < c.epochs)
-    gpu = std::make_unique<CudaTrainer>(net, m, v, f, target.array.lanes, c.batch, train, quantized, c.ste_clip);
+    gpu = std::make_unique<CudaTrainer>(*net.mlp(), m, v, target.format, target.array.lanes, c.batch, train, quantized,
+                                        c.ste_clip);
 #else
   if (c.device == TrainDevice::Cuda)
     throw std::runtime_error("training on CUDA: CUDA support was not compiled in");
@@ -154,7 +269,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
       const CudaTrainer::Totals t = gpu->take_totals();  // waits for the epoch's steps
       loss_sum = t.loss_sum;
       correct_sum = t.correct;
-      gpu->download(net, m, v);
+      gpu->download(*net.mlp(), m, v);
     }
 #endif
     const long host_steps = c.device == TrainDevice::Cpu ? steps_per_epoch : 0;  // else the GPU ran them
@@ -166,33 +281,24 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
         labels[b] = train.labels[i];
       }
       int correct = 0;
-      if (quantized) {
-        quantize_weights(net, f, q);
-        forward_quantized(net, q, f, target.array.lanes, pixels.data(), c.batch, act);
-        loss_sum += softmax_cross_entropy(act.logits, labels.data(), c.batch, classes, dlogits, correct);
-        backward_quantized(net, q, act, dlogits, c.ste_clip, grads);
-      } else {
-        forward_fp32(net, pixels.data(), c.batch, act);
-        loss_sum += softmax_cross_entropy(act.logits, labels.data(), c.batch, classes, dlogits, correct);
-        backward_fp32(net, act, dlogits, grads);
-      }
+      loss_sum += net.step(pixels.data(), labels.data(), c.batch, quantized, correct, grads);
       correct_sum += correct;
       kernels::AdamWParams p;
       p.lr = learning_rate(c, step, total);
       p.weight_decay = weight_decay(c, step, total);
       p.step = step + 1;
-      for (std::size_t l = 0; l < net.layers.size(); ++l)
-        kernels::adamw_step(net.layers[l].w.data(), grads[l].data(), m[l].data(), v[l].data(), grads[l].size(), p);
+      for (std::size_t k = 0; k < weights.size(); ++k)
+        kernels::adamw_step(weights[k]->data(), grads[k].data(), m[k].data(), v[k].data(), grads[k].size(), p);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     seconds_this_run += seconds;
     steps_this_run += steps_per_epoch;
     result.epoch_steps_per_s.push_back(seconds > 0 ? steps_per_epoch / seconds : 0);
 
-    Checkpoint ck{fp, epoch + 1, step, seconds_before + seconds_this_run, net, m, v};
+    Checkpoint ck{fp, epoch + 1, step, seconds_before + seconds_this_run, net.checkpoint_layers(), m, v};
     save_checkpoint(checkpoint, ck);
 
-    const double test_accuracy = quantized ? evaluate_quantized(net, target, test).accuracy : evaluate_fp32(net, test);
+    const double test_accuracy = net.evaluate(test, quantized);
     result.test_accuracy = test_accuracy;
     if (progress) {
       const float rate = static_cast<float>(steps_this_run / seconds_this_run);
@@ -203,18 +309,15 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
     }
   }
   if (start_epoch == c.epochs)  // everything restored: evaluate the final weights
-    result.test_accuracy = quantized ? evaluate_quantized(net, target, test).accuracy : evaluate_fp32(net, test);
+    result.test_accuracy = net.evaluate(test, quantized);
   result.steps = steps_this_run;
   result.train_seconds = seconds_this_run;
   result.steps_per_s = seconds_this_run > 0 ? steps_this_run / seconds_this_run : 0;
   return result;
 }
 
-}  // namespace
-
-TrainResult train(const target::TargetSpec& target, const TrainConfig& config, const Dataset& train_set,
-                  const Dataset& test, const std::filesystem::path& checkpoint_dir, bool resume,
-                  const std::function<void(const EpochProgress&)>& progress) {
+void check_run(const target::TargetSpec& target, const TrainConfig& config, const Dataset& train_set,
+               const Dataset& test, const std::filesystem::path& checkpoint_dir) {
   if (target.format.act_quantizer != arith::ActQuantizer::DynamicPerTokenAbsmax)
     throw std::runtime_error(target.origin + ": field 'activations.quantizer': the trainer supports "
                              "\"dynamic_per_token_absmax\" only (static per-tensor calibration is not implemented)");
@@ -222,16 +325,69 @@ TrainResult train(const target::TargetSpec& target, const TrainConfig& config, c
     throw std::runtime_error(test.source + ": test images or classes differ from the training set " + train_set.source);
   kernels::set_threads(config.threads);
   std::filesystem::create_directories(checkpoint_dir);
+}
+
+}  // namespace
+
+TrainResult train(const target::TargetSpec& target, const TrainConfig& config, const Dataset& train_set,
+                  const Dataset& test, const std::filesystem::path& checkpoint_dir, bool resume,
+                  const std::function<void(const EpochProgress&)>& progress) {
+  check_run(target, config, train_set, test, checkpoint_dir);
+  const int features = static_cast<int>(train_set.features);
   TrainResult r;
   if (config.train_fp32) {
+    r.fp32 = make_mlp(features, config.hidden, train_set.classes, config.seed);
+    MlpLearner learner(r.fp32, target, config.ste_clip);
     r.fp32_result = run_phase(Phase::Fp32, target, config, train_set, test, checkpoint_dir / "fp32.ckpt", resume,
-                              progress, r.fp32);
+                              progress, learner, nullptr);
     r.ptq_result.ran = true;
     r.ptq_result.test_accuracy = evaluate_quantized(r.fp32, target, test).accuracy;
   }
-  r.qat_result =
-      run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress, r.qat);
+  r.qat = make_mlp(features, config.hidden, train_set.classes, config.seed);
+  MlpLearner learner(r.qat, target, config.ste_clip);
+  r.qat_result = run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress,
+                           learner, nullptr);
   return r;
+}
+
+ModelTrainResult train_model(const model::ModelSpec& model, const target::TargetSpec& target, const TrainConfig& config,
+                             const Dataset& train_set, const Dataset& test, const std::filesystem::path& checkpoint_dir,
+                             bool resume, const std::function<void(const EpochProgress&)>& progress) {
+  check_run(target, config, train_set, test, checkpoint_dir);
+  if (static_cast<std::size_t>(model.input.size()) != train_set.features)
+    throw std::runtime_error(model.origin + ": field 'input': the model reads " + std::to_string(model.input.size()) +
+                             " values per sample; " + train_set.source + " has " +
+                             std::to_string(train_set.features) + " pixels per image");
+  if (config.device == TrainDevice::Cuda)
+    throw std::runtime_error("training on CUDA: only MLPs train on CUDA; use --device cpu for model " + model.name);
+  const nlohmann::json network = model::to_json(model)["layers"];
+  ModelTrainResult r{SpecNet(model, config.seed), SpecNet(model, config.seed), {}, {}, {}};
+  if (config.train_fp32) {
+    SpecLearner learner(r.fp32, target, config.ste_clip);
+    r.fp32_result = run_phase(Phase::Fp32, target, config, train_set, test, checkpoint_dir / "fp32.ckpt", resume,
+                              progress, learner, network);
+    r.ptq_result.ran = true;
+    r.ptq_result.test_accuracy = evaluate_quantized(r.fp32, target, test).accuracy;
+  }
+  SpecLearner learner(r.qat, target, config.ste_clip);
+  r.qat_result = run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress,
+                           learner, network);
+  return r;
+}
+
+std::optional<std::vector<int>> mlp_hidden_sizes(const model::ModelSpec& model) {
+  std::vector<int> hidden;
+  std::size_t i = 0;
+  if (i < model.layers.size() && model.layers[i].kind == model::LayerKind::Flatten) ++i;
+  for (; i < model.layers.size(); ++i) {
+    const model::LayerSpec& l = model.layers[i];
+    if (!l.input.empty() || l.kind != model::LayerKind::Linear) return std::nullopt;
+    if (i + 1 == model.layers.size()) return hidden;  // the output layer
+    if (model.layers[i + 1].kind != model::LayerKind::Relu || !model.layers[i + 1].input.empty()) return std::nullopt;
+    hidden.push_back(l.out);
+    ++i;  // its relu
+  }
+  return std::nullopt;
 }
 
 QuantizedEval evaluate_quantized(const Mlp& net, const target::TargetSpec& target, const Dataset& data) {
@@ -263,6 +419,44 @@ double evaluate_fp32(const Mlp& net, const Dataset& data) {
     forward_fp32(net, data.pixels.data() + start * data.features, batch, act);
     for (int b = 0; b < batch; ++b)
       if (argmax(act.logits.data() + static_cast<std::size_t>(b) * classes, classes) == data.labels[start + b]) ++correct;
+  }
+  return static_cast<double>(correct) / static_cast<double>(data.count);
+}
+
+}  // namespace qathw::training
+
+namespace qathw::training {
+
+QuantizedEval evaluate_quantized(SpecNet& net, const target::TargetSpec& target, const Dataset& data) {
+  net.quantize_kernels(target.format);
+  const int classes = net.spec().classes();
+  const std::size_t last = net.spec().layers.size() - 1;
+  QuantizedEval eval;
+  eval.outputs.resize(data.count * classes);
+  long correct = 0;
+  for (std::size_t start = 0; start < data.count; start += kEvalBatch) {
+    const int batch = static_cast<int>(std::min<std::size_t>(kEvalBatch, data.count - start));
+    net.forward_quantized(data.pixels.data() + start * data.features, batch, target.format, target.array.lanes);
+    const std::vector<std::int32_t>& z = net.integers(last);
+    std::copy(z.begin(), z.end(), eval.outputs.begin() + static_cast<std::ptrdiff_t>(start * classes));
+    for (int b = 0; b < batch; ++b)
+      if (argmax(z.data() + static_cast<std::size_t>(b) * classes, classes) == data.labels[start + b]) ++correct;
+  }
+  eval.accuracy = static_cast<double>(correct) / static_cast<double>(data.count);
+  return eval;
+}
+
+double evaluate_fp32(SpecNet& net, const Dataset& data) {
+  const int classes = net.spec().classes();
+  std::vector<float> values;
+  long correct = 0;
+  for (std::size_t start = 0; start < data.count; start += kEvalBatch) {
+    const int batch = static_cast<int>(std::min<std::size_t>(kEvalBatch, data.count - start));
+    values.resize(static_cast<std::size_t>(batch) * data.features);
+    for (std::size_t k = 0; k < values.size(); ++k) values[k] = data.pixels[start * data.features + k] / 255.0f;
+    const std::vector<float>& logits = net.forward(values.data(), batch);
+    for (int b = 0; b < batch; ++b)
+      if (argmax(logits.data() + static_cast<std::size_t>(b) * classes, classes) == data.labels[start + b]) ++correct;
   }
   return static_cast<double>(correct) / static_cast<double>(data.count);
 }

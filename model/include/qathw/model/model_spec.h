@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "qathw/arith.h"
 #include "qathw/model/graph.h"
 
@@ -62,6 +64,14 @@ std::vector<std::string> builtin_model_names();
 
 // Multiply-accumulates of one sample through the model's conv2d and linear layers.
 long model_macs(const ModelSpec& m);
+// Kernel weights of the model's conv2d and linear layers.
+long model_parameters(const ModelSpec& m);
+// Kernel weights of one layer (0 for layers without a kernel); a conv2d kernel row is a patch.
+int kernel_fan_in(const LayerSpec& l);
+
+// The model as JSON: every layer's type, fields and inferred shapes (`qat-hw models show`, and
+// what identifies a model in a training run's checkpoints).
+nlohmann::json to_json(const ModelSpec& m);
 
 // What a model's layer brings to the op graph besides its shape: a conv2d or linear layer its
 // kernel (LinearParams) and, for a static input quantizer, its pair; an add its two pairs (the

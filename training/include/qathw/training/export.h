@@ -1,5 +1,5 @@
-// Export: a trained MLP as the deployed model (model/): its op graph with the weights quantized
-// to the target's codes and one requantization pair per output channel.
+// Export: a trained network as the deployed model (model/): its op graph with the weights
+// quantized to the target's codes and one requantization pair per output channel.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -7,9 +7,13 @@
 #include "qathw/model/bundle.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/training/network.h"
+#include "qathw/training/spec_net.h"
 
 namespace qathw::training {
 
 model::Bundle make_bundle(const Mlp& net, const target::TargetSpec& target, int rows, int cols, nlohmann::json training);
+
+// A model file's network: model::lower_model's graph (a dynamic quantizer before each kernel).
+model::Bundle make_bundle(SpecNet& net, const target::TargetSpec& target, nlohmann::json training);
 
 }  // namespace qathw::training

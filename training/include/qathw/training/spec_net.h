@@ -53,9 +53,9 @@ class SpecNet {
   const std::vector<std::int32_t>& integers(std::size_t layer) const { return z_[layer]; }
 
   // The QAT backward of the last forward_quantized: the float passes on its real values, through
-  // the dequantized kernels and the quantized inputs (straight-through estimators), each kernel's
-  // gradient masked where its weight quantizer clips.
-  void backward_quantized(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
+  // the dequantized kernels and the quantized inputs (straight-through estimators); with `clip`,
+  // each kernel's gradient is zero where its weight quantizer clips.
+  void backward_quantized(const std::vector<float>& dlogits, bool clip, std::vector<std::vector<float>>& grads);
 
  private:
   const float* input_of(std::size_t layer) const;  // the output the layer reads, or the input

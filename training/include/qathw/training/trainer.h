@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,9 @@
 
 #include "qathw/target/target_spec.h"
 #include "qathw/training/idx.h"
+#include "qathw/model/model_spec.h"
 #include "qathw/training/network.h"
+#include "qathw/training/spec_net.h"
 
 namespace qathw::training {
 
@@ -76,6 +79,20 @@ TrainResult train(const target::TargetSpec& target, const TrainConfig& config, c
                   const Dataset& test, const std::filesystem::path& checkpoint_dir, bool resume,
                   const std::function<void(const EpochProgress&)>& progress);
 
+// The same runs for a network a model file describes (models/*.toml; convolutions, pools,
+// branches), on the CPU. `config.hidden` plays no part.
+struct ModelTrainResult {
+  SpecNet fp32, qat;
+  PhaseResult fp32_result, ptq_result, qat_result;
+};
+ModelTrainResult train_model(const model::ModelSpec& model, const target::TargetSpec& target, const TrainConfig& config,
+                             const Dataset& train, const Dataset& test, const std::filesystem::path& checkpoint_dir,
+                             bool resume, const std::function<void(const EpochProgress&)>& progress);
+
+// The hidden layer sizes of a model that is a plain MLP (an optional flatten, then linear layers
+// with a relu between each two, none after the last), which the MLP trainer runs; else empty.
+std::optional<std::vector<int>> mlp_hidden_sizes(const model::ModelSpec& model);
+
 // Output-layer integers of the quantized forward for every sample (count x classes), and the
 // accuracy they give.
 struct QuantizedEval {
@@ -84,5 +101,7 @@ struct QuantizedEval {
 };
 QuantizedEval evaluate_quantized(const Mlp& net, const target::TargetSpec& target, const Dataset& data);
 double evaluate_fp32(const Mlp& net, const Dataset& data);
+QuantizedEval evaluate_quantized(SpecNet& net, const target::TargetSpec& target, const Dataset& data);
+double evaluate_fp32(SpecNet& net, const Dataset& data);
 
 }  // namespace qathw::training
