@@ -48,6 +48,8 @@ void for_each_tile(int rows, int cols, int depth, Tile&& tile) {
 
 void set_threads(int threads) {
   omp_set_num_threads(threads);
+  // A kernel called from a parallel region (a convolution's chunks) runs in the calling thread.
+  omp_set_max_active_levels(1);
   Eigen::setNbThreads(1);  // Eigen runs inside the tiles
   // The calling thread first: LLVM's OpenMP gives each worker the caller's FP control at every
   // parallel region (and restores the caller's after one). Then every thread of the pool, for

@@ -143,6 +143,21 @@ TEST_P(ModelOnTiny, ResumedRunEqualsUninterruptedRun) {
   EXPECT_EQ(resumed.qat_result.test_accuracy, whole.qat_result.test_accuracy);
 }
 
+// The thread count changes no bit: convolutions sum their chunks in a fixed order.
+TEST_P(ModelOnTiny, ThreadCountChangesNoBit) {
+  const target::TargetSpec t = target::builtin_target(GetParam());
+  TrainConfig c = small_config();
+  c.epochs = 2;
+  SCOPED_TRACE(test::seed_note(c.seed));
+  TempDir dir;
+  c.threads = 1;
+  const ModelTrainResult one = train_model(tiny_cnn(), t, c, tiny_train(), tiny_test(), dir / "1", false, nullptr);
+  c.threads = 3;
+  const ModelTrainResult three = train_model(tiny_cnn(), t, c, tiny_train(), tiny_test(), dir / "3", false, nullptr);
+  EXPECT_TRUE(same_bits(one.fp32, three.fp32));
+  EXPECT_TRUE(same_bits(one.qat, three.qat));
+}
+
 INSTANTIATE_TEST_SUITE_P(Targets, ModelOnTiny, ::testing::Values("ternary-asic", "int4-fpga"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            std::string s = info.param;

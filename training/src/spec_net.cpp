@@ -30,14 +30,47 @@ arith::Conv2dShape conv_shape(const LayerSpec& l) {
 }
 
 // Calls f(b, oy, ox, c, at) for each output of pooling layer l over the batch, `at` its index in
-// the layer's output (batch x out_h x out_w x channels).
+// the layer's output (batch x out_h x out_w x channels); samples in parallel, so f may write only
+// to sample b's values.
 template <typename F>
 void for_each_pool_output(const LayerSpec& l, int batch, F f) {
-  std::size_t at = 0;
-  for (int b = 0; b < batch; ++b)
+  const std::size_t per_sample = static_cast<std::size_t>(l.out_shape.size());
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < batch; ++b) {
+    std::size_t at = static_cast<std::size_t>(b) * per_sample;
     for (int oy = 0; oy < l.out_shape.height; ++oy)
       for (int ox = 0; ox < l.out_shape.width; ++ox)
         for (int c = 0; c < l.out_shape.channels; ++c) f(b, oy, ox, c, at++);
+  }
+}
+
+// Samples a convolution takes at a time: a chunk's patches go through one GEMM (a few samples
+// keep its operands in cache), chunks run in parallel. Chunks are fixed, so every sum, the
+// kernel gradient's included, is formed the same way whatever the thread count.
+constexpr int kChunk = 4;
+
+template <typename F>
+void for_each_chunk(int batch, F f) {
+  const int chunks = (batch + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int c = 0; c < chunks; ++c) f(c, c * kChunk, std::min(kChunk, batch - c * kChunk));
+}
+
+// A thread's scratch buffer, kept between calls (the chunks of every step reuse it).
+std::vector<float>& thread_scratch(int which, std::size_t size) {
+  thread_local std::vector<float> buffers[4];
+  buffers[which].resize(size);
+  return buffers[which];
+}
+
+// Group g's channels of `n` samples' outputs (n x pixels x out_c) to or from a dense block
+// (n x pixels rows of go).
+void gather_group(const float* y, int n, int pixels, int out_c, int g, int go, float* block) {
+  for (long r = 0; r < static_cast<long>(n) * pixels; ++r) std::copy_n(y + r * out_c + g * go, go, block + r * go);
+}
+template <typename T>
+void scatter_group(const T* block, int n, int pixels, int out_c, int g, int go, T* y) {
+  for (long r = 0; r < static_cast<long>(n) * pixels; ++r) std::copy_n(block + r * go, go, y + r * out_c + g * go);
 }
 
 }  // namespace
@@ -87,16 +120,17 @@ const std::vector<float>& SpecNet::forward(const float* input, int batch) {
       case LayerKind::Conv2d: {
         const arith::Conv2dShape s = conv_shape(l);
         const int pixels = s.out_h() * s.out_w(), patch = s.patch(), go = s.group_out();
-        std::vector<float> cols(static_cast<std::size_t>(pixels) * patch), part(static_cast<std::size_t>(pixels) * go);
-        for (int b = 0; b < batch; ++b)
+        for_each_chunk(batch, [&](int, int b0, int n) {
+          std::vector<float>& cols = thread_scratch(0, static_cast<std::size_t>(n) * pixels * patch);
+          std::vector<float>& part = thread_scratch(1, static_cast<std::size_t>(n) * pixels * go);
           for (int g = 0; g < s.groups; ++g) {
-            kernels::im2col(x + b * in_size, s, g, cols.data());
-            kernels::gemm_abt(cols.data(), w_[i].data() + static_cast<std::size_t>(g) * go * patch, pixels, go, patch,
-                              part.data());
-            for (int p = 0; p < pixels; ++p)
-              std::copy_n(part.data() + static_cast<std::size_t>(p) * go, go,
-                          y.data() + b * out_size + static_cast<std::size_t>(p) * s.out_c + static_cast<std::size_t>(g) * go);
+            for (int j = 0; j < n; ++j)
+              kernels::im2col(x + (b0 + j) * in_size, s, g, cols.data() + static_cast<std::size_t>(j) * pixels * patch);
+            kernels::gemm_abt(cols.data(), w_[i].data() + static_cast<std::size_t>(g) * go * patch, n * pixels, go,
+                              patch, part.data());
+            scatter_group(part.data(), n, pixels, s.out_c, g, go, y.data() + b0 * out_size);
           }
+        });
         break;
       }
       case LayerKind::Relu:
@@ -182,24 +216,35 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
       case LayerKind::Conv2d: {
         const arith::Conv2dShape s = conv_shape(l);
         const int pixels = s.out_h() * s.out_w(), patch = s.patch(), go = s.group_out();
-        grads[i].assign(w_[i].size(), 0.0f);
-        std::vector<float> cols(static_cast<std::size_t>(pixels) * patch), dcols(cols.size());
-        std::vector<float> dyg(static_cast<std::size_t>(pixels) * go), dw(static_cast<std::size_t>(go) * patch);
-        for (int b = 0; b < batch; ++b)
+        // Each chunk's kernel gradient apart, summed in chunk order after.
+        const int chunks = (batch + kChunk - 1) / kChunk;
+        const std::size_t kernel_size = w_[i].size();
+        chunk_grads_.assign(static_cast<std::size_t>(chunks) * kernel_size, 0.0f);
+        for_each_chunk(batch, [&](int c, int b0, int n) {
+          const std::size_t rows = static_cast<std::size_t>(n) * pixels;
+          std::vector<float>& cols = thread_scratch(0, rows * patch);
+          std::vector<float>& dyg = thread_scratch(1, rows * go);
+          std::vector<float>& dcols = thread_scratch(2, dx ? rows * patch : 0);
           for (int g = 0; g < s.groups; ++g) {
-            for (int p = 0; p < pixels; ++p)
-              std::copy_n(dy + b * out_size + static_cast<std::size_t>(p) * s.out_c + static_cast<std::size_t>(g) * go, go,
-                          dyg.data() + static_cast<std::size_t>(p) * go);
-            kernels::im2col(x + b * in_size, s, g, cols.data());
-            kernels::gemm_atb(dyg.data(), cols.data(), pixels, go, patch, dw.data());
-            float* wg = grads[i].data() + static_cast<std::size_t>(g) * go * patch;
-            for (std::size_t k = 0; k < dw.size(); ++k) wg[k] += dw[k];
+            gather_group(dy + b0 * out_size, n, pixels, s.out_c, g, go, dyg.data());
+            for (int j = 0; j < n; ++j)
+              kernels::im2col(x + (b0 + j) * in_size, s, g, cols.data() + static_cast<std::size_t>(j) * pixels * patch);
+            const std::size_t at = static_cast<std::size_t>(g) * go * patch;
+            kernels::gemm_atb(dyg.data(), cols.data(), static_cast<int>(rows), go, patch,
+                              chunk_grads_.data() + static_cast<std::size_t>(c) * kernel_size + at);
             if (dx) {
-              kernels::gemm_ab(dyg.data(), w + static_cast<std::size_t>(g) * go * patch, pixels, go, patch,
-                               dcols.data());
-              kernels::col2im_add(dcols.data(), s, g, dx + b * in_size);
+              kernels::gemm_ab(dyg.data(), w + at, static_cast<int>(rows), go, patch, dcols.data());
+              for (int j = 0; j < n; ++j)
+                kernels::col2im_add(dcols.data() + static_cast<std::size_t>(j) * pixels * patch, s, g,
+                                    dx + (b0 + j) * in_size);
             }
           }
+        });
+        grads[i].assign(kernel_size, 0.0f);
+        for (int c = 0; c < chunks; ++c) {
+          const float* part = chunk_grads_.data() + static_cast<std::size_t>(c) * kernel_size;
+          for (std::size_t k = 0; k < kernel_size; ++k) grads[i][k] += part[k];
+        }
         break;
       }
       case LayerKind::Relu:
@@ -208,6 +253,7 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         break;
       case LayerKind::MaxPool:
         if (dx)
+#pragma omp parallel for schedule(static)
           for (int b = 0; b < batch; ++b)
             for (std::size_t k = 0; k < out_size; ++k) {
               const std::size_t at = static_cast<std::size_t>(b) * out_size + k;
@@ -301,32 +347,43 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
           for (std::size_t k = 0; k < in_size; ++k) kin_[i][b * in_size + k] = codes[b * in_size + k] * scale;
           unit[i][b] = scale * q.reference;
         }
-        const arith::Conv2dShape s = l.kind == LayerKind::Conv2d ? conv_shape(l) : arith::Conv2dShape{};
-        const bool conv = l.kind == LayerKind::Conv2d;
-        const int pixels_out = conv ? s.out_h() * s.out_w() : 1, groups = conv ? s.groups : 1;
-        const int k = model::kernel_fan_in(l), go = l.out / groups;
+        // The array on the codes: a linear layer's batch at once; a convolution's patches chunk
+        // by chunk. Accumulators exact: a float GEMM where no partial sum can round, else the
+        // array's chunks of `lanes`.
+        const int k = model::kernel_fan_in(l);
         const bool float_exact = kernels::float_accumulation_exact(k, f);
-        std::vector<float> cols(static_cast<std::size_t>(pixels_out) * k), acc_f(static_cast<std::size_t>(pixels_out) * go);
-        std::vector<std::int64_t> acc_i(float_exact ? 0 : acc_f.size());
-        std::vector<std::int32_t> part(acc_f.size());
-        for (int b = 0; b < batch; ++b)
-          for (int g = 0; g < groups; ++g) {
-            const float* xb = codes.data() + static_cast<std::size_t>(b) * in_size;
-            if (conv) kernels::im2col(xb, s, g, cols.data());
-            else std::copy_n(xb, k, cols.begin());
-            const float* wg = q.codes.data() + static_cast<std::size_t>(g) * go * k;
-            const arith::FixedPoint* pairs = q.requant.data() + static_cast<std::size_t>(g) * go;
-            if (float_exact) {
-              kernels::gemm_abt(cols.data(), wg, pixels_out, go, k, acc_f.data());
-              kernels::accumulator_epilogue(acc_f.data(), pixels_out, go, pairs, false, f, part.data());
-            } else {
-              kernels::accumulate_exact(cols.data(), wg, pixels_out, go, k, lanes, f, acc_i.data());
-              kernels::accumulator_epilogue(acc_i.data(), pixels_out, go, pairs, false, f, part.data());
-            }
-            for (int p = 0; p < pixels_out; ++p)
-              std::copy_n(part.data() + static_cast<std::size_t>(p) * go, go,
-                          y.data() + b * out_size + static_cast<std::size_t>(p) * l.out + static_cast<std::size_t>(g) * go);
+        const auto array = [&](const float* cols, int rows, int g, int go, std::int32_t* out) {
+          std::vector<float>& acc = thread_scratch(1, static_cast<std::size_t>(rows) * go);
+          const float* wg = q.codes.data() + static_cast<std::size_t>(g) * go * k;
+          const arith::FixedPoint* pairs = q.requant.data() + static_cast<std::size_t>(g) * go;
+          if (float_exact) {
+            kernels::gemm_abt(cols, wg, rows, go, k, acc.data());
+            kernels::accumulator_epilogue(acc.data(), rows, go, pairs, false, f, out);
+          } else {
+            thread_local std::vector<std::int64_t> acc_i;
+            acc_i.resize(static_cast<std::size_t>(rows) * go);
+            kernels::accumulate_exact(cols, wg, rows, go, k, lanes, f, acc_i.data());
+            kernels::accumulator_epilogue(acc_i.data(), rows, go, pairs, false, f, out);
           }
+        };
+        if (l.kind == LayerKind::Linear) {
+          array(codes.data(), batch, 0, l.out, y.data());
+          break;
+        }
+        const arith::Conv2dShape s = conv_shape(l);
+        const int pixels = s.out_h() * s.out_w(), go = s.group_out();
+        for_each_chunk(batch, [&](int, int b0, int n) {
+          const int rows = n * pixels;
+          std::vector<float>& cols = thread_scratch(0, static_cast<std::size_t>(rows) * k);
+          thread_local std::vector<std::int32_t> part;
+          part.resize(static_cast<std::size_t>(rows) * go);
+          for (int g = 0; g < s.groups; ++g) {
+            for (int j = 0; j < n; ++j)
+              kernels::im2col(codes.data() + (b0 + j) * in_size, s, g, cols.data() + static_cast<std::size_t>(j) * pixels * k);
+            array(cols.data(), rows, g, go, part.data());
+            scatter_group(part.data(), n, pixels, s.out_c, g, go, y.data() + b0 * out_size);
+          }
+        });
         break;
       }
       case LayerKind::Relu:

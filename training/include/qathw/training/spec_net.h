@@ -70,6 +70,7 @@ class SpecNet {
   std::vector<QuantizedKernel> q_;                 // per layer (empty for layers without a kernel)
   std::vector<std::vector<std::int32_t>> z_;       // per layer: the integers of the last forward_quantized
   std::vector<std::vector<float>> kin_;            // per kernel layer: its input codes times their scale
+  std::vector<float> chunk_grads_;                 // a convolution's kernel gradient, chunk by chunk
   bool quantized_pass_ = false;                    // whether the last forward was forward_quantized
   void backward_pass(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
 };
