@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <sstream>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -67,5 +68,25 @@ inline const CLI::Validator Seed(
       return {};
     },
     "SEED", "SEED");
+
+// A static quantizer's calibration: "minmax", or the percentile of magnitudes in (0, 100] the
+// initial step covers. Returns the fraction, 1 for minmax; nullopt when `text` is neither.
+inline std::optional<double> calibration_fraction(const std::string& text) {
+  if (text == "minmax") return 1.0;
+  try {
+    std::size_t used = 0;
+    const double p = std::stod(text, &used);
+    if (used == text.size() && p > 0.0 && p <= 100.0) return p / 100.0;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+inline const CLI::Validator Calibration(
+    [](std::string& value) -> std::string {
+      return calibration_fraction(value) ? std::string()
+                                         : "'" + value + "' is neither minmax nor a percentile in (0, 100]";
+    },
+    "minmax|PERCENTILE", "CALIBRATION");
 
 }  // namespace qathw::cli

@@ -31,6 +31,7 @@ struct TrainOptions {
   std::string ste = "identity";
   std::string device = "auto";
   std::string threads = "auto";
+  std::string calibration = "99.99";
   bool hidden_given = false;
   bool resume = false;
   bool no_fp32 = false;
@@ -87,6 +88,7 @@ int run_train(const TrainOptions& o) {
   config.train_fp32 = !o.no_fp32;
   config.device = device.device == kernels::Device::Cuda ? training::TrainDevice::Cuda : training::TrainDevice::Cpu;
   config.fit_threads = o.threads == "auto";
+  config.calibration = *calibration_fraction(o.calibration);
   config.threads = config.fit_threads ? util::usable_cpus() : std::stoi(o.threads);
   const std::string device_name = device.device == kernels::Device::Cuda ? "cuda" : "cpu";
   const training::Dataset train = training::load_split(o.data, training::Split::Train);
@@ -102,7 +104,8 @@ int run_train(const TrainOptions& o) {
                                std::to_string(model_spec->input.height) + "x" + std::to_string(model_spec->input.width) +
                                "x" + std::to_string(model_spec->input.channels) + "; " + o.data + " has images of " +
                                std::to_string(train.rows) + "x" + std::to_string(train.cols) + "x1");
-    if (const auto hidden = training::mlp_hidden_sizes(*model_spec)) {
+    const auto hidden = training::mlp_hidden_sizes(*model_spec);
+    if (hidden && spec.format.act_quantizer == arith::ActQuantizer::DynamicPerTokenAbsmax) {
       config.hidden = *hidden;
       model_spec.reset();
     }
@@ -232,6 +235,10 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(CLI::IsMember({"identity", "clipped"}));
   cmd->add_option("--device", o->device, "Where training steps run: auto (a CUDA GPU when present), cpu, cuda")
       ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--calibration", o->calibration,
+                  "Initial step of static quantizers (model files with residual adds, static targets): minmax, or "
+                  "the percentile of input magnitudes it covers")
+      ->capture_default_str()->check(Calibration);
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoints in the output folder");
   cmd->add_flag("--no-fp32", o->no_fp32, "Skip the FP32 twin (and so PTQ)");
   cmd->callback([o, cmd, &exit_code] {

@@ -1,6 +1,8 @@
 // Training runs of a model file's network (convolutions, pools, a grouped convolution) on the
 // tiny IDX data set: learning, what QAT trains is what the integer engine computes on the
 // exported bundle, resuming from checkpoints, and which models the MLP trainer takes.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -70,6 +72,53 @@ type = "linear"
 out = "classes"
 )";
   return model::parse_model(toml, "tiny-cnn.toml", 4);
+}
+
+// A residual block on the tiny set: the add's operands need static quantizers upstream.
+model::ModelSpec tiny_residual() {
+  const std::string toml = R"(name = "tiny-residual"
+input = [8, 10, 1]
+[[layers]]
+type = "conv2d"
+out = 8
+kernel = 3
+padding = 1
+[[layers]]
+type = "relu"
+name = "stem"
+[[layers]]
+type = "conv2d"
+out = 8
+kernel = 3
+padding = 1
+[[layers]]
+type = "relu"
+[[layers]]
+type = "conv2d"
+out = 8
+kernel = 3
+padding = 1
+[[layers]]
+type = "add"
+residual = "stem"
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool"
+kernel = 2
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "linear"
+out = "classes"
+)";
+  return model::parse_model(toml, "tiny-residual.toml", 4);
+}
+
+target::TargetSpec static_target(const char* name) {
+  target::TargetSpec t = target::builtin_target(name);
+  t.format.act_quantizer = arith::ActQuantizer::StaticPerTensor;
+  return t;
 }
 
 TrainConfig small_config() {
@@ -165,6 +214,141 @@ INSTANTIATE_TEST_SUITE_P(Targets, ModelOnTiny, ::testing::Values("ternary-asic",
                              if (ch == '-') ch = '_';
                            return s;
                          });
+
+// Static quantizers where an add needs fixed units (everything upstream of it), dynamic after;
+// all static on a static target.
+TEST(StaticScales, QuantizersUpstreamOfAnAddOrOnAStaticTargetAreStatic) {
+  const target::TargetSpec t = target::builtin_target("ternary-asic");
+  const SpecNet residual(tiny_residual(), 1);
+  const std::vector<bool> fixed = residual.static_quantizers(t.format);
+  const std::vector<bool> want = {true, false, true, false, true, false, false, false, false, false};
+  EXPECT_EQ(fixed, want);
+  const SpecNet cnn(tiny_cnn(), 1);
+  for (bool f : cnn.static_quantizers(t.format)) EXPECT_FALSE(f);
+  const std::vector<bool> all = cnn.static_quantizers(static_target("ternary-asic").format);
+  for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i], !cnn.weights()[i].empty()) << "layer " << i;
+}
+
+// Residual adds (and a static target's network): QAT learns the steps, the bundle holds the
+// static quantizers' and adds' pairs, and the integer engine computes the trainer's integers.
+class StaticOnTiny : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(StaticOnTiny, ResidualModelDeploysTheTrainersIntegers) {
+  const target::TargetSpec t = target::builtin_target(GetParam());
+  const TrainConfig c = small_config();
+  SCOPED_TRACE(test::seed_note(c.seed));
+  TempDir dir;
+  ModelTrainResult r = train_model(tiny_residual(), t, c, tiny_train(), tiny_test(), dir / "ck", false, nullptr);
+  EXPECT_GT(r.qat_result.test_accuracy, 0.5);
+  EXPECT_GT(r.ptq_result.test_accuracy, 0.25);
+  // The steps moved from their calibration.
+  SpecNet calibrated(tiny_residual(), c.seed);
+  calibrated.quantize_kernels(t.format);
+  calibrated.calibrate_static(tiny_train().pixels.data(), 256, t.format, t.array.lanes, c.calibration);
+  EXPECT_NE(r.qat.steps()[2], calibrated.steps()[2]);
+  EXPECT_GT(r.qat.steps()[2], 0.0f);
+
+  const Dataset& test = tiny_test();
+  const QuantizedEval eval = evaluate_quantized(r.qat, t, test);
+  model::save_bundle(dir / "model.qhw", make_bundle(r.qat, t, to_json(c)));
+  const model::Bundle bundle = model::load_bundle(dir / "model.qhw", &t);
+  int static_quantizers = 0, adds = 0;
+  for (const model::Op& op : bundle.graph.ops) {
+    static_quantizers += op.type == model::OpType::Quantize && !op.pairs.empty();
+    adds += op.type == model::OpType::Add && op.pairs.size() == 2;
+  }
+  EXPECT_EQ(static_quantizers, 3);
+  EXPECT_EQ(adds, 1);
+  const std::vector<std::int32_t> engine = model::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
+  ASSERT_EQ(engine.size(), eval.outputs.size());
+  for (std::size_t i = 0; i < engine.size(); ++i) ASSERT_EQ(engine[i], eval.outputs[i]) << "output integer " << i;
+}
+
+TEST_P(StaticOnTiny, StaticTargetDeploysTheTrainersIntegers) {
+  const target::TargetSpec t = static_target(GetParam());
+  TrainConfig c = small_config();
+  c.calibration = 1.0;  // min-max
+  SCOPED_TRACE(test::seed_note(c.seed));
+  TempDir dir;
+  ModelTrainResult r = train_model(tiny_cnn(), t, c, tiny_train(), tiny_test(), dir / "ck", false, nullptr);
+  EXPECT_GT(r.qat_result.test_accuracy, 0.5);
+  const Dataset& test = tiny_test();
+  const QuantizedEval eval = evaluate_quantized(r.qat, t, test);
+  const model::Bundle bundle = make_bundle(r.qat, t, to_json(c));
+  for (const model::Op& op : bundle.graph.ops)
+    if (op.type == model::OpType::Quantize) {
+      EXPECT_EQ(op.pairs.size(), 1u) << op.name;
+    }
+  const std::vector<std::int32_t> engine = model::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
+  ASSERT_EQ(engine.size(), eval.outputs.size());
+  for (std::size_t i = 0; i < engine.size(); ++i) ASSERT_EQ(engine[i], eval.outputs[i]) << "output integer " << i;
+}
+
+// The learned steps travel in the checkpoints: a resumed run ends bit for bit where an
+// uninterrupted one does.
+TEST_P(StaticOnTiny, ResumedResidualRunEqualsUninterruptedRun) {
+  const target::TargetSpec t = target::builtin_target(GetParam());
+  TrainConfig c = small_config();
+  c.epochs = 3;
+  SCOPED_TRACE(test::seed_note(c.seed));
+  TempDir dir;
+  const ModelTrainResult whole =
+      train_model(tiny_residual(), t, c, tiny_train(), tiny_test(), dir / "whole", false, nullptr);
+  auto stop = [](const EpochProgress& p) {
+    if (p.phase == Phase::Qat && p.epoch == 2) throw Interrupted();
+  };
+  EXPECT_THROW(train_model(tiny_residual(), t, c, tiny_train(), tiny_test(), dir / "cut", false, stop), Interrupted);
+  const ModelTrainResult resumed =
+      train_model(tiny_residual(), t, c, tiny_train(), tiny_test(), dir / "cut", true, nullptr);
+  EXPECT_EQ(resumed.qat_result.epochs_resumed, 2);
+  EXPECT_TRUE(same_bits(resumed.qat, whole.qat));
+  EXPECT_EQ(resumed.qat.steps(), whole.qat.steps());
+  EXPECT_EQ(resumed.qat_result.test_accuracy, whole.qat_result.test_accuracy);
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, StaticOnTiny, ::testing::Values("ternary-asic", "int4-fpga"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s;
+                         });
+
+// LSQ's step gradient: inputs inside the range contribute round(x/s) - x/s, clipped ones -Q or Q,
+// each times d loss / d (its code's real value); only the unclipped pass the gradient on.
+TEST(StaticScales, StepGradientIsLsqs) {
+  const target::TargetSpec t = static_target("ternary-asic");
+  const model::ModelSpec m = model::parse_model(
+      "name = \"one\"\ninput = [2, 3, 1]\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\n"
+      "out = \"classes\"\n", "one.toml", 2);
+  SpecNet net(m, 5);
+  net.quantize_kernels(t.format);
+  const std::vector<std::uint8_t> pixels = {0, 40, 90, 130, 200, 255, 255, 17, 3, 100, 160, 250};
+  net.calibrate_static(pixels.data(), 2, t.format, t.array.lanes, 1.0);
+  net.steps()[1] *= 0.5f;  // half the calibrated step: the largest pixels clip
+  net.forward_quantized(pixels.data(), 2, t.format, t.array.lanes);
+  const std::vector<float> dlogits = {0.25f, -0.5f, 1.0f, 0.75f};
+  std::vector<std::vector<float>> grads;
+  net.backward_quantized(dlogits, false, grads);
+
+  const double q = 127.0;
+  const double step = 1.0 / 255.0 / arith::to_real(net.input_pairs(1)[0]);
+  const std::vector<float>& w = net.quantized()[1].dequantized;
+  double want = 0;
+  int clipped = 0;
+  for (int b = 0; b < 2; ++b)
+    for (int k = 0; k < 6; ++k) {
+      const double x = pixels[b * 6 + k] / 255.0 / step;
+      const double dcode = dlogits[b * 2] * w[k] + dlogits[b * 2 + 1] * w[6 + k];  // d loss / d (code's value)
+      const double code = std::max(-q, std::min(q, std::round(x)));
+      clipped += x > q;
+      want += dcode * (x > q ? q : code - x);
+    }
+  want /= std::sqrt(6.0 * q);
+  EXPECT_GT(clipped, 0);
+  EXPECT_NEAR(net.step_gradients()[1], want, 1e-4 * std::max(1.0, std::abs(want)));
+  EXPECT_EQ(net.step_gradients()[0], 0.0f);
+}
 
 // A checkpoint of another model (the same kernel shapes, another stride) does not resume.
 TEST(ModelResume, CheckpointOfAnotherModelIsRejected) {

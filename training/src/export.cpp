@@ -56,8 +56,14 @@ model::Bundle make_bundle(SpecNet& net, const target::TargetSpec& target, nlohma
                              std::to_string(m.input.channels));
   model::Bundle b = bundle_header(target, m.input.height, m.input.width, m.classes(), std::move(training));
   net.quantize_kernels(target.format);
+  // The static quantizers' and adds' pairs follow from the steps and kernels alone: one forward
+  // of any image gives them.
+  const std::vector<std::uint8_t> image(static_cast<std::size_t>(m.input.size()), 0);
+  net.forward_quantized(image.data(), 1, target.format, target.array.lanes);
   std::vector<model::LayerParams> params(m.layers.size());
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    params[i].input_quantizer = net.input_pairs(i);
+    params[i].pairs = net.add_pairs(i);
     const SpecNet::QuantizedKernel& q = net.quantized()[i];
     if (q.codes.empty()) continue;
     params[i].kernel = kernel_params(model::kernel_fan_in(m.layers[i]), m.layers[i].out, q.codes, q.requant, q.scales,

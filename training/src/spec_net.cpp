@@ -10,6 +10,7 @@
 #include "qathw/kernels/conv.h"
 #include "qathw/kernels/dense.h"
 #include "qathw/kernels/quant_ops.h"
+#include "qathw/training/calibration.h"
 
 namespace qathw::training {
 namespace {
@@ -96,6 +97,7 @@ SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(sp
   }
   out_.resize(spec_.layers.size());
   argmax_.resize(spec_.layers.size());
+  steps_.assign(spec_.layers.size(), 0.0f);
 }
 
 const float* SpecNet::input_of(std::size_t layer) const {
@@ -189,7 +191,8 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
   std::vector<std::vector<float>> d(layers);  // d(loss)/d(each layer's output)
   for (std::size_t i = 0; i < layers; ++i) d[i].assign(out_[i].size(), 0.0f);
   d.back() = dlogits;
-  std::vector<float> scratch;
+  std::vector<float> scratch, dcodes;
+  step_grads_.assign(layers, 0.0f);
   for (std::size_t i = layers; i-- > 0;) {
     const LayerSpec& l = spec_.layers[i];
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
@@ -201,6 +204,14 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
     const bool kernel = l.kind == LayerKind::Conv2d || l.kind == LayerKind::Linear;
     const float* x = quantized_pass_ && kernel ? kin_[i].data() : input_of(i);
     const float* w = quantized_pass_ && kernel ? q_[i].dequantized.data() : w_[i].data();
+    // A static quantizer's input gradient first goes to its output (the codes' real values):
+    // the step's gradient needs it even where the input, the pixels, needs none.
+    const bool lsq = quantized_pass_ && kernel && !xs_[i].empty();
+    float* const dx_source = dx;
+    if (lsq) {
+      dcodes.assign(static_cast<std::size_t>(batch) * in_size, 0.0f);
+      dx = dcodes.data();
+    }
     switch (l.kind) {
       case LayerKind::Linear: {
         const int in = l.in_shape.channels;
@@ -285,7 +296,30 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
           for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += dy[k];
         break;
     }
+    if (lsq) step_grads_[i] = lsq_backward(i, dcodes, dx_source);
   }
+}
+
+float SpecNet::lsq_backward(std::size_t i, const std::vector<float>& dcodes, float* dx) const {
+  // LSQ: the quantizer's output v = clamp(round(x / s), -Q, Q) * s passes the gradient to x where
+  // it does not clip; d v / d s is round(x / s) - x / s there and -Q or Q where it clips. The step's
+  // gradient is scaled by 1 / sqrt(features x Q) (Esser et al., 2020).
+  const std::vector<float>& t = xs_[i];
+  const float q = static_cast<float>(qmax_), step = pair_steps_[i];
+  double ds = 0;
+  for (std::size_t k = 0; k < t.size(); ++k) {
+    const float g = dcodes[k];
+    if (t[k] < -q) {
+      ds -= g * q;
+    } else if (t[k] > q) {
+      ds += g * q;
+    } else {
+      ds += g * (kin_[i][k] / step - t[k]);
+      if (dx) dx[k] += g;
+    }
+  }
+  const double features = static_cast<double>(spec_.layers[i].in_shape.size());
+  return static_cast<float>(ds / std::sqrt(features * q));
 }
 
 void SpecNet::quantize_kernels(const arith::Format& f) {
@@ -306,12 +340,54 @@ void SpecNet::quantize_kernels(const arith::Format& f) {
   }
 }
 
+std::vector<bool> SpecNet::static_quantizers(const arith::Format& f) const {
+  // A layer's output reaches an add: its units must be the same in every sample, so every
+  // quantizer upstream of it is static.
+  const std::size_t n = spec_.layers.size();
+  std::vector<bool> feeds_add(n, false);
+  for (std::size_t i = n; i-- > 0;) {
+    if (spec_.layers[i].kind == LayerKind::Add) feeds_add[i] = true;
+    if (!feeds_add[i]) continue;
+    if (source_[i] != kInput) feeds_add[source_[i]] = true;
+    if (residual_[i] != kInput) feeds_add[residual_[i]] = true;
+  }
+  std::vector<bool> fixed(n, false);
+  const bool all = f.act_quantizer == arith::ActQuantizer::StaticPerTensor;
+  for (std::size_t i = 0; i < n; ++i) fixed[i] = !w_[i].empty() && (all || feeds_add[i]);
+  return fixed;
+}
+
+std::int64_t SpecNet::calibrate(const std::vector<std::int32_t>& values) const {
+  const std::int64_t amax = calibration_fraction_ >= 1.0 ? calibrate_minmax(values)
+                                                          : calibrate_percentile(values, calibration_fraction_);
+  return std::max<std::int64_t>(amax, 1);
+}
+
+void SpecNet::calibrate_static(const std::uint8_t* pixels, int batch, const arith::Format& f, int lanes,
+                               double fraction) {
+  calibration_fraction_ = fraction;
+  calibrating_ = true;
+  try {
+    forward_quantized(pixels, batch, f, lanes);
+  } catch (...) {
+    calibrating_ = false;
+    throw;
+  }
+  calibrating_ = false;
+}
+
 const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f,
                                                      int lanes) {
-  for (const LayerSpec& l : spec_.layers)
-    if (l.kind == LayerKind::Add)
-      throw std::runtime_error(spec_.origin + ": a residual add needs static activation quantizers, which QAT " +
-                               "does not train yet");
+  const std::vector<bool> fixed = static_quantizers(f);
+  if (!calibrating_)
+    for (std::size_t i = 0; i < fixed.size(); ++i)
+      if (fixed[i] && !(steps_[i] > 0.0f))
+        throw std::logic_error("forward_quantized: layer " + std::to_string(i) + "'s static quantizer is not calibrated");
+  xs_.assign(spec_.layers.size(), {});
+  pair_steps_.assign(spec_.layers.size(), 0.0f);
+  qmax_ = arith::act_qmax(f.act_bits);
+  input_pairs_.assign(spec_.layers.size(), {});
+  add_pairs_.assign(spec_.layers.size(), {});
   batch_ = batch;
   quantized_pass_ = true;
   z_.assign(spec_.layers.size(), {});
@@ -336,16 +412,36 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
     switch (l.kind) {
       case LayerKind::Conv2d:
       case LayerKind::Linear: {
-        // The quantizer: one token per sample (the whole map), then the array on its codes.
-        codes.resize(x.size());
-        kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data());
         const QuantizedKernel& q = q_[i];
-        // The codes' real values for the backward pass, and the output's unit.
+        codes.resize(x.size());
         kin_[i].resize(codes.size());
-        for (int b = 0; b < batch; ++b) {
-          const float scale = static_cast<float>(amax[b]) * unit_in[b] / qmax;
-          for (std::size_t k = 0; k < in_size; ++k) kin_[i][b * in_size + k] = codes[b * in_size + k] * scale;
-          unit[i][b] = scale * q.reference;
+        if (fixed[i]) {
+          // Static: one pair for the tensor, unit_in / step (the units upstream are fixed).
+          if (calibrating_) steps_[i] = static_cast<float>(calibrate(x) * unit_in[0] / qmax);
+          const arith::FixedPointResult pair = arith::to_fixed_point(unit_in[0] / steps_[i], f);
+          if (pair.status != arith::FixedPointStatus::Ok)
+            throw std::runtime_error(spec_.origin + ": layer " + std::to_string(i) + ": the static quantizer's " +
+                                     "pair (input unit / step = " + std::to_string(unit_in[0] / steps_[i]) +
+                                     ") has no pair in the target's scale format");
+          input_pairs_[i] = {pair.value};
+          const float step = static_cast<float>(unit_in[0] / arith::to_real(pair.value));  // the step the pair gives
+          pair_steps_[i] = step;
+          xs_[i].resize(codes.size());
+#pragma omp parallel for schedule(static)
+          for (std::size_t k = 0; k < x.size(); ++k) {
+            codes[k] = static_cast<float>(arith::quantize_act(x[k], pair.value, f.act_bits, f.rounding));
+            kin_[i][k] = codes[k] * step;
+            xs_[i][k] = static_cast<float>(x[k]) * unit_in[0] / step;
+          }
+          std::fill(unit[i].begin(), unit[i].end(), step * q.reference);
+        } else {
+          // Dynamic: one token per sample (the whole map).
+          kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data());
+          for (int b = 0; b < batch; ++b) {
+            const float scale = static_cast<float>(amax[b]) * unit_in[b] / qmax;
+            for (std::size_t k = 0; k < in_size; ++k) kin_[i][b * in_size + k] = codes[b * in_size + k] * scale;
+            unit[i][b] = scale * q.reference;
+          }
         }
         // The array on the codes: a linear layer's batch at once; a convolution's patches chunk
         // by chunk. Accumulators exact: a float GEMM where no partial sum can round, else the
@@ -415,8 +511,22 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
       case LayerKind::Flatten:
         y = x;
         break;
-      case LayerKind::Add:
-        break;  // refused above
+      case LayerKind::Add: {
+        // Both operands in the larger of their units (fixed: every quantizer upstream is static).
+        const std::vector<std::int32_t>& r = z_[residual_[i]];
+        const float unit_r = unit[residual_[i]][0], unit_out = std::max(unit_in[0], unit_r);
+        const arith::FixedPointResult pa = arith::to_fixed_point(unit_in[0] / unit_out, f);
+        const arith::FixedPointResult pb = arith::to_fixed_point(unit_r / unit_out, f);
+        if (pa.status != arith::FixedPointStatus::Ok || pb.status != arith::FixedPointStatus::Ok)
+          throw std::runtime_error(spec_.origin + ": layer " + std::to_string(i) + ": the add's operand scales " +
+                                   "differ beyond the target's scale format");
+        add_pairs_[i] = {pa.value, pb.value};
+#pragma omp parallel for schedule(static)
+        for (std::size_t k = 0; k < y.size(); ++k)
+          y[k] = static_cast<std::int32_t>(arith::add_aligned(x[k], pa.value, r[k], pb.value, f));
+        std::fill(unit[i].begin(), unit[i].end(), unit_out);
+        break;
+      }
     }
     // The real values the backward pass works on.
     out_[i].resize(y.size());

@@ -22,7 +22,8 @@ nlohmann::json to_json(const TrainConfig& c) {
   return {{"hidden", c.hidden},         {"epochs", c.epochs},   {"batch", c.batch},
           {"lr", c.lr},                 {"weight_decay", c.weight_decay}, {"warmup_frac", c.warmup_frac},
           {"seed", c.seed},             {"threads", c.threads}, {"fit_threads", c.fit_threads},
-          {"ste", c.ste_clip ? "clipped" : "identity"}, {"train_fp32", c.train_fp32}};
+          {"ste", c.ste_clip ? "clipped" : "identity"}, {"train_fp32", c.train_fp32},
+          {"calibration", c.calibration}};
 }
 
 float learning_rate(const TrainConfig& c, long step, long total) {
@@ -100,6 +101,10 @@ class Learner {
                      std::vector<std::vector<float>>& grads) = 0;
   virtual double evaluate(const Dataset& data, bool quantized) = 0;
   virtual Mlp* mlp() { return nullptr; }  // the network the CUDA trainer runs, for the MLP
+  // Whether weight decay applies to parameter k (kernels: yes; quantizer steps: no).
+  virtual bool decays(std::size_t) const { return true; }
+  // Before the first step of a run that starts from scratch (not from a checkpoint).
+  virtual void start(const Dataset&) {}
 };
 
 class MlpLearner final : public Learner {
@@ -140,17 +145,39 @@ class MlpLearner final : public Learner {
   std::vector<float> dlogits_;
 };
 
+// The samples a static quantizer is calibrated on: the first of the training set.
+constexpr std::size_t kCalibrationSamples = 256;
+
+void calibrate(SpecNet& net, const target::TargetSpec& t, const Dataset& train, double fraction) {
+  const std::vector<bool> fixed = net.static_quantizers(t.format);
+  if (std::find(fixed.begin(), fixed.end(), true) == fixed.end()) return;
+  net.quantize_kernels(t.format);
+  const int n = static_cast<int>(std::min(kCalibrationSamples, train.count));
+  net.calibrate_static(train.pixels.data(), n, t.format, t.array.lanes, fraction);
+}
+
+// A model file's network. Its parameters: the kernels, then in QAT each static quantizer's step
+// (learned, LSQ) as a 1 x 1 tensor holding its logarithm: Adam moves a parameter by about the
+// learning rate per step whatever its gradient, which would take a step of 0.01 below zero in one
+// update; in the logarithm it is a relative change, and the step stays positive.
 class SpecLearner final : public Learner {
  public:
-  SpecLearner(SpecNet& net, const target::TargetSpec& t, bool ste_clip) : net_(net), t_(t), clip_(ste_clip) {
+  SpecLearner(SpecNet& net, const target::TargetSpec& t, const TrainConfig& c, bool quantized)
+      : net_(net), t_(t), clip_(c.ste_clip), calibration_(c.calibration) {
     for (std::size_t i = 0; i < net_.weights().size(); ++i)
       if (!net_.weights()[i].empty()) kernel_layers_.push_back(i);
+    const std::vector<bool> fixed = net_.static_quantizers(t.format);
+    for (std::size_t i = 0; i < fixed.size(); ++i)
+      if (quantized && fixed[i]) step_layers_.push_back(i);
+    steps_.assign(step_layers_.size(), std::vector<float>(1, 0.0f));
   }
   std::vector<std::vector<float>*> kernels() override {
     std::vector<std::vector<float>*> k;
     for (std::size_t i : kernel_layers_) k.push_back(&net_.weights()[i]);
+    for (std::vector<float>& s : steps_) k.push_back(&s);
     return k;
   }
+  bool decays(std::size_t k) const override { return k < kernel_layers_.size(); }
   // A kernel as a layer of out rows of fan-in weights (a convolution's rows are patches).
   Mlp checkpoint_layers() override {
     Mlp m;
@@ -158,13 +185,20 @@ class SpecLearner final : public Learner {
       const model::LayerSpec& l = net_.spec().layers[i];
       m.layers.push_back({model::kernel_fan_in(l), l.out, false, net_.weights()[i]});
     }
+    for (const std::vector<float>& s : steps_) m.layers.push_back({1, 1, false, s});
     return m;
+  }
+  void start(const Dataset& train) override {
+    if (step_layers_.empty()) return;
+    calibrate(net_, t_, train, calibration_);
+    for (std::size_t k = 0; k < step_layers_.size(); ++k) steps_[k][0] = std::log(net_.steps()[step_layers_[k]]);
   }
   float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized, int& correct,
              std::vector<std::vector<float>>& grads) override {
     float loss = 0;
     const int classes = net_.spec().classes();
     if (quantized) {
+      set_steps();
       net_.quantize_kernels(t_.format);
       loss = softmax_cross_entropy(net_.forward_quantized(pixels, batch, t_.format, t_.array.lanes), labels, batch,
                                    classes, dlogits_, correct);
@@ -174,15 +208,23 @@ class SpecLearner final : public Learner {
                                    correct);
       net_.backward(dlogits_, layer_grads_);
     }
-    grads.resize(kernel_layers_.size());
+    grads.resize(kernel_layers_.size() + step_layers_.size());
     for (std::size_t k = 0; k < kernel_layers_.size(); ++k) grads[k].swap(layer_grads_[kernel_layers_[k]]);
+    for (std::size_t k = 0; k < step_layers_.size(); ++k) {  // d loss / d log s = s d loss / d s
+      const std::size_t i = step_layers_[k];
+      grads[kernel_layers_.size() + k].assign(1, net_.step_gradients()[i] * net_.steps()[i]);
+    }
     return loss;
   }
   double evaluate(const Dataset& data, bool quantized) override {
+    set_steps();
     return quantized ? evaluate_quantized(net_, t_, data).accuracy : evaluate_fp32(net_, data);
   }
 
  private:
+  void set_steps() {
+    for (std::size_t k = 0; k < step_layers_.size(); ++k) net_.steps()[step_layers_[k]] = std::exp(steps_[k][0]);
+  }
   const float* to_values(const std::uint8_t* pixels, int batch) {
     values_.resize(static_cast<std::size_t>(batch) * static_cast<std::size_t>(net_.spec().input.size()));
     for (std::size_t k = 0; k < values_.size(); ++k) values_[k] = static_cast<float>(pixels[k]) / 255.0f;
@@ -191,7 +233,9 @@ class SpecLearner final : public Learner {
   SpecNet& net_;
   const target::TargetSpec& t_;
   bool clip_;
-  std::vector<std::size_t> kernel_layers_;
+  double calibration_;
+  std::vector<std::size_t> kernel_layers_, step_layers_;
+  std::vector<std::vector<float>> steps_;  // the steps as the optimizer holds them
   std::vector<float> values_, dlogits_;
   std::vector<std::vector<float>> layer_grads_;
 };
@@ -231,6 +275,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
     }
   }
 
+  if (start_epoch == 0) net.start(train);
   const bool quantized = phase == Phase::Qat;
   const std::size_t features = train.features;
   std::vector<std::uint8_t> pixels(static_cast<std::size_t>(c.batch) * features), labels(c.batch);
@@ -287,8 +332,11 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
       p.lr = learning_rate(c, step, total);
       p.weight_decay = weight_decay(c, step, total);
       p.step = step + 1;
-      for (std::size_t k = 0; k < weights.size(); ++k)
+      const float decay = p.weight_decay;
+      for (std::size_t k = 0; k < weights.size(); ++k) {
+        p.weight_decay = net.decays(k) ? decay : 0.0f;
         kernels::adamw_step(weights[k]->data(), grads[k].data(), m[k].data(), v[k].data(), grads[k].size(), p);
+      }
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     seconds_this_run += seconds;
@@ -316,11 +364,8 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   return result;
 }
 
-void check_run(const target::TargetSpec& target, const TrainConfig& config, const Dataset& train_set,
+void check_run(const TrainConfig& config, const Dataset& train_set,
                const Dataset& test, const std::filesystem::path& checkpoint_dir) {
-  if (target.format.act_quantizer != arith::ActQuantizer::DynamicPerTokenAbsmax)
-    throw std::runtime_error(target.origin + ": field 'activations.quantizer': the trainer supports "
-                             "\"dynamic_per_token_absmax\" only (static per-tensor calibration is not implemented)");
   if (train_set.features != test.features || train_set.classes != test.classes)
     throw std::runtime_error(test.source + ": test images or classes differ from the training set " + train_set.source);
   kernels::set_threads(config.threads);
@@ -332,7 +377,10 @@ void check_run(const target::TargetSpec& target, const TrainConfig& config, cons
 TrainResult train(const target::TargetSpec& target, const TrainConfig& config, const Dataset& train_set,
                   const Dataset& test, const std::filesystem::path& checkpoint_dir, bool resume,
                   const std::function<void(const EpochProgress&)>& progress) {
-  check_run(target, config, train_set, test, checkpoint_dir);
+  if (target.format.act_quantizer != arith::ActQuantizer::DynamicPerTokenAbsmax)
+    throw std::runtime_error(target.origin + ": field 'activations.quantizer': the MLP trainer runs "
+                             "\"dynamic_per_token_absmax\" only; train a static target's network with --model");
+  check_run(config, train_set, test, checkpoint_dir);
   const int features = static_cast<int>(train_set.features);
   TrainResult r;
   if (config.train_fp32) {
@@ -353,7 +401,7 @@ TrainResult train(const target::TargetSpec& target, const TrainConfig& config, c
 ModelTrainResult train_model(const model::ModelSpec& model, const target::TargetSpec& target, const TrainConfig& config,
                              const Dataset& train_set, const Dataset& test, const std::filesystem::path& checkpoint_dir,
                              bool resume, const std::function<void(const EpochProgress&)>& progress) {
-  check_run(target, config, train_set, test, checkpoint_dir);
+  check_run(config, train_set, test, checkpoint_dir);
   if (static_cast<std::size_t>(model.input.size()) != train_set.features)
     throw std::runtime_error(model.origin + ": field 'input': the model reads " + std::to_string(model.input.size()) +
                              " values per sample; " + train_set.source + " has " +
@@ -363,13 +411,14 @@ ModelTrainResult train_model(const model::ModelSpec& model, const target::Target
   const nlohmann::json network = model::to_json(model)["layers"];
   ModelTrainResult r{SpecNet(model, config.seed), SpecNet(model, config.seed), {}, {}, {}};
   if (config.train_fp32) {
-    SpecLearner learner(r.fp32, target, config.ste_clip);
+    SpecLearner learner(r.fp32, target, config, false);
     r.fp32_result = run_phase(Phase::Fp32, target, config, train_set, test, checkpoint_dir / "fp32.ckpt", resume,
                               progress, learner, network);
+    calibrate(r.fp32, target, train_set, config.calibration);
     r.ptq_result.ran = true;
     r.ptq_result.test_accuracy = evaluate_quantized(r.fp32, target, test).accuracy;
   }
-  SpecLearner learner(r.qat, target, config.ste_clip);
+  SpecLearner learner(r.qat, target, config, true);
   r.qat_result = run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress,
                            learner, network);
   return r;

@@ -45,12 +45,31 @@ class SpecNet {
   // feature map of a sample is one token), accumulators exact under the target's overflow rule
   // (chunks of `lanes` where they can saturate), the requantization epilogue, pools on integers.
   // integers(i) is layer i's output (batch x its size), what the integer engine computes on the
-  // lowered graph. Models with an add are refused (their pairs need static quantizers).
+  // lowered graph. Static quantizers must be calibrated first (calibrate_static).
   // Returns the logits' real values (batch x classes): the last layer's integers times each
   // sample's unit (its input pixels' 1/255 through every quantizer's scale and kernel's reference).
   const std::vector<float>& forward_quantized(const std::uint8_t* pixels, int batch, const arith::Format& f,
                                               int lanes);
   const std::vector<std::int32_t>& integers(std::size_t layer) const { return z_[layer]; }
+
+  // ---- static activation quantizers ---------------------------------------------------------
+  // A kernel layer's input quantizer is static (one pair for the tensor, docs/models.md) when the
+  // target's quantizer is, or when the layer's output reaches a residual add: the add aligns its
+  // operands by fixed pairs, so their units, and every unit upstream, must not vary by sample.
+  // The rest stay dynamic per token. Per layer: whether its quantizer is static.
+  std::vector<bool> static_quantizers(const arith::Format& f) const;
+  // Per layer: the learned step (real value of one code) of its static quantizer; 0 until
+  // calibrated. The QAT forward quantizes by the pair input unit / step.
+  std::vector<float>& steps() { return steps_; }
+  const std::vector<float>& steps() const { return steps_; }
+  // Sets every static quantizer's step from `batch` samples, layer by layer in one quantized
+  // forward: the `fraction` percentile of its input's magnitudes (1: the largest) over qmax.
+  void calibrate_static(const std::uint8_t* pixels, int batch, const arith::Format& f, int lanes, double fraction);
+  // The pairs of the last forward_quantized: a static quantizer's ({} for dynamic), an add's two.
+  const std::vector<arith::FixedPoint>& input_pairs(std::size_t layer) const { return input_pairs_[layer]; }
+  const std::vector<arith::FixedPoint>& add_pairs(std::size_t layer) const { return add_pairs_[layer]; }
+  // Per layer: d(loss)/d(step) of the last backward_quantized (LSQ), 0 for dynamic quantizers.
+  const std::vector<float>& step_gradients() const { return step_grads_; }
 
   // The QAT backward of the last forward_quantized: the float passes on its real values, through
   // the dequantized kernels and the quantized inputs (straight-through estimators); with `clip`,
@@ -71,6 +90,15 @@ class SpecNet {
   std::vector<std::vector<std::int32_t>> z_;       // per layer: the integers of the last forward_quantized
   std::vector<std::vector<float>> kin_;            // per kernel layer: its input codes times their scale
   std::vector<float> chunk_grads_;                 // a convolution's kernel gradient, chunk by chunk
+  std::vector<float> steps_, step_grads_;          // per layer: static quantizer steps, their gradients
+  std::vector<float> pair_steps_;                  // per layer: the step its pair gives (last forward)
+  std::vector<std::vector<float>> xs_;             // per static layer: its input over the step
+  std::vector<std::vector<arith::FixedPoint>> input_pairs_, add_pairs_;
+  std::int64_t qmax_ = 0;
+  bool calibrating_ = false;
+  double calibration_fraction_ = 1.0;
+  std::int64_t calibrate(const std::vector<std::int32_t>& values) const;
+  float lsq_backward(std::size_t layer, const std::vector<float>& dcodes, float* dx) const;
   bool quantized_pass_ = false;                    // whether the last forward was forward_quantized
   void backward_pass(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
 };

@@ -36,6 +36,9 @@ struct TrainConfig {
   bool fit_threads = false;
   bool ste_clip = false;  // zero weight gradients where the weight quantizer clips
   bool train_fp32 = true;  // the FP32 twin (and so PTQ)
+  // Static quantizers' calibration: the fraction of the input magnitudes the initial step covers
+  // (a percentile; 1 is min-max), on the first 256 training samples.
+  double calibration = 0.9999;
   TrainDevice device = TrainDevice::Cpu;  // not part of to_json: a run's settings, not its result
 };
 
