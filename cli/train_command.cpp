@@ -129,8 +129,8 @@ int run_train(const TrainOptions& o) {
   auto progress = [](const training::EpochProgress& p) {
     char line[200];
     std::snprintf(line, sizeof line,
-                  "%-4s epoch %2d/%-2d  loss %.4f  train %6.2f%%  test %6.2f%%  %6.0f steps/s  %d threads  ETA %4.0fs\n",
-                  p.phase == training::Phase::Fp32 ? "fp32" : "qat", p.epoch, p.epochs, p.loss,
+                  "%-6s epoch %2d/%-2d  loss %.4f  train %6.2f%%  test %6.2f%%  %6.0f steps/s  %d threads  ETA %4.0fs\n",
+                  training::phase_name(p.phase), p.epoch, p.epochs, p.loss,
                   100.0 * p.train_accuracy, 100.0 * p.test_accuracy, p.steps_per_s, p.threads, p.eta_s);
     std::cerr << line << std::flush;
   };
@@ -148,7 +148,7 @@ int run_train(const TrainOptions& o) {
 
   // Train, export, and keep the trainer's quantized forward on the test set to hold the deployed
   // bundle's integer engine to.
-  training::PhaseResult fp32_result, ptq_result, qat_result;
+  training::PhaseResult fp32_result, ptq_result, qat_result, kd_result;
   model::Bundle trained;
   training::QuantizedEval trainer_eval;
   if (model_spec) {
@@ -157,23 +157,29 @@ int run_train(const TrainOptions& o) {
     fp32_result = r.fp32_result;
     ptq_result = r.ptq_result;
     qat_result = r.qat_result;
-    provenance["qat_test_accuracy"] = qat_result.test_accuracy;
-    trained = training::make_bundle(r.qat, spec, provenance);
-    trainer_eval = training::evaluate_quantized(r.qat, spec, test);
+    kd_result = r.kd_result;
+    training::SpecNet& exported = config.distill ? r.kd : r.qat;
+    provenance["qat_test_accuracy"] = (config.distill ? kd_result : qat_result).test_accuracy;
+    trained = training::make_bundle(exported, spec, provenance);
+    trainer_eval = training::evaluate_quantized(exported, spec, test);
   } else {
     const training::TrainResult r = training::train(spec, config, train, test, out / "checkpoints", o.resume, progress);
     fp32_result = r.fp32_result;
     ptq_result = r.ptq_result;
     qat_result = r.qat_result;
-    provenance["qat_test_accuracy"] = qat_result.test_accuracy;
-    trained = training::make_bundle(r.qat, spec, static_cast<int>(train.rows), static_cast<int>(train.cols), provenance);
-    trainer_eval = training::evaluate_quantized(r.qat, spec, test);
+    kd_result = r.kd_result;
+    const training::Mlp& exported = config.distill ? r.kd : r.qat;
+    provenance["qat_test_accuracy"] = (config.distill ? kd_result : qat_result).test_accuracy;
+    trained = training::make_bundle(exported, spec, static_cast<int>(train.rows), static_cast<int>(train.cols), provenance);
+    trainer_eval = training::evaluate_quantized(exported, spec, test);
   }
   if (fp32_result.ran) {
     report["fp32"] = phase_json(fp32_result);
     report["ptq"] = {{"test_accuracy", ptq_result.test_accuracy}};
   }
   report["qat"] = phase_json(qat_result);
+  if (kd_result.ran) report["qat_kd"] = phase_json(kd_result);
+  report["exported"] = kd_result.ran ? "qat_kd" : "qat";
 
   const std::filesystem::path bundle_path = out / "model.qhw";
   model::save_bundle(bundle_path, trained);
@@ -202,6 +208,9 @@ int run_train(const TrainOptions& o) {
   }
   std::cout << "QAT         test accuracy " << percent(qat_result.test_accuracy) << "  ("
             << static_cast<long>(qat_result.steps_per_s) << " steps/s)\n";
+  if (kd_result.ran)
+    std::cout << "QAT+KD      test accuracy " << percent(kd_result.test_accuracy) << "  ("
+              << static_cast<long>(kd_result.steps_per_s) << " steps/s; exported)\n";
   std::cout << "integer engine vs trainer: " << test.count << " images, " << mismatches << " mismatching output integers"
             << (mismatches ? " (largest " + std::to_string(largest) + " LSB)" : std::string()) << "\n";
   std::cout << "bundle " << bundle_path.string() << ", report " << (out / "report.json").string() << "\n";
@@ -239,6 +248,13 @@ void add_train_command(CLI::App& app, int& exit_code) {
                   "Initial step of static quantizers (model files with residual adds, static targets): minmax, or "
                   "the percentile of input magnitudes it covers")
       ->capture_default_str()->check(Calibration);
+  cmd->add_flag("--distill", o->config.distill,
+                "A further QAT run distilled from the FP32 twin (QAT+KD), reported beside QAT and exported");
+  cmd->add_option("--distill-temperature", o->config.distill_temperature, "Softmax temperature of distillation")
+      ->capture_default_str()->check(FiniteRange(0.1, 100.0));
+  cmd->add_option("--distill-weight", o->config.distill_weight,
+                  "Weight of the distillation term (the rest: cross-entropy with the labels)")
+      ->capture_default_str()->check(FiniteRange(0.0, 1.0));
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoints in the output folder");
   cmd->add_flag("--no-fp32", o->no_fp32, "Skip the FP32 twin (and so PTQ)");
   cmd->callback([o, cmd, &exit_code] {

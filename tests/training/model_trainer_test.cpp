@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -348,6 +349,70 @@ TEST(StaticScales, StepGradientIsLsqs) {
   EXPECT_GT(clipped, 0);
   EXPECT_NEAR(net.step_gradients()[1], want, 1e-4 * std::max(1.0, std::abs(want)));
   EXPECT_EQ(net.step_gradients()[0], 0.0f);
+}
+
+// Distillation's loss: the cross-entropy alone at weight 0; its gradient the loss's derivative.
+TEST(Distillation, LossAndGradient) {
+  const std::uint64_t seed = test::test_seed(21);
+  SCOPED_TRACE(test::seed_note(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> n(0.0f, 2.0f);
+  const int batch = 3, classes = 5;
+  std::vector<float> logits(batch * classes), teacher(batch * classes);
+  for (float& v : logits) v = n(rng);
+  for (float& v : teacher) v = n(rng);
+  const std::vector<std::uint8_t> labels = {1, 4, 0};
+  std::vector<float> d, d_ce;
+  int correct = 0, correct_ce = 0;
+  const float ce = softmax_cross_entropy(logits, labels.data(), batch, classes, d_ce, correct_ce);
+  EXPECT_FLOAT_EQ(distillation_loss(logits, teacher, labels.data(), batch, classes, 4.0f, 0.0f, d, correct), ce);
+  EXPECT_EQ(correct, correct_ce);
+  for (std::size_t k = 0; k < d.size(); ++k) EXPECT_FLOAT_EQ(d[k], d_ce[k]);
+
+  // At weight 0.7 and temperature 3: central differences of the loss.
+  const auto loss = [&](const std::vector<float>& z) {
+    std::vector<float> unused;
+    int c = 0;
+    return static_cast<double>(distillation_loss(z, teacher, labels.data(), batch, classes, 3.0f, 0.7f, unused, c));
+  };
+  distillation_loss(logits, teacher, labels.data(), batch, classes, 3.0f, 0.7f, d, correct);
+  for (std::size_t k = 0; k < logits.size(); ++k) {
+    std::vector<float> up = logits, down = logits;
+    const float h = 1e-2f;
+    up[k] += h;
+    down[k] -= h;
+    EXPECT_NEAR(d[k], (loss(up) - loss(down)) / (2 * h), 2e-3) << "logit " << k;
+  }
+  // The teacher itself as the student: no distillation gradient is left, only the labels'.
+  distillation_loss(teacher, teacher, labels.data(), batch, classes, 3.0f, 1.0f, d, correct);
+  for (float g : d) EXPECT_NEAR(g, 0.0f, 1e-7f);
+}
+
+// --distill: a third, distilled QAT run; what it exports is what the integer engine computes.
+TEST(Distillation, DistilledRunDeploysTheTrainersIntegers) {
+  const target::TargetSpec t = target::builtin_target("ternary-asic");
+  TrainConfig c = small_config();
+  c.epochs = 2;
+  c.distill = true;
+  SCOPED_TRACE(test::seed_note(c.seed));
+  TempDir dir;
+  std::vector<Phase> phases;
+  ModelTrainResult r = train_model(tiny_cnn(), t, c, tiny_train(), tiny_test(), dir / "ck", false,
+                                   [&](const EpochProgress& p) { phases.push_back(p.phase); });
+  EXPECT_EQ(phases, std::vector<Phase>({Phase::Fp32, Phase::Fp32, Phase::Qat, Phase::Qat, Phase::QatKd, Phase::QatKd}));
+  ASSERT_TRUE(r.kd_result.ran);
+  EXPECT_FALSE(same_bits(r.kd, r.qat));
+  EXPECT_TRUE(fs::exists(dir / "ck" / "qat-kd.ckpt"));
+  const Dataset& test = tiny_test();
+  const QuantizedEval eval = evaluate_quantized(r.kd, t, test);
+  EXPECT_DOUBLE_EQ(eval.accuracy, r.kd_result.test_accuracy);
+  const model::Bundle bundle = make_bundle(r.kd, t, to_json(c));
+  const std::vector<std::int32_t> engine = model::IntEngine(bundle).run_batch(test.pixels.data(), test.count);
+  ASSERT_EQ(engine.size(), eval.outputs.size());
+  for (std::size_t i = 0; i < engine.size(); ++i) ASSERT_EQ(engine[i], eval.outputs[i]) << "output integer " << i;
+  c.train_fp32 = false;
+  EXPECT_THROW(train_model(tiny_cnn(), t, c, tiny_train(), tiny_test(), dir / "no-fp32", false, nullptr),
+               std::invalid_argument);
 }
 
 // A checkpoint of another model (the same kernel shapes, another stride) does not resume.

@@ -163,6 +163,35 @@ float softmax_cross_entropy(const std::vector<float>& logits, const std::uint8_t
   return static_cast<float>(loss / batch);
 }
 
+float distillation_loss(const std::vector<float>& logits, const std::vector<float>& teacher, const std::uint8_t* labels,
+                        int batch, int classes, float temperature, float weight, std::vector<float>& dlogits,
+                        int& correct) {
+  const float ce = softmax_cross_entropy(logits, labels, batch, classes, dlogits, correct);
+  const float t = temperature;
+  double kl = 0;
+  std::vector<float> ps(static_cast<std::size_t>(classes)), pt(ps.size());
+  // softmax(row / T) into p; returns log of its normaliser, so log p[c] = row[c] / T - top - log sum.
+  const auto softmax = [&](const float* row, std::vector<float>& p) {
+    const float top = row[argmax(row, classes)] / t;
+    float sum = 0;
+    for (int c = 0; c < classes; ++c) sum += (p[c] = std::exp(row[c] / t - top));
+    for (int c = 0; c < classes; ++c) p[c] /= sum;
+    return top + std::log(sum);
+  };
+  for (int b = 0; b < batch; ++b) {
+    const float* zs = logits.data() + static_cast<std::size_t>(b) * classes;
+    const float* zt = teacher.data() + static_cast<std::size_t>(b) * classes;
+    const float ls = softmax(zs, ps), lt = softmax(zt, pt);
+    float* d = dlogits.data() + static_cast<std::size_t>(b) * classes;
+    for (int c = 0; c < classes; ++c) {
+      if (pt[c] > 0) kl += pt[c] * ((zt[c] / t - lt) - (zs[c] / t - ls));
+      // d/dz of T^2 KL is T (p_s - p_t); the cross-entropy's part is already in d.
+      d[c] = (1.0f - weight) * d[c] + weight * t * (ps[c] - pt[c]) / static_cast<float>(batch);
+    }
+  }
+  return (1.0f - weight) * ce + weight * t * t * static_cast<float>(kl / batch);
+}
+
 void backward_fp32(const Mlp& net, Activations& act, const std::vector<float>& dlogits,
                    std::vector<std::vector<float>>& grads) {
   const int batch = act.batch;

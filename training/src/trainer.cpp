@@ -23,7 +23,9 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"lr", c.lr},                 {"weight_decay", c.weight_decay}, {"warmup_frac", c.warmup_frac},
           {"seed", c.seed},             {"threads", c.threads}, {"fit_threads", c.fit_threads},
           {"ste", c.ste_clip ? "clipped" : "identity"}, {"train_fp32", c.train_fp32},
-          {"calibration", c.calibration}};
+          {"calibration", c.calibration},
+          {"distill", c.distill ? nlohmann::json{{"temperature", c.distill_temperature}, {"weight", c.distill_weight}}
+                                : nlohmann::json(false)}};
 }
 
 float learning_rate(const TrainConfig& c, long step, long total) {
@@ -32,6 +34,8 @@ float learning_rate(const TrainConfig& c, long step, long total) {
   const double progress = static_cast<double>(step - warmup) / static_cast<double>(std::max(1L, total - warmup));
   return static_cast<float>(c.lr * 0.5 * (1.0 + std::cos(M_PI * progress)));
 }
+
+const char* phase_name(Phase p) { return p == Phase::Fp32 ? "fp32" : p == Phase::Qat ? "qat" : "qat+kd"; }
 
 float weight_decay(const TrainConfig& c, long step, long total) { return step < total / 2 ? c.weight_decay : 0.0f; }
 
@@ -51,7 +55,7 @@ std::string fingerprint(Phase phase, const target::TargetSpec& target, const Tra
   j.erase("threads");  // results do not depend on the thread count
   j.erase("fit_threads");
   j.erase("train_fp32");
-  j["phase"] = phase == Phase::Fp32 ? "fp32" : "qat";
+  j["phase"] = phase_name(phase);
   j["target"] = phase == Phase::Fp32 ? "" : target::content_hash(target);
   j["data"] = {{"count", train.count}, {"features", train.features}, {"classes", train.classes}};
   return j.dump();
@@ -87,6 +91,14 @@ std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, in
   return order;
 }
 
+// The loss of a step: the labels' cross-entropy, or distilled from the teacher's logits.
+float training_loss(const TrainConfig& c, const std::vector<float>& logits, const std::vector<float>* teacher,
+                    const std::uint8_t* labels, int batch, int classes, std::vector<float>& dlogits, int& correct) {
+  if (!teacher) return softmax_cross_entropy(logits, labels, batch, classes, dlogits, correct);
+  return distillation_loss(logits, *teacher, labels, batch, classes, c.distill_temperature, c.distill_weight, dlogits,
+                           correct);
+}
+
 // One kind of network in the phase loop: its steps and evaluation, and its kernels as the
 // checkpoint's layers.
 class Learner {
@@ -97,8 +109,9 @@ class Learner {
   // The kernels as checkpoint layers (their shapes and weights).
   virtual Mlp checkpoint_layers() = 0;
   // One step's forward and backward: the mean loss, the correct predictions, each kernel's gradient.
-  virtual float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized, int& correct,
-                     std::vector<std::vector<float>>& grads) = 0;
+  // With a teacher's logits, the loss is distilled from them.
+  virtual float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized,
+                     const std::vector<float>* teacher, int& correct, std::vector<std::vector<float>>& grads) = 0;
   virtual double evaluate(const Dataset& data, bool quantized) = 0;
   virtual Mlp* mlp() { return nullptr; }  // the network the CUDA trainer runs, for the MLP
   // Whether weight decay applies to parameter k (kernels: yes; quantizer steps: no).
@@ -109,26 +122,24 @@ class Learner {
 
 class MlpLearner final : public Learner {
  public:
-  MlpLearner(Mlp& net, const target::TargetSpec& t, bool ste_clip) : net_(net), t_(t), clip_(ste_clip) {}
+  MlpLearner(Mlp& net, const target::TargetSpec& t, const TrainConfig& c) : net_(net), t_(t), c_(c) {}
   std::vector<std::vector<float>*> kernels() override {
     std::vector<std::vector<float>*> k;
     for (Layer& l : net_.layers) k.push_back(&l.w);
     return k;
   }
   Mlp checkpoint_layers() override { return net_; }
-  float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized, int& correct,
-             std::vector<std::vector<float>>& grads) override {
-    float loss = 0;
+  float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized,
+             const std::vector<float>* teacher, int& correct, std::vector<std::vector<float>>& grads) override {
     if (quantized) {
       quantize_weights(net_, t_.format, q_);
       forward_quantized(net_, q_, t_.format, t_.array.lanes, pixels, batch, act_);
-      loss = softmax_cross_entropy(act_.logits, labels, batch, net_.classes(), dlogits_, correct);
-      backward_quantized(net_, q_, act_, dlogits_, clip_, grads);
     } else {
       forward_fp32(net_, pixels, batch, act_);
-      loss = softmax_cross_entropy(act_.logits, labels, batch, net_.classes(), dlogits_, correct);
-      backward_fp32(net_, act_, dlogits_, grads);
     }
+    const float loss = training_loss(c_, act_.logits, teacher, labels, batch, net_.classes(), dlogits_, correct);
+    if (quantized) backward_quantized(net_, q_, act_, dlogits_, c_.ste_clip, grads);
+    else backward_fp32(net_, act_, dlogits_, grads);
     return loss;
   }
   double evaluate(const Dataset& data, bool quantized) override {
@@ -139,11 +150,18 @@ class MlpLearner final : public Learner {
  private:
   Mlp& net_;
   const target::TargetSpec& t_;
-  bool clip_;
+  const TrainConfig& c_;
   Activations act_;
   std::vector<QuantizedLayer> q_;
   std::vector<float> dlogits_;
 };
+
+// Pixels as the FP32 network's input values (pixel / 255).
+const float* to_values(const std::uint8_t* pixels, int batch, std::size_t features, std::vector<float>& values) {
+  values.resize(static_cast<std::size_t>(batch) * features);
+  for (std::size_t k = 0; k < values.size(); ++k) values[k] = static_cast<float>(pixels[k]) / 255.0f;
+  return values.data();
+}
 
 // The samples a static quantizer is calibrated on: the first of the training set.
 constexpr std::size_t kCalibrationSamples = 256;
@@ -163,7 +181,7 @@ void calibrate(SpecNet& net, const target::TargetSpec& t, const Dataset& train, 
 class SpecLearner final : public Learner {
  public:
   SpecLearner(SpecNet& net, const target::TargetSpec& t, const TrainConfig& c, bool quantized)
-      : net_(net), t_(t), clip_(c.ste_clip), calibration_(c.calibration) {
+      : net_(net), t_(t), c_(c) {
     for (std::size_t i = 0; i < net_.weights().size(); ++i)
       if (!net_.weights()[i].empty()) kernel_layers_.push_back(i);
     const std::vector<bool> fixed = net_.static_quantizers(t.format);
@@ -190,24 +208,21 @@ class SpecLearner final : public Learner {
   }
   void start(const Dataset& train) override {
     if (step_layers_.empty()) return;
-    calibrate(net_, t_, train, calibration_);
+    calibrate(net_, t_, train, c_.calibration);
     for (std::size_t k = 0; k < step_layers_.size(); ++k) steps_[k][0] = std::log(net_.steps()[step_layers_[k]]);
   }
-  float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized, int& correct,
-             std::vector<std::vector<float>>& grads) override {
-    float loss = 0;
+  float step(const std::uint8_t* pixels, const std::uint8_t* labels, int batch, bool quantized,
+             const std::vector<float>* teacher, int& correct, std::vector<std::vector<float>>& grads) override {
     const int classes = net_.spec().classes();
     if (quantized) {
       set_steps();
       net_.quantize_kernels(t_.format);
-      loss = softmax_cross_entropy(net_.forward_quantized(pixels, batch, t_.format, t_.array.lanes), labels, batch,
-                                   classes, dlogits_, correct);
-      net_.backward_quantized(dlogits_, clip_, layer_grads_);
-    } else {
-      loss = softmax_cross_entropy(net_.forward(to_values(pixels, batch), batch), labels, batch, classes, dlogits_,
-                                   correct);
-      net_.backward(dlogits_, layer_grads_);
     }
+    const std::vector<float>& logits = quantized ? net_.forward_quantized(pixels, batch, t_.format, t_.array.lanes)
+                                                 : net_.forward(to_values(pixels, batch, static_cast<std::size_t>(net_.spec().input.size()), values_), batch);
+    const float loss = training_loss(c_, logits, teacher, labels, batch, classes, dlogits_, correct);
+    if (quantized) net_.backward_quantized(dlogits_, c_.ste_clip, layer_grads_);
+    else net_.backward(dlogits_, layer_grads_);
     grads.resize(kernel_layers_.size() + step_layers_.size());
     for (std::size_t k = 0; k < kernel_layers_.size(); ++k) grads[k].swap(layer_grads_[kernel_layers_[k]]);
     for (std::size_t k = 0; k < step_layers_.size(); ++k) {  // d loss / d log s = s d loss / d s
@@ -225,25 +240,22 @@ class SpecLearner final : public Learner {
   void set_steps() {
     for (std::size_t k = 0; k < step_layers_.size(); ++k) net_.steps()[step_layers_[k]] = std::exp(steps_[k][0]);
   }
-  const float* to_values(const std::uint8_t* pixels, int batch) {
-    values_.resize(static_cast<std::size_t>(batch) * static_cast<std::size_t>(net_.spec().input.size()));
-    for (std::size_t k = 0; k < values_.size(); ++k) values_[k] = static_cast<float>(pixels[k]) / 255.0f;
-    return values_.data();
-  }
   SpecNet& net_;
   const target::TargetSpec& t_;
-  bool clip_;
-  double calibration_;
+  const TrainConfig& c_;
   std::vector<std::size_t> kernel_layers_, step_layers_;
   std::vector<std::vector<float>> steps_;  // the steps as the optimizer holds them
   std::vector<float> values_, dlogits_;
   std::vector<std::vector<float>> layer_grads_;
 };
 
+// The FP32 twin's logits of a batch of pixels, for distillation.
+using Teacher = std::function<const std::vector<float>&(const std::uint8_t* pixels, int batch)>;
+
 PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const TrainConfig& c, const Dataset& train,
                       const Dataset& test, const std::filesystem::path& checkpoint, bool resume,
                       const std::function<void(const EpochProgress&)>& progress, Learner& net,
-                      const nlohmann::json& network) {
+                      const nlohmann::json& network, const Teacher& teacher = nullptr) {
   const long steps_per_epoch = static_cast<long>(train.count) / c.batch;
   if (steps_per_epoch == 0)
     throw std::runtime_error("batch size " + std::to_string(c.batch) + " exceeds the " + std::to_string(train.count) +
@@ -276,7 +288,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   }
 
   if (start_epoch == 0) net.start(train);
-  const bool quantized = phase == Phase::Qat;
+  const bool quantized = phase != Phase::Fp32;
   const std::size_t features = train.features;
   std::vector<std::uint8_t> pixels(static_cast<std::size_t>(c.batch) * features), labels(c.batch);
   std::vector<std::vector<float>> grads;
@@ -286,8 +298,8 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
 
 #if QATHW_HAVE_CUDA
   std::unique_ptr<CudaTrainer> gpu;
-  if (c.device == TrainDevice::Cuda && !net.mlp())
-    throw std::runtime_error("training on CUDA: only MLPs train on CUDA; use --device cpu for this model");
+  if (c.device == TrainDevice::Cuda && (!net.mlp() || teacher))
+    throw std::runtime_error("training on CUDA: only MLPs without distillation train on CUDA; use --device cpu");
   if (c.device == TrainDevice::Cuda && start_epoch < c.epochs)
     gpu = std::make_unique<CudaTrainer>(*net.mlp(), m, v, target.format, target.array.lanes, c.batch, train, quantized,
                                         c.ste_clip);
@@ -326,7 +338,8 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
         labels[b] = train.labels[i];
       }
       int correct = 0;
-      loss_sum += net.step(pixels.data(), labels.data(), c.batch, quantized, correct, grads);
+      const std::vector<float>* teacher_logits = teacher ? &teacher(pixels.data(), c.batch) : nullptr;
+      loss_sum += net.step(pixels.data(), labels.data(), c.batch, quantized, teacher_logits, correct, grads);
       correct_sum += correct;
       kernels::AdamWParams p;
       p.lr = learning_rate(c, step, total);
@@ -366,6 +379,8 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
 
 void check_run(const TrainConfig& config, const Dataset& train_set,
                const Dataset& test, const std::filesystem::path& checkpoint_dir) {
+  if (config.distill && !config.train_fp32)
+    throw std::invalid_argument("--distill: distillation learns from the FP32 twin, which --no-fp32 skips");
   if (train_set.features != test.features || train_set.classes != test.classes)
     throw std::runtime_error(test.source + ": test images or classes differ from the training set " + train_set.source);
   kernels::set_threads(config.threads);
@@ -385,16 +400,27 @@ TrainResult train(const target::TargetSpec& target, const TrainConfig& config, c
   TrainResult r;
   if (config.train_fp32) {
     r.fp32 = make_mlp(features, config.hidden, train_set.classes, config.seed);
-    MlpLearner learner(r.fp32, target, config.ste_clip);
+    MlpLearner learner(r.fp32, target, config);
     r.fp32_result = run_phase(Phase::Fp32, target, config, train_set, test, checkpoint_dir / "fp32.ckpt", resume,
                               progress, learner, nullptr);
     r.ptq_result.ran = true;
     r.ptq_result.test_accuracy = evaluate_quantized(r.fp32, target, test).accuracy;
   }
   r.qat = make_mlp(features, config.hidden, train_set.classes, config.seed);
-  MlpLearner learner(r.qat, target, config.ste_clip);
+  MlpLearner learner(r.qat, target, config);
   r.qat_result = run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress,
                            learner, nullptr);
+  if (config.distill) {
+    r.kd = make_mlp(features, config.hidden, train_set.classes, config.seed);
+    MlpLearner kd(r.kd, target, config);
+    Activations teacher_act;
+    const Teacher teacher = [&](const std::uint8_t* pixels, int batch) -> const std::vector<float>& {
+      forward_fp32(r.fp32, pixels, batch, teacher_act);
+      return teacher_act.logits;
+    };
+    r.kd_result = run_phase(Phase::QatKd, target, config, train_set, test, checkpoint_dir / "qat-kd.ckpt", resume,
+                            progress, kd, nullptr, teacher);
+  }
   return r;
 }
 
@@ -409,7 +435,8 @@ ModelTrainResult train_model(const model::ModelSpec& model, const target::Target
   if (config.device == TrainDevice::Cuda)
     throw std::runtime_error("training on CUDA: only MLPs train on CUDA; use --device cpu for model " + model.name);
   const nlohmann::json network = model::to_json(model)["layers"];
-  ModelTrainResult r{SpecNet(model, config.seed), SpecNet(model, config.seed), {}, {}, {}};
+  ModelTrainResult r{SpecNet(model, config.seed), SpecNet(model, config.seed), SpecNet(model, config.seed), {}, {}, {},
+                     {}};
   if (config.train_fp32) {
     SpecLearner learner(r.fp32, target, config, false);
     r.fp32_result = run_phase(Phase::Fp32, target, config, train_set, test, checkpoint_dir / "fp32.ckpt", resume,
@@ -421,6 +448,16 @@ ModelTrainResult train_model(const model::ModelSpec& model, const target::Target
   SpecLearner learner(r.qat, target, config, true);
   r.qat_result = run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress,
                            learner, network);
+  if (config.distill) {
+    SpecLearner kd(r.kd, target, config, true);
+    std::vector<float> values;
+    const std::size_t features = static_cast<std::size_t>(model.input.size());
+    const Teacher teacher = [&](const std::uint8_t* pixels, int batch) -> const std::vector<float>& {
+      return r.fp32.forward(to_values(pixels, batch, features, values), batch);
+    };
+    r.kd_result = run_phase(Phase::QatKd, target, config, train_set, test, checkpoint_dir / "qat-kd.ckpt", resume,
+                            progress, kd, network, teacher);
+  }
   return r;
 }
 

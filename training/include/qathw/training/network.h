@@ -75,6 +75,13 @@ void forward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, con
 float softmax_cross_entropy(const std::vector<float>& logits, const std::uint8_t* labels, int batch, int classes,
                             std::vector<float>& dlogits, int& correct);
 
+// Knowledge distillation from a teacher's logits (Hinton et al., 2015): (1 - weight) x the
+// cross-entropy with the labels + weight x T^2 x KL(softmax(teacher / T) || softmax(logits / T)),
+// averaged over the batch; writes d(loss)/d(logits) and counts correct argmax predictions.
+float distillation_loss(const std::vector<float>& logits, const std::vector<float>& teacher, const std::uint8_t* labels,
+                        int batch, int classes, float temperature, float weight, std::vector<float>& dlogits,
+                        int& correct);
+
 // Gradients of the master weights (one vector per layer) from d(loss)/d(logits).
 void backward_fp32(const Mlp& net, Activations& act, const std::vector<float>& dlogits,
                    std::vector<std::vector<float>>& grads);

@@ -39,12 +39,17 @@ struct TrainConfig {
   // Static quantizers' calibration: the fraction of the input magnitudes the initial step covers
   // (a percentile; 1 is min-max), on the first 256 training samples.
   double calibration = 0.9999;
+  // A further QAT phase distilled from the FP32 twin (QAT+KD), exported instead of plain QAT.
+  bool distill = false;
+  float distill_temperature = 4.0f;
+  float distill_weight = 0.5f;  // of the distillation term; the rest is the labels' cross-entropy
   TrainDevice device = TrainDevice::Cpu;  // not part of to_json: a run's settings, not its result
 };
 
 nlohmann::json to_json(const TrainConfig& c);
 
-enum class Phase { Fp32, Qat };
+enum class Phase { Fp32, Qat, QatKd };
+const char* phase_name(Phase p);  // "fp32", "qat", "qat+kd"
 
 // The learning rate and weight decay of a 0-based step out of `total`.
 float learning_rate(const TrainConfig& c, long step, long total);
@@ -71,8 +76,8 @@ struct PhaseResult {
 };
 
 struct TrainResult {
-  Mlp fp32, qat;
-  PhaseResult fp32_result, ptq_result, qat_result;
+  Mlp fp32, qat, kd;
+  PhaseResult fp32_result, ptq_result, qat_result, kd_result;
 };
 
 // Trains on `train`, evaluates on `test`. Checkpoints after every epoch into `checkpoint_dir`
@@ -85,8 +90,8 @@ TrainResult train(const target::TargetSpec& target, const TrainConfig& config, c
 // The same runs for a network a model file describes (models/*.toml; convolutions, pools,
 // branches), on the CPU. `config.hidden` plays no part.
 struct ModelTrainResult {
-  SpecNet fp32, qat;
-  PhaseResult fp32_result, ptq_result, qat_result;
+  SpecNet fp32, qat, kd;
+  PhaseResult fp32_result, ptq_result, qat_result, kd_result;
 };
 ModelTrainResult train_model(const model::ModelSpec& model, const target::TargetSpec& target, const TrainConfig& config,
                              const Dataset& train, const Dataset& test, const std::filesystem::path& checkpoint_dir,
