@@ -37,7 +37,7 @@ int run_sim(const SimOptions& o) {
   const std::size_t count = in.count;
   if (const auto why = verify::find_engine("systemc")->unsupported(bundle))
     throw std::invalid_argument(o.model + ": the SystemC model cannot run it: " + *why);
-  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
   // From 400 images (or with --jobs) the samples are shared among worker processes, each running
   // the model on its slice; the counts of an inference depend on the shapes only, so this process
   // takes them from one sample.

@@ -29,7 +29,7 @@ LayerTop builtin_top(const model::Bundle& bundle) {
 
 std::vector<model::LayerOutputs> run_layers(const model::Bundle& bundle, const std::uint8_t* pixels,
                                             std::size_t count, LayerTop top) {
-  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
   if (lowering.unsupported) throw std::runtime_error("HLS: " + *lowering.unsupported);
   const int features = static_cast<int>(bundle.features());
   if (features > kMaxWidth) throw std::runtime_error("the HLS datapath takes layers up to " + std::to_string(kMaxWidth) + " wide");
@@ -61,7 +61,7 @@ std::vector<model::LayerOutputs> run_layers(const model::Bundle& bundle, const s
 std::optional<std::string> hls_unsupported(const model::Bundle& bundle) {
   if (!builtin_top(bundle) && !util::program_available("c++"))
     return "no HLS top for target '" + bundle.target.name + "' and no C++ compiler (c++) to build one";
-  return model::accelerator_layers(bundle.graph).unsupported;
+  return model::linear_chain(bundle.graph).unsupported;
 }
 
 std::vector<model::LayerOutputs> run_hls(const model::Bundle& bundle, const std::uint8_t* pixels,

@@ -69,7 +69,7 @@ CudaEngine::CudaEngine(const model::Bundle& bundle) : s_(std::make_unique<State>
   s.lanes = bundle.target.array.lanes;
   s.features = static_cast<int>(bundle.features());
   s.classes = bundle.classes;
-  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
   if (lowering.unsupported) throw std::runtime_error("CUDA engine: " + *lowering.unsupported);
   for (const model::AcceleratorLayer& l : lowering.layers) {
     EngineLayer e;

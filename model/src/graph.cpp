@@ -310,8 +310,124 @@ Graph mlp_graph(int features, std::vector<LinearParams> layers, const std::vecto
 
 // ---- the accelerator's layer chain -----------------------------------------------------------
 
+std::string to_string(AcceleratorOp k) {
+  switch (k) {
+    case AcceleratorOp::Linear: return "linear";
+    case AcceleratorOp::Conv2d: return "conv2d";
+    case AcceleratorOp::MaxPool: return "max_pool";
+    case AcceleratorOp::AvgPool: return "avg_pool";
+    case AcceleratorOp::Add: return "add";
+  }
+  return "?";
+}
+
 AcceleratorLowering accelerator_layers(const Graph& g) {
   AcceleratorLowering r;
+  auto refuse = [&](const std::string& why) {
+    r.layers.clear();
+    r.unsupported = why;
+    return r;
+  };
+  std::map<std::string, int> readers;
+  for (const Op& op : g.ops) {
+    ++readers[op.input];
+    if (op.type == OpType::Add) ++readers[op.residual];
+  }
+  ++readers[g.output];
+  // Tensor -> the layer holding its integers (kPixels: the input), as the ops are walked.
+  std::map<std::string, std::size_t> layer_of = {{g.input, AcceleratorLayer::kPixels}};
+  const auto source = [&](const std::string& tensor) -> std::optional<std::size_t> {
+    const auto it = layer_of.find(tensor);
+    if (it == layer_of.end()) return std::nullopt;
+    return it->second;
+  };
+  for (std::size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    const std::string where = "op '" + op.name + "' (" + to_string(op.type) + "): ";
+    AcceleratorLayer l;
+    l.linear_op = l.output_op = i;
+    switch (op.type) {
+      case OpType::Flatten: {
+        const auto from = source(op.input);
+        if (!from) return refuse(where + "flattens a tensor the accelerator does not hold");
+        layer_of[op.output] = *from;  // channels last: the same integers in the same place
+        continue;
+      }
+      case OpType::Relu: {
+        const auto from = source(op.input);
+        if (!from || *from == AcceleratorLayer::kPixels || r.layers[*from].relu ||
+            g.ops[r.layers[*from].output_op].output != op.input || readers[op.input] != 1)
+          return refuse(where + "the accelerator applies ReLU only in the unit of the op before it, whose " +
+                        "output nothing else reads");
+        r.layers[*from].relu = true;
+        r.layers[*from].output_op = i;
+        layer_of[op.output] = *from;
+        continue;
+      }
+      case OpType::Quantize: {
+        if (i + 1 >= g.ops.size() || (g.ops[i + 1].type != OpType::Linear && g.ops[i + 1].type != OpType::Conv2d) ||
+            g.ops[i + 1].input != op.output || readers[op.output] != 1)
+          return refuse(where + "the accelerator quantizes activations only as the input of the linear or conv2d " +
+                        "op after it");
+        if (g.tensor(op.input).tokens != 1)
+          return refuse(where + "the accelerator's quantizer takes one token per sample");
+        const auto from = source(op.input);
+        if (!from) return refuse(where + "quantizes a tensor the accelerator does not hold");
+        const Op& k = g.ops[i + 1];
+        l.kind = k.type == OpType::Linear ? AcceleratorOp::Linear : AcceleratorOp::Conv2d;
+        l.quantize_op = i;
+        l.linear_op = l.output_op = i + 1;
+        l.params = &k.linear;
+        l.quantizer = op.pairs;
+        l.input = *from;
+        l.in = static_cast<int>(g.tensor(op.input).size());
+        l.out = static_cast<int>(g.tensor(k.output).size());
+        if (l.kind == AcceleratorOp::Conv2d) l.map = k.conv_shape(g.tensor(op.output));
+        ++i;  // the kernel op
+        break;
+      }
+      case OpType::MaxPool:
+      case OpType::AvgPool:
+      case OpType::Add: {
+        const auto from = source(op.input);
+        if (!from || *from == AcceleratorLayer::kPixels)
+          return refuse(where + "the accelerator's units read the values of an earlier layer, not the pixels");
+        l.input = *from;
+        l.in = static_cast<int>(g.tensor(op.input).size());
+        l.out = static_cast<int>(g.tensor(op.output).size());
+        l.pairs = op.pairs;
+        if (op.type == OpType::Add) {
+          l.kind = AcceleratorOp::Add;
+          const auto res = source(op.residual);
+          if (!res || *res == AcceleratorLayer::kPixels)
+            return refuse(where + "the accelerator's adder reads the values of earlier layers, not the pixels");
+          l.residual = *res;
+        } else {
+          l.kind = op.type == OpType::MaxPool ? AcceleratorOp::MaxPool : AcceleratorOp::AvgPool;
+          const Tensor& x = g.tensor(op.input);
+          l.map.in_h = x.height;
+          l.map.in_w = x.width;
+          l.map.in_c = l.map.out_c = x.channels();
+          l.map.window = op.window;
+        }
+        break;
+      }
+      case OpType::Linear:
+      case OpType::Conv2d:
+        return refuse(where + "the accelerator's array reads codes of the quantize op just before it");
+    }
+    r.layers.push_back(l);
+    layer_of[g.ops[i].output] = r.layers.size() - 1;
+  }
+  if (r.layers.empty()) return refuse("the graph has no linear or conv2d op");
+  const auto out = layer_of.find(g.output);
+  if (out == layer_of.end() || out->second != r.layers.size() - 1)
+    return refuse("the last layer's output is not the graph's output tensor");
+  return r;
+}
+
+AcceleratorLowering linear_chain(const Graph& g) {
+  AcceleratorLowering r = accelerator_layers(g);
   auto refuse = [&](const std::string& why) {
     r.layers.clear();
     r.unsupported = why;
@@ -324,36 +440,11 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
     if (op.type == OpType::Quantize && !op.pairs.empty())
       return refuse("op '" + op.name + "': the accelerator's quantizer is dynamic (absmax and reciprocal), not static");
   }
-  std::string x = g.input;
-  std::size_t i = 0;
-  while (i < g.ops.size()) {
-    AcceleratorLayer l;
-    const Op& q = g.ops[i];
-    if (q.type != OpType::Quantize || q.input != x)
-      return refuse("op '" + q.name + "': the accelerator's layers start with the activation quantizer of the " +
-                    "previous layer's output");
-    if (g.tensor(q.input).tokens != 1)
-      return refuse("op '" + q.name + "': the accelerator's layer chain takes one token per sample");
-    if (i + 1 >= g.ops.size() || g.ops[i + 1].type != OpType::Linear || g.ops[i + 1].input != q.output)
-      return refuse("op '" + q.name + "': the accelerator quantizes activations only as a linear op's input");
-    l.quantize_op = i;
-    l.linear_op = i + 1;
-    l.params = &g.ops[i + 1].linear;
-    l.in = l.params->in;
-    l.out = l.params->out;
-    l.output_op = i + 1;
-    x = g.ops[i + 1].output;
-    i += 2;
-    if (i < g.ops.size() && g.ops[i].type == OpType::Relu && g.ops[i].input == x) {
-      l.relu = true;
-      l.output_op = i;
-      x = g.ops[i].output;
-      ++i;
-    }
-    r.layers.push_back(l);
-  }
-  if (r.layers.empty()) return refuse("the graph has no linear op");
-  if (x != g.output) return refuse("the last layer's output is not the graph's output tensor");
+  if (r.unsupported) return r;
+  for (std::size_t l = 0; l < r.layers.size(); ++l)
+    if (r.layers[l].input != (l == 0 ? AcceleratorLayer::kPixels : l - 1))
+      return refuse("op '" + g.ops[r.layers[l].quantize_op].name + "': the accelerator's layers start with the " +
+                    "activation quantizer of the previous layer's output");
   return r;
 }
 

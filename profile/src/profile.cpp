@@ -96,7 +96,7 @@ void record(Histogram& histogram, std::int64_t v) {
 Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
   const arith::Format& f = bundle.target.format;
   const std::size_t features = bundle.features();
-  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
   if (lowering.unsupported) throw std::invalid_argument("profile: " + *lowering.unsupported);
   const std::vector<model::AcceleratorLayer>& layers = lowering.layers;
   std::vector<std::vector<std::int8_t>> codes;

@@ -7,6 +7,7 @@
 
 #include <random>
 
+#include "qathw/model/accelerator_layers.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/model/model_spec.h"
 #include "qathw/target/target_spec.h"
@@ -105,6 +106,66 @@ TEST(ModelSpec, EveryBuiltinLowersToARunnableGraph) {
     const OpOutputs out = IntEngine(b).run(pixels.data());
     EXPECT_EQ(out.back().size(), 10u) << name;
   }
+}
+
+}  // namespace
+}  // namespace qathw::model
+
+namespace qathw::model {
+namespace {
+
+// The controller's view of a lowered model: kernel layers take their quantizer, a relu joins the
+// layer before it, flatten is no layer, branches and residuals name the layers they read.
+TEST(AcceleratorLayers, LenetAndResnetLowerToTheControllersLayers) {
+  const target::TargetSpec t = target::builtin_target("ternary-asic");
+  std::mt19937_64 rng(3);
+  const ModelSpec lenet = resolve_model("lenet", 10);
+  const Graph lg = lower_model(lenet, test::random_layer_params(lenet, t.format.weights, rng), t.format);
+  const AcceleratorLowering l = accelerator_layers(lg);
+  ASSERT_FALSE(l.unsupported) << *l.unsupported;
+  using K = AcceleratorOp;
+  std::vector<K> kinds;
+  for (const AcceleratorLayer& a : l.layers) kinds.push_back(a.kind);
+  EXPECT_EQ(kinds, (std::vector<K>{K::Conv2d, K::MaxPool, K::Conv2d, K::MaxPool, K::Linear, K::Linear}));
+  EXPECT_TRUE(l.layers[0].relu);
+  EXPECT_FALSE(l.layers[1].relu);
+  EXPECT_TRUE(l.layers[4].relu);
+  EXPECT_FALSE(l.layers[5].relu);
+  EXPECT_EQ(l.layers[0].input, AcceleratorLayer::kPixels);
+  EXPECT_EQ(l.layers[4].input, 3u);  // through the flatten
+  EXPECT_EQ(l.layers[0].in, 784);
+  EXPECT_EQ(l.layers[0].out, 28 * 28 * 16);
+  EXPECT_EQ(l.layers[0].map.patch(), 25);
+  EXPECT_EQ(l.layers[1].map.in_c, 16);
+  EXPECT_EQ(l.layers[1].out, 14 * 14 * 16);
+  EXPECT_EQ(lg.ops[l.layers.back().output_op].output, lg.output);
+  // The linear chain's engines decline it, naming the convolution.
+  const AcceleratorLowering chain = linear_chain(lg);
+  ASSERT_TRUE(chain.unsupported);
+  EXPECT_NE(chain.unsupported->find("layer0.conv2d"), std::string::npos) << *chain.unsupported;
+
+  const ModelSpec resnet = resolve_model("resnet-tiny", 10);
+  const Graph rg = lower_model(resnet, test::random_layer_params(resnet, t.format.weights, rng), t.format);
+  const AcceleratorLowering r = accelerator_layers(rg);
+  ASSERT_FALSE(r.unsupported) << *r.unsupported;
+  int adds = 0, convs = 0;
+  for (std::size_t i = 0; i < r.layers.size(); ++i) {
+    const AcceleratorLayer& a = r.layers[i];
+    if (a.kind == K::Conv2d) ++convs;
+    if (a.kind != K::Add) continue;
+    ++adds;
+    EXPECT_TRUE(a.relu) << "add " << i;  // every add here feeds a relu
+    EXPECT_EQ(a.pairs.size(), 2u);
+    EXPECT_LT(a.residual, i);
+    EXPECT_LT(a.input, i);
+    EXPECT_NE(a.input, a.residual);
+  }
+  EXPECT_EQ(adds, 3);
+  EXPECT_EQ(convs, 9);
+  // A projection shortcut reads the stack's output, not the layer before it.
+  const AcceleratorLayer& short2 = r.layers[6];
+  EXPECT_EQ(short2.kind, K::Conv2d);
+  EXPECT_EQ(short2.input, 3u);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace qathw::verify {
 namespace {
 
 std::optional<std::string> lowering_unsupported(const model::Bundle& b) {
-  return model::accelerator_layers(b.graph).unsupported;
+  return model::linear_chain(b.graph).unsupported;
 }
 
 EngineRun run_int(const model::Bundle& b, const std::uint8_t* inputs, std::size_t count) {
@@ -94,7 +94,7 @@ const std::vector<Engine>& engines() {
 }
 
 std::vector<model::OpOutputs> fused_to_ops(const model::Bundle& b, std::vector<model::LayerOutputs>&& per_sample) {
-  const model::AcceleratorLowering lowering = model::accelerator_layers(b.graph);
+  const model::AcceleratorLowering lowering = model::linear_chain(b.graph);
   std::vector<model::OpOutputs> out;
   out.reserve(per_sample.size());
   for (auto& s : per_sample) out.push_back(model::op_outputs(b.graph, lowering.layers, std::move(s)));
@@ -108,7 +108,7 @@ const Engine* find_engine(const std::string& name) {
 }
 
 std::optional<std::size_t> fused_layer_of(const model::Graph& g, std::size_t op) {
-  const model::AcceleratorLowering lowering = model::accelerator_layers(g);
+  const model::AcceleratorLowering lowering = model::linear_chain(g);
   for (std::size_t l = 0; l < lowering.layers.size(); ++l)
     if (lowering.layers[l].output_op == op) return l;
   return std::nullopt;

@@ -150,11 +150,11 @@ std::atomic<bool> g_elaborated{false};
 }  // namespace
 
 std::optional<std::string> systemc_unsupported(const model::Bundle& bundle) {
-  return model::accelerator_layers(bundle.graph).unsupported;
+  return model::linear_chain(bundle.graph).unsupported;
 }
 
 SimRun run_systemc(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers) {
-  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
   if (lowering.unsupported) throw std::runtime_error("SystemC model: " + *lowering.unsupported);
   if (g_elaborated.exchange(true))
     throw std::runtime_error("the SystemC model runs once per process (the SystemC kernel cannot be restarted)");
