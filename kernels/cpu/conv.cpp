@@ -1,5 +1,6 @@
 #include "qathw/kernels/conv.h"
 
+#include <algorithm>
 #include <cstddef>
 
 namespace qathw::kernels {
@@ -9,7 +10,10 @@ void im2col(const float* map, const arith::Conv2dShape& s, int g, float* cols) {
   for (int oy = 0; oy < s.out_h(); ++oy)
     for (int ox = 0; ox < s.out_w(); ++ox) {
       float* row = cols + (static_cast<std::size_t>(oy) * s.out_w() + ox) * patch;
-      arith::for_each_patch_element(s, oy, ox, g, [&](int k, long at) { row[k] = at >= 0 ? map[at] : 0.0f; });
+      arith::for_each_patch_run(s, oy, ox, g, [&](int k, long at, int n) {
+        if (at < 0) std::fill_n(row + k, n, 0.0f);
+        else std::copy_n(map + at, n, row + k);
+      });
     }
 }
 
@@ -18,8 +22,11 @@ void col2im_add(const float* cols, const arith::Conv2dShape& s, int g, float* ma
   for (int oy = 0; oy < s.out_h(); ++oy)
     for (int ox = 0; ox < s.out_w(); ++ox) {
       const float* row = cols + (static_cast<std::size_t>(oy) * s.out_w() + ox) * patch;
-      arith::for_each_patch_element(s, oy, ox, g, [&](int k, long at) {
-        if (at >= 0) map_grad[at] += row[k];
+      arith::for_each_patch_run(s, oy, ox, g, [&](int k, long at, int n) {
+        if (at < 0) return;
+        float* to = map_grad + at;
+        const float* from = row + k;
+        for (int i = 0; i < n; ++i) to[i] += from[i];
       });
     }
 }

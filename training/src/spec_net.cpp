@@ -188,7 +188,8 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
   const int batch = batch_;
   const std::size_t layers = spec_.layers.size();
   grads.assign(layers, {});
-  std::vector<std::vector<float>> d(layers);  // d(loss)/d(each layer's output)
+  std::vector<std::vector<float>>& d = dout_;  // d(loss)/d(each layer's output)
+  d.resize(layers);
   for (std::size_t i = 0; i < layers; ++i) d[i].assign(out_[i].size(), 0.0f);
   d.back() = dlogits;
   std::vector<float> scratch, dcodes;
@@ -383,15 +384,17 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
     for (std::size_t i = 0; i < fixed.size(); ++i)
       if (fixed[i] && !(steps_[i] > 0.0f))
         throw std::logic_error("forward_quantized: layer " + std::to_string(i) + "'s static quantizer is not calibrated");
-  xs_.assign(spec_.layers.size(), {});
+  // Buffers keep their memory from step to step (clear() keeps the capacity).
+  xs_.resize(spec_.layers.size());
+  for (std::vector<float>& v : xs_) v.clear();
   pair_steps_.assign(spec_.layers.size(), 0.0f);
   qmax_ = arith::act_qmax(f.act_bits);
   input_pairs_.assign(spec_.layers.size(), {});
   add_pairs_.assign(spec_.layers.size(), {});
   batch_ = batch;
   quantized_pass_ = true;
-  z_.assign(spec_.layers.size(), {});
-  kin_.assign(spec_.layers.size(), {});
+  z_.resize(spec_.layers.size());
+  kin_.resize(spec_.layers.size());
   // unit[i][b]: the real value of one integer of layer i's output in sample b.
   std::vector<std::vector<float>> unit(spec_.layers.size());
   const std::vector<float> pixel_unit(static_cast<std::size_t>(batch), 1.0f / 255.0f);
@@ -497,14 +500,19 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         if (max) argmax_[i].assign(y.size(), -1);
         for_each_pool_output(l, batch, [&](int b, int oy, int ox, int c, std::size_t at) {
           const std::int32_t* xb = x.data() + b * in_size;
-          y[at] = static_cast<std::int32_t>(
-              max ? arith::max_pool(xb, in.height, in.width, in.channels, l.window, oy, ox, c)
-                  : arith::average_pool(arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c),
-                                        area_pair.value, f));
-          if (max)  // the first position holding the maximum takes the gradient
-            arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
-              if (argmax_[i][at] < 0 && xb[k] == y[at]) argmax_[i][at] = k;
-            });
+          if (!max) {
+            y[at] = static_cast<std::int32_t>(arith::average_pool(
+                arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c), area_pair.value, f));
+            return;
+          }
+          // arith::max_pool's maximum over the window's positions in the map, found with the first
+          // position holding it, which takes the gradient.
+          long best = -1;
+          arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
+            if (best < 0 || xb[k] > xb[best]) best = k;
+          });
+          y[at] = xb[best];
+          argmax_[i][at] = best;
         });
         break;
       }

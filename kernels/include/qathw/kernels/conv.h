@@ -1,6 +1,6 @@
 // The trainer's convolution lowering: a feature map's patches as the rows of a matrix (im2col),
 // so a convolution is a GEMM with the kernels, and the transpose that takes the rows' gradients
-// back to the map (col2im). Both walk arith::for_each_patch_element, the patch order the
+// back to the map (col2im). Both walk arith::for_each_patch_run, the patch order the
 // hardware and the integer engine use.
 #pragma once
 

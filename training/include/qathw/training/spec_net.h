@@ -90,6 +90,7 @@ class SpecNet {
   std::vector<std::vector<std::int32_t>> z_;       // per layer: the integers of the last forward_quantized
   std::vector<std::vector<float>> kin_;            // per kernel layer: its input codes times their scale
   std::vector<float> chunk_grads_;                 // a convolution's kernel gradient, chunk by chunk
+  std::vector<std::vector<float>> dout_;           // backward: d(loss)/d(each layer's output)
   std::vector<float> steps_, step_grads_;          // per layer: static quantizer steps, their gradients
   std::vector<float> pair_steps_;                  // per layer: the step its pair gives (last forward)
   std::vector<std::vector<float>> xs_;             // per static layer: its input over the step

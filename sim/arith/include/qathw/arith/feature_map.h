@@ -43,23 +43,45 @@ struct Conv2dShape {
   QATHW_HD constexpr int patch() const { return window.kernel_h * window.kernel_w * group_in(); }
 };
 
-// The patch of output pixel (oy, ox), group g, element by element: f(k, at) for k = 0 ..
-// patch() - 1 in the order (ky, kx, ci), `at` the element's index in the in_h x in_w x in_c map,
-// or -1 where the window lies in the padding. The one statement of the patch order: the gather
-// below, the trainer's im2col and its transpose (col2im) all walk it.
+// The patch of output pixel (oy, ox), group g, as runs: f(k, at, n) for patch elements k .. k +
+// n - 1 in the order (ky, kx, ci), which lie at map indices at .. at + n - 1 of the in_h x in_w x
+// in_c map, or (at = -1) in the padding. Runs are as long as the layout allows: a window row's
+// positions inside the map are one run when the group holds every channel. The one statement of
+// the patch order: the element walk below, the gather, the trainer's im2col and its transpose
+// (col2im) all follow it.
 template <typename F>
-QATHW_HD void for_each_patch_element(const Conv2dShape& s, int oy, int ox, int g, F f) {
+QATHW_HD void for_each_patch_run(const Conv2dShape& s, int oy, int ox, int g, F f) {
   const int gi = s.group_in();
   int k = 0;
   for (int ky = 0; ky < s.window.kernel_h; ++ky) {
     const int y = oy * s.window.stride_h - s.window.pad_h + ky;
-    for (int kx = 0; kx < s.window.kernel_w; ++kx) {
+    int run_k = k, run_n = 0;
+    long run_at = -1;
+    for (int kx = 0; kx < s.window.kernel_w; ++kx, k += gi) {
       const int x = ox * s.window.stride_w - s.window.pad_w + kx;
       const bool inside = y >= 0 && y < s.in_h && x >= 0 && x < s.in_w;
-      const long pixel = (static_cast<long>(y) * s.in_w + x) * s.in_c + static_cast<long>(g) * gi;
-      for (int ci = 0; ci < gi; ++ci) f(k++, inside ? pixel + ci : -1L);
+      const long at = inside ? (static_cast<long>(y) * s.in_w + x) * s.in_c + static_cast<long>(g) * gi : -1L;
+      const bool extends = run_n > 0 && (at < 0 ? run_at < 0 : run_at >= 0 && run_at + run_n == at);
+      if (extends) {
+        run_n += gi;
+        continue;
+      }
+      if (run_n > 0) f(run_k, run_at, run_n);
+      run_k = k;
+      run_n = gi;
+      run_at = at;
     }
+    if (run_n > 0) f(run_k, run_at, run_n);
   }
+}
+
+// The same patch element by element: f(k, at) for k = 0 .. patch() - 1, `at` the element's map
+// index or -1 in the padding.
+template <typename F>
+QATHW_HD void for_each_patch_element(const Conv2dShape& s, int oy, int ox, int g, F f) {
+  for_each_patch_run(s, oy, ox, g, [&](int k, long at, int n) {
+    for (int i = 0; i < n; ++i) f(k + i, at < 0 ? -1L : at + i);
+  });
 }
 
 // The patch that output pixel (oy, ox) of group g reads: patch() codes in the order (ky, kx, ci),
