@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "commands.h"
@@ -32,7 +33,9 @@ struct TrainOptions {
   std::string device = "auto";
   std::string threads = "auto";
   std::string calibration = "99.99";
+  std::string qat_init = "scratch";
   bool hidden_given = false;
+  std::set<std::string> given;  // options set on the command line (a model file's recipe yields to them)
   bool resume = false;
   bool no_fp32 = false;
   training::TrainConfig config;
@@ -89,6 +92,7 @@ int run_train(const TrainOptions& o) {
   config.device = device.device == kernels::Device::Cuda ? training::TrainDevice::Cuda : training::TrainDevice::Cpu;
   config.fit_threads = o.threads == "auto";
   config.calibration = *calibration_fraction(o.calibration);
+  config.qat_from_fp32 = o.qat_init == "fp32";
   config.threads = config.fit_threads ? util::usable_cpus() : std::stoi(o.threads);
   const std::string device_name = device.device == kernels::Device::Cuda ? "cuda" : "cpu";
   const training::Dataset train = training::load_split(o.data, training::Split::Train);
@@ -98,6 +102,13 @@ int run_train(const TrainOptions& o) {
   std::optional<model::ModelSpec> model_spec;
   if (!o.model.empty()) {
     model_spec = model::resolve_model(o.model, train.classes);
+    const model::Recipe& r = model_spec->recipe;
+    const auto use = [&](const char* option) { return o.given.count(option) == 0; };
+    if (r.epochs && use("--epochs")) config.epochs = *r.epochs;
+    if (r.batch && use("--batch")) config.batch = *r.batch;
+    if (r.lr && use("--lr")) config.lr = *r.lr;
+    if (r.weight_decay && use("--weight-decay")) config.weight_decay = *r.weight_decay;
+    if (r.qat_init && use("--qat-init")) config.qat_from_fp32 = *r.qat_init == "fp32";
     if (model_spec->input.height != static_cast<int>(train.rows) ||
         model_spec->input.width != static_cast<int>(train.cols) || model_spec->input.channels != 1)
       throw std::runtime_error(model_spec->origin + ": field 'input': the model reads maps of " +
@@ -248,6 +259,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
                   "Initial step of static quantizers (model files with residual adds, static targets): minmax, or "
                   "the percentile of input magnitudes it covers")
       ->capture_default_str()->check(Calibration);
+  cmd->add_option("--qat-init", o->qat_init,
+                  "Where QAT starts: scratch (the seed's initialisation), or fp32 (the FP32 twin's trained weights)")
+      ->capture_default_str()->check(CLI::IsMember({"scratch", "fp32"}));
   cmd->add_flag("--distill", o->config.distill,
                 "A further QAT run distilled from the FP32 twin (QAT+KD), reported beside QAT and exported");
   cmd->add_option("--distill-temperature", o->config.distill_temperature, "Softmax temperature of distillation")
@@ -259,6 +273,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-fp32", o->no_fp32, "Skip the FP32 twin (and so PTQ)");
   cmd->callback([o, cmd, &exit_code] {
     o->hidden_given = cmd->count("--hidden") > 0;
+    for (const char* option : {"--epochs", "--batch", "--lr", "--weight-decay", "--qat-init"})
+      if (cmd->count(option) > 0) o->given.insert(option);
     exit_code = run_train(*o);
   });
 }

@@ -2,8 +2,10 @@
 
 #include <toml++/toml.h>
 
+#include <cmath>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "builtin_models.h"
 #include "qathw/util/atomic_file.h"
@@ -44,6 +46,20 @@ class Fields {
   }
 
   bool has(const char* key) const { return t_.contains(key); }
+
+  // A finite number (an integer is taken as one) in [lo, hi].
+  double real(const char* key, double lo, double hi) const {
+    const toml::node& n = *t_.get(key);
+    const auto v = n.value<double>();
+    if (!(n.is_floating_point() || n.is_integer()) || !v || !std::isfinite(*v) || *v < lo || *v > hi)
+      fail(key, "must be a number in [" + shown(lo) + ", " + shown(hi) + "]");
+    return *v;
+  }
+  static std::string shown(double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  }
 
   std::string string(const char* key, bool required) const {
     if (!has(key)) {
@@ -124,7 +140,7 @@ ModelSpec parse_model(std::string_view toml_text, const std::string& origin, int
                      ": TOML syntax error: " + std::string(e.description()));
   }
   const Fields top(origin, root, "");
-  top.only({"name", "description", "input", "layers"});
+  top.only({"name", "description", "input", "layers", "training"});
   ModelSpec m;
   m.origin = origin;
   m.name = top.string("name", true);
@@ -137,6 +153,22 @@ ModelSpec parse_model(std::string_view toml_text, const std::string& origin, int
   m.input.width = static_cast<int>(top.integer(*input->get(1), "input[1]", 1, 8192));
   m.input.channels = static_cast<int>(top.integer(*input->get(2), "input[2]", 1, 4096));
   if (m.input.size() > (1L << 26)) top.fail("input", "holds more than 2^26 values");
+
+  if (top.has("training")) {
+    const toml::table* t = root["training"].as_table();
+    if (!t) top.fail("training", "must be a table of recipe defaults");
+    const Fields r(origin, *t, "training.");
+    r.only({"epochs", "batch", "lr", "weight_decay", "qat_init"});
+    if (r.has("epochs")) m.recipe.epochs = static_cast<int>(r.integer("epochs", 0, 1, 10000));
+    if (r.has("batch")) m.recipe.batch = static_cast<int>(r.integer("batch", 0, 1, 65536));
+    if (r.has("lr")) m.recipe.lr = static_cast<float>(r.real("lr", 1e-7, 10.0));
+    if (r.has("weight_decay")) m.recipe.weight_decay = static_cast<float>(r.real("weight_decay", 0.0, 10.0));
+    if (r.has("qat_init")) {
+      m.recipe.qat_init = r.string("qat_init", true);
+      if (*m.recipe.qat_init != "scratch" && *m.recipe.qat_init != "fp32")
+        r.fail("qat_init", "must be \"scratch\" or \"fp32\", not \"" + *m.recipe.qat_init + "\"");
+    }
+  }
 
   if (!top.has("layers")) top.fail("layers", "missing: a list of [[layers]] tables");
   const toml::array* layers = root["layers"].as_array();
@@ -270,6 +302,16 @@ long model_parameters(const ModelSpec& m) {
   return n;
 }
 
+nlohmann::json to_json(const Recipe& r) {
+  nlohmann::json j = nlohmann::json::object();
+  if (r.epochs) j["epochs"] = *r.epochs;
+  if (r.batch) j["batch"] = *r.batch;
+  if (r.lr) j["lr"] = *r.lr;
+  if (r.weight_decay) j["weight_decay"] = *r.weight_decay;
+  if (r.qat_init) j["qat_init"] = *r.qat_init;
+  return j;
+}
+
 nlohmann::json to_json(const ModelSpec& m) {
   const auto shape = [](const Shape& s) {
     return s.is_map() ? nlohmann::json{s.height, s.width, s.channels} : nlohmann::json{s.channels};
@@ -291,7 +333,7 @@ nlohmann::json to_json(const ModelSpec& m) {
   }
   return {{"name", m.name},           {"description", m.description}, {"origin", m.origin},
           {"input", shape(m.input)},  {"classes", m.classes()},       {"parameters", model_parameters(m)},
-          {"macs", model_macs(m)},    {"layers", layers}};
+          {"macs", model_macs(m)},    {"layers", layers},            {"training", to_json(m.recipe)}};
 }
 
 Graph lower_model(const ModelSpec& m, std::vector<LayerParams> params, const arith::Format& f) {

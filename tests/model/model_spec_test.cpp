@@ -170,3 +170,21 @@ TEST(AcceleratorLayers, LenetAndResnetLowerToTheControllersLayers) {
 
 }  // namespace
 }  // namespace qathw::model
+
+namespace qathw::model {
+namespace {
+
+TEST(ModelSpec, TrainingTableIsTheRecipesDefaults) {
+  const ModelSpec m = parse_model(
+      "name = \"r\"\ninput = [4, 4, 1]\n[training]\nepochs = 7\nlr = 2e-3\nqat_init = \"fp32\"\n[[layers]]\n"
+      "type = \"flatten\"\n[[layers]]\ntype = \"linear\"\nout = \"classes\"\n",
+      "r.toml", 3);
+  EXPECT_EQ(m.recipe.epochs, 7);
+  EXPECT_FALSE(m.recipe.batch.has_value());
+  EXPECT_FLOAT_EQ(*m.recipe.lr, 2e-3f);
+  EXPECT_EQ(m.recipe.qat_init, "fp32");
+  EXPECT_EQ(to_json(m)["training"], (nlohmann::json{{"epochs", 7}, {"lr", 2e-3f}, {"qat_init", "fp32"}}));
+}
+
+}  // namespace
+}  // namespace qathw::model

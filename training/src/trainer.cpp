@@ -24,6 +24,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"seed", c.seed},             {"threads", c.threads}, {"fit_threads", c.fit_threads},
           {"ste", c.ste_clip ? "clipped" : "identity"}, {"train_fp32", c.train_fp32},
           {"calibration", c.calibration},
+          {"qat_init", c.qat_from_fp32 ? "fp32" : "scratch"},
           {"distill", c.distill ? nlohmann::json{{"temperature", c.distill_temperature}, {"weight", c.distill_weight}}
                                 : nlohmann::json(false)}};
 }
@@ -55,6 +56,7 @@ std::string fingerprint(Phase phase, const target::TargetSpec& target, const Tra
   j.erase("threads");  // results do not depend on the thread count
   j.erase("fit_threads");
   j.erase("train_fp32");
+  if (phase == Phase::Fp32) j.erase("qat_init");  // the twin trains the same either way
   j["phase"] = phase_name(phase);
   j["target"] = phase == Phase::Fp32 ? "" : target::content_hash(target);
   j["data"] = {{"count", train.count}, {"features", train.features}, {"classes", train.classes}};
@@ -406,12 +408,13 @@ TrainResult train(const target::TargetSpec& target, const TrainConfig& config, c
     r.ptq_result.ran = true;
     r.ptq_result.test_accuracy = evaluate_quantized(r.fp32, target, test).accuracy;
   }
-  r.qat = make_mlp(features, config.hidden, train_set.classes, config.seed);
+  r.qat = config.qat_from_fp32 && config.train_fp32 ? r.fp32
+                                                      : make_mlp(features, config.hidden, train_set.classes, config.seed);
   MlpLearner learner(r.qat, target, config);
   r.qat_result = run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress,
                            learner, nullptr);
   if (config.distill) {
-    r.kd = make_mlp(features, config.hidden, train_set.classes, config.seed);
+    r.kd = config.qat_from_fp32 ? r.fp32 : make_mlp(features, config.hidden, train_set.classes, config.seed);
     MlpLearner kd(r.kd, target, config);
     Activations teacher_act;
     const Teacher teacher = [&](const std::uint8_t* pixels, int batch) -> const std::vector<float>& {
@@ -445,10 +448,12 @@ ModelTrainResult train_model(const model::ModelSpec& model, const target::Target
     r.ptq_result.ran = true;
     r.ptq_result.test_accuracy = evaluate_quantized(r.fp32, target, test).accuracy;
   }
+  if (config.qat_from_fp32 && config.train_fp32) r.qat.weights() = r.fp32.weights();
   SpecLearner learner(r.qat, target, config, true);
   r.qat_result = run_phase(Phase::Qat, target, config, train_set, test, checkpoint_dir / "qat.ckpt", resume, progress,
                            learner, network);
   if (config.distill) {
+    if (config.qat_from_fp32) r.kd.weights() = r.fp32.weights();
     SpecLearner kd(r.kd, target, config, true);
     std::vector<float> values;
     const std::size_t features = static_cast<std::size_t>(model.input.size());

@@ -43,8 +43,17 @@ struct LayerSpec {
   Shape in_shape, out_shape;  // inferred
 };
 
+// The recipe a model file recommends (its [training] table): defaults for `qat-hw train`'s
+// options, which the command line overrides. Unset fields keep the trainer's defaults.
+struct Recipe {
+  std::optional<int> epochs, batch;
+  std::optional<float> lr, weight_decay;
+  std::optional<std::string> qat_init;  // "scratch" or "fp32"
+};
+
 struct ModelSpec {
   std::string name, description;
+  Recipe recipe;
   std::string origin;  // the file (or built-in name) it came from, for messages
   Shape input;         // a feature map; its height x width is the image
   std::vector<LayerSpec> layers;
@@ -72,6 +81,7 @@ int kernel_fan_in(const LayerSpec& l);
 // The model as JSON: every layer's type, fields and inferred shapes (`qat-hw models show`, and
 // what identifies a model in a training run's checkpoints).
 nlohmann::json to_json(const ModelSpec& m);
+nlohmann::json to_json(const Recipe& r);
 
 // What a model's layer brings to the op graph besides its shape: a conv2d or linear layer its
 // kernel (LinearParams) and, for a static input quantizer, its pair; an add its two pairs (the

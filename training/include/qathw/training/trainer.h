@@ -36,6 +36,7 @@ struct TrainConfig {
   bool fit_threads = false;
   bool ste_clip = false;  // zero weight gradients where the weight quantizer clips
   bool train_fp32 = true;  // the FP32 twin (and so PTQ)
+  bool qat_from_fp32 = false;  // QAT starts from the FP32 twin's weights (when it is trained), not from scratch
   // Static quantizers' calibration: the fraction of the input magnitudes the initial step covers
   // (a percentile; 1 is min-max), on the first 256 training samples.
   double calibration = 0.9999;
