@@ -1,13 +1,15 @@
 // The engines on a convolutional bundle (lenet with seeded random kernels, through
-// model::lower_model): the integer engine runs every op of it through the registry, and each
-// accelerator engine (SystemC, RTL, HLS, CUDA) declines it naming the first op its layer chain
-// cannot run, so `qat-hw verify` leaves it out with that reason instead of failing.
+// model::lower_model): the integer engine runs every op of it through the registry, the SystemC
+// model runs it equal to the integer engine on every layer it observes, and each engine of a
+// linear layer chain (RTL, HLS, CUDA) declines it naming the first op it cannot run, so
+// `qat-hw verify` leaves it out with that reason instead of failing.
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "../arith/test_support.h"
 #include "../model/random_model.h"
+#include "qathw/model/accelerator_layers.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/model/model_spec.h"
 #include "qathw/target/target_spec.h"
@@ -25,7 +27,7 @@ model::Bundle lenet_bundle(std::uint64_t seed) {
   return b;
 }
 
-TEST(FeatureMapEngines, TheIntegerEngineRunsAConvolutionalBundleAndTheAcceleratorsDecline) {
+TEST(FeatureMapEngines, IntAndSystemCRunAConvolutionalBundleAndTheLayerChainsDecline) {
   const std::uint64_t seed = test::test_seed();
   const model::Bundle b = lenet_bundle(seed);
   std::mt19937_64 rng(seed);
@@ -39,6 +41,20 @@ TEST(FeatureMapEngines, TheIntegerEngineRunsAConvolutionalBundleAndTheAccelerato
       const model::IntEngine reference(b);
       for (std::size_t s = 0; s < 3; ++s)
         EXPECT_EQ(run.outputs[s], reference.run(pixels.data() + s * 784)) << test::seed_note(seed) << " sample " << s;
+      continue;
+    }
+    if (e.name == "systemc") {
+      ASSERT_FALSE(why.has_value()) << *why;
+      const EngineRun run = e.run(b, pixels.data(), 3);
+      const model::IntEngine reference(b);
+      const std::vector<model::AcceleratorLayer> layers = model::accelerator_layers(b.graph).layers;
+      ASSERT_EQ(run.outputs.size(), 3u);
+      for (std::size_t s = 0; s < 3; ++s) {
+        const model::OpOutputs want = reference.run(pixels.data() + s * 784);
+        for (const model::AcceleratorLayer& l : layers)
+          EXPECT_EQ(run.outputs[s][l.output_op], want[l.output_op])
+              << test::seed_note(seed) << " sample " << s << " op " << b.graph.ops[l.output_op].name;
+      }
       continue;
     }
     ASSERT_TRUE(why.has_value()) << e.name << " accepted a convolutional bundle";

@@ -30,7 +30,9 @@ EngineRun run_int(const model::Bundle& b, const std::uint8_t* inputs, std::size_
 EngineRun run_systemc(const model::Bundle& b, const std::uint8_t* inputs, std::size_t count) {
   sim::SimRun s = sim::run_systemc(b, inputs, count, true);
   EngineRun r;
-  r.outputs = fused_to_ops(b, std::move(s.outputs));
+  // The SystemC controller runs any graph of the accelerator's layers, not only a linear chain.
+  const std::vector<model::AcceleratorLayer> fused = model::accelerator_layers(b.graph).layers;
+  for (auto& o : s.outputs) r.outputs.push_back(model::op_outputs(b.graph, fused, std::move(o)));
   r.seconds = s.wall_seconds;
   nlohmann::json layers = nlohmann::json::array();
   if (!s.stats.empty()) {
@@ -78,7 +80,7 @@ const std::vector<Engine>& engines() {
   static const std::vector<Engine> all = {
       {"int", "integer reference engine (model/)", [](const model::Bundle&) { return std::optional<std::string>(); },
        run_int},
-      {"systemc", "SystemC model of the accelerator", lowering_unsupported, run_systemc},
+      {"systemc", "SystemC model of the accelerator", sim::systemc_unsupported, run_systemc},
       {"rtl", "the accelerator's RTL, Verilated (built at run time for targets without a built-in model)",
        rtl::rtl_unsupported, run_rtl},
       {"hls", "HLS C++ of the datapath, C-simulated", hls::hls_unsupported, run_hls},

@@ -9,6 +9,7 @@
 #include <tlm_utils/simple_target_socket.h>
 
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,17 +33,35 @@ inline constexpr std::uint64_t kRegionMask = 0xF000'0000;
 // Bytes of one activation code in the activation SRAM's code scratch area.
 inline std::size_t code_bytes(const arith::Format& f) { return f.act_bits <= 8 ? 1 : 2; }
 
-// One layer as the controller executes it. Offsets are byte offsets into the SRAMs.
+// What a layer descriptor asks of the controller: the unit that runs it.
+enum class Opcode : std::uint32_t { Linear = 0, Conv2d = 1, MaxPool = 2, AvgPool = 3, Add = 4 };
+
+// One layer as the controller executes it: 32-bit words, byte offsets into the SRAMs
+// (docs/sim.md, "Layer descriptors").
 struct LayerDescriptor {
-  std::uint32_t in = 0, out = 0, relu = 0;
-  std::uint32_t weight_offset = 0;   // packed codes, row-major out x in
-  std::uint32_t requant_offset = 0;  // out pairs of {int32 mantissa, int32 shift}
+  std::uint32_t opcode = 0;          // Opcode
+  std::uint32_t in = 0, out = 0;     // integers per sample read (the input) and written
+  std::uint32_t relu = 0;            // 1: ReLU fused after the layer's unit
+  std::uint32_t weight_offset = 0;   // linear, conv2d: packed codes, row-major out x patch
+  std::uint32_t requant_offset = 0;  // linear, conv2d: out channels' pairs of {int32 mantissa, int32 shift}
   std::uint32_t input_offset = 0;    // activation SRAM: the layer's input values
-  std::uint32_t input_bits = 0;      // 8: uint8 pixels (first layer); 32: int32 outputs of the previous layer
+  std::uint32_t input_bits = 0;      // 8: uint8 pixels; 32: int32 outputs of an earlier layer
   std::uint32_t output_offset = 0;   // activation SRAM: int32 outputs
-  std::uint32_t code_offset = 0;     // activation SRAM: scratch for the input's activation codes
+  std::uint32_t code_offset = 0;     // linear, conv2d: scratch for the input's activation codes
                                      // (int8 when the target's act_bits <= 8, else int16)
+  std::uint32_t residual_offset = 0; // add: the second operand's int32 values
+  // conv2d: its shape; pools: the input map (in_c = out_c) and the window.
+  std::uint32_t in_h = 0, in_w = 0, in_c = 0, out_c = 0;
+  std::uint32_t kernel_h = 0, kernel_w = 0, stride_h = 0, stride_w = 0, pad_h = 0, pad_w = 0;
+  std::uint32_t groups = 0;
+  std::uint32_t static_quantizer = 0;  // linear, conv2d: 1: codes by the quant pair; 0: dynamic absmax
+  std::int32_t quant_mantissa = 0, quant_shift = 0;
+  // avg_pool: pair 0 is 1 / area; add: pair 0 the input's, pair 1 the residual's.
+  std::int32_t pair_mantissa[2] = {0, 0}, pair_shift[2] = {0, 0};
+
+  arith::Conv2dShape map() const;
 };
+static_assert(sizeof(LayerDescriptor) == 29 * 4, "docs/sim.md, \"Layer descriptors\": 29 words");
 
 // Behavioural single-port SRAM.
 class Sram {
@@ -57,12 +76,16 @@ class Sram {
   std::vector<std::uint8_t> data_;
 };
 
-// The activation quantizer unit: absmax over a token, the reciprocal, codes. Returns cycles.
+// The activation quantizer unit: dynamic (absmax over the sample's token, the reciprocal, codes)
+// or static (codes by the layer's calibrated pair). Returns cycles.
 class ActivationQuantizer : public sc_core::sc_module {
  public:
   ActivationQuantizer(sc_core::sc_module_name name, const target::TargetSpec& t);
   template <typename Value, typename Code>
   std::uint64_t quantize(const Value* values, std::uint32_t count, Code* codes, LayerStats& s) const;
+  template <typename Value, typename Code>
+  std::uint64_t quantize_static(const Value* values, std::uint32_t count, arith::FixedPoint pair, Code* codes,
+                                LayerStats& s) const;
 
  private:
   const target::TargetSpec& target_;
@@ -77,17 +100,52 @@ class PeArray : public sc_core::sc_module {
   template <typename Code>
   std::uint64_t run_layer(const Code* codes, const std::int8_t* weights, std::uint32_t in, std::uint32_t out,
                           std::int64_t* acc, LayerStats& s) const;
+  // A convolution, weight-stationary: per group and tile of up to `rows` of its output channels,
+  // the kernels stay in the rows while the window walks the output pixels; `map` is the input's
+  // codes (in_h x in_w x in_c), `acc` out_h x out_w x out_c. Returns cycles.
+  template <typename Code>
+  std::uint64_t run_conv(const Code* map, const std::int8_t* weights, const arith::Conv2dShape& c, std::int64_t* acc,
+                         LayerStats& s) const;
+
+ private:
+  // One row's accumulator over k codes: chunks of `lanes` through the adder tree, then the
+  // accumulator's overflow rule.
+  template <typename Code>
+  std::int64_t row_dot(const Code* codes, const std::int8_t* w, std::uint32_t k) const;
+
+  const target::TargetSpec& target_;
+};
+
+// Requantization (and ReLU) of accumulators, `rows` per cycle. Channel n % channels's pair
+// requantizes accumulator n (a feature map's pixels hold `channels` channels each). Returns cycles.
+class RequantUnit : public sc_core::sc_module {
+ public:
+  RequantUnit(sc_core::sc_module_name name, const target::TargetSpec& t);
+  std::uint64_t run(const std::int64_t* acc, const std::int32_t* pairs, std::uint32_t out, std::uint32_t channels,
+                    bool relu, std::int32_t* z, LayerStats& s) const;
 
  private:
   const target::TargetSpec& target_;
 };
 
-// Requantization (and ReLU) of accumulators, `rows` per cycle. Returns cycles.
-class RequantUnit : public sc_core::sc_module {
+// Max and average pooling on requantized values: one output value at a time, its window's
+// in-map values `lanes` per cycle. Returns cycles.
+class PoolUnit : public sc_core::sc_module {
  public:
-  RequantUnit(sc_core::sc_module_name name, const target::TargetSpec& t);
-  std::uint64_t run(const std::int64_t* acc, const std::int32_t* pairs, std::uint32_t out, bool relu,
-                    std::int32_t* z, LayerStats& s) const;
+  PoolUnit(sc_core::sc_module_name name, const target::TargetSpec& t);
+  std::uint64_t run(const std::int32_t* map, const LayerDescriptor& d, std::int32_t* z, LayerStats& s) const;
+
+ private:
+  const target::TargetSpec& target_;
+};
+
+// The residual adder: two tensors aligned to the output's scale and added, `lanes` per cycle.
+// Returns cycles.
+class AddUnit : public sc_core::sc_module {
+ public:
+  AddUnit(sc_core::sc_module_name name, const target::TargetSpec& t);
+  std::uint64_t run(const std::int32_t* a, const std::int32_t* b, const LayerDescriptor& d, std::int32_t* z,
+                    LayerStats& s) const;
 
  private:
   const target::TargetSpec& target_;
@@ -98,16 +156,23 @@ class RequantUnit : public sc_core::sc_module {
 class Accelerator : public sc_core::sc_module {
  public:
   tlm_utils::simple_target_socket<Accelerator> socket;
+  // An observation port, not SRAM traffic: each finished layer's outputs, handed over before a
+  // later layer may reuse their buffer.
+  using LayerObserver = std::function<void(std::size_t layer, const std::int32_t* z, std::uint32_t count)>;
 
   Accelerator(sc_core::sc_module_name name, const target::TargetSpec& t);
   const InferenceStats& last_stats() const { return stats_; }
+  void observe_layers(LayerObserver observer) { observer_ = std::move(observer); }
 
  private:
   void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay);
   void run_inference(sc_core::sc_time& delay);
   void decode_weights();
   template <typename Code>
-  void run_layer(const LayerDescriptor& d, const std::vector<std::int8_t>& weights, LayerStats& s);
+  void run_kernel_layer(const LayerDescriptor& d, const std::vector<std::int8_t>& weights, LayerStats& s);
+  template <typename Code>
+  std::uint64_t quantize_input(const LayerDescriptor& d, Code* codes, LayerStats& s);
+  const std::int32_t* values(std::uint32_t offset, std::uint32_t count);
 
   const target::TargetSpec& target_;
   sc_core::sc_time period_;
@@ -119,6 +184,9 @@ class Accelerator : public sc_core::sc_module {
   ActivationQuantizer quantizer_;
   PeArray array_;
   RequantUnit requant_;
+  PoolUnit pool_;
+  AddUnit adder_;
+  LayerObserver observer_;
   InferenceStats stats_;
 };
 

@@ -1,25 +1,168 @@
 #include "qathw/sim/systemc_engine.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "accelerator.h"
 
 namespace qathw::sim {
 namespace {
 
+// Where a model lives in the accelerator's SRAMs: one descriptor per layer, and the bytes used.
+struct MemoryPlan {
+  std::vector<LayerDescriptor> descriptors;
+  std::size_t weight_bytes = 0, activation_bytes = 0;
+  std::optional<std::string> overflow;  // the SRAM the model does not fit, naming the target field
+};
+
+std::size_t align4(std::size_t n) { return (n + 3) / 4 * 4; }
+
+// First fit among the buffers live at a layer: a buffer is held from the layer that writes it
+// until its last reader has run, then its bytes serve later layers.
+class ActivationAllocator {
+ public:
+  explicit ActivationAllocator(std::size_t base) : base_(base), peak_(base) {}
+
+  // Frees every buffer whose last reader ran before `layer`.
+  void start_layer(std::size_t layer) {
+    blocks_.erase(std::remove_if(blocks_.begin(), blocks_.end(), [&](const Block& b) { return b.last_reader < layer; }),
+                  blocks_.end());
+  }
+  std::size_t allocate(std::size_t bytes, std::size_t last_reader) {
+    std::sort(blocks_.begin(), blocks_.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
+    std::size_t at = base_;
+    for (const Block& b : blocks_) {
+      if (at + bytes <= b.offset) break;
+      at = std::max(at, align4(b.offset + b.bytes));
+    }
+    blocks_.push_back({at, bytes, last_reader});
+    peak_ = std::max(peak_, at + bytes);
+    return at;
+  }
+  std::size_t peak() const { return peak_; }
+
+ private:
+  struct Block {
+    std::size_t offset, bytes, last_reader;
+  };
+  std::size_t base_, peak_;
+  std::vector<Block> blocks_;
+};
+
+Opcode opcode_of(model::AcceleratorOp k) {
+  switch (k) {
+    case model::AcceleratorOp::Linear: return Opcode::Linear;
+    case model::AcceleratorOp::Conv2d: return Opcode::Conv2d;
+    case model::AcceleratorOp::MaxPool: return Opcode::MaxPool;
+    case model::AcceleratorOp::AvgPool: return Opcode::AvgPool;
+    case model::AcceleratorOp::Add: return Opcode::Add;
+  }
+  return Opcode::Linear;
+}
+
+// Weight SRAM: every kernel layer's packed codes, then their requantization pairs. Activation
+// SRAM: the pixels at 0, then each layer's int32 outputs and each kernel layer's code scratch,
+// allocated by liveness (docs/sim.md, "Memory layout").
+MemoryPlan plan_memory(const model::Bundle& bundle, const std::vector<model::AcceleratorLayer>& layers) {
+  const target::TargetSpec& t = bundle.target;
+  constexpr std::size_t kNever = std::numeric_limits<std::size_t>::max();
+  MemoryPlan plan;
+  std::vector<LayerDescriptor>& d = plan.descriptors;
+  d.resize(layers.size());
+  // The last layer that reads each layer's output; the graph's output is never freed (the host
+  // reads it after the inference).
+  std::vector<std::size_t> last_reader(layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l) last_reader[l] = l + 1 == layers.size() ? kNever : l;
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    for (const std::size_t from : {layers[l].input, layers[l].residual})
+      if (from != model::AcceleratorLayer::kPixels && last_reader[from] != kNever)
+        last_reader[from] = std::max(last_reader[from], l);
+
+  std::size_t weight_end = 0;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    if (!layers[l].params) continue;
+    d[l].weight_offset = static_cast<std::uint32_t>(weight_end);
+    weight_end += (layers[l].params->packed.size() + 7) / 8 * 8;
+  }
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    if (!layers[l].params) continue;
+    d[l].requant_offset = static_cast<std::uint32_t>(weight_end);
+    weight_end += 8 * layers[l].params->requant.size();
+  }
+
+  ActivationAllocator act(align4(bundle.features()));
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const model::AcceleratorLayer& bl = layers[l];
+    LayerDescriptor& dl = d[l];
+    dl.opcode = static_cast<std::uint32_t>(opcode_of(bl.kind));
+    dl.in = static_cast<std::uint32_t>(bl.in);
+    dl.out = static_cast<std::uint32_t>(bl.out);
+    dl.relu = bl.relu ? 1 : 0;
+    const bool pixels = bl.input == model::AcceleratorLayer::kPixels;
+    dl.input_offset = pixels ? 0 : d[bl.input].output_offset;
+    dl.input_bits = pixels ? 8 : 32;
+    if (bl.kind == model::AcceleratorOp::Add) dl.residual_offset = d[bl.residual].output_offset;
+    if (bl.kind != model::AcceleratorOp::Linear && bl.kind != model::AcceleratorOp::Add) {
+      const arith::Conv2dShape& c = bl.map;
+      dl.in_h = static_cast<std::uint32_t>(c.in_h);
+      dl.in_w = static_cast<std::uint32_t>(c.in_w);
+      dl.in_c = static_cast<std::uint32_t>(c.in_c);
+      dl.out_c = static_cast<std::uint32_t>(c.out_c);
+      dl.kernel_h = static_cast<std::uint32_t>(c.window.kernel_h);
+      dl.kernel_w = static_cast<std::uint32_t>(c.window.kernel_w);
+      dl.stride_h = static_cast<std::uint32_t>(c.window.stride_h);
+      dl.stride_w = static_cast<std::uint32_t>(c.window.stride_w);
+      dl.pad_h = static_cast<std::uint32_t>(c.window.pad_h);
+      dl.pad_w = static_cast<std::uint32_t>(c.window.pad_w);
+      dl.groups = static_cast<std::uint32_t>(c.groups);
+    }
+    if (!bl.quantizer.empty()) {
+      dl.static_quantizer = 1;
+      dl.quant_mantissa = static_cast<std::int32_t>(bl.quantizer[0].mantissa);
+      dl.quant_shift = bl.quantizer[0].shift;
+    }
+    for (std::size_t p = 0; p < bl.pairs.size() && p < 2; ++p) {
+      dl.pair_mantissa[p] = static_cast<std::int32_t>(bl.pairs[p].mantissa);
+      dl.pair_shift[p] = bl.pairs[p].shift;
+    }
+    // The inputs are live until this layer has run; the output is held for its readers, the code
+    // scratch for this layer only (placed after the output, which usually lives longer).
+    act.start_layer(l);
+    dl.output_offset = static_cast<std::uint32_t>(act.allocate(4 * static_cast<std::size_t>(bl.out), last_reader[l]));
+    if (bl.params)
+      dl.code_offset = static_cast<std::uint32_t>(act.allocate(static_cast<std::size_t>(bl.in) * code_bytes(t.format), l));
+  }
+  plan.weight_bytes = weight_end;
+  plan.activation_bytes = act.peak();
+
+  const std::size_t weight_capacity = static_cast<std::size_t>(t.memory.weight_sram_kib) * 1024;
+  const std::size_t act_capacity = static_cast<std::size_t>(t.memory.activation_sram_kib) * 1024;
+  if (plan.weight_bytes > weight_capacity)
+    plan.overflow = "the model needs " + std::to_string(plan.weight_bytes) + " bytes of weight SRAM; target '" + t.name +
+                    "' has " + std::to_string(weight_capacity) + " (memory.weight_sram_kib)";
+  else if (plan.activation_bytes > act_capacity)
+    plan.overflow = "the model needs " + std::to_string(plan.activation_bytes) +
+                    " bytes of activation SRAM; target '" + t.name + "' has " + std::to_string(act_capacity) +
+                    " (memory.activation_sram_kib)";
+  return plan;
+}
+
 // The host side of the TLM-2.0 interface: loads the model, then per sample writes the pixels,
-// starts an inference and reads every layer's outputs.
+// starts an inference and reads the output (every layer's through the observation port when
+// keep_layers).
 class Host : public sc_core::sc_module {
  public:
   tlm_utils::simple_initiator_socket<Host> socket;
 
-  Host(sc_core::sc_module_name name, const model::Bundle& b, const std::vector<model::AcceleratorLayer>& layers, const std::uint8_t* pixels, std::size_t count,
-       bool keep_layers, const Accelerator& acc, SimRun& out)
-      : sc_module(name), socket("socket"), bundle_(b), layers_(layers), pixels_(pixels), count_(count), keep_(keep_layers),
-        accelerator_(acc), out_(out) {
+  Host(sc_core::sc_module_name name, const model::Bundle& b, const std::vector<model::AcceleratorLayer>& layers,
+       const MemoryPlan& plan, const std::uint8_t* pixels, std::size_t count, bool keep_layers, Accelerator& acc,
+       SimRun& out)
+      : sc_module(name), socket("socket"), bundle_(b), layers_(layers), plan_(plan), pixels_(pixels), count_(count),
+        keep_(keep_layers), accelerator_(acc), out_(out) {
     SC_HAS_PROCESS(Host);
     SC_THREAD(run);
   }
@@ -64,47 +207,14 @@ class Host : public sc_core::sc_module {
   }
 
   void run_samples() {
-    const target::TargetSpec& t = bundle_.target;
     sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
-    // Memory layout: weights then requantization pairs in the weight SRAM; input, per-layer
-    // outputs and a code scratch area in the activation SRAM.
-    std::vector<LayerDescriptor> d(layers_.size());
-    std::size_t weight_end = 0;
+    const std::vector<LayerDescriptor>& d = plan_.descriptors;
     const std::size_t features = bundle_.features();
-    std::size_t act_end = (features + 3) / 4 * 4;
-    std::size_t widest = features;
-    for (std::size_t l = 0; l < d.size(); ++l) {
-      const model::AcceleratorLayer& bl = layers_[l];
-      d[l].in = static_cast<std::uint32_t>(bl.in);
-      d[l].out = static_cast<std::uint32_t>(bl.out);
-      d[l].relu = bl.relu ? 1 : 0;
-      d[l].weight_offset = static_cast<std::uint32_t>(weight_end);
-      weight_end += (bl.params->packed.size() + 7) / 8 * 8;
-      d[l].input_offset = l == 0 ? 0 : d[l - 1].output_offset;
-      d[l].input_bits = l == 0 ? 8 : 32;
-      d[l].output_offset = static_cast<std::uint32_t>(act_end);
-      act_end += 4 * static_cast<std::size_t>(bl.out);
-      widest = std::max(widest, static_cast<std::size_t>(bl.in));
-    }
-    for (std::size_t l = 0; l < d.size(); ++l) {
-      d[l].requant_offset = static_cast<std::uint32_t>(weight_end);
-      weight_end += 8 * static_cast<std::size_t>(layers_[l].out);
-      d[l].code_offset = static_cast<std::uint32_t>(act_end);
-    }
-    act_end += widest * code_bytes(t.format);
-    const std::size_t weight_capacity = static_cast<std::size_t>(t.memory.weight_sram_kib) * 1024;
-    const std::size_t act_capacity = static_cast<std::size_t>(t.memory.activation_sram_kib) * 1024;
-    if (weight_end > weight_capacity)
-      throw std::runtime_error("the model needs " + std::to_string(weight_end) + " bytes of weight SRAM; target '" +
-                               t.name + "' has " + std::to_string(weight_capacity) + " (memory.weight_sram_kib)");
-    if (act_end > act_capacity)
-      throw std::runtime_error("the model needs " + std::to_string(act_end) + " bytes of activation SRAM; target '" +
-                               t.name + "' has " + std::to_string(act_capacity) + " (memory.activation_sram_kib)");
-
     const std::uint32_t layers = static_cast<std::uint32_t>(d.size());
     write(address::kLayerCount, &layers, 4, delay);
     for (std::size_t l = 0; l < d.size(); ++l) {
       write(address::kDescriptors + l * sizeof(LayerDescriptor), &d[l], sizeof(LayerDescriptor), delay);
+      if (!layers_[l].params) continue;
       const model::LinearParams& bl = *layers_[l].params;
       write(address::kWeights + d[l].weight_offset, bl.packed.data(), bl.packed.size(), delay);
       std::vector<std::int32_t> pairs;
@@ -117,31 +227,38 @@ class Host : public sc_core::sc_module {
     wait(delay);
     delay = sc_core::SC_ZERO_TIME;
 
+    model::LayerOutputs* sample = nullptr;
+    if (keep_)
+      accelerator_.observe_layers([&sample](std::size_t, const std::int32_t* z, std::uint32_t count) {
+        sample->emplace_back(z, z + count);
+      });
     const sc_core::sc_time start = sc_core::sc_time_stamp();
     const std::uint32_t go = 1;
     out_.outputs.resize(count_);
     out_.stats.resize(count_);
     for (std::size_t i = 0; i < count_; ++i) {
+      sample = &out_.outputs[i];
       write(address::kActivations, pixels_ + i * features, features, delay);
       write(address::kControl, &go, 4, delay);
-      model::LayerOutputs& o = out_.outputs[i];
-      for (std::size_t l = keep_ ? 0 : d.size() - 1; l < d.size(); ++l) {
-        std::vector<std::int32_t> z(d[l].out);
-        read(address::kActivations + d[l].output_offset, z.data(), 4 * z.size(), delay);
-        o.push_back(std::move(z));
+      if (!keep_) {
+        std::vector<std::int32_t> z(d.back().out);
+        read(address::kActivations + d.back().output_offset, z.data(), 4 * z.size(), delay);
+        sample->push_back(std::move(z));
       }
       out_.stats[i] = accelerator_.last_stats();
     }
+    accelerator_.observe_layers(nullptr);
     wait(delay);
     out_.simulated_seconds = (sc_core::sc_time_stamp() - start).to_seconds();
   }
 
   const model::Bundle& bundle_;
   const std::vector<model::AcceleratorLayer>& layers_;
+  const MemoryPlan& plan_;
   const std::uint8_t* pixels_;
   std::size_t count_;
   bool keep_;
-  const Accelerator& accelerator_;
+  Accelerator& accelerator_;
   SimRun& out_;
 };
 
@@ -150,18 +267,22 @@ std::atomic<bool> g_elaborated{false};
 }  // namespace
 
 std::optional<std::string> systemc_unsupported(const model::Bundle& bundle) {
-  return model::linear_chain(bundle.graph).unsupported;
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  if (lowering.unsupported) return lowering.unsupported;
+  return plan_memory(bundle, lowering.layers).overflow;
 }
 
 SimRun run_systemc(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers) {
-  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
   if (lowering.unsupported) throw std::runtime_error("SystemC model: " + *lowering.unsupported);
+  const MemoryPlan plan = plan_memory(bundle, lowering.layers);
+  if (plan.overflow) throw std::runtime_error(*plan.overflow);
   if (g_elaborated.exchange(true))
     throw std::runtime_error("the SystemC model runs once per process (the SystemC kernel cannot be restarted)");
   setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 1);
   SimRun out;
   Accelerator accelerator("accelerator", bundle.target);
-  Host host("host", bundle, lowering.layers, pixels, count, keep_layers, accelerator, out);
+  Host host("host", bundle, lowering.layers, plan, pixels, count, keep_layers, accelerator, out);
   host.socket.bind(accelerator.socket);
   const auto t0 = std::chrono::steady_clock::now();
   sc_core::sc_start();

@@ -15,10 +15,11 @@ struct LayerStats {
   std::uint64_t cycles = 0;           // all units of the layer, end to end
   std::uint64_t quantizer_cycles = 0; // absmax pass, reciprocal, code pass
   std::uint64_t array_cycles = 0;     // PE array: tiles x chunks, plus the pipeline fill
-  std::uint64_t requant_cycles = 0;   // the last tile's requantization
-  std::uint64_t macs = 0;             // products that contributed (in x out)
+  std::uint64_t requant_cycles = 0;   // the last tile's requantization; an average pool's
+  std::uint64_t unit_cycles = 0;      // the pooling unit or the residual adder
+  std::uint64_t macs = 0;             // products of the array (in x out; conv2d: out x patch)
   std::uint64_t mac_slots = 0;        // rows x lanes x tile chunk cycles: what the array offered
-  std::uint64_t adds = 0;             // adder-tree and accumulator adds
+  std::uint64_t adds = 0;             // adder-tree and accumulator adds; the pools' compares and adds; the adder's
   std::uint64_t weight_read_bits = 0;
   std::uint64_t act_read_bits = 0;
   std::uint64_t act_write_bits = 0;

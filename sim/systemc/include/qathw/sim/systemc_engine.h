@@ -17,17 +17,20 @@
 namespace qathw::sim {
 
 struct SimRun {
-  std::vector<model::LayerOutputs> outputs;  // per sample, per fused layer (only the last unless keep_layers)
+  std::vector<model::LayerOutputs> outputs;  // per sample, per layer of model::accelerator_layers (only the
+                                             // last unless keep_layers)
   std::vector<InferenceStats> stats;            // per sample
   double wall_seconds = 0;
   double simulated_seconds = 0;
 };
 
-// Runs `count` samples (row-major uint8 pixels) through the model. Throws std::runtime_error when
-// the bundle does not fit the target's SRAMs, or if called twice in one process.
-// Why the model cannot run the bundle's graph, or nothing when it can.
+// Why the model cannot run the bundle: a graph that is not the accelerator's layers
+// (model::accelerator_layers), or a model larger than the target's SRAMs (naming the field);
+// nothing when it can.
 std::optional<std::string> systemc_unsupported(const model::Bundle& bundle);
 
+// Runs `count` samples (row-major uint8 pixels) through the model. Throws std::runtime_error when
+// the model cannot run it (systemc_unsupported), or if called twice in one process.
 SimRun run_systemc(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers);
 
 }  // namespace qathw::sim
