@@ -106,9 +106,9 @@ float training_loss(const TrainConfig& c, const std::vector<float>& logits, cons
 class Learner {
  public:
   virtual ~Learner() = default;
-  // The weights AdamW updates, one vector per kernel, in checkpoint order.
-  virtual std::vector<std::vector<float>*> kernels() = 0;
-  // The kernels as checkpoint layers (their shapes and weights).
+  // What AdamW updates, one vector per parameter tensor, in checkpoint order.
+  virtual std::vector<std::vector<float>*> parameters() = 0;
+  // The parameters as checkpoint layers (their shapes and values).
   virtual Mlp checkpoint_layers() = 0;
   // One step's forward and backward: the mean loss, the correct predictions, each kernel's gradient.
   // With a teacher's logits, the loss is distilled from them.
@@ -125,7 +125,7 @@ class Learner {
 class MlpLearner final : public Learner {
  public:
   MlpLearner(Mlp& net, const target::TargetSpec& t, const TrainConfig& c) : net_(net), t_(t), c_(c) {}
-  std::vector<std::vector<float>*> kernels() override {
+  std::vector<std::vector<float>*> parameters() override {
     std::vector<std::vector<float>*> k;
     for (Layer& l : net_.layers) k.push_back(&l.w);
     return k;
@@ -191,7 +191,7 @@ class SpecLearner final : public Learner {
       if (quantized && fixed[i]) step_layers_.push_back(i);
     steps_.assign(step_layers_.size(), std::vector<float>(1, 0.0f));
   }
-  std::vector<std::vector<float>*> kernels() override {
+  std::vector<std::vector<float>*> parameters() override {
     std::vector<std::vector<float>*> k;
     for (std::size_t i : kernel_layers_) k.push_back(&net_.weights()[i]);
     for (std::vector<float>& s : steps_) k.push_back(&s);
@@ -220,8 +220,9 @@ class SpecLearner final : public Learner {
       set_steps();
       net_.quantize_kernels(t_.format);
     }
+    const std::size_t features = static_cast<std::size_t>(net_.spec().input.size());
     const std::vector<float>& logits = quantized ? net_.forward_quantized(pixels, batch, t_.format, t_.array.lanes)
-                                                 : net_.forward(to_values(pixels, batch, static_cast<std::size_t>(net_.spec().input.size()), values_), batch);
+                                                 : net_.forward(to_values(pixels, batch, features, values_), batch);
     const float loss = training_loss(c_, logits, teacher, labels, batch, classes, dlogits_, correct);
     if (quantized) net_.backward_quantized(dlogits_, c_.ste_clip, layer_grads_);
     else net_.backward(dlogits_, layer_grads_);
@@ -265,7 +266,7 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   const long total = steps_per_epoch * c.epochs;
   const std::string fp = fingerprint(phase, target, c, train, network);
 
-  const std::vector<std::vector<float>*> weights = net.kernels();
+  const std::vector<std::vector<float>*> weights = net.parameters();
   std::vector<std::vector<float>> m, v;
   for (const std::vector<float>* w : weights) {
     m.emplace_back(w->size(), 0.0f);
