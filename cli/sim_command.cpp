@@ -37,7 +37,7 @@ int run_sim(const SimOptions& o) {
   const std::size_t count = in.count;
   if (const auto why = verify::find_engine("systemc")->unsupported(bundle))
     throw std::invalid_argument(o.model + ": the SystemC model cannot run it: " + *why);
-  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
   // From 400 images (or with --jobs) the samples are shared among worker processes, each running
   // the model on its slice; the counts of an inference depend on the shapes only, so this process
   // takes them from one sample.
@@ -96,10 +96,14 @@ int run_sim(const SimOptions& o) {
   std::printf("  energy/inference    %.2f nJ\n", energy_nj);
   for (std::size_t l = 0; l < per_layer.size(); ++l) {
     const sim::LayerStats& s = per_layer[l];
-    std::snprintf(line, sizeof line, "  layer %zu: %4d x %-4d  %8.0f cycles  utilisation %5.1f%%  %8.2f nJ\n", l,
-                  lowering.layers[l].in, lowering.layers[l].out, s.cycles / n,
-                  100.0 * static_cast<double>(s.macs) / static_cast<double>(s.mac_slots),
-                  sim::energy_pj(s, bundle.target) / n / 1000.0);
+    const model::AcceleratorLayer& layer = lowering.layers[l];
+    // Pools and adds run beside the array: no MAC slots, no utilisation.
+    char use[16] = "     -";
+    if (s.mac_slots)
+      std::snprintf(use, sizeof use, "%5.1f%%", 100.0 * static_cast<double>(s.macs) / static_cast<double>(s.mac_slots));
+    const std::string name = bundle.graph.ops[layer.linear_op].name + " (" + model::to_string(layer.kind) + ")";
+    std::snprintf(line, sizeof line, "  layer %zu %-30s %6d x %-6d  %9.0f cycles  utilisation %s  %8.2f nJ\n", l,
+                  name.c_str(), layer.in, layer.out, s.cycles / n, use, sim::energy_pj(s, bundle.target) / n / 1000.0);
     std::cout << line;
   }
   std::printf("  simulation speed    %.0f images/s, %.1f M cycles/s\n", n / run.wall_seconds,
@@ -128,7 +132,12 @@ int run_sim(const SimOptions& o) {
                         {"per_inference", sim::to_json(run.stats.front().total)},
                         {"layers", nlohmann::json::array()}};
     // The counts depend on the shapes only, so every inference has the same; the first stands for all.
-    for (const auto& s : run.stats.front().layers) j["layers"].push_back(sim::to_json(s));
+    for (std::size_t l = 0; l < run.stats.front().layers.size(); ++l) {
+      nlohmann::json layer = sim::to_json(run.stats.front().layers[l]);
+      layer["op"] = bundle.graph.ops[lowering.layers[l].linear_op].name;
+      layer["kind"] = model::to_string(lowering.layers[l].kind);
+      j["layers"].push_back(std::move(layer));
+    }
     if (o.check) j["check"] = verify::to_json(check);
     util::write_file_atomic(o.json, j.dump(2) + "\n");
   }

@@ -296,6 +296,13 @@ TEST(FeatureMapSystemC, ModelLargerThanTheActivationSramIsRefused) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("memory.activation_sram_kib"), std::string::npos) << e.what();
   }
+  // lenet's peak (docs/sim.md, "Memory layout"): the pixels (784 bytes), the first map (50,176)
+  // and the pooled map (12,544); 62 KiB is 16 bytes short.
+  target::TargetSpec small = target::builtin_target("ternary-asic");
+  small.memory.activation_sram_kib = 62;
+  const std::optional<std::string> lenet = systemc_unsupported(model_bundle("lenet", small, false, rng));
+  ASSERT_TRUE(lenet.has_value());
+  EXPECT_NE(lenet->find("needs 63504 bytes of activation SRAM"), std::string::npos) << *lenet;
 }
 
 }  // namespace
