@@ -9,8 +9,8 @@ import os
 import platform
 import sys
 
-PARTS = ["peers", "contention", "targets", "verify", "sim", "sweep", "synth"]
-FILES = {"peers": "train_vs_peers.json"}
+PARTS = ["peers", "cnn_peers", "contention", "targets", "verify", "sim", "sweep", "synth"]
+FILES = {"peers": "train_vs_peers.json", "cnn_peers": "cnn_vs_peers.json"}
 
 
 def load(out, part):
@@ -28,17 +28,22 @@ def cpu_name():
     return platform.machine()
 
 
-def peers_md(p):
+def peers_md(p, digits=0):
     lines = ["| side | mode | weights | threads | steps/s | first / last epoch | test accuracy |",
              "|---|---|---|---|---|---|---|"]
     for r in p["rows"]:
         if "error" in r:
             lines.append(f"| {r['side']} | failed: {r['error'][:60]} | | | | | |")
             continue
-        epochs = f"{r['first_epoch']:.0f} / {r['last_epoch']:.0f}" if r.get("first_epoch") else ""
-        lines.append(f"| {r['side']} | {r['mode']} | {r['weights']} | {r['threads']} | {r['steps_per_s']:.0f} | "
+        epochs = f"{r['first_epoch']:.{digits}f} / {r['last_epoch']:.{digits}f}" if r.get("first_epoch") else ""
+        lines.append(f"| {r['side']} | {r['mode']} | {r['weights']} | {r['threads']} | {r['steps_per_s']:.{digits}f} | "
                      f"{epochs} | {100 * r['accuracy']:.2f}% |")
     return lines + [""] + p["summary"]
+
+
+def cnn_peers_md(p):
+    # A convolutional step takes tens of milliseconds: one decimal keeps the rates apart.
+    return [f"Model {p['model']}, {p['epochs']} epochs.", ""] + peers_md(p, digits=1)
 
 
 def contention_md(c):
@@ -127,8 +132,8 @@ def main():
     out = sys.argv[1]
     result = {"machine": {"cpu": cpu_name(), "cpus": os.cpu_count()}}
     md = [f"# Benchmarks ({cpu_name()}, {os.cpu_count()} CPUs)", ""]
-    render = {"peers": peers_md, "contention": contention_md, "targets": targets_md, "verify": verify_md,
-              "sim": sim_md, "sweep": sweep_md, "synth": synth_md}
+    render = {"peers": peers_md, "cnn_peers": cnn_peers_md, "contention": contention_md, "targets": targets_md,
+              "verify": verify_md, "sim": sim_md, "sweep": sweep_md, "synth": synth_md}
     for part in PARTS:
         data = load(out, part)
         if data is None:
