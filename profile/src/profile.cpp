@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "qathw/arith.h"
-#include "qathw/model/accelerator_layers.h"
+#include "qathw/model/int_engine.h"
 
 namespace qathw::profile {
 namespace {
@@ -39,42 +39,71 @@ void merge(LayerTally& into, const LayerTally& from) {
   merge(into.activations, from.activations);
 }
 
-// One sample through every fused layer (model::accelerator_layers), as the integer engine
-// computes it (activation quantizer per token, lanes-wide partial sums accumulated under the
-// overflow rule, the epilogue), tallying the full-precision running sums and the activation codes
-// on the way.
-void profile_sample(const model::Bundle& bundle, const std::vector<model::AcceleratorLayer>& layers,
-                    const std::vector<std::vector<std::int8_t>>& codes, const std::uint8_t* pixels,
-                    std::vector<LayerTally>& tallies) {
+// A kernel op of the graph (linear or conv2d) with the quantize op that feeds it.
+struct Kernel {
+  std::size_t quantize_op = 0, op = 0;
+  arith::Conv2dShape conv{};  // conv2d; a linear op is one 1 x 1 "pixel" of in inputs
+  bool is_conv = false;
+  int in = 0, out = 0, pixels = 1;
+  std::vector<std::int8_t> codes;  // out x in
+};
+
+std::vector<Kernel> kernels_of(const model::Graph& g) {
+  std::vector<Kernel> ks;
+  for (std::size_t i = 0; i < g.ops.size(); ++i) {
+    const model::Op& op = g.ops[i];
+    if (op.type != model::OpType::Linear && op.type != model::OpType::Conv2d) continue;
+    Kernel k;
+    k.op = i;
+    k.quantize_op = g.producer(op.input).value();
+    k.is_conv = op.type == model::OpType::Conv2d;
+    k.in = op.linear.in;
+    k.out = op.linear.out;
+    if (k.is_conv) {
+      k.conv = op.conv_shape(g.tensor(op.input));
+      k.pixels = k.conv.out_h() * k.conv.out_w();
+    }
+    k.codes = op.linear.codes();
+    ks.push_back(std::move(k));
+  }
+  return ks;
+}
+
+// One sample: every op's integers from the integer engine, then each kernel op's dot products
+// again with their full-precision running sums (lanes-wide partial sums accumulated under the
+// overflow rule, as the array does), tallied with the input codes.
+void profile_sample(const model::Bundle& bundle, const model::IntEngine& engine, const std::vector<Kernel>& kernels,
+                    const std::uint8_t* pixels, std::vector<LayerTally>& tallies) {
   const arith::Format& f = bundle.target.format;
   const int lanes = bundle.target.array.lanes;
   const std::int64_t acc_lo = arith::signed_min(f.acc_bits), acc_hi = arith::signed_max(f.acc_bits);
-  std::vector<std::int64_t> values(pixels, pixels + bundle.features());
-  std::vector<std::int16_t> x;
-  std::vector<std::int64_t> z;
-  for (std::size_t l = 0; l < layers.size(); ++l) {
-    const model::AcceleratorLayer& layer = layers[l];
+  const model::OpOutputs ops = engine.run(pixels);
+  std::vector<std::int32_t> patch;
+  for (std::size_t l = 0; l < kernels.size(); ++l) {
+    const Kernel& k = kernels[l];
     LayerTally& t = tallies[l];
-    x.resize(values.size());
-    arith::quantize_token(values.data(), static_cast<int>(values.size()), x.data(), f);
-    for (const std::int16_t code : x) {
+    const std::vector<std::int32_t>& x = ops[k.quantize_op];
+    for (const std::int32_t code : x) {
       t.act_max = std::max(t.act_max, arith::magnitude(code));
       record(t.activations, code);
     }
-    z.resize(static_cast<std::size_t>(layer.out));
-    for (int n = 0; n < layer.out; ++n) {
-      const std::int8_t* w = codes[l].data() + static_cast<std::size_t>(n) * layer.in;
-      arith::RunningRange range;
-      const std::int64_t acc = arith::dot(x.data(), w, layer.in, lanes, f, &range);
-      const std::int64_t lowest = range.lowest, highest = range.highest;
-      t.lowest = std::min(t.lowest, lowest);
-      t.highest = std::max(t.highest, highest);
-      if (lowest < acc_lo || highest > acc_hi) ++t.overflows;
-      ++t.accumulations;
-      record(t.accumulators, std::max(highest, -lowest));
-      z[n] = arith::epilogue(acc, layer.params->requant[n], layer.relu, f);
-    }
-    values.swap(z);
+    const int groups = k.is_conv ? k.conv.groups : 1;
+    const int go = k.out / groups;
+    patch.resize(static_cast<std::size_t>(k.in));
+    for (int p = 0; p < k.pixels; ++p)
+      for (int g = 0; g < groups; ++g) {
+        if (k.is_conv) arith::conv_patch(x.data(), k.conv, p / k.conv.out_w(), p % k.conv.out_w(), g, patch.data());
+        else std::copy(x.begin(), x.end(), patch.begin());
+        for (int n = g * go; n < (g + 1) * go; ++n) {
+          arith::RunningRange range;
+          arith::dot(patch.data(), k.codes.data() + static_cast<std::size_t>(n) * k.in, k.in, lanes, f, &range);
+          t.lowest = std::min(t.lowest, range.lowest);
+          t.highest = std::max(t.highest, range.highest);
+          if (range.lowest < acc_lo || range.highest > acc_hi) ++t.overflows;
+          ++t.accumulations;
+          record(t.accumulators, std::max(range.highest, -range.lowest));
+        }
+      }
   }
 }
 
@@ -96,11 +125,9 @@ void record(Histogram& histogram, std::int64_t v) {
 Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count) {
   const arith::Format& f = bundle.target.format;
   const std::size_t features = bundle.features();
-  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
-  if (lowering.unsupported) throw std::invalid_argument("profile: " + *lowering.unsupported);
-  const std::vector<model::AcceleratorLayer>& layers = lowering.layers;
-  std::vector<std::vector<std::int8_t>> codes;
-  for (const model::AcceleratorLayer& l : layers) codes.push_back(l.params->codes());
+  const std::vector<Kernel> layers = kernels_of(bundle.graph);
+  if (layers.empty()) throw std::invalid_argument("profile: the graph has no linear or conv2d op");
+  const model::IntEngine engine(bundle);
 
   std::vector<LayerTally> totals(layers.size());
 #pragma omp parallel
@@ -108,7 +135,7 @@ Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, 
     std::vector<LayerTally> local(layers.size());
 #pragma omp for schedule(dynamic, 16) nowait
     for (long i = 0; i < static_cast<long>(count); ++i)
-      profile_sample(bundle, layers, codes, pixels + static_cast<std::size_t>(i) * features, local);
+      profile_sample(bundle, engine, layers, pixels + static_cast<std::size_t>(i) * features, local);
 #pragma omp critical(qathw_profile_merge)
     for (std::size_t l = 0; l < local.size(); ++l) merge(totals[l], local[l]);
   }
@@ -117,7 +144,7 @@ Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, 
   p.samples = count;
   const std::int64_t qmax = arith::act_qmax(f.act_bits);
   for (std::size_t l = 0; l < layers.size(); ++l) {
-    const model::AcceleratorLayer& layer = layers[l];
+    const Kernel& layer = layers[l];
     LayerTally& t = totals[l];
     LayerProfile lp;
     lp.layer = static_cast<int>(l);
@@ -129,7 +156,7 @@ Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, 
     // whatever the data, since every activation code lies in [-qmax, qmax].
     for (int n = 0; n < layer.out; ++n) {
       std::int64_t abs_weights = 0;
-      const std::int8_t* w = codes[l].data() + static_cast<std::size_t>(n) * layer.in;
+      const std::int8_t* w = layer.codes.data() + static_cast<std::size_t>(n) * layer.in;
       for (int k = 0; k < layer.in; ++k) abs_weights += arith::magnitude(w[k]);
       lp.bound_acc_max = std::max(lp.bound_acc_max, abs_weights * qmax);
     }

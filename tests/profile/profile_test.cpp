@@ -19,6 +19,8 @@
 #include "../arith/test_support.h"
 #include "qathw/model/accelerator_layers.h"
 #include "qathw/model/int_engine.h"
+#include "qathw/model/model_spec.h"
+#include "../model/random_model.h"
 #include "qathw/training/export.h"
 #include "qathw/training/network.h"
 
@@ -462,6 +464,68 @@ TEST(ProfileJson, RoundTripKeepsEveryField) {
   nlohmann::json broken = j;
   broken["layers"][1].erase("overflows");
   EXPECT_THROW(profile_from_json(broken), nlohmann::json::exception);
+}
+
+}  // namespace
+}  // namespace qathw::profile
+
+namespace qathw::profile {
+namespace {
+
+// A convolutional bundle: one profile entry per kernel op (conv2d and linear), a convolution's
+// running sums over every output pixel and channel, checked against a direct computation of the
+// patch sums from the quantize op's codes (the integer engine's).
+TEST(ProfileBundle, ConvolutionsAreProfiledOverEveryPixel) {
+  const std::uint64_t seed = test::test_seed(5);
+  SCOPED_TRACE(test::seed_note(seed));
+  target::TargetSpec t = target::builtin_target("int4-fpga");
+  std::mt19937_64 rng(seed);
+  const model::ModelSpec m = model::resolve_model("lenet", 10);
+  const Bundle b = test::bundle_of(t, model::lower_model(m, test::random_layer_params(m, t.format.weights, rng),
+                                                         t.format));
+  const std::size_t count = 2;
+  std::vector<std::uint8_t> pixels(count * 784);
+  for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
+  const Profile p = profile_bundle(b, pixels.data(), count);
+  ASSERT_EQ(p.layers.size(), 4u);  // conv, conv, linear, linear
+  EXPECT_EQ(p.layers[0].in, 25);
+  EXPECT_EQ(p.layers[0].out, 16);
+  EXPECT_EQ(p.layers[0].accumulations, count * 28 * 28 * 16);
+  EXPECT_EQ(p.layers[1].in, 400);
+  EXPECT_EQ(p.layers[1].accumulations, count * 10 * 10 * 32);
+  EXPECT_EQ(p.layers[2].accumulations, count * 128);
+
+  // Layer 1 (the second convolution: 14x14x16 codes, 5x5 kernel, no padding), directly.
+  const model::IntEngine engine(b);
+  const std::size_t quantize = 4;  // quantize, conv2d, relu, max_pool, then the second conv2d's quantize op
+  ASSERT_EQ(b.graph.ops[quantize].type, model::OpType::Quantize);
+  ASSERT_EQ(b.graph.ops[quantize + 1].type, model::OpType::Conv2d);
+  const std::vector<std::int8_t> w = b.graph.ops[quantize + 1].linear.codes();
+  const int lanes = t.array.lanes;
+  std::int64_t lowest = 0, highest = 0, act_max = 0;
+  for (std::size_t s = 0; s < count; ++s) {
+    const std::vector<std::int32_t> x = engine.run(pixels.data() + s * 784)[quantize];
+    for (std::int32_t v : x) act_max = std::max<std::int64_t>(act_max, std::abs(v));
+    for (int oy = 0; oy < 10; ++oy)
+      for (int ox = 0; ox < 10; ++ox)
+        for (int n = 0; n < 32; ++n) {
+          std::int64_t sum = 0;
+          int k = 0;
+          for (int ky = 0; ky < 5; ++ky)
+            for (int kx = 0; kx < 5; ++kx)
+              for (int c = 0; c < 16; ++c, ++k) {
+                sum += static_cast<std::int64_t>(x[((oy + ky) * 14 + ox + kx) * 16 + c]) * w[n * 400 + k];
+                if ((k + 1) % lanes == 0 || k + 1 == 400) {  // the end of an array chunk: a running sum
+                  lowest = std::min(lowest, sum);
+                  highest = std::max(highest, sum);
+                }
+              }
+        }
+  }
+  EXPECT_EQ(p.layers[1].observed_acc_lowest, lowest);
+  EXPECT_EQ(p.layers[1].observed_acc_highest, highest);
+  EXPECT_EQ(p.layers[1].observed_act_max, act_max);
+  for (const LayerProfile& l : p.layers) EXPECT_LE(l.observed_acc_max, l.bound_acc_max) << "layer " << l.layer;
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Accumulator and activation range profile of a deployed bundle on data: per layer, what the
+// Accumulator and activation range profile of a deployed bundle on data: per kernel op (linear or
+// conv2d, the ops with accumulators; a convolution's `in` is its patch), what the
 // accumulators and activation codes reached against the target's widths, and the accumulator
 // width that provably never overflows for these trained weights. Architects set the accumulator
 // axis of a sweep from it; sweeps record it per point. docs/profile.md describes the figures.
@@ -50,7 +51,7 @@ struct Profile {
 };
 
 // Runs the first `count` samples of `pixels` (count x features, uint8) through the bundle with
-// the integer engine's arithmetic and profiles every layer. Samples run in parallel; the result
+// the integer engine's arithmetic and profiles every kernel op. Samples run in parallel; the result
 // does not depend on the number of threads.
 Profile profile_bundle(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count);
 
