@@ -1,6 +1,6 @@
 // The HLS tops of targets with no top compiled in: the same templates CMake fills for the built-in
-// targets (hls_target.h.in, src/layer_top.cpp.in), filled from the target's generated header and
-// compiled at run time into a cached shared object, loaded with dlopen.
+// targets (hls_target.h.in, src/layer_top.cpp.in, src/tops_table.cpp.in), filled from the target's
+// generated header and compiled at run time into a cached shared object, loaded with dlopen.
 #include "hls_build.h"
 
 #include <dlfcn.h>
@@ -42,15 +42,17 @@ Sources sources_of(const target::TargetSpec& t) {
     text = replace_all(text, "@ID@", id);
     text = replace_all(text, "@STRUCT@", "Target_" + id);
     text = replace_all(text, "@P_HEADER@", "target_" + id + ".h");
+    text = replace_all(text, "@QATHW_HLS_MAX_MAP@", std::to_string(kMaxMap));
     return replace_all(text, "@QATHW_HLS_MAX_WIDTH@", std::to_string(kMaxWidth));
   };
   Sources s;
   s.target_header = target::cpp_header(t);
   s.hls_header = fill(util::read_file(fs::path(kHlsDir) / "hls_target.h.in"));
-  s.top = fill(util::read_file(fs::path(kHlsDir) / "src" / "layer_top.cpp.in")) +
-          "\n// The shared object's one exported symbol: the top, found with dlsym.\n"
-          "extern \"C\" __attribute__((visibility(\"default\"))) void* qathw_hls_entry() {\n"
-          "  return reinterpret_cast<void*>(&qathw::hls::layer_top_" + id + ");\n}\n";
+  s.top = fill(util::read_file(fs::path(kHlsDir) / "src" / "layer_top.cpp.in")) + "\n" +
+          fill(util::read_file(fs::path(kHlsDir) / "src" / "tops_table.cpp.in")) +
+          "\n// The shared object's one exported symbol: the table of its tops, found with dlsym.\n"
+          "extern \"C\" __attribute__((visibility(\"default\"))) const void* qathw_hls_tops() {\n"
+          "  return &qathw::hls::tops_" + id + ";\n}\n";
   return s;
 }
 
@@ -94,18 +96,19 @@ fs::path build(const target::TargetSpec& t) {
 
 }  // namespace
 
-LayerTop runtime_top(const target::TargetSpec& t) {
+const Tops& runtime_tops(const target::TargetSpec& t) {
   static std::mutex mutex;
-  static std::map<std::string, LayerTop> loaded;
+  static std::map<std::string, const Tops*> loaded;
   const std::lock_guard<std::mutex> lock(mutex);
   const std::string hash = target::content_hash(t);
-  if (const auto it = loaded.find(hash); it != loaded.end()) return it->second;
+  if (const auto it = loaded.find(hash); it != loaded.end()) return *it->second;
   const fs::path so = build(t);
   void* handle = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) throw std::runtime_error(so.string() + ": cannot load: " + dlerror());
-  auto entry = reinterpret_cast<void* (*)()>(dlsym(handle, "qathw_hls_entry"));
+  // The entry names what it returns (a table of tops): an object with another entry is refused.
+  auto entry = reinterpret_cast<const void* (*)()>(dlsym(handle, "qathw_hls_tops"));
   if (!entry) throw std::runtime_error(so.string() + ": not an HLS build of qat-hw (no entry point)");
-  return loaded[hash] = reinterpret_cast<LayerTop>(entry());
+  return *(loaded[hash] = static_cast<const Tops*>(entry()));
 }
 
 }  // namespace qathw::hls

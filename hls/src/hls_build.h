@@ -7,9 +7,10 @@
 namespace qathw::hls {
 
 inline constexpr int kMaxWidth = QATHW_HLS_MAX_WIDTH;  // the tops' Target::kMaxWidth
+inline constexpr int kMaxMap = QATHW_HLS_MAX_MAP;      // the tops' Target::kMaxMap
 
-// The top of `t`, compiled (once per target and source version) and loaded. Throws
+// The tops of `t`, compiled (once per target and source version) and loaded. Throws
 // std::runtime_error when the compiler fails or is missing.
-LayerTop runtime_top(const target::TargetSpec& t);
+const Tops& runtime_tops(const target::TargetSpec& t);
 
 }  // namespace qathw::hls

@@ -12,7 +12,8 @@
 #include "qathw/verify/compare.h"
 #include "qathw/verify/engine.h"
 
-// The faulty top, compiled in namespace qathw_fault (tests/hls/CMakeLists.txt).
+// The faulty linear top, compiled in namespace qathw_fault (tests/hls/CMakeLists.txt); the MLP needs
+// no other top.
 namespace qathw_fault::hls {
 void layer_top_ternary_asic(const std::int32_t*, int, int, bool, const std::uint8_t*, const std::int32_t*,
                             const std::int32_t*, std::int32_t*);
@@ -35,7 +36,7 @@ TEST(HlsFaultInjection, VerifyReportsTheFaultAtLayerZero) {
   EXPECT_FALSE(clean.first) << "the fault-free top differs: " << verify::describe(*clean.first);
   const verify::Comparison faulty = verify::compare(
       b.graph, "int", reference, "hls",
-      verify::fused_to_ops(b, run_layers(b, pixels.data(), samples, qathw_fault::hls::layer_top_ternary_asic)));
+      verify::fused_to_ops(b, run_layers(b, pixels.data(), samples, Tops{qathw_fault::hls::layer_top_ternary_asic})));
   ASSERT_TRUE(faulty.first) << "the injected fault went unnoticed; " << test::seed_note(seed);
   EXPECT_EQ(faulty.first->op_name, "layer0.relu") << verify::describe(*faulty.first);
   EXPECT_EQ(faulty.mismatching_samples, samples);

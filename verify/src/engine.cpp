@@ -60,8 +60,11 @@ EngineRun run_rtl(const model::Bundle& b, const std::uint8_t* inputs, std::size_
 EngineRun run_hls(const model::Bundle& b, const std::uint8_t* inputs, std::size_t count) {
   EngineRun r;
   const auto t0 = std::chrono::steady_clock::now();
-  r.outputs = fused_to_ops(b, hls::run_hls(b, inputs, count));
+  std::vector<model::LayerOutputs> per_sample = hls::run_hls(b, inputs, count);
   r.seconds = util::seconds_since(t0);
+  // The HLS tops run any graph of the accelerator's layers, not only a linear chain.
+  const std::vector<model::AcceleratorLayer> fused = model::accelerator_layers(b.graph).layers;
+  for (auto& o : per_sample) r.outputs.push_back(model::op_outputs(b.graph, fused, std::move(o)));
   return r;
 }
 

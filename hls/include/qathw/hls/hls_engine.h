@@ -6,25 +6,25 @@
 #include <string>
 #include <vector>
 
+#include "qathw/hls/tops.h"
 #include "qathw/model/accelerator_layers.h"
 #include "qathw/model/bundle.h"
 
 namespace qathw::hls {
 
-// A layer top compiled for one target: hls::layer_top<T> behind a plain function.
-using LayerTop = void (*)(const std::int32_t* values, int in_n, int out_n, bool relu, const std::uint8_t* weights,
-                          const std::int32_t* rq_mantissa, const std::int32_t* rq_shift, std::int32_t* out);
-
-// Every fused layer's outputs (model::accelerator_layers) of `count` samples through `top`,
-// layer after layer. Throws when the graph does not map onto the layer chain.
+// Every layer's outputs (model::accelerator_layers) of `count` samples through one target's
+// tops, layer after layer, each reading the layer (or the pixels) the lowering names. Throws
+// when the graph does not map onto the accelerator's layers, exceeds the tops' static sizes, or
+// needs a top `tops` leaves out.
 std::vector<model::LayerOutputs> run_layers(const model::Bundle& bundle, const std::uint8_t* pixels,
-                                            std::size_t count, LayerTop top);
+                                            std::size_t count, const Tops& tops);
 
-// Why the HLS C simulation cannot run the bundle (no top built for its target, or a graph that
-// does not map onto the layer chain), or nothing when it can.
+// Why the HLS C simulation cannot run the bundle (no top built for its target, a graph that does
+// not map onto the accelerator's layers, or a layer larger than the tops' static sizes, naming
+// the op and the limit), or nothing when it can.
 std::optional<std::string> hls_unsupported(const model::Bundle& bundle);
 
-// The top built for the bundle's target (matched by content hash); throws when there is none.
+// The tops built for the bundle's target (matched by content hash, else built at run time).
 std::vector<model::LayerOutputs> run_hls(const model::Bundle& bundle, const std::uint8_t* pixels,
                                             std::size_t count);
 

@@ -4,7 +4,8 @@
 // is a call into the arith core (sim/arith), which stays inside that subset too.
 //
 // T is a target's constants struct (generated from its TOML file by CMake): kRows, kLanes,
-// kMaxWidth, kMaxWeightBytes and format().
+// kMaxWidth, kMaxMap, kMaxWeightBytes and format(). The tops of feature-map layers (conv2d,
+// pools, residual add) are in feature_map.h.
 #pragma once
 
 #include <cstdint>
@@ -13,11 +14,24 @@
 
 namespace qathw::hls {
 
-// Per-token activation quantizer: arith::quantize_token (absmax, the hardware reciprocal, codes).
-template <class T>
-void activation_quantizer(const std::int32_t values[T::kMaxWidth], int n, std::int16_t codes[T::kMaxWidth]) {
+// The activation quantizer over n values: static (arith::quantize_act with the calibrated pair, per
+// element) or dynamic (arith::quantize_token: absmax over all n values, the hardware reciprocal,
+// codes). N is the port's static size: kMaxWidth for a linear layer, kMaxMap for a feature map,
+// which a convolution quantizes as one token (its patches mix pixels; one dot product needs one
+// scale).
+template <class T, int N = T::kMaxWidth>
+void activation_quantizer(const std::int32_t values[N], int n, bool static_quantizer, arith::FixedPoint pair,
+                          std::int16_t codes[N]) {
   constexpr arith::Format f = T::format();
-  arith::quantize_token(values, n, codes, f);
+  if (static_quantizer) {
+  static_codes:
+    for (int k = 0; k < N; ++k) {
+#pragma HLS PIPELINE II = 1
+      if (k < n) codes[k] = static_cast<std::int16_t>(arith::quantize_act(values[k], pair, f.act_bits, f.rounding));
+    }
+  } else {
+    arith::quantize_token(values, n, codes, f);
+  }
 #ifdef QATHW_HLS_FAULT_CLAMP
   // Injected fault (tests only): the clamp stops one short of qmax.
 fault:
@@ -76,7 +90,7 @@ void layer_top(const std::int32_t values[T::kMaxWidth], int in_n, int out_n, boo
 #pragma HLS ARRAY_PARTITION variable = codes cyclic factor = T::kLanes
   std::int64_t acc[T::kRows];
 #pragma HLS ARRAY_PARTITION variable = acc complete
-  activation_quantizer<T>(values, in_n, codes);
+  activation_quantizer<T>(values, in_n, false, arith::FixedPoint{}, codes);
 tiles:
   for (int n0 = 0; n0 < T::kMaxWidth; n0 += T::kRows) {
     if (n0 < out_n) {
