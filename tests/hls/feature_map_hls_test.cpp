@@ -1,12 +1,13 @@
 // The HLS tops on convolutional graphs: the built-in models (lenet, cnv-tiny, dscnn-tiny,
-// resnet-tiny) with seeded random kernels on both built-in targets and an odd one (5 x 7 array,
-// 12-bit saturating accumulators, so partial sums saturate and the chunk order matters), equal to
-// the integer engine on every layer's output of a few random images. Covers conv2d with padding,
-// stride, depthwise groups and 1 x 1 kernels, max, average and global average pools, residual
-// adds with unequal pairs, dynamic and static quantizers (a static linear layer runs on the conv
-// top). Also: the verify registry's hls engine on a residual graph, and a map beyond the tops'
-// kMaxMap refused naming the op and the limit. The odd target's tops are compiled at run time on
-// first use (a few seconds), then loaded from the cache (tests/engine-cache).
+// resnet-tiny) and one of odd shapes, with seeded random kernels, on both built-in targets and an
+// odd one (5 x 7 array, 12-bit saturating accumulators, so partial sums saturate and the chunk
+// order matters), equal to the integer engine on every layer's output of a few random images.
+// Covers conv2d with padding, stride (rectangular too), groups (depthwise and not) and 1 x 1
+// kernels; max, average and global average pools (with padding, and a ReLU fused after a pool);
+// residual adds with unequal pairs; dynamic and static quantizers (a static linear layer runs on
+// the conv top). Also: the verify registry's hls engine on a residual graph, and a map beyond the
+// tops' kMaxMap refused naming the op and the limit. The odd target's tops are compiled at run
+// time on first use (well under a second here), then loaded from the cache (tests/engine-cache).
 #include <cstdlib>
 #include <ostream>
 #include <random>
@@ -48,6 +49,55 @@ target::TargetSpec target_named(const std::string& name) {
   return name == "odd" ? odd_target() : target::builtin_target(name);
 }
 
+// Shapes the built-in models leave out: rectangular kernels, strides and paddings, a grouped
+// convolution that is not depthwise, a max pool with padding whose output is fused with a ReLU, an
+// average pool with padding (the padding adds 0 to the window's sum).
+const char* const kOddShapes = R"(
+name = "odd-shapes"
+input = [28, 28, 1]
+
+[[layers]]
+type = "conv2d"
+out = 6
+kernel = [3, 5]
+stride = [2, 1]
+padding = [1, 2]
+
+[[layers]]
+type = "max_pool"
+kernel = 3
+stride = 2
+padding = 1
+
+[[layers]]
+type = "relu"
+
+[[layers]]
+type = "conv2d"
+out = 6
+kernel = [2, 3]
+stride = 2
+padding = 1
+groups = 2
+
+[[layers]]
+type = "avg_pool"
+kernel = 2
+stride = 1
+padding = 1
+
+[[layers]]
+type = "flatten"
+
+[[layers]]
+type = "linear"
+out = "classes"
+)";
+
+model::ModelSpec spec_of(const std::string& name) {
+  return name == "odd-shapes" ? model::parse_model(kOddShapes, "odd-shapes (test)", 10) : model::resolve_model(name, 10);
+}
+
 // A random pair for a real factor in [lo, hi], in the target's scale format.
 arith::FixedPoint random_pair(double lo, double hi, const arith::Format& f, std::mt19937_64& rng) {
   const double x = std::uniform_real_distribution<double>(lo, hi)(rng);
@@ -64,7 +114,7 @@ arith::FixedPoint random_pair(double lo, double hi, const arith::Format& f, std:
 // and comes back, so the result depends on the chunks of `lanes` (the exact sum would not).
 model::Bundle model_bundle(const std::string& name, const target::TargetSpec& t, bool static_quantizers,
                            std::mt19937_64& rng) {
-  const model::ModelSpec m = model::resolve_model(name, 10);
+  const model::ModelSpec m = spec_of(name);
   std::vector<model::LayerParams> params = test::random_layer_params(m, t.format.weights, rng);
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const model::LayerKind k = m.layers[i].kind;
@@ -140,6 +190,7 @@ std::vector<Case> cases() {
   for (const char* t : {"ternary-asic", "int4-fpga", "odd"}) all.push_back({"resnet-tiny", t, true});
   all.push_back({"resnet-tiny", "ternary-asic", false});
   all.push_back({"lenet", "odd", true});  // static linear layers: the conv top on a 1 x 1 map
+  for (const char* t : {"ternary-asic", "int4-fpga", "odd"}) all.push_back({"odd-shapes", t, false});
   return all;
 }
 
