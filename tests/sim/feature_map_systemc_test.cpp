@@ -62,12 +62,15 @@ model::Bundle model_bundle(const std::string& name, const target::TargetSpec& t,
   std::vector<model::LayerParams> params = test::random_layer_params(m, t.format.weights, rng);
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const model::LayerKind k = m.layers[i].kind;
-    if (k == model::LayerKind::Add) params[i].pairs = {random_pair(0.5, 1.5, t.format, rng), random_pair(0.5, 1.5, t.format, rng)};
+    if (k == model::LayerKind::Add)
+      params[i].pairs = {random_pair(0.5, 1.5, t.format, rng), random_pair(0.5, 1.5, t.format, rng)};
+    // The pixels (0..255) by about 1/2, requantized values by less.
     if (static_quantizers && (k == model::LayerKind::Conv2d || k == model::LayerKind::Linear))
       params[i].input_quantizer = {i == 0 ? random_pair(0.3, 0.6, t.format, rng) : random_pair(0.02, 0.4, t.format, rng)};
   }
   if (saturating)
-    for (int k = 0; k < params[0].kernel.in; ++k) arith::store_code(params[0].kernel.packed.data(), static_cast<std::size_t>(k), 1, t.format.weights);
+    for (int k = 0; k < params[0].kernel.in; ++k)
+      arith::store_code(params[0].kernel.packed.data(), static_cast<std::size_t>(k), 1, t.format.weights);
   model::Bundle b = test::bundle_of(t, model::lower_model(m, std::move(params), t.format));
   model::validate(b.graph, t.format);
   return b;
@@ -102,9 +105,11 @@ LayerStats closed_form(const target::TargetSpec& t, const model::AcceleratorLaye
         s.register_write_bits = out * C * B;
       } else {
         const arith::Conv2dShape& m = l.map;
-        const std::uint64_t oh = static_cast<std::uint64_t>((m.in_h + 2 * m.window.pad_h - m.window.kernel_h) / m.window.stride_h + 1);
-        const std::uint64_t ow = static_cast<std::uint64_t>((m.in_w + 2 * m.window.pad_w - m.window.kernel_w) / m.window.stride_w + 1);
-        const std::uint64_t gi = static_cast<std::uint64_t>(m.in_c / m.groups), go = static_cast<std::uint64_t>(m.out_c / m.groups);
+        const arith::Window& w = m.window;
+        const std::uint64_t oh = static_cast<std::uint64_t>((m.in_h + 2 * w.pad_h - w.kernel_h) / w.stride_h + 1);
+        const std::uint64_t ow = static_cast<std::uint64_t>((m.in_w + 2 * w.pad_w - w.kernel_w) / w.stride_w + 1);
+        const std::uint64_t gi = static_cast<std::uint64_t>(m.in_c / m.groups);
+        const std::uint64_t go = static_cast<std::uint64_t>(m.out_c / m.groups);
         const std::uint64_t P = static_cast<std::uint64_t>(m.window.kernel_h * m.window.kernel_w) * gi;
         const std::uint64_t C = ceil_div(P, L), T = ceil_div(go, R), G = static_cast<std::uint64_t>(m.groups);
         std::uint64_t inside = 0;  // in-map patch positions over all output pixels
@@ -238,6 +243,17 @@ TEST(FeatureMapSystemC, LenetOddArrayStaticQuantizersMatchTheIntegerEngine) {
   // saturating corner was run.
   const std::int64_t limit = arith::requantize(2047, {3, 6}, t.format.rounding, 12);
   EXPECT_EQ(run.outputs[0][0][(14 * 28 + 14) * 16], limit) << test::seed_note(seed);
+}
+
+// Codes wider than 8 bits are int16 in the code scratch: a map's patches read them so too.
+TEST(FeatureMapSystemC, LenetActivations12BitsMatchesTheIntegerEngine) {
+  nlohmann::json j = target::to_json(target::builtin_target("ternary-asic"));
+  j["name"] = "ternary-a12";
+  j["activations"]["bits"] = 12;
+  j.erase("hash");
+  j.erase("origin");
+  check_model("lenet", with_large_activation_sram(target::target_from_json(j, "ternary-a12 (test)")), false, 2,
+              test::test_seed(104));
 }
 
 TEST(FeatureMapSystemC, CnvTinyTernaryAsicMatchesTheIntegerEngine) {

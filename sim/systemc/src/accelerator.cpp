@@ -76,7 +76,8 @@ std::uint64_t ActivationQuantizer::quantize_static(const Value* values, std::uin
   const arith::Format& f = target_.format;
   // One pass: the calibrated pair is known, so there is no absmax and no reciprocal.
   for (std::uint32_t k = 0; k < count; ++k)
-    codes[k] = static_cast<Code>(arith::quantize_act(static_cast<std::int64_t>(values[k]), pair, f.act_bits, f.rounding));
+    codes[k] =
+        static_cast<Code>(arith::quantize_act(static_cast<std::int64_t>(values[k]), pair, f.act_bits, f.rounding));
   const std::uint64_t in_bits = sizeof(Value) == 1 ? 8 : static_cast<std::uint64_t>(f.acc_bits);
   s.act_read_bits += count * in_bits;
   s.act_write_bits += static_cast<std::uint64_t>(count) * f.act_bits;

@@ -134,7 +134,8 @@ MemoryPlan plan_memory(const model::Bundle& bundle, const std::vector<model::Acc
     act.start_layer(l);
     dl.output_offset = static_cast<std::uint32_t>(act.allocate(4 * static_cast<std::size_t>(bl.out), last_reader[l]));
     if (bl.params)
-      dl.code_offset = static_cast<std::uint32_t>(act.allocate(static_cast<std::size_t>(bl.in) * code_bytes(t.format), l));
+      dl.code_offset =
+          static_cast<std::uint32_t>(act.allocate(static_cast<std::size_t>(bl.in) * code_bytes(t.format), l));
   }
   plan.weight_bytes = weight_end;
   plan.activation_bytes = act.peak();
@@ -142,8 +143,8 @@ MemoryPlan plan_memory(const model::Bundle& bundle, const std::vector<model::Acc
   const std::size_t weight_capacity = static_cast<std::size_t>(t.memory.weight_sram_kib) * 1024;
   const std::size_t act_capacity = static_cast<std::size_t>(t.memory.activation_sram_kib) * 1024;
   if (plan.weight_bytes > weight_capacity)
-    plan.overflow = "the model needs " + std::to_string(plan.weight_bytes) + " bytes of weight SRAM; target '" + t.name +
-                    "' has " + std::to_string(weight_capacity) + " (memory.weight_sram_kib)";
+    plan.overflow = "the model needs " + std::to_string(plan.weight_bytes) + " bytes of weight SRAM; target '" +
+                    t.name + "' has " + std::to_string(weight_capacity) + " (memory.weight_sram_kib)";
   else if (plan.activation_bytes > act_capacity)
     plan.overflow = "the model needs " + std::to_string(plan.activation_bytes) +
                     " bytes of activation SRAM; target '" + t.name + "' has " + std::to_string(act_capacity) +
