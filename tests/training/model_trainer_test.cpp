@@ -137,7 +137,8 @@ bool same_bits(const SpecNet& a, const SpecNet& b) {
   const auto& y = b.weights();
   if (x.size() != y.size()) return false;
   for (std::size_t i = 0; i < x.size(); ++i)
-    if (x[i].size() != y[i].size() || std::memcmp(x[i].data(), y[i].data(), x[i].size() * sizeof(float)) != 0)
+    if (x[i].size() != y[i].size() ||
+        (!x[i].empty() && std::memcmp(x[i].data(), y[i].data(), x[i].size() * sizeof(float)) != 0))
       return false;
   return true;
 }

@@ -471,13 +471,14 @@ std::optional<std::vector<int>> mlp_hidden_sizes(const model::ModelSpec& model) 
   std::vector<int> hidden;
   std::size_t i = 0;
   if (i < model.layers.size() && model.layers[i].kind == model::LayerKind::Flatten) ++i;
-  for (; i < model.layers.size(); ++i) {
+  // Pairs of linear and relu, then the output layer.
+  while (i < model.layers.size()) {
     const model::LayerSpec& l = model.layers[i];
     if (!l.input.empty() || l.kind != model::LayerKind::Linear) return std::nullopt;
     if (i + 1 == model.layers.size()) return hidden;  // the output layer
     if (model.layers[i + 1].kind != model::LayerKind::Relu || !model.layers[i + 1].input.empty()) return std::nullopt;
     hidden.push_back(l.out);
-    ++i;  // its relu
+    i += 2;
   }
   return std::nullopt;
 }
