@@ -30,9 +30,7 @@ EngineRun run_int(const model::Bundle& b, const std::uint8_t* inputs, std::size_
 EngineRun run_systemc(const model::Bundle& b, const std::uint8_t* inputs, std::size_t count) {
   sim::SimRun s = sim::run_systemc(b, inputs, count, true);
   EngineRun r;
-  // The SystemC controller runs any graph of the accelerator's layers, not only a linear chain.
-  const std::vector<model::AcceleratorLayer> fused = model::accelerator_layers(b.graph).layers;
-  for (auto& o : s.outputs) r.outputs.push_back(model::op_outputs(b.graph, fused, std::move(o)));
+  r.outputs = fused_to_ops(b, std::move(s.outputs));
   r.seconds = s.wall_seconds;
   nlohmann::json layers = nlohmann::json::array();
   if (!s.stats.empty()) {
@@ -62,9 +60,7 @@ EngineRun run_hls(const model::Bundle& b, const std::uint8_t* inputs, std::size_
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<model::LayerOutputs> per_sample = hls::run_hls(b, inputs, count);
   r.seconds = util::seconds_since(t0);
-  // The HLS tops run any graph of the accelerator's layers, not only a linear chain.
-  const std::vector<model::AcceleratorLayer> fused = model::accelerator_layers(b.graph).layers;
-  for (auto& o : per_sample) r.outputs.push_back(model::op_outputs(b.graph, fused, std::move(o)));
+  r.outputs = fused_to_ops(b, std::move(per_sample));
   return r;
 }
 
@@ -99,7 +95,7 @@ const std::vector<Engine>& engines() {
 }
 
 std::vector<model::OpOutputs> fused_to_ops(const model::Bundle& b, std::vector<model::LayerOutputs>&& per_sample) {
-  const model::AcceleratorLowering lowering = model::linear_chain(b.graph);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(b.graph);
   std::vector<model::OpOutputs> out;
   out.reserve(per_sample.size());
   for (auto& s : per_sample) out.push_back(model::op_outputs(b.graph, lowering.layers, std::move(s)));
@@ -113,7 +109,7 @@ const Engine* find_engine(const std::string& name) {
 }
 
 std::optional<std::size_t> fused_layer_of(const model::Graph& g, std::size_t op) {
-  const model::AcceleratorLowering lowering = model::linear_chain(g);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(g);
   for (std::size_t l = 0; l < lowering.layers.size(); ++l)
     if (lowering.layers[l].output_op == op) return l;
   return std::nullopt;
