@@ -94,7 +94,6 @@ int run_train(const TrainOptions& o) {
   config.calibration = *calibration_fraction(o.calibration);
   config.qat_from_fp32 = o.qat_init == "fp32";
   config.threads = config.fit_threads ? util::usable_cpus() : std::stoi(o.threads);
-  const std::string device_name = device.device == kernels::Device::Cuda ? "cuda" : "cpu";
   const training::Dataset train = training::load_split(o.data, training::Split::Train);
   const training::Dataset test = training::load_split(o.data, training::Split::Test, train.classes);
 
@@ -121,6 +120,13 @@ int run_train(const TrainOptions& o) {
       model_spec.reset();
     }
   }
+  // The CUDA trainer runs MLPs without distillation: `--device auto` takes the CPU for the rest,
+  // an explicit `--device cuda` is refused by the trainer.
+  if (config.device == training::TrainDevice::Cuda && o.device == "auto" && (model_spec || config.distill)) {
+    config.device = training::TrainDevice::Cpu;
+    std::cerr << "train: device: cpu (--device auto: the CUDA trainer runs MLPs without distillation only)\n";
+  }
+  const std::string device_name = config.device == training::TrainDevice::Cuda ? "cuda" : "cpu";
   const std::string run_name = model_spec ? model_spec->name + "-" + spec.name : spec.name;
   const std::filesystem::path out = o.out.empty() ? std::filesystem::path("runs") / run_name : std::filesystem::path(o.out);
   std::filesystem::create_directories(out);
