@@ -96,6 +96,8 @@ SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(sp
     previous = i;
   }
   out_.resize(spec_.layers.size());
+  patches_.resize(spec_.layers.size());
+  code_scale_.resize(spec_.layers.size());
   argmax_.resize(spec_.layers.size());
   steps_.assign(spec_.layers.size(), 0.0f);
 }
@@ -122,13 +124,16 @@ const std::vector<float>& SpecNet::forward(const float* input, int batch) {
       case LayerKind::Conv2d: {
         const arith::Conv2dShape s = conv_shape(l);
         const int pixels = s.out_h() * s.out_w(), patch = s.patch(), go = s.group_out();
+        keep_patches(i, batch, s);
+        code_scale_[i].clear();
         for_each_chunk(batch, [&](int, int b0, int n) {
-          std::vector<float>& cols = thread_scratch(0, static_cast<std::size_t>(n) * pixels * patch);
+          std::vector<float>& scratch_cols = thread_scratch(0, static_cast<std::size_t>(n) * pixels * patch);
           std::vector<float>& part = thread_scratch(1, static_cast<std::size_t>(n) * pixels * go);
           for (int g = 0; g < s.groups; ++g) {
+            float* cols = patches_[i].empty() ? scratch_cols.data() : kept_patches(i, g, b0, batch, s);
             for (int j = 0; j < n; ++j)
-              kernels::im2col(x + (b0 + j) * in_size, s, g, cols.data() + static_cast<std::size_t>(j) * pixels * patch);
-            kernels::gemm_abt(cols.data(), w_[i].data() + static_cast<std::size_t>(g) * go * patch, n * pixels, go,
+              kernels::im2col(x + (b0 + j) * in_size, s, g, cols + static_cast<std::size_t>(j) * pixels * patch);
+            kernels::gemm_abt(cols, w_[i].data() + static_cast<std::size_t>(g) * go * patch, n * pixels, go,
                               patch, part.data());
             scatter_group(part.data(), n, pixels, s.out_c, g, go, y.data() + b0 * out_size);
           }
@@ -234,15 +239,31 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         chunk_grads_.assign(static_cast<std::size_t>(chunks) * kernel_size, 0.0f);
         for_each_chunk(batch, [&](int c, int b0, int n) {
           const std::size_t rows = static_cast<std::size_t>(n) * pixels;
-          std::vector<float>& cols = thread_scratch(0, rows * patch);
+          std::vector<float>& scratch_cols = thread_scratch(0, patches_[i].empty() ? rows * patch : 0);
           std::vector<float>& dyg = thread_scratch(1, rows * go);
           std::vector<float>& dcols = thread_scratch(2, dx ? rows * patch : 0);
+          std::vector<float>& scaled = thread_scratch(3, code_scale_[i].empty() ? 0 : rows * go);
           for (int g = 0; g < s.groups; ++g) {
             gather_group(dy + b0 * out_size, n, pixels, s.out_c, g, go, dyg.data());
-            for (int j = 0; j < n; ++j)
-              kernels::im2col(x + (b0 + j) * in_size, s, g, cols.data() + static_cast<std::size_t>(j) * pixels * patch);
+            const float* cols = scratch_cols.data();
+            const float* dy_kernel = dyg.data();
+            if (!patches_[i].empty()) {
+              // The forward's patches. In QAT they hold codes: each sample's code scale moves onto
+              // its output gradients, (s dy)^T codes = dy^T (s codes).
+              cols = kept_patches(i, g, b0, batch, s);
+              if (!code_scale_[i].empty()) {
+                for (std::size_t r = 0; r < rows; ++r)
+                  for (int o = 0; o < go; ++o)
+                    scaled[r * go + o] = dyg[r * go + o] * code_scale_[i][b0 + r / pixels];
+                dy_kernel = scaled.data();
+              }
+            } else {
+              for (int j = 0; j < n; ++j)
+                kernels::im2col(x + (b0 + j) * in_size, s, g,
+                                scratch_cols.data() + static_cast<std::size_t>(j) * pixels * patch);
+            }
             const std::size_t at = static_cast<std::size_t>(g) * go * patch;
-            kernels::gemm_atb(dyg.data(), cols.data(), static_cast<int>(rows), go, patch,
+            kernels::gemm_atb(dy_kernel, cols, static_cast<int>(rows), go, patch,
                               chunk_grads_.data() + static_cast<std::size_t>(c) * kernel_size + at);
             if (dx) {
               kernels::gemm_ab(dyg.data(), w + at, static_cast<int>(rows), go, patch, dcols.data());
@@ -437,13 +458,16 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
             xs_[i][k] = static_cast<float>(x[k]) * unit_in[0] / step;
           }
           std::fill(unit[i].begin(), unit[i].end(), step * q.reference);
+          code_scale_[i].assign(static_cast<std::size_t>(batch), step);
         } else {
           // Dynamic: one token per sample (the whole map).
+          code_scale_[i].resize(static_cast<std::size_t>(batch));
           kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data());
           for (int b = 0; b < batch; ++b) {
             const float scale = static_cast<float>(amax[b]) * unit_in[b] / qmax;
             for (std::size_t k = 0; k < in_size; ++k) kin_[i][b * in_size + k] = codes[b * in_size + k] * scale;
             unit[i][b] = scale * q.reference;
+            code_scale_[i][b] = scale;
           }
         }
         // The array on the codes: a linear layer's batch at once; a convolution's patches chunk
@@ -471,15 +495,17 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         }
         const arith::Conv2dShape s = conv_shape(l);
         const int pixels = s.out_h() * s.out_w(), go = s.group_out();
+        keep_patches(i, batch, s);
         for_each_chunk(batch, [&](int, int b0, int n) {
           const int rows = n * pixels;
-          std::vector<float>& cols = thread_scratch(0, static_cast<std::size_t>(rows) * k);
+          std::vector<float>& scratch_cols = thread_scratch(0, static_cast<std::size_t>(rows) * k);
           thread_local std::vector<std::int32_t> part;
           part.resize(static_cast<std::size_t>(rows) * go);
           for (int g = 0; g < s.groups; ++g) {
+            float* cols = patches_[i].empty() ? scratch_cols.data() : kept_patches(i, g, b0, batch, s);
             for (int j = 0; j < n; ++j)
-              kernels::im2col(codes.data() + (b0 + j) * in_size, s, g, cols.data() + static_cast<std::size_t>(j) * pixels * k);
-            array(cols.data(), rows, g, go, part.data());
+              kernels::im2col(codes.data() + (b0 + j) * in_size, s, g, cols + static_cast<std::size_t>(j) * pixels * k);
+            array(cols, rows, g, go, part.data());
             scatter_group(part.data(), n, pixels, s.out_c, g, go, y.data() + b0 * out_size);
           }
         });
@@ -543,6 +569,17 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
   }
   input_ = nullptr;  // kernel layers read kin_; no layer reads the input's real values
   return out_.back();
+}
+
+void SpecNet::keep_patches(std::size_t layer, int batch, const arith::Conv2dShape& s) {
+  const std::size_t size = static_cast<std::size_t>(batch) * s.groups * s.out_h() * s.out_w() * s.patch();
+  if (size <= max_kept_patches_) patches_[layer].resize(size);
+  else patches_[layer].clear();
+}
+
+float* SpecNet::kept_patches(std::size_t layer, int g, int b0, int batch, const arith::Conv2dShape& s) {
+  const std::size_t rows = (static_cast<std::size_t>(g) * batch + b0) * s.out_h() * s.out_w();
+  return patches_[layer].data() + rows * s.patch();
 }
 
 }  // namespace qathw::training

@@ -28,6 +28,11 @@ class SpecNet {
   // From d(loss)/d(logits) of the last forward: every kernel's gradient (the layout of weights()).
   void backward(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads);
 
+  // The most patch values a convolution keeps from its forward pass for the kernel gradient
+  // (default 2^25 per layer, 128 MiB); a larger layer builds its patches again in the backward
+  // pass. The gradients are the same either way, up to float rounding.
+  void set_max_kept_patches(std::size_t values) { max_kept_patches_ = values; }
+
   // ---- the accelerator's computation (QAT) ---------------------------------------------------
 
   // One layer's kernel as the hardware holds it for a step (arith's weight quantizer).
@@ -91,6 +96,12 @@ class SpecNet {
   std::vector<std::vector<float>> kin_;            // per kernel layer: its input codes times their scale
   std::vector<float> chunk_grads_;                 // a convolution's kernel gradient, chunk by chunk
   std::vector<std::vector<float>> dout_;           // backward: d(loss)/d(each layer's output)
+  // Per convolution: the last forward's patches ([group][sample][pixel][patch]; codes in QAT),
+  // for the kernel gradient; empty when too large to keep. In QAT, each sample's code scale.
+  std::vector<std::vector<float>> patches_, code_scale_;
+  std::size_t max_kept_patches_ = std::size_t{1} << 25;
+  void keep_patches(std::size_t layer, int batch, const arith::Conv2dShape& s);
+  float* kept_patches(std::size_t layer, int g, int b0, int batch, const arith::Conv2dShape& s);
   std::vector<float> steps_, step_grads_;          // per layer: static quantizer steps, their gradients
   std::vector<float> pair_steps_;                  // per layer: the step its pair gives (last forward)
   std::vector<std::vector<float>> xs_;             // per static layer: its input over the step
