@@ -131,38 +131,46 @@ TEST(SpecNet, GradientsEqualOneSidedDifferences) {
 TEST(SpecNet, KeptPatchesGiveTheGradientsOfRebuiltOnes) {
   const std::uint64_t seed = test::test_seed(17);
   SCOPED_TRACE(test::seed_note(seed));
-  const model::ModelSpec m = model::parse_model(kSmallNet, "small.toml", 3);
-  const target::TargetSpec t = target::builtin_target("ternary-asic");
-  const int batch = 6;
-  std::mt19937_64 rng(seed);
-  std::vector<std::uint8_t> pixels(static_cast<std::size_t>(batch) * m.input.size());
-  for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
-  std::vector<float> x(pixels.size()), r(static_cast<std::size_t>(batch) * 3);
-  for (std::size_t k = 0; k < x.size(); ++k) x[k] = pixels[k] / 255.0f;
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  for (float& v : r) v = n(rng);
-  for (const bool quantized : {false, true}) {
-    SCOPED_TRACE(quantized ? "QAT" : "FP32");
-    SpecNet kept(m, seed), rebuilt(m, seed);
-    rebuilt.set_max_kept_patches(0);
-    std::vector<std::vector<float>> gk, gr;
-    for (SpecNet* net : {&kept, &rebuilt}) {
-      std::vector<std::vector<float>>& g = net == &kept ? gk : gr;
-      if (quantized) {
-        net->quantize_kernels(t.format);
-        net->calibrate_static(pixels.data(), batch, t.format, t.array.lanes, 1.0);
-        net->forward_quantized(pixels.data(), batch, t.format, t.array.lanes);
-        net->backward_quantized(r, false, g);
-      } else {
-        net->forward(x.data(), batch);
-        net->backward(r, g);
+  // kSmallNet's quantizers are static (its adds); this one's dynamic, a scale per sample.
+  const char* dynamic_net = "name = \"dynamic\"\ninput = [6, 6, 2]\n[[layers]]\ntype = \"conv2d\"\nout = 4\n"
+                            "kernel = 3\npadding = 1\ngroups = 2\n[[layers]]\ntype = \"relu\"\n[[layers]]\n"
+                            "type = \"conv2d\"\nout = 4\nkernel = 3\n[[layers]]\ntype = \"flatten\"\n[[layers]]\n"
+                            "type = \"linear\"\nout = \"classes\"\n";
+  for (const char* text : {kSmallNet, dynamic_net}) {
+    const model::ModelSpec m = model::parse_model(text, "small.toml", 3);
+    SCOPED_TRACE(m.name);
+    const target::TargetSpec t = target::builtin_target("ternary-asic");
+    const int batch = 6;
+    std::mt19937_64 rng(seed);
+    std::vector<std::uint8_t> pixels(static_cast<std::size_t>(batch) * m.input.size());
+    for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
+    std::vector<float> x(pixels.size()), r(static_cast<std::size_t>(batch) * 3);
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = pixels[k] / 255.0f;
+    std::normal_distribution<float> n(0.0f, 1.0f);
+    for (float& v : r) v = n(rng);
+    for (const bool quantized : {false, true}) {
+      SCOPED_TRACE(quantized ? "QAT" : "FP32");
+      SpecNet kept(m, seed), rebuilt(m, seed);
+      rebuilt.set_max_kept_patches(0);
+      std::vector<std::vector<float>> gk, gr;
+      for (SpecNet* net : {&kept, &rebuilt}) {
+        std::vector<std::vector<float>>& g = net == &kept ? gk : gr;
+        if (quantized) {
+          net->quantize_kernels(t.format);
+          net->calibrate_static(pixels.data(), batch, t.format, t.array.lanes, 1.0);
+          net->forward_quantized(pixels.data(), batch, t.format, t.array.lanes);
+          net->backward_quantized(r, false, g);
+        } else {
+          net->forward(x.data(), batch);
+          net->backward(r, g);
+        }
       }
-    }
-    ASSERT_EQ(gk.size(), gr.size());
-    for (std::size_t i = 0; i < gk.size(); ++i) {
-      ASSERT_EQ(gk[i].size(), gr[i].size()) << "layer " << i;
-      for (std::size_t k = 0; k < gk[i].size(); ++k)
-        ASSERT_NEAR(gk[i][k], gr[i][k], 1e-5 * (1.0 + std::abs(gr[i][k]))) << "layer " << i << " weight " << k;
+      ASSERT_EQ(gk.size(), gr.size());
+      for (std::size_t i = 0; i < gk.size(); ++i) {
+        ASSERT_EQ(gk[i].size(), gr[i].size()) << "layer " << i;
+        for (std::size_t k = 0; k < gk[i].size(); ++k)
+          ASSERT_NEAR(gk[i][k], gr[i][k], 1e-5 * (1.0 + std::abs(gr[i][k]))) << "layer " << i << " weight " << k;
+      }
     }
   }
 }
