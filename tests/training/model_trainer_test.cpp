@@ -19,21 +19,16 @@
 #include "qathw/training/export.h"
 #include "qathw/training/trainer.h"
 #include "temp_dir.h"
+#include "tiny_data.h"
 
 namespace qathw::training {
 namespace {
 
 namespace fs = std::filesystem;
 using qathw::test::TempDir;
+using qathw::test::tiny_test;
+using qathw::test::tiny_train;
 
-const Dataset& tiny_train() {
-  static const Dataset d = load_split(QATHW_TINY_IDX_DIR, Split::Train);
-  return d;
-}
-const Dataset& tiny_test() {
-  static const Dataset d = load_split(QATHW_TINY_IDX_DIR, Split::Test, tiny_train().classes);
-  return d;
-}
 
 // A small CNN for the tiny set's 8x10 images: every kind of kernel and pool the trainer learns.
 model::ModelSpec tiny_cnn(int stride = 1) {

@@ -20,6 +20,7 @@
 #include "qathw/training/checkpoint.h"
 #include "qathw/model/int_engine.h"
 #include "temp_dir.h"
+#include "tiny_data.h"
 
 namespace qathw::training {
 namespace {
@@ -27,16 +28,10 @@ namespace {
 namespace fs = std::filesystem;
 using qathw::test::read_binary;
 using qathw::test::TempDir;
+using qathw::test::tiny_test;
+using qathw::test::tiny_train;
 using qathw::test::write_binary;
 
-const Dataset& tiny_train() {
-  static const Dataset d = load_split(QATHW_TINY_IDX_DIR, Split::Train);
-  return d;
-}
-const Dataset& tiny_test() {
-  static const Dataset d = load_split(QATHW_TINY_IDX_DIR, Split::Test, tiny_train().classes);
-  return d;
-}
 
 TrainConfig small_config() {
   TrainConfig c;

@@ -545,9 +545,8 @@ double evaluate_fp32(SpecNet& net, const Dataset& data) {
   long correct = 0;
   for (std::size_t start = 0; start < data.count; start += kEvalBatch) {
     const int batch = static_cast<int>(std::min<std::size_t>(kEvalBatch, data.count - start));
-    values.resize(static_cast<std::size_t>(batch) * data.features);
-    for (std::size_t k = 0; k < values.size(); ++k) values[k] = data.pixels[start * data.features + k] / 255.0f;
-    const std::vector<float>& logits = net.forward(values.data(), batch);
+    const std::vector<float>& logits =
+        net.forward(to_values(data.pixels.data() + start * data.features, batch, data.features, values), batch);
     for (int b = 0; b < batch; ++b)
       if (argmax(logits.data() + static_cast<std::size_t>(b) * classes, classes) == data.labels[start + b]) ++correct;
   }
