@@ -32,18 +32,7 @@ namespace {
 constexpr std::size_t kImages = 3;
 constexpr std::size_t kPixels = 28 * 28;
 
-// A target unlike the built-ins: 5 x 7 array, 12-bit saturating accumulators.
-target::TargetSpec odd_target() {
-  nlohmann::json j = target::to_json(target::builtin_target("ternary-asic"));
-  j["name"] = "odd-array-hls";
-  j["array"]["rows"] = 5;
-  j["array"]["lanes"] = 7;
-  j["arithmetic"]["accumulator_bits"] = 12;
-  j["arithmetic"]["overflow"] = "saturate";
-  j.erase("hash");
-  j.erase("origin");
-  return target::target_from_json(j, "odd-array-hls (test)");
-}
+target::TargetSpec odd_target() { return test::odd_target("odd-array-hls"); }
 
 target::TargetSpec target_named(const std::string& name) {
   return name == "odd" ? odd_target() : target::builtin_target(name);
@@ -98,14 +87,6 @@ model::ModelSpec spec_of(const std::string& name) {
   return name == "odd-shapes" ? model::parse_model(kOddShapes, "odd-shapes (test)", 10) : model::resolve_model(name, 10);
 }
 
-// A random pair for a real factor in [lo, hi], in the target's scale format.
-arith::FixedPoint random_pair(double lo, double hi, const arith::Format& f, std::mt19937_64& rng) {
-  const double x = std::uniform_real_distribution<double>(lo, hi)(rng);
-  const arith::FixedPointResult r = arith::to_fixed_point(x, f);
-  EXPECT_EQ(r.status, arith::FixedPointStatus::Ok) << x;
-  return r.value;
-}
-
 // A built-in model with random kernels; every add aligns its operands by pairs around 1 (their
 // scales over the output's). With `static_quantizers`, every kernel's input quantizer has a
 // calibrated-like pair: the pixels (0..255) by about 1/2, requantized values by less. In every
@@ -119,9 +100,10 @@ model::Bundle model_bundle(const std::string& name, const target::TargetSpec& t,
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const model::LayerKind k = m.layers[i].kind;
     if (k == model::LayerKind::Add)
-      params[i].pairs = {random_pair(0.5, 1.5, t.format, rng), random_pair(0.5, 1.5, t.format, rng)};
+      params[i].pairs = {test::random_pair(0.5, 1.5, t.format, rng), test::random_pair(0.5, 1.5, t.format, rng)};
     if (static_quantizers && (k == model::LayerKind::Conv2d || k == model::LayerKind::Linear))
-      params[i].input_quantizer = {i == 0 ? random_pair(0.3, 0.6, t.format, rng) : random_pair(0.02, 0.4, t.format, rng)};
+      params[i].input_quantizer = {i == 0 ? test::random_pair(0.3, 0.6, t.format, rng)
+                                          : test::random_pair(0.02, 0.4, t.format, rng)};
   }
   for (model::LayerParams& p : params) {
     model::LinearParams& k = p.kernel;

@@ -2,8 +2,12 @@
 #pragma once
 
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "qathw/model/bundle.h"
 #include "qathw/model/model_spec.h"
@@ -30,6 +34,28 @@ inline std::vector<model::LayerParams> random_layer_params(const model::ModelSpe
     k.requant.assign(static_cast<std::size_t>(k.out), arith::FixedPoint{3, 6});
   }
   return params;
+}
+
+// A target unlike the built-ins, from ternary-asic: a 5 x 7 array and 12-bit saturating
+// accumulators (random kernels' partial sums reach the limit).
+inline target::TargetSpec odd_target(const std::string& name) {
+  nlohmann::json j = target::to_json(target::builtin_target("ternary-asic"));
+  j["name"] = name;
+  j["array"]["rows"] = 5;
+  j["array"]["lanes"] = 7;
+  j["arithmetic"]["accumulator_bits"] = 12;
+  j["arithmetic"]["overflow"] = "saturate";
+  j.erase("hash");
+  j.erase("origin");
+  return target::target_from_json(j, name + " (test)");
+}
+
+// A random pair for a real factor in [lo, hi], in the target's scale format.
+inline arith::FixedPoint random_pair(double lo, double hi, const arith::Format& f, std::mt19937_64& rng) {
+  const double x = std::uniform_real_distribution<double>(lo, hi)(rng);
+  const arith::FixedPointResult r = arith::to_fixed_point(x, f);
+  EXPECT_EQ(r.status, arith::FixedPointStatus::Ok) << x;
+  return r.value;
 }
 
 // A bundle of target t holding graph g over 28x28 images of 10 classes.

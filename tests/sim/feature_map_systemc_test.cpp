@@ -24,32 +24,12 @@ namespace {
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 
-// A target unlike the built-ins: 5 x 7 array, 12-bit saturating accumulators (partial sums of
-// the random kernels reach the limit).
-target::TargetSpec odd_target() {
-  nlohmann::json j = target::to_json(target::builtin_target("ternary-asic"));
-  j["name"] = "odd-array";
-  j["array"]["rows"] = 5;
-  j["array"]["lanes"] = 7;
-  j["arithmetic"]["accumulator_bits"] = 12;
-  j["arithmetic"]["overflow"] = "saturate";
-  j.erase("hash");
-  j.erase("origin");
-  return target::target_from_json(j, "odd-array (test)");
-}
+target::TargetSpec odd_target() { return test::odd_target("odd-array"); }
 
 // The target with an activation SRAM large enough for any of the built-in models.
 target::TargetSpec with_large_activation_sram(target::TargetSpec t) {
   t.memory.activation_sram_kib = 1024;
   return t;
-}
-
-// A random pair for a real factor in [lo, hi], in the target's scale format.
-arith::FixedPoint random_pair(double lo, double hi, const arith::Format& f, std::mt19937_64& rng) {
-  const double x = std::uniform_real_distribution<double>(lo, hi)(rng);
-  const arith::FixedPointResult r = arith::to_fixed_point(x, f);
-  EXPECT_EQ(r.status, arith::FixedPointStatus::Ok) << x;
-  return r.value;
 }
 
 // A built-in model with random kernels; with `static_quantizers`, every kernel's input quantizer
@@ -63,10 +43,11 @@ model::Bundle model_bundle(const std::string& name, const target::TargetSpec& t,
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const model::LayerKind k = m.layers[i].kind;
     if (k == model::LayerKind::Add)
-      params[i].pairs = {random_pair(0.5, 1.5, t.format, rng), random_pair(0.5, 1.5, t.format, rng)};
+      params[i].pairs = {test::random_pair(0.5, 1.5, t.format, rng), test::random_pair(0.5, 1.5, t.format, rng)};
     // The pixels (0..255) by about 1/2, requantized values by less.
     if (static_quantizers && (k == model::LayerKind::Conv2d || k == model::LayerKind::Linear))
-      params[i].input_quantizer = {i == 0 ? random_pair(0.3, 0.6, t.format, rng) : random_pair(0.02, 0.4, t.format, rng)};
+      params[i].input_quantizer = {i == 0 ? test::random_pair(0.3, 0.6, t.format, rng)
+                                          : test::random_pair(0.02, 0.4, t.format, rng)};
   }
   if (saturating)
     for (int k = 0; k < params[0].kernel.in; ++k)
