@@ -1,17 +1,19 @@
 // The requantization unit for one value: saturate(round_shift(acc * mantissa, shift), AccBits),
-// then ReLU when enabled: arith::requantize and arith::relu.
+// then ReLU when enabled: arith::requantize and arith::relu. The input is an accumulator, or an
+// average pool's window sum (InBits 32).
 module qathw_requant #(
   parameter int AccBits = 24,
   parameter int MantBits = 16,
-  parameter int HalfEven = 0
+  parameter int HalfEven = 0,
+  parameter int InBits = AccBits
 ) (
-  input  logic [AccBits-1:0]  acc_i,       // two's complement
+  input  logic [InBits-1:0]   acc_i,       // two's complement
   input  logic [MantBits-1:0] mantissa_i,  // unsigned
   input  logic [5:0]          shift_i,
   input  logic                relu_i,
   output logic [AccBits-1:0]  z_o          // two's complement
 );
-  localparam int ProdBits = AccBits + MantBits + 1;
+  localparam int ProdBits = (InBits > AccBits ? InBits : AccBits) + MantBits + 1;
   localparam logic signed [ProdBits-1:0] ZMax = ProdBits'((64'sd1 <<< (AccBits - 1)) - 1);
   localparam logic signed [ProdBits-1:0] ZMin = -(ProdBits'(64'sd1 <<< (AccBits - 1)));
 

@@ -1,12 +1,21 @@
 // The accelerator: configuration port, activation/code/weight/requant memories (behavioural),
-// the controller that runs the configured layers on each sample, and qathw_datapath (the PE
-// array, the activation quantizer's absmax, reciprocal and code units, Rows requant units). Per layer it takes
-// 2C + M + T C + 1 cycles (C = ceil(in / Lanes) chunks, T = ceil(out / Rows) tiles,
-// M = MantBits), the cycle model of docs/sim.md. Samples arrive as a stream of Lanes pixels per
-// beat; every layer's outputs leave as a stream of Lanes values per beat (valid/ready) after the
-// last layer: the width of a code memory word, so a 784-pixel image takes ceil(784 / Lanes) beats.
-// The configuration port's layout (generated from qathw/target/config_port.h), unless the build
-// lists the package itself.
+// the controller that executes the op-coded layer descriptors on each sample, and qathw_datapath
+// (the PE array, the activation quantizer's absmax, reciprocal and code units, Rows requant
+// units), beside the pool unit (max and sum of Lanes window positions per cycle, a requant unit
+// for an average) and the add unit (Lanes element pairs per cycle, each operand requantized by
+// its pair). Each layer takes the cycles of the SystemC model's cycle model (docs/sim.md):
+//   linear, conv2d: quantizer 2 C + M (dynamic) or C (static), C = ceil(in / Lanes); array
+//                   g T H' W' P (T tiles of Rows channels per group, P = ceil(patch / Lanes)
+//                   chunks per output pixel); 1 requant cycle for the last tile;
+//   max, avg pool:  out ceil(kh kw / Lanes), and 1 for an average's last requantization;
+//   add:            ceil(out / Lanes).
+// A convolution runs weight-stationary, its patches read from the code memory by a sliding-window
+// address generator: each lane walks its patch element (ky, kx, ci) in the order of
+// arith::for_each_patch_run, Lanes elements per chunk, padding positions giving code 0. A linear
+// layer is a 1 x 1 map of `in` channels. Samples arrive as a stream of Lanes pixels per beat;
+// every layer's outputs leave as a stream of Lanes values per beat (valid/ready) after the last
+// layer. The configuration port's layout (generated from qathw/target/config_port.h), unless the
+// build lists the package itself.
 `ifndef QATHW_CFG_PKG_SV
 `include "qathw_cfg_pkg.sv"
 `endif
@@ -24,7 +33,8 @@ module qathw_accel #(
   parameter int HalfEven = 0,
   // Memory sizes: every build passes those of qathw/target/rtl_memories.h (docs/rtl.md, "Memories").
   parameter int MaxLayers = 16,
-  parameter int MaxWidth = 1024,     // widest layer input or output
+  parameter int ActWords = 262144,   // activation memory: the pixels and every layer's outputs
+  parameter int CodeDepth = 65536,   // code memory: one linear or conv2d layer's input codes
   parameter int WeightWords = 4096,  // weight memory words of Rows x Lanes codes (at most 2^16)
   parameter int RequantDepth = 2048,  // requantization pairs, one per output channel of every layer
   // Fault injection, for proving that verification catches a wrong datapath: in this layer the
@@ -36,15 +46,15 @@ module qathw_accel #(
   parameter RequantMantissaInit = "",
   parameter RequantShiftInit = "",
   localparam int WBits = WeightInt4 != 0 ? 4 : 2,  // bits of one weight code: arith::code_bits
-  // A weight word, and at least a descriptor or a requantization pair (qathw_cfg_pkg).
+  // A weight word, and at least a descriptor word or a requantization pair (qathw_cfg_pkg).
   localparam int CfgBits = Rows * Lanes * WBits > qathw_cfg_pkg::DataMinBits ? Rows * Lanes * WBits
                                                                               : qathw_cfg_pkg::DataMinBits
 ) (
   input  logic                       clk_i,
   input  logic                       rst_ni,
   // Configuration writes, laid out by qathw_cfg_pkg (generated from qathw/target/config_port.h):
-  // a weight word, a requant pair {shift, mantissa}, a layer descriptor {requant_base,
-  // weight_base, relu, out, in}, or the layer count.
+  // a weight word, a requant pair {shift, mantissa}, a word of a layer descriptor, or the layer
+  // count.
   input  logic                       cfg_we_i,
   input  logic [qathw_cfg_pkg::KindBits-1:0] cfg_kind_i,
   input  logic [qathw_cfg_pkg::AddrBits-1:0] cfg_addr_i,
@@ -67,28 +77,27 @@ module qathw_accel #(
 );
   localparam int ValBits = AccBits > 9 ? AccBits : 9;  // holds a pixel (0..255) or a layer output
   localparam int WordBits = Rows * Lanes * WBits;        // a weight word
-  localparam int CodeWords = (MaxWidth + Lanes - 1) / Lanes;  // code memory words of Lanes codes
-  localparam int CwBits = CodeWords > 1 ? $clog2(CodeWords) : 1;
-  localparam int IdxBits = $clog2(MaxWidth + 1);
-  localparam int XBits = $clog2(MaxWidth);         // index into a layer's values
+  localparam int DescBits = qathw_cfg_pkg::DescWords * qathw_cfg_pkg::DescWordBits;
+  localparam int AwBits = $clog2(ActWords);
+  localparam int CdBits = $clog2(CodeDepth);
   localparam int WaBits = $clog2(WeightWords);
   localparam int RaBits = $clog2(RequantDepth);
-  localparam int LBits = $clog2(MaxLayers);        // index of a layer
-  localparam int ABits = $clog2(MaxLayers + 1);    // index of an activation buffer
+  localparam int LBits = $clog2(MaxLayers);          // index of a layer
+  localparam int Ports = Rows > Lanes ? Rows : Lanes;  // activation memory writes per cycle
+  // An average pool's window sum (up to 2^16 positions), and at least 34 bits: it saturates to 32.
+  localparam int SumBits = AccBits + 18 > 34 ? AccBits + 18 : 34;
 
-  typedef enum logic [2:0] {Idle, Load, Absmax, Recip, Codes, Array, RequantLast, Output} state_e;
+  typedef enum logic [3:0] {
+    Idle, Load, Absmax, Recip, Codes, Array, RequantLast, Pool, PoolLast, AddUnit, Output
+  } state_e;
 
   // ---- memories ---------------------------------------------------------------------------
-  logic [ValBits-1:0]  act_q [MaxLayers + 1][MaxWidth];  // [0]: pixels; [l + 1]: layer l's outputs
-  logic [Lanes*ActBits-1:0] code_q [CodeWords];         // chunk c's codes in word c
+  logic [ValBits-1:0]  act_q [ActWords];   // the pixels at 0, then each layer's outputs
+  logic [ActBits-1:0]  code_q [CodeDepth]; // a kernel layer's input codes
   logic [WordBits-1:0] wmem_q [WeightWords];
   logic [MantBits-1:0] rq_mant_q [RequantDepth];
   logic [qathw_cfg_pkg::RequantShiftBits-1:0] rq_shift_q [RequantDepth];
-  logic [qathw_cfg_pkg::DescInBits-1:0]          d_in_q [MaxLayers];
-  logic [qathw_cfg_pkg::DescOutBits-1:0]         d_out_q [MaxLayers];
-  logic [qathw_cfg_pkg::DescWeightBaseBits-1:0]  d_wbase_q [MaxLayers];
-  logic [qathw_cfg_pkg::DescRequantBaseBits-1:0] d_rbase_q [MaxLayers];
-  logic                d_relu_q [MaxLayers];
+  logic [DescBits-1:0] desc_q [MaxLayers];
   logic [qathw_cfg_pkg::LayerCountBits-1:0] layers_q;
 
   initial begin
@@ -97,6 +106,10 @@ module qathw_accel #(
     if (RequantShiftInit != "") $readmemh(RequantShiftInit, rq_shift_q);
   end
 
+  logic [LBits-1:0] cfg_layer;
+  int cfg_word;
+  assign cfg_layer = LBits'(cfg_addr_i >> qathw_cfg_pkg::DescWordIndexBits);
+  assign cfg_word = 32'(cfg_addr_i[qathw_cfg_pkg::DescWordIndexBits-1:0]);
   always_ff @(posedge clk_i) begin
     if (cfg_we_i) begin
       unique case (cfg_kind_i)
@@ -106,15 +119,10 @@ module qathw_accel #(
           rq_shift_q[RaBits'(cfg_addr_i)] <=
               cfg_data_i[qathw_cfg_pkg::RequantMantissaLsb + MantBits +: qathw_cfg_pkg::RequantShiftBits];
         end
-        qathw_cfg_pkg::KindLayerDescriptor: begin
-          d_in_q[LBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::DescInLsb +: qathw_cfg_pkg::DescInBits];
-          d_out_q[LBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::DescOutLsb +: qathw_cfg_pkg::DescOutBits];
-          d_relu_q[LBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::DescReluLsb];
-          d_wbase_q[LBits'(cfg_addr_i)] <=
-              cfg_data_i[qathw_cfg_pkg::DescWeightBaseLsb +: qathw_cfg_pkg::DescWeightBaseBits];
-          d_rbase_q[LBits'(cfg_addr_i)] <=
-              cfg_data_i[qathw_cfg_pkg::DescRequantBaseLsb +: qathw_cfg_pkg::DescRequantBaseBits];
-        end
+        qathw_cfg_pkg::KindLayerDescriptor:
+          if (cfg_word < qathw_cfg_pkg::DescWords)
+            desc_q[cfg_layer][cfg_word * qathw_cfg_pkg::DescWordBits +: qathw_cfg_pkg::DescWordBits] <=
+                cfg_data_i[qathw_cfg_pkg::DescWordBits-1:0];
         qathw_cfg_pkg::KindLayerCount: layers_q <= cfg_data_i[qathw_cfg_pkg::LayerCountLsb +: qathw_cfg_pkg::LayerCountBits];
         default: ;
       endcase
@@ -124,56 +132,189 @@ module qathw_accel #(
   // ---- controller state --------------------------------------------------------------------
   state_e state_q;
   logic [7:0] layer_q;
-  logic [IdxBits-1:0] count_q;   // pixels loaded, or values streamed out, in the beats so far
-  logic [15:0] chunk_q, tile_q;
-  logic [7:0] recip_q;           // cycles spent in Recip
+  int count_q;              // pixels loaded, or values streamed out, in the beats so far
+  int chunk_q;              // chunk of the pass, of the patch or of the window
+  int group_q, tile_q, oy_q, ox_q, ch_q;
+  int out_q;                // a pool's output value
+  logic [7:0] recip_q;      // cycles spent in Recip
   logic [AccBits:0] amax_q;
 
-  logic [LBits-1:0] li;  // this layer, as an index
-  logic [ABits-1:0] ai_in, ai_out;  // its input and output buffers
+  // ---- this layer's descriptor -------------------------------------------------------------
+  logic [LBits-1:0] li;
+  logic [DescBits-1:0] d, dn;  // this layer's and the next one's
   assign li = LBits'(layer_q);
-  assign ai_in = ABits'(layer_q);
-  assign ai_out = ABits'(layer_q + 8'd1);
-  logic [15:0] in_n, out_n, chunks, tiles;
-  assign in_n = d_in_q[li];
-  assign out_n = d_out_q[li];
-  assign chunks = 16'((32'(in_n) + Lanes - 1) / Lanes);
-  assign tiles = 16'((32'(out_n) + Rows - 1) / Rows);
+  assign d = desc_q[li];
+  assign dn = desc_q[LBits'(layer_q + 8'd1)];
+  int d_op, d_in, d_out, d_wbase, d_rbase, d_ibase, d_obase, d_resbase;
+  int d_in_h, d_in_w, d_in_c, d_out_h, d_out_w, d_out_c, d_groups, d_gin, d_gout;
+  int d_kh, d_kw, d_sh, d_sw, d_ph, d_pw, d_patch, d_step_y, d_step_x, d_step_c;
+  logic d_relu, d_static;
+  logic [MantBits-1:0] d_qmant, d_amant, d_bmant;
+  logic [5:0] d_qshift, d_ashift, d_bshift;
+  assign d_op = 32'(d[qathw_cfg_pkg::DescOpcodeLsb +: qathw_cfg_pkg::DescOpcodeBits]);
+  assign d_relu = d[qathw_cfg_pkg::DescReluLsb];
+  assign d_static = d[qathw_cfg_pkg::DescStaticLsb];
+  assign d_in = 32'(d[qathw_cfg_pkg::DescInLsb +: qathw_cfg_pkg::DescInBits]);
+  assign d_out = 32'(d[qathw_cfg_pkg::DescOutLsb +: qathw_cfg_pkg::DescOutBits]);
+  assign d_wbase = 32'(d[qathw_cfg_pkg::DescWeightBaseLsb +: qathw_cfg_pkg::DescWeightBaseBits]);
+  assign d_rbase = 32'(d[qathw_cfg_pkg::DescRequantBaseLsb +: qathw_cfg_pkg::DescRequantBaseBits]);
+  assign d_ibase = 32'(d[qathw_cfg_pkg::DescInputBaseLsb +: qathw_cfg_pkg::DescInputBaseBits]);
+  assign d_obase = 32'(d[qathw_cfg_pkg::DescOutputBaseLsb +: qathw_cfg_pkg::DescOutputBaseBits]);
+  assign d_resbase = 32'(d[qathw_cfg_pkg::DescResidualBaseLsb +: qathw_cfg_pkg::DescResidualBaseBits]);
+  assign d_in_h = 32'(d[qathw_cfg_pkg::DescInHLsb +: qathw_cfg_pkg::DescInHBits]);
+  assign d_in_w = 32'(d[qathw_cfg_pkg::DescInWLsb +: qathw_cfg_pkg::DescInWBits]);
+  assign d_in_c = 32'(d[qathw_cfg_pkg::DescInCLsb +: qathw_cfg_pkg::DescInCBits]);
+  assign d_out_h = 32'(d[qathw_cfg_pkg::DescOutHLsb +: qathw_cfg_pkg::DescOutHBits]);
+  assign d_out_w = 32'(d[qathw_cfg_pkg::DescOutWLsb +: qathw_cfg_pkg::DescOutWBits]);
+  assign d_out_c = 32'(d[qathw_cfg_pkg::DescOutCLsb +: qathw_cfg_pkg::DescOutCBits]);
+  assign d_groups = 32'(d[qathw_cfg_pkg::DescGroupsLsb +: qathw_cfg_pkg::DescGroupsBits]);
+  assign d_gin = 32'(d[qathw_cfg_pkg::DescGroupInLsb +: qathw_cfg_pkg::DescGroupInBits]);
+  assign d_gout = 32'(d[qathw_cfg_pkg::DescGroupOutLsb +: qathw_cfg_pkg::DescGroupOutBits]);
+  assign d_kh = 32'(d[qathw_cfg_pkg::DescKernelHLsb +: qathw_cfg_pkg::DescKernelHBits]);
+  assign d_kw = 32'(d[qathw_cfg_pkg::DescKernelWLsb +: qathw_cfg_pkg::DescKernelWBits]);
+  assign d_sh = 32'(d[qathw_cfg_pkg::DescStrideHLsb +: qathw_cfg_pkg::DescStrideHBits]);
+  assign d_sw = 32'(d[qathw_cfg_pkg::DescStrideWLsb +: qathw_cfg_pkg::DescStrideWBits]);
+  assign d_ph = 32'(d[qathw_cfg_pkg::DescPadHLsb +: qathw_cfg_pkg::DescPadHBits]);
+  assign d_pw = 32'(d[qathw_cfg_pkg::DescPadWLsb +: qathw_cfg_pkg::DescPadWBits]);
+  assign d_patch = 32'(d[qathw_cfg_pkg::DescPatchLsb +: qathw_cfg_pkg::DescPatchBits]);
+  assign d_step_y = 32'(d[qathw_cfg_pkg::DescStepYLsb +: qathw_cfg_pkg::DescStepYBits]);
+  assign d_step_x = 32'(d[qathw_cfg_pkg::DescStepXLsb +: qathw_cfg_pkg::DescStepXBits]);
+  assign d_step_c = 32'(d[qathw_cfg_pkg::DescStepCLsb +: qathw_cfg_pkg::DescStepCBits]);
+  // Pairs: mantissas of MantBits (the harness refuses wider ones), shifts of 6 bits.
+  assign d_qmant = d[qathw_cfg_pkg::DescQuantMantissaLsb +: MantBits];
+  assign d_qshift = d[qathw_cfg_pkg::DescQuantShiftLsb +: qathw_cfg_pkg::DescQuantShiftBits];
+  assign d_amant = d[qathw_cfg_pkg::DescPairAMantissaLsb +: MantBits];
+  assign d_ashift = d[qathw_cfg_pkg::DescPairAShiftLsb +: qathw_cfg_pkg::DescPairAShiftBits];
+  assign d_bmant = d[qathw_cfg_pkg::DescPairBMantissaLsb +: MantBits];
+  assign d_bshift = d[qathw_cfg_pkg::DescPairBShiftLsb +: qathw_cfg_pkg::DescPairBShiftBits];
 
-  // Values of this chunk (Absmax and Codes read Lanes of them per cycle), zero on lanes past the
-  // layer's input.
+  // The first state of a layer: its quantizer's (a kernel layer) or its unit's.
+  function automatic state_e first_state(input logic [DescBits-1:0] desc);
+    int op;
+    op = 32'(desc[qathw_cfg_pkg::DescOpcodeLsb +: qathw_cfg_pkg::DescOpcodeBits]);
+    if (op == qathw_cfg_pkg::OpMaxPool || op == qathw_cfg_pkg::OpAvgPool) return Pool;
+    if (op == qathw_cfg_pkg::OpAdd) return AddUnit;
+    return desc[qathw_cfg_pkg::DescStaticLsb] ? Codes : Absmax;
+  endfunction
+
+  logic kernel, average;
+  int pass_chunks, patch_chunks, tiles;
+  assign kernel = d_op == qathw_cfg_pkg::OpLinear || d_op == qathw_cfg_pkg::OpConv2d;
+  assign average = d_op == qathw_cfg_pkg::OpAvgPool;
+  assign pass_chunks = ((kernel ? d_in : d_out) + Lanes - 1) / Lanes;  // quantizer passes; the add
+  assign patch_chunks = (d_patch + Lanes - 1) / Lanes;
+  assign tiles = (d_gout + Rows - 1) / Rows;
+
+  // ---- linear passes: the quantizer's over the input, the add unit's over the output -------
+  // (Each unit reads its memories only in its own states: the simulation evaluates less.)
   logic [Lanes*ValBits-1:0] chunk_val;
   logic [Lanes-1:0] lane_on;
+  logic quantizing;
+  assign quantizing = state_q == Absmax || state_q == Codes;
   always_comb begin
     for (int i = 0; i < Lanes; i++) begin
-      lane_on[i] = 32'(chunk_q) * Lanes + i < 32'(in_n);
-      chunk_val[i*ValBits +: ValBits] = lane_on[i] ? act_q[ai_in][XBits'(32'(chunk_q) * Lanes + i)] : '0;
+      lane_on[i] = chunk_q * Lanes + i < (kernel ? d_in : d_out);
+      chunk_val[i*ValBits +: ValBits] = quantizing && lane_on[i] ? act_q[AwBits'(d_ibase + chunk_q * Lanes + i)] : '0;
     end
   end
 
-  // The PE array's inputs: one chunk of one tile.
-  logic [Lanes*ActBits-1:0] code_word, x_flat;
-  logic [Rows-1:0] row_on;
-  logic array_valid, array_clear;
-  assign code_word = code_q[CwBits'(chunk_q)];
+  // ---- the sliding-window address generator --------------------------------------------------
+  // Lane i's patch element (ky, kx, ci) in chunk c is element c Lanes + i: lane i's element of the
+  // first chunk (a chain of increments), then each chunk steps every lane by Lanes elements
+  // (DescStep*, one carry per digit). The window's origin is output pixel (oy, ox) times the
+  // stride, less the padding; a pool walks its window with one channel per group.
+  int init_y [Lanes], init_x [Lanes], init_c [Lanes];
+  int step_y_q [Lanes], step_x_q [Lanes], step_c_q [Lanes];  // the lanes' elements after this chunk
+  int lane_y [Lanes], lane_x [Lanes], lane_c [Lanes];
+  logic windowing;  // the array or the pool unit reads through the window
+  assign windowing = state_q == Array || state_q == Pool;
   always_comb begin
-    for (int i = 0; i < Lanes; i++) x_flat[i*ActBits +: ActBits] = lane_on[i] ? code_word[i*ActBits +: ActBits] : '0;
-    for (int r = 0; r < Rows; r++) row_on[r] = 32'(tile_q) * Rows + r < 32'(out_n);
+    init_y[0] = 0;
+    init_x[0] = 0;
+    init_c[0] = 0;
+    for (int i = 1; i < Lanes; i++) begin
+      if (!windowing || chunk_q != 0) begin
+        init_c[i] = 0;
+        init_x[i] = 0;
+        init_y[i] = 0;
+        continue;
+      end
+      init_c[i] = init_c[i-1] + 1;
+      init_x[i] = init_x[i-1];
+      init_y[i] = init_y[i-1];
+      if (init_c[i] >= d_gin) begin
+        init_c[i] = 0;
+        init_x[i] = init_x[i] + 1;
+        if (init_x[i] >= d_kw) begin
+          init_x[i] = 0;
+          init_y[i] = init_y[i] + 1;
+        end
+      end
+    end
+    for (int i = 0; i < Lanes; i++) begin
+      lane_y[i] = chunk_q == 0 ? init_y[i] : step_y_q[i];
+      lane_x[i] = chunk_q == 0 ? init_x[i] : step_x_q[i];
+      lane_c[i] = chunk_q == 0 ? init_c[i] : step_c_q[i];
+    end
+  end
+
+  int origin_y, origin_x, channel_base;
+  assign origin_y = oy_q * d_sh - d_ph;
+  assign origin_x = ox_q * d_sw - d_pw;
+  assign channel_base = state_q == Pool ? ch_q : group_q * d_gin;
+  logic [Lanes-1:0] win_on;
+  int win_at [Lanes];  // index into the input map
+  always_comb begin
+    for (int i = 0; i < Lanes; i++) begin
+      int y, x;
+      if (!windowing) begin
+        win_on[i] = 1'b0;
+        win_at[i] = 0;
+        continue;
+      end
+      y = origin_y + lane_y[i];
+      x = origin_x + lane_x[i];
+      win_on[i] = chunk_q * Lanes + i < d_patch && y >= 0 && y < d_in_h && x >= 0 && x < d_in_w;
+      win_at[i] = (y * d_in_w + x) * d_in_c + channel_base + lane_c[i];
+    end
+  end
+
+  for (genvar i = 0; i < Lanes; i++) begin : g_lane_step
+    int c, x;
+    logic carry_c, carry_x;
+    assign c = lane_c[i] + d_step_c;
+    assign carry_c = c >= d_gin;
+    assign x = lane_x[i] + d_step_x + (carry_c ? 1 : 0);
+    assign carry_x = x >= d_kw;
+    always_ff @(posedge clk_i) begin
+      step_c_q[i] <= carry_c ? c - d_gin : c;
+      step_x_q[i] <= carry_x ? x - d_kw : x;
+      step_y_q[i] <= lane_y[i] + d_step_y + (carry_x ? 1 : 0);
+    end
+  end
+
+  // ---- the PE array's inputs: one chunk of one output pixel's patch, one tile ---------------
+  logic [Lanes*ActBits-1:0] x_flat;
+  logic [Rows-1:0] row_on;
+  logic array_valid, array_clear, unit_last;
+  always_comb begin
+    for (int i = 0; i < Lanes; i++)
+      x_flat[i*ActBits +: ActBits] = win_on[i] ? code_q[CdBits'(win_at[i])] : '0;
+    for (int r = 0; r < Rows; r++) row_on[r] = tile_q * Rows + r < d_gout;
   end
   assign array_valid = state_q == Array;
   assign array_clear = state_q == Array && chunk_q == 0;
+  assign unit_last = chunk_q == patch_chunks - 1;  // the last chunk of a patch or window
 
-  // Rows requant units on the previous tile's accumulators: in the first chunk cycle of the next
-  // tile, or in RequantLast for the last tile.
-  logic requant_now;
-  logic [15:0] rq_tile;
+  // Rows requant units take a finished tile's accumulators in the next cycle, while the array
+  // starts the next pixel or tile (or in RequantLast, after the layer's last).
+  logic rq_valid_q;
+  int rq_out_q, rq_pair_q, rq_rows_q;  // the tile's first output address and pair, its rows
   logic [Rows*MantBits-1:0] rq_mant;
   logic [Rows*6-1:0] rq_shift;
-  assign requant_now = (state_q == Array && chunk_q == 0 && tile_q != 0) || state_q == RequantLast;
-  assign rq_tile = state_q == RequantLast ? tile_q : tile_q - 16'd1;
   for (genvar r = 0; r < Rows; r++) begin : g_requant_pair
     logic [RaBits-1:0] n;
-    assign n = RaBits'(32'(d_rbase_q[li]) + 32'(rq_tile) * Rows + r);
+    assign n = RaBits'(rq_pair_q + r);
     assign rq_mant[r*MantBits +: MantBits] = rq_mant_q[n];
     assign rq_shift[r*6 +: 6] = rq_shift_q[n];
   end
@@ -183,16 +324,16 @@ module qathw_accel #(
   logic [AccBits:0] amax_next;
   logic [Lanes*ActBits-1:0] codes;
   logic [Rows*AccBits-1:0] z;
-  assign recip_start = state_q == Absmax && chunk_q == chunks - 1;
+  assign recip_start = state_q == Absmax && chunk_q == pass_chunks - 1;
   qathw_datapath #(
     .Rows(Rows), .Lanes(Lanes), .ActBits(ActBits), .AccBits(AccBits), .MantBits(MantBits), .ShiftMin(ShiftMin),
     .ShiftMax(ShiftMax), .WeightInt4(WeightInt4), .Saturate(Saturate), .HalfEven(HalfEven)
   ) u_datapath (
     .clk_i, .rst_ni, .clear_i(array_clear), .valid_i(array_valid), .x_i(x_flat),
-    .w_i(wmem_q[WaBits'(32'(d_wbase_q[li]) + 32'(tile_q) * 32'(chunks) + 32'(chunk_q))]), .lane_en_i(lane_on),
+    .w_i(wmem_q[WaBits'(d_wbase + (group_q * tiles + tile_q) * patch_chunks + chunk_q)]), .lane_en_i(win_on),
     .row_en_i(row_on), .v_i(chunk_val), .amax_i(amax_q), .amax_o(amax_next), .recip_start_i(recip_start),
-    .recip_done_o(recip_done), .codes_o(codes), .rq_mantissa_i(rq_mant), .rq_shift_i(rq_shift),
-    .relu_i(d_relu_q[li]), .z_o(z)
+    .recip_done_o(recip_done), .static_i(d_static), .static_mantissa_i(d_qmant), .static_shift_i(d_qshift),
+    .codes_o(codes), .rq_mantissa_i(rq_mant), .rq_shift_i(rq_shift), .relu_i(d_relu), .z_o(z)
   );
 
   // This chunk's codes, as the code memory stores them.
@@ -209,129 +350,302 @@ module qathw_accel #(
     end
   end
 
-  // Activation and code memory writes: a beat of Lanes pixels per Load cycle, a chunk's codes
-  // (one word) per Codes cycle, and the requant units' values of the previous tile. Verilator
-  // 5.006 unrolls loops of at most 64 iterations and refuses delayed array writes in the loops it
-  // keeps (BLKLOOPINIT): the Lanes pixels and the Rows values are written by groups of up to 64,
-  // one process each.
-  always_ff @(posedge clk_i) begin
-    if (state_q == Codes) code_q[CwBits'(chunk_q)] <= chunk_codes;
+  // ---- the pool unit: Lanes window positions per cycle -------------------------------------
+  logic signed [AccBits-1:0] max_q;
+  logic any_q;
+  logic signed [SumBits-1:0] sum_q;
+  logic signed [AccBits-1:0] pool_max;
+  logic pool_any;
+  logic signed [SumBits-1:0] pool_sum;
+  always_comb begin
+    pool_max = max_q;
+    pool_any = any_q;
+    pool_sum = sum_q;
+    for (int i = 0; i < Lanes; i++) begin
+      logic signed [AccBits-1:0] v;
+      v = state_q == Pool && win_on[i] ? AccBits'($signed(act_q[AwBits'(d_ibase + win_at[i])])) : '0;
+      if (state_q == Pool && win_on[i]) begin
+        if (!pool_any || v > pool_max) pool_max = v;
+        pool_any = 1'b1;
+        pool_sum = pool_sum + SumBits'(v);
+      end
+    end
+  end
+  // An average's window sum, saturated to 32 bits (arith::average_pool), is requantized by 1 / area
+  // in the next cycle, while the unit starts the next window (or in PoolLast, after the last).
+  logic avg_valid_q;
+  logic signed [31:0] avg_sum_q;
+  int avg_out_q;
+  logic [AccBits-1:0] avg_z;
+  localparam logic signed [SumBits-1:0] Sum32Max = SumBits'(64'sh7fffffff);
+  localparam logic signed [SumBits-1:0] Sum32Min = -SumBits'(64'sh80000000);
+  qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven), .InBits(32)) u_avg_requant (
+    .acc_i(avg_sum_q), .mantissa_i(d_amant), .shift_i(d_ashift), .relu_i(d_relu), .z_o(avg_z)
+  );
+
+  // ---- the add unit: Lanes element pairs per cycle ------------------------------------------
+  logic [Lanes*AccBits-1:0] add_z;
+  for (genvar i = 0; i < Lanes; i++) begin : g_add
+    localparam logic signed [AccBits:0] ZMax = (AccBits + 1)'((64'sd1 <<< (AccBits - 1)) - 1);
+    localparam logic signed [AccBits:0] ZMin = -(AccBits + 1)'(64'sd1 <<< (AccBits - 1));
+    logic [AccBits-1:0] a, b, qa, qb;
+    logic signed [AccBits:0] s;
+    assign a = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_ibase + chunk_q * Lanes + i)]) : '0;
+    assign b = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_resbase + chunk_q * Lanes + i)]) : '0;
+    qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_a (
+      .acc_i(a), .mantissa_i(d_amant), .shift_i(d_ashift), .relu_i(1'b0), .z_o(qa)
+    );
+    qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_b (
+      .acc_i(b), .mantissa_i(d_bmant), .shift_i(d_bshift), .relu_i(1'b0), .z_o(qb)
+    );
+    always_comb begin
+      logic signed [AccBits-1:0] sat;
+      s = (AccBits + 1)'($signed(qa)) + (AccBits + 1)'($signed(qb));
+      if (s > ZMax) sat = AccBits'(ZMax);
+      else if (s < ZMin) sat = AccBits'(ZMin);
+      else sat = AccBits'(s);
+      add_z[i*AccBits +: AccBits] = d_relu && sat < 0 ? '0 : sat;
+    end
+  end
+
+  // ---- memory writes -----------------------------------------------------------------------
+  // One write port of Ports values per cycle into the activation memory: a beat of pixels (Load),
+  // a tile's requantized outputs, a pool's output, an add's chunk. Verilator 5.006 unrolls loops
+  // of at most 64 iterations and refuses delayed array writes in the loops it keeps
+  // (BLKLOOPINIT): the values are written by groups of up to 64, one process each.
+  logic [Ports-1:0] wr_on;
+  int wr_at [Ports];
+  logic [ValBits-1:0] wr_val [Ports];
+  always_comb begin
+    for (int p = 0; p < Ports; p++) begin
+      wr_on[p] = 1'b0;
+      wr_at[p] = 0;
+      wr_val[p] = '0;
+    end
+    if (state_q == Load && in_valid_i) begin
+      for (int i = 0; i < Lanes; i++) begin
+        wr_on[i] = count_q + i < d_in;
+        wr_at[i] = count_q + i;
+        wr_val[i] = ValBits'(in_data_i[i*8 +: 8]);
+      end
+    end else if (rq_valid_q) begin
+      for (int r = 0; r < Rows; r++) begin
+        wr_on[r] = r < rq_rows_q;
+        wr_at[r] = rq_out_q + r;
+        wr_val[r] = ValBits'($signed(z[r*AccBits +: AccBits]));
+      end
+    end else if (avg_valid_q) begin
+      wr_on[0] = 1'b1;
+      wr_at[0] = avg_out_q;
+      wr_val[0] = ValBits'($signed(avg_z));
+    end else if (state_q == Pool && !average && unit_last) begin
+      wr_on[0] = 1'b1;
+      wr_at[0] = d_obase + out_q;
+      wr_val[0] = d_relu && pool_max < 0 ? '0 : ValBits'(pool_max);
+    end else if (state_q == AddUnit) begin
+      for (int i = 0; i < Lanes; i++) begin
+        wr_on[i] = lane_on[i];
+        wr_at[i] = d_obase + chunk_q * Lanes + i;
+        wr_val[i] = ValBits'($signed(add_z[i*AccBits +: AccBits]));
+      end
+    end
   end
   localparam int WriteGroup = 64;
-  for (genvar g = 0; g < (Lanes + WriteGroup - 1) / WriteGroup; g++) begin : g_pixel_write
+  for (genvar g = 0; g < (Ports + WriteGroup - 1) / WriteGroup; g++) begin : g_act_write
+    localparam int First = g * WriteGroup;
+    localparam int Last = (g + 1) * WriteGroup < Ports ? (g + 1) * WriteGroup : Ports;  // one past
+    always_ff @(posedge clk_i) begin
+      for (int p = First; p < Last; p++)
+        if (wr_on[p]) act_q[AwBits'(wr_at[p])] <= wr_val[p];
+    end
+  end
+  for (genvar g = 0; g < (Lanes + WriteGroup - 1) / WriteGroup; g++) begin : g_code_write
     localparam int First = g * WriteGroup;
     localparam int Last = (g + 1) * WriteGroup < Lanes ? (g + 1) * WriteGroup : Lanes;  // one past
     always_ff @(posedge clk_i) begin
-      if (state_q == Load && in_valid_i)
+      if (state_q == Codes)
         for (int i = First; i < Last; i++)
-          if (32'(count_q) + i < 32'(d_in_q[0])) act_q[0][XBits'(32'(count_q) + i)] <= ValBits'(in_data_i[i*8 +: 8]);
-    end
-  end
-  for (genvar g = 0; g < (Rows + WriteGroup - 1) / WriteGroup; g++) begin : g_act_write
-    localparam int First = g * WriteGroup;
-    localparam int Last = (g + 1) * WriteGroup < Rows ? (g + 1) * WriteGroup : Rows;  // one past
-    always_ff @(posedge clk_i) begin
-      if (requant_now)
-        for (int r = First; r < Last; r++)
-          if (32'(rq_tile) * Rows + r < 32'(out_n))
-            act_q[ai_out][XBits'(32'(rq_tile) * Rows + r)] <= ValBits'($signed(z[r*AccBits +: AccBits]));
+          if (lane_on[i]) code_q[CdBits'(chunk_q * Lanes + i)] <= chunk_codes[i*ActBits +: ActBits];
     end
   end
 
   // The controller times the reciprocal by its fixed latency; the address bits above each
-  // memory's depth are ignored.
+  // memory's depth are ignored; the kernel height is the patch's (DescPatch), the next
+  // descriptor's other fields are read when its layer runs.
   logic unused_inputs;
-  assign unused_inputs = ^{recip_done, cfg_addr_i, cfg_data_i};
+  assign unused_inputs = ^{recip_done, cfg_addr_i, cfg_data_i, d_kh, dn};
+
+  // ---- the controller ----------------------------------------------------------------------
+  // Starts layer l + 1 (or the output stream after the last layer).
+  logic last_layer;
+  assign last_layer = layer_q + 1'b1 == layers_q;
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       state_q <= Idle;
       layer_q <= '0;
-      count_q <= '0;
-      chunk_q <= '0;
-      tile_q <= '0;
+      count_q <= 0;
+      chunk_q <= 0;
+      group_q <= 0;
+      tile_q <= 0;
+      oy_q <= 0;
+      ox_q <= 0;
+      ch_q <= 0;
+      out_q <= 0;
       recip_q <= '0;
       amax_q <= '0;
+      rq_valid_q <= 1'b0;
+      rq_out_q <= 0;
+      rq_pair_q <= 0;
+      rq_rows_q <= 0;
+      max_q <= '0;
+      any_q <= 1'b0;
+      sum_q <= '0;
+      avg_valid_q <= 1'b0;
+      avg_sum_q <= '0;
+      avg_out_q <= 0;
     end else begin
-      unique case (state_q)
-        Idle: begin
-          if (layers_q != 0) state_q <= Load;
-          count_q <= '0;
+      rq_valid_q <= 1'b0;
+      avg_valid_q <= 1'b0;
+      // A finished layer hands over to the next one's first state, its counters at zero.
+      if ((state_q == RequantLast) || (state_q == PoolLast) ||
+          (state_q == Pool && !average && unit_last && out_q == d_out - 1) ||
+          (state_q == AddUnit && chunk_q == pass_chunks - 1)) begin
+        chunk_q <= 0;
+        group_q <= 0;
+        tile_q <= 0;
+        oy_q <= 0;
+        ox_q <= 0;
+        ch_q <= 0;
+        out_q <= 0;
+        amax_q <= '0;
+        any_q <= 1'b0;
+        sum_q <= '0;
+        if (last_layer) begin
+          state_q <= Output;
+          layer_q <= '0;
+          count_q <= 0;
+        end else begin
+          state_q <= first_state(dn);
+          layer_q <= layer_q + 1'b1;
         end
-        Load: begin
-          if (in_valid_i) begin
-            count_q <= IdxBits'(32'(count_q) + Lanes);
-            if (32'(count_q) + Lanes >= 32'(d_in_q[0])) begin  // the first layer's inputs
-              state_q <= Absmax;
-              layer_q <= '0;
-              chunk_q <= '0;
-              amax_q <= '0;
-            end
+      end else begin
+        unique case (state_q)
+          Idle: begin
+            if (layers_q != 0) state_q <= Load;
+            count_q <= 0;
           end
-        end
-        Absmax: begin
-          amax_q <= amax_next;
-          if (chunk_q == chunks - 1) begin
-            state_q <= Recip;
-            recip_q <= '0;
-          end else begin
-            chunk_q <= chunk_q + 1'b1;
-          end
-        end
-        Recip: begin
-          recip_q <= recip_q + 1'b1;
-          if (32'(recip_q) + 1 == MantBits) begin
-            state_q <= Codes;
-            chunk_q <= '0;
-          end
-        end
-        Codes: begin
-          if (chunk_q == chunks - 1) begin
-            state_q <= Array;
-            chunk_q <= '0;
-            tile_q <= '0;
-          end else begin
-            chunk_q <= chunk_q + 1'b1;
-          end
-        end
-        Array: begin
-          if (chunk_q == chunks - 1) begin
-            chunk_q <= '0;
-            if (tile_q == tiles - 1) state_q <= RequantLast;
-            else tile_q <= tile_q + 1'b1;
-          end else begin
-            chunk_q <= chunk_q + 1'b1;
-          end
-        end
-        RequantLast: begin
-          chunk_q <= '0;
-          amax_q <= '0;
-          if (layer_q + 1'b1 == layers_q) begin
-            state_q <= Output;
-            layer_q <= '0;
-            count_q <= '0;
-          end else begin
-            state_q <= Absmax;
-            layer_q <= layer_q + 1'b1;
-          end
-        end
-        Output: begin
-          if (out_ready_i) begin
-            if (32'(count_q) + Lanes >= 32'(out_n)) begin
-              count_q <= '0;
-              if (layer_q + 1'b1 == layers_q) begin
-                state_q <= Load;
-                layer_q <= '0;
-              end else begin
-                layer_q <= layer_q + 1'b1;
+          Load: begin
+            if (in_valid_i) begin
+              count_q <= count_q + Lanes;
+              if (count_q + Lanes >= d_in) begin  // the first layer's inputs
+                state_q <= first_state(d);
+                chunk_q <= 0;
+                amax_q <= '0;
               end
-            end else begin
-              count_q <= IdxBits'(32'(count_q) + Lanes);
             end
           end
-        end
-        default: state_q <= Idle;
-      endcase
+          Absmax: begin
+            amax_q <= amax_next;
+            if (chunk_q == pass_chunks - 1) begin
+              state_q <= Recip;
+              recip_q <= '0;
+            end else begin
+              chunk_q <= chunk_q + 1;
+            end
+          end
+          Recip: begin
+            recip_q <= recip_q + 1'b1;
+            if (32'(recip_q) + 1 == MantBits) begin
+              state_q <= Codes;
+              chunk_q <= 0;
+            end
+          end
+          Codes: begin
+            if (chunk_q == pass_chunks - 1) begin
+              state_q <= Array;
+              chunk_q <= 0;
+            end else begin
+              chunk_q <= chunk_q + 1;
+            end
+          end
+          Array: begin
+            if (!unit_last) begin
+              chunk_q <= chunk_q + 1;
+            end else begin
+              // The pixel's tile is done: requantize it next cycle; then the next pixel, tile, group.
+              chunk_q <= 0;
+              rq_valid_q <= 1'b1;
+              rq_out_q <= d_obase + (oy_q * d_out_w + ox_q) * d_out_c + group_q * d_gout + tile_q * Rows;
+              rq_pair_q <= d_rbase + group_q * d_gout + tile_q * Rows;
+              rq_rows_q <= d_gout - tile_q * Rows < Rows ? d_gout - tile_q * Rows : Rows;
+              if (ox_q != d_out_w - 1) begin
+                ox_q <= ox_q + 1;
+              end else begin
+                ox_q <= 0;
+                if (oy_q != d_out_h - 1) begin
+                  oy_q <= oy_q + 1;
+                end else begin
+                  oy_q <= 0;
+                  if (tile_q != tiles - 1) begin
+                    tile_q <= tile_q + 1;
+                  end else begin
+                    tile_q <= 0;
+                    if (group_q != d_groups - 1) group_q <= group_q + 1;
+                    else state_q <= RequantLast;
+                  end
+                end
+              end
+            end
+          end
+          Pool: begin
+            if (!unit_last) begin
+              chunk_q <= chunk_q + 1;
+              max_q <= pool_max;
+              any_q <= pool_any;
+              sum_q <= pool_sum;
+            end else begin
+              // The window is done (a max is written this cycle, an average requantized next).
+              chunk_q <= 0;
+              any_q <= 1'b0;
+              sum_q <= '0;
+              avg_valid_q <= average;
+              avg_sum_q <= pool_sum > Sum32Max ? 32'sh7fffffff : pool_sum < Sum32Min ? 32'sh80000000 : 32'(pool_sum);
+              avg_out_q <= d_obase + out_q;
+              out_q <= out_q + 1;
+              if (ch_q != d_in_c - 1) begin
+                ch_q <= ch_q + 1;
+              end else begin
+                ch_q <= 0;
+                if (ox_q != d_out_w - 1) begin
+                  ox_q <= ox_q + 1;
+                end else begin
+                  ox_q <= 0;
+                  oy_q <= oy_q + 1;
+                end
+              end
+              if (average && out_q == d_out - 1) state_q <= PoolLast;
+            end
+          end
+          AddUnit: chunk_q <= chunk_q + 1;
+          Output: begin
+            if (out_ready_i) begin
+              if (count_q + Lanes >= d_out) begin
+                count_q <= 0;
+                if (last_layer) begin
+                  state_q <= Load;
+                  layer_q <= '0;
+                end else begin
+                  layer_q <= layer_q + 1'b1;
+                end
+              end else begin
+                count_q <= count_q + Lanes;
+              end
+            end
+          end
+          default: state_q <= Idle;
+        endcase
+      end
     end
   end
 
@@ -340,11 +654,11 @@ module qathw_accel #(
   always_comb begin
     for (int i = 0; i < Lanes; i++)
       out_data_o[i*AccBits +: AccBits] =
-          32'(count_q) + i < 32'(out_n) ? AccBits'(act_q[ai_out][XBits'(32'(count_q) + i)]) : '0;
+          state_q == Output && count_q + i < d_out ? AccBits'(act_q[AwBits'(d_obase + count_q + i)]) : '0;
   end
   assign out_layer_o = layer_q;
-  assign out_last_o = state_q == Output && layer_q + 1'b1 == layers_q && 32'(count_q) + Lanes >= 32'(out_n);
+  assign out_last_o = state_q == Output && last_layer && count_q + Lanes >= d_out;
   assign computing_o = state_q == Absmax || state_q == Recip || state_q == Codes || state_q == Array ||
-                       state_q == RequantLast;
+                       state_q == RequantLast || state_q == Pool || state_q == PoolLast || state_q == AddUnit;
   assign layer_o = layer_q;
 endmodule

@@ -1,6 +1,6 @@
 // The accelerator's datapath without its memories and controller: the PE array, the activation
-// quantizer's absmax reduction, reciprocal unit and Lanes code elements, and Rows requantization
-// units. qathw_accel instantiates it, so the top `qat-hw synth` synthesises is the datapath the
+// quantizer's absmax reduction, reciprocal unit and Lanes code elements (by the reciprocal, or by a
+// static quantizer's pair), and Rows requantization units. qathw_accel instantiates it, so the top `qat-hw synth` synthesises is the datapath the
 // RTL tests verify; area is in the datapath, and behavioural memories map to whatever SRAM
 // macros or block RAM a flow provides.
 module qathw_datapath #(
@@ -32,7 +32,10 @@ module qathw_datapath #(
   output logic [AccBits:0]             amax_o,       // absmax of those and of v_i
   input  logic                         recip_start_i,  // start the reciprocal of amax_o
   output logic                         recip_done_o,
-  output logic [Lanes*ActBits-1:0]     codes_o,      // v_i's codes with the last reciprocal
+  input  logic                         static_i,     // the codes by the static pair below instead
+  input  logic [MantBits-1:0]          static_mantissa_i,
+  input  logic [5:0]                   static_shift_i,
+  output logic [Lanes*ActBits-1:0]     codes_o,      // v_i's codes with the last reciprocal (or the static pair)
   // Rows requantization units on the array's accumulators.
   input  logic [Rows*MantBits-1:0]     rq_mantissa_i,
   input  logic [Rows*6-1:0]            rq_shift_i,
@@ -70,9 +73,15 @@ module qathw_datapath #(
     .mantissa_o(inv_mant), .shift_o(inv_shift)
   );
 
+  // A static quantizer's calibrated pair replaces the token's reciprocal.
+  logic [MantBits-1:0] code_mant;
+  logic [5:0] code_shift;
+  assign code_mant = static_i ? static_mantissa_i : inv_mant;
+  assign code_shift = static_i ? static_shift_i : inv_shift;
+
   for (genvar i = 0; i < Lanes; i++) begin : g_code
     qathw_act_code #(.InBits(ValBits), .ActBits(ActBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_code (
-      .v_i(v_i[i*ValBits +: ValBits]), .mantissa_i(inv_mant), .shift_i(inv_shift),
+      .v_i(v_i[i*ValBits +: ValBits]), .mantissa_i(code_mant), .shift_i(code_shift),
       .code_o(codes_o[i*ActBits +: ActBits])
     );
   end

@@ -65,7 +65,8 @@ std::vector<std::string> verilator_parameter_args(const TargetSpec& spec) {
 std::vector<RtlParameter> rtl_memory_parameters(const TargetSpec& spec) {
   const RtlMemories m = rtl_memories(spec);
   return {{"MaxLayers", m.max_layers},
-          {"MaxWidth", m.max_width},
+          {"ActWords", m.act_words},
+          {"CodeDepth", m.code_depth},
           {"WeightWords", m.weight_words},
           {"RequantDepth", m.requant_depth}};
 }
@@ -178,11 +179,18 @@ std::string config_port_sv_package() {
   for (const cp::KindName& k : cp::kKinds)
     out << "  localparam logic [KindBits-1:0] Kind" << k.name << " = KindBits'(" << static_cast<int>(k.kind)
         << ");\n";
-  out << "\n  // A layer descriptor: cfg_data_i[<Field>Lsb +: <Field>Bits]\n";
+  out << "\n  // A layer's op (the descriptor's DescOpcode)\n";
+  for (const cp::OpcodeName& o : cp::kOpcodes)
+    out << "  localparam int Op" << o.name << " = " << static_cast<int>(o.op) << ";\n";
+  out << "\n  // A layer descriptor: descriptor[<Field>Lsb +: <Field>Bits], written in DescWords words of\n"
+      << "  // DescWordBits bits (cfg_addr_i = layer << DescWordIndexBits | word)\n";
   for (const cp::Field& f : cp::kDescriptorFields)
     out << "  localparam int " << f.name << "Lsb = " << f.lsb << ";\n"
         << "  localparam int " << f.name << "Bits = " << f.width << ";\n";
-  out << "  localparam int DescriptorBits = " << cp::kDescriptorBits << ";\n\n"
+  out << "  localparam int DescriptorBits = " << cp::kDescriptorBits << ";\n"
+      << "  localparam int DescWordBits = " << cp::kDescWordBits << ";\n"
+      << "  localparam int DescWordIndexBits = " << cp::kDescWordIndexBits << ";\n"
+      << "  localparam int DescWords = " << cp::kDescWords << ";\n\n"
       << "  // A requantization pair: the mantissa in [RequantMantissaLsb +: MantBits], the shift right above it\n"
       << "  localparam int RequantMantissaLsb = " << cp::kRequantMantissaLsb << ";\n"
       << "  localparam int RequantShiftBits = " << cp::kRequantShiftBits << ";\n\n"

@@ -70,4 +70,29 @@ inline model::Bundle bundle_of(const target::TargetSpec& t, model::Graph g) {
   return b;
 }
 
+// A built-in model with random kernels; with `static_quantizers`, every kernel's input quantizer
+// has a calibrated-like pair, and every add aligns its operands by pairs around 1 (their scales
+// over the output's). With `saturating`, the first layer's channel 0 has every weight +1, so a
+// bright image drives its accumulator to the limit.
+inline model::Bundle random_model_bundle(const std::string& name, const target::TargetSpec& t, bool static_quantizers,
+                           std::mt19937_64& rng, bool saturating = false) {
+  const model::ModelSpec m = model::resolve_model(name, 10);
+  std::vector<model::LayerParams> params = random_layer_params(m, t.format.weights, rng);
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    const model::LayerKind k = m.layers[i].kind;
+    if (k == model::LayerKind::Add)
+      params[i].pairs = {random_pair(0.5, 1.5, t.format, rng), random_pair(0.5, 1.5, t.format, rng)};
+    // The pixels (0..255) by about 1/2, requantized values by less.
+    if (static_quantizers && (k == model::LayerKind::Conv2d || k == model::LayerKind::Linear))
+      params[i].input_quantizer = {i == 0 ? random_pair(0.3, 0.6, t.format, rng)
+                                          : random_pair(0.02, 0.4, t.format, rng)};
+  }
+  if (saturating)
+    for (int k = 0; k < params[0].kernel.in; ++k)
+      arith::store_code(params[0].kernel.packed.data(), static_cast<std::size_t>(k), 1, t.format.weights);
+  model::Bundle b = bundle_of(t, model::lower_model(m, std::move(params), t.format));
+  model::validate(b.graph, t.format);
+  return b;
+}
+
 }  // namespace qathw::test

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
+#include "../model/random_model.h"
+#include "qathw/model/accelerator_layers.h"
 #include "qathw/rtl/point_rtl.h"
 #include "qathw/model/bundle.h"
 #include "qathw/model/int_engine.h"
@@ -61,6 +63,28 @@ TEST(PointRtl, RunTimeBuildAgreesWithTheIntegerEngine) {
       verify::compare(bundle.graph, "int", reference, "rtl", verify::fused_to_ops(bundle, std::move(run.outputs)));
   EXPECT_FALSE(c.first) << verify::describe(*c.first) << "; " << test::seed_note(seed);
   EXPECT_TRUE(std::filesystem::exists(build_rtl(t, settings())));  // cached: no second build
+}
+
+// A CNN on an odd array (5 rows x 7 lanes, 12-bit saturating accumulator;
+// a bright first image drives the first layer to the limit): every layer equal to the integer
+// engine.
+TEST(PointRtl, ConvolutionalNetworkOnAnOddArray) {
+  const std::uint64_t seed = test::test_seed(58);
+  std::mt19937_64 rng(seed);
+  const model::Bundle b = test::random_model_bundle("lenet", test::odd_target("odd-array"), false, rng, true);
+  ASSERT_EQ(builtin_rtl(b), nullptr);
+  const std::size_t samples = 2, features = b.features();
+  std::vector<std::uint8_t> pixels(samples * features, 255);
+  for (std::size_t i = features; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(rng() % 256);
+  const auto reference = model::IntEngine(b).run_all(pixels.data(), samples);
+  RtlRun run = run_rtl_any(b, pixels.data(), samples, "", settings());
+  const verify::Comparison c =
+      verify::compare(b.graph, "int", reference, "rtl", verify::fused_to_ops(b, std::move(run.outputs)));
+  EXPECT_FALSE(c.first) << verify::describe(*c.first) << "; " << test::seed_note(seed);
+  // The saturating corner ran: channel 0 of a pixel away from the border is the limit requantized.
+  const std::size_t conv = model::accelerator_layers(b.graph).layers.front().output_op;
+  EXPECT_EQ(reference[0][conv][(14 * 28 + 14) * 16], arith::requantize(2047, {3, 6}, b.target.format.rounding, 12))
+      << test::seed_note(seed);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // (qathw/rtl/rtl_fit.h, rtl::rtl_unsupported): a bundle that exceeds one memory is refused before
 // the RTL runs, with a message naming that memory, how much is needed and how much there is, and
 // the engine registry leaves the RTL out with that reason.
+#include <map>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -44,7 +45,8 @@ TEST(RtlMemories, WeightWordsAreTheWeightSramInWords) {
   EXPECT_EQ(target::rtl_weight_words(ternary(64, 64, 1)), 2);          // a word wider than the SRAM: 2
   const target::RtlMemories m = target::rtl_memories(ternary(4, 4, 1));
   EXPECT_EQ(m.max_layers, 16);
-  EXPECT_EQ(m.max_width, 1024);
+  EXPECT_EQ(m.act_words, 1 << 18);
+  EXPECT_EQ(m.code_depth, 1 << 16);
   EXPECT_EQ(m.requant_depth, 2048);
 }
 
@@ -74,12 +76,21 @@ TEST(RtlFit, LayerDescriptors) {
   EXPECT_TRUE(contains(why, "holds 16")) << why.value_or("accepted");
 }
 
-TEST(RtlFit, ActivationWidth) {
-  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), {1100});
+TEST(RtlFit, ActivationMemory) {
+  // The pixels and every layer's outputs: 27 + 300000 + 5 values.
+  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), {300000});
   const auto why = rtl_unsupported(b);
   EXPECT_TRUE(contains(why, "activation memory")) << why.value_or("accepted");
-  EXPECT_TRUE(contains(why, "1100")) << why.value_or("accepted");
-  EXPECT_TRUE(contains(why, "holds 1024")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "300032 values")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 262144")) << why.value_or("accepted");
+}
+
+TEST(RtlFit, CodeMemory) {
+  const model::Bundle b = training::make_bundle(training::make_mlp(70000, {4}, 5, 11), target::builtin_target("ternary-asic"), 1, 70000, {});
+  const auto why = rtl_unsupported(b);
+  EXPECT_TRUE(contains(why, "code memory")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "70000 codes")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 65536")) << why.value_or("accepted");
 }
 
 TEST(RtlFit, RequantizationMemory) {
@@ -108,11 +119,59 @@ TEST(RtlFit, MemoryUseCountsTilesAndChunks) {
   a.out = 13;
   b.in = 13;
   b.out = 6;
+  b.input = 0;
   const RtlMemoryUse u = rtl_memory_use({a, b}, 4, 4);
   EXPECT_EQ(u.layers, 2u);
-  EXPECT_EQ(u.widest, 27u);
+  EXPECT_EQ(u.act_words, 27u + 13u + 6u);
+  EXPECT_EQ(u.codes, 27u);
   EXPECT_EQ(u.weight_words, 4u * 7u + 2u * 4u);
   EXPECT_EQ(u.requant_pairs, 19u);
+}
+
+// A convolution's weight words are per group, tile of the group's channels and chunk of its patch;
+// its descriptor carries the address generator's step of `lanes` patch elements as (ky, kx, ci).
+TEST(RtlFit, ConvolutionLayout) {
+  model::AcceleratorLayer c;
+  c.kind = model::AcceleratorOp::Conv2d;
+  c.map.in_h = 9;
+  c.map.in_w = 8;
+  c.map.in_c = 6;
+  c.map.out_c = 10;
+  c.map.groups = 2;                 // 3 input and 5 output channels per group
+  c.map.window.kernel_h = 3;
+  c.map.window.kernel_w = 2;        // patch 3 x 2 x 3 = 18
+  c.map.window.pad_h = 1;
+  c.in = 9 * 8 * 6;
+  c.out = c.map.out_h() * c.map.out_w() * 10;
+  const RtlLayout layout = rtl_layout({c}, 4, 7);
+  EXPECT_EQ(layout.use.weight_words, 2u * 2u * 3u);  // groups x ceil(5 / 4) x ceil(18 / 7)
+  EXPECT_EQ(layout.use.requant_pairs, 10u);
+  EXPECT_EQ(layout.use.act_words, static_cast<std::size_t>(c.in + c.out));
+  std::map<std::string, std::uint64_t> d;
+  for (const auto& [field, value] : layout.descriptors.at(0)) d[field.name] = value;
+  EXPECT_EQ(d["DescPatch"], 18u);
+  // 7 elements: 7 / (3 x 2) = 1 row, (7 / 3) mod 2 = 0 columns, 7 mod 3 = 1 channel.
+  EXPECT_EQ(d["DescStepY"], 1u);
+  EXPECT_EQ(d["DescStepX"], 0u);
+  EXPECT_EQ(d["DescStepC"], 1u);
+  EXPECT_EQ(d["DescOutputBase"], static_cast<std::uint64_t>(c.in));
+  EXPECT_EQ(d["DescGroupIn"], 3u);
+  EXPECT_EQ(d["DescGroupOut"], 5u);
+}
+
+// A descriptor field too narrow for the model is refused naming the field.
+TEST(RtlFit, DescriptorFieldsBound) {
+  model::AcceleratorLayer p;
+  p.kind = model::AcceleratorOp::MaxPool;
+  p.map.in_h = 5000;
+  p.map.in_w = 1;
+  p.map.in_c = 1;
+  p.map.out_c = 1;
+  p.map.window.kernel_h = 2;
+  p.in = 5000;
+  p.out = 2500;
+  const auto why = rtl_memory_misfit({p}, 4, 4, 16, target::RtlMemories{16, 1 << 18, 1 << 16, 16, 16});
+  EXPECT_TRUE(contains(why, "DescInH")) << why.value_or("accepted");
 }
 
 }  // namespace

@@ -32,31 +32,6 @@ target::TargetSpec with_large_activation_sram(target::TargetSpec t) {
   return t;
 }
 
-// A built-in model with random kernels; with `static_quantizers`, every kernel's input quantizer
-// has a calibrated-like pair, and every add aligns its operands by pairs around 1 (their scales
-// over the output's). With `saturating`, the first layer's channel 0 has every weight +1, so a
-// bright image drives its accumulator to the limit.
-model::Bundle model_bundle(const std::string& name, const target::TargetSpec& t, bool static_quantizers,
-                           std::mt19937_64& rng, bool saturating = false) {
-  const model::ModelSpec m = model::resolve_model(name, 10);
-  std::vector<model::LayerParams> params = test::random_layer_params(m, t.format.weights, rng);
-  for (std::size_t i = 0; i < m.layers.size(); ++i) {
-    const model::LayerKind k = m.layers[i].kind;
-    if (k == model::LayerKind::Add)
-      params[i].pairs = {test::random_pair(0.5, 1.5, t.format, rng), test::random_pair(0.5, 1.5, t.format, rng)};
-    // The pixels (0..255) by about 1/2, requantized values by less.
-    if (static_quantizers && (k == model::LayerKind::Conv2d || k == model::LayerKind::Linear))
-      params[i].input_quantizer = {i == 0 ? test::random_pair(0.3, 0.6, t.format, rng)
-                                          : test::random_pair(0.02, 0.4, t.format, rng)};
-  }
-  if (saturating)
-    for (int k = 0; k < params[0].kernel.in; ++k)
-      arith::store_code(params[0].kernel.packed.data(), static_cast<std::size_t>(k), 1, t.format.weights);
-  model::Bundle b = test::bundle_of(t, model::lower_model(m, std::move(params), t.format));
-  model::validate(b.graph, t.format);
-  return b;
-}
-
 // docs/sim.md, "Cycle model", for one layer, written out independently of the model's code.
 LayerStats closed_form(const target::TargetSpec& t, const model::AcceleratorLayer& l) {
   const std::uint64_t R = t.array.rows, L = t.array.lanes, M = t.format.scale_mantissa_bits;
@@ -161,7 +136,7 @@ void expect_same(const LayerStats& got, const LayerStats& want, const std::strin
 SimRun check_model(const std::string& name, const target::TargetSpec& t, bool static_quantizers,
                    std::size_t samples, std::uint64_t seed, bool saturating = false) {
   std::mt19937_64 rng(seed);
-  const model::Bundle b = model_bundle(name, t, static_quantizers, rng, saturating);
+  const model::Bundle b = test::random_model_bundle(name, t, static_quantizers, rng, saturating);
   const std::optional<std::string> why = systemc_unsupported(b);
   EXPECT_FALSE(why.has_value()) << *why;
   if (why) return {};
@@ -266,7 +241,7 @@ TEST(FeatureMapSystemC, ResnetTinyTernaryAsicMatchesTheIntegerEngine) {
   const std::uint64_t seed = test::test_seed(131);
   const target::TargetSpec t = with_large_activation_sram(target::builtin_target("ternary-asic"));
   std::mt19937_64 rng(seed);
-  ASSERT_TRUE(has_kind(model_bundle("resnet-tiny", t, true, rng), model::AcceleratorOp::Add));
+  ASSERT_TRUE(has_kind(test::random_model_bundle("resnet-tiny", t, true, rng), model::AcceleratorOp::Add));
   check_model("resnet-tiny", t, true, 2, seed);
 }
 TEST(FeatureMapSystemC, ResnetTinyInt4FpgaMatchesTheIntegerEngine) {
@@ -282,7 +257,7 @@ TEST(FeatureMapSystemC, ResnetTinyOddArrayMatchesTheIntegerEngine) {
 TEST(FeatureMapSystemC, ModelLargerThanTheActivationSramIsRefused) {
   std::mt19937_64 rng(test::test_seed(141));
   const target::TargetSpec t = target::builtin_target("ternary-asic");
-  const model::Bundle b = model_bundle("resnet-tiny", t, true, rng);
+  const model::Bundle b = test::random_model_bundle("resnet-tiny", t, true, rng);
   const std::optional<std::string> why = systemc_unsupported(b);
   ASSERT_TRUE(why.has_value());
   EXPECT_NE(why->find("memory.activation_sram_kib"), std::string::npos) << *why;
@@ -297,7 +272,7 @@ TEST(FeatureMapSystemC, ModelLargerThanTheActivationSramIsRefused) {
   // and the pooled map (12,544); 62 KiB is 16 bytes short.
   target::TargetSpec small = target::builtin_target("ternary-asic");
   small.memory.activation_sram_kib = 62;
-  const std::optional<std::string> lenet = systemc_unsupported(model_bundle("lenet", small, false, rng));
+  const std::optional<std::string> lenet = systemc_unsupported(test::random_model_bundle("lenet", small, false, rng));
   ASSERT_TRUE(lenet.has_value());
   EXPECT_NE(lenet->find("needs 63504 bytes of activation SRAM"), std::string::npos) << *lenet;
 }

@@ -142,11 +142,15 @@ TEST(ConfigPortPackage, HoldsTheTable) {
   std::vector<std::pair<std::string, std::int64_t>> expected = {{"KindBits", cp::kKindBits},
                                                                  {"AddrBits", cp::kAddrBits}};
   for (const cp::KindName& k : cp::kKinds) expected.emplace_back(std::string("Kind") + k.name, static_cast<int>(k.kind));
+  for (const cp::OpcodeName& o : cp::kOpcodes) expected.emplace_back(std::string("Op") + o.name, static_cast<int>(o.op));
   for (const cp::Field& f : cp::kDescriptorFields) {
     expected.emplace_back(std::string(f.name) + "Lsb", f.lsb);
     expected.emplace_back(std::string(f.name) + "Bits", f.width);
   }
   expected.emplace_back("DescriptorBits", cp::kDescriptorBits);
+  expected.emplace_back("DescWordBits", cp::kDescWordBits);
+  expected.emplace_back("DescWordIndexBits", cp::kDescWordIndexBits);
+  expected.emplace_back("DescWords", cp::kDescWords);
   expected.emplace_back("RequantMantissaLsb", cp::kRequantMantissaLsb);
   expected.emplace_back("RequantShiftBits", cp::kRequantShiftBits);
   expected.emplace_back("LayerCountLsb", cp::kLayerCount.lsb);
@@ -155,8 +159,8 @@ TEST(ConfigPortPackage, HoldsTheTable) {
   const std::string text = config_port_sv_package();
   EXPECT_EQ(sv_localparams(text), expected) << text;
   EXPECT_NE(text.find("package qathw_cfg_pkg;\n"), std::string::npos);
-  // The layout the RTL and the harness have always used.
-  EXPECT_EQ(cp::kDescriptorBits, 65);
+  // A descriptor takes eight words of the port; a requantization pair's layout is unchanged.
+  EXPECT_EQ(cp::kDescWords, 8);
   EXPECT_EQ(cp::requant_shift(16).lsb, 16);
   EXPECT_EQ(cp::requant_shift(16).width, 6);
 }
@@ -184,13 +188,13 @@ TEST(ConfigPortPackage, TheAcceleratorReadsItsLayoutFromThePackage) {
 TEST(RtlMemoryParameters, FromTheTargetsWeightSram) {
   EXPECT_EQ(pairs(rtl_memory_parameters(builtin_target("ternary-asic"))),
             (std::vector<std::pair<std::string, std::int64_t>>{
-                {"MaxLayers", 16}, {"MaxWidth", 1024}, {"WeightWords", 4096}, {"RequantDepth", 2048}}));
+                {"MaxLayers", 16}, {"ActWords", 262144}, {"CodeDepth", 65536}, {"WeightWords", 4096}, {"RequantDepth", 2048}}));
   TargetSpec big = builtin_target("ternary-asic");
   big.memory.weight_sram_kib = 512;
   EXPECT_EQ(verilator_memory_args(big),
-            (std::vector<std::string>{"-GMaxLayers=16", "-GMaxWidth=1024", "-GWeightWords=8192", "-GRequantDepth=2048"}));
+            (std::vector<std::string>{"-GMaxLayers=16", "-GActWords=262144", "-GCodeDepth=65536", "-GWeightWords=8192", "-GRequantDepth=2048"}));
   const std::string text = cmake_fragment(builtin_target("int4-fpga"), "P");
-  EXPECT_NE(text.find("set(P_MEMORY_ARGS \"-GMaxLayers=16;-GMaxWidth=1024;-GWeightWords=4096;-GRequantDepth=2048\")"),
+  EXPECT_NE(text.find("set(P_MEMORY_ARGS \"-GMaxLayers=16;-GActWords=262144;-GCodeDepth=65536;-GWeightWords=4096;-GRequantDepth=2048\")"),
             std::string::npos)
       << text;
   // Each is a parameter of the accelerator top.

@@ -23,14 +23,14 @@ RtlRunFunction* builtin_rtl(const model::Bundle& bundle) {
 }
 
 std::optional<std::string> rtl_unsupported(const model::Bundle& bundle) {
-  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
   if (lowering.unsupported) return lowering.unsupported;
   return rtl_memory_misfit(lowering.layers, bundle.target);
 }
 
 RtlRun run_rtl_entry(RtlRunFunction* entry, const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                      const std::string& fst_path) {
-  const model::AcceleratorLowering lowering = model::linear_chain(bundle.graph);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
   if (lowering.unsupported) throw std::runtime_error("RTL: " + *lowering.unsupported);
   if (const auto misfit = rtl_memory_misfit(lowering.layers, bundle.target)) throw std::runtime_error("RTL: " + *misfit);
   return entry(bundle, lowering.layers, pixels, count, fst_path);

@@ -82,7 +82,7 @@ class Harness {
         // A beat of up to lanes values of one layer's outputs.
         const std::size_t layer = m_.out_layer_o;
         std::vector<std::int32_t>& values = out.at(layer);
-        const std::size_t n = static_cast<std::size_t>(layers_.at(layer).params->out);
+        const std::size_t n = static_cast<std::size_t>(layers_.at(layer).out);
         for (int i = 0; i < lanes_ && values.size() < n; ++i)
           values.push_back(static_cast<std::int32_t>(
               arith::wrap(static_cast<std::int64_t>(get_bits(m_.out_data_o, i * acc_bits, acc_bits)), acc_bits)));
@@ -97,9 +97,6 @@ class Harness {
   std::uint64_t cycles() const { return cycles_; }
 
  private:
-  std::size_t chunks(int in) const { return (static_cast<std::size_t>(in) + lanes_ - 1) / lanes_; }
-  std::size_t tiles(int out) const { return (static_cast<std::size_t>(out) + rows_ - 1) / rows_; }
-
   // A cycle is two evaluations: the falling edge together with the cycle's new inputs (the design
   // has no logic on the falling edge, so its outputs then settle on those inputs), and the rising
   // edge. A separate evaluation for the inputs alone would cost a third of the run.
@@ -129,40 +126,51 @@ class Harness {
     m_.cfg_we_i = 0;
   }
 
+  // Weight words (kernel layers: per group g, tile t, chunk c, row r holds channel g group_out +
+  // t rows + r and lane i patch element c lanes + i, at (r lanes + i) code bits), requantization
+  // pairs (one per output channel), then each layer's descriptor word by word.
   void configure() {
+    const RtlLayout layout = rtl_layout(layers_, rows_, lanes_);
+    const int mant_bits = b_.target.format.scale_mantissa_bits;
     std::size_t wbase = 0, rbase = 0;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
-      const model::LinearParams& layer = *layers_[l].params;
-      // Weight words: tile t, chunk c holds rows x lanes codes, row r's lane i at (r * lanes + i) * bits.
-      const int bits = arith::code_bits(layer.format);
-      for (std::size_t t = 0; t < tiles(layer.out); ++t)
-        for (std::size_t c = 0; c < chunks(layer.in); ++c) {
-          clear_bits(m_.cfg_data_i);
-          for (int r = 0; r < rows_; ++r)
-            for (int i = 0; i < lanes_; ++i) {
-              const std::size_t n = t * rows_ + r, k = c * lanes_ + i;
-              if (n < static_cast<std::size_t>(layer.out) && k < static_cast<std::size_t>(layer.in))
-                put_bits(m_.cfg_data_i, (r * lanes_ + i) * bits, bits,
-                         static_cast<std::uint64_t>(arith::load_code(layer.packed.data(), n * layer.in + k, layer.format)));
+      const model::AcceleratorLayer& layer = layers_[l];
+      if (layer.params) {
+        const model::LinearParams& p = *layer.params;
+        const arith::Conv2dShape s = rtl_map(layer);
+        const std::size_t patch = static_cast<std::size_t>(s.patch()), group_out = static_cast<std::size_t>(s.group_out());
+        const std::size_t chunks = rtl_chunks(patch, lanes_), tiles = rtl_chunks(group_out, rows_);
+        const int bits = arith::code_bits(p.format);
+        for (std::size_t g = 0; g < static_cast<std::size_t>(s.groups); ++g)
+          for (std::size_t t = 0; t < tiles; ++t)
+            for (std::size_t c = 0; c < chunks; ++c) {
+              clear_bits(m_.cfg_data_i);
+              for (int r = 0; r < rows_; ++r)
+                for (int i = 0; i < lanes_; ++i) {
+                  const std::size_t n = t * rows_ + r, k = c * lanes_ + i;
+                  if (n < group_out && k < patch)
+                    put_bits(m_.cfg_data_i, (r * lanes_ + i) * bits, bits,
+                             static_cast<std::uint64_t>(
+                                 arith::load_code(p.packed.data(), (g * group_out + n) * patch + k, p.format)));
+                }
+              write(cp::Kind::WeightWord, wbase++);
             }
-          write(cp::Kind::WeightWord, wbase + t * chunks(layer.in) + c);
+        for (int n = 0; n < s.out_c; ++n) {
+          clear_bits(m_.cfg_data_i);
+          put_field(m_.cfg_data_i, cp::requant_mantissa(mant_bits), static_cast<std::uint64_t>(p.requant[n].mantissa));
+          put_field(m_.cfg_data_i, cp::requant_shift(mant_bits), static_cast<std::uint64_t>(p.requant[n].shift));
+          write(cp::Kind::RequantPair, rbase++);
         }
-      for (int n = 0; n < layer.out; ++n) {
-        clear_bits(m_.cfg_data_i);
-        const int mant_bits = b_.target.format.scale_mantissa_bits;
-        put_field(m_.cfg_data_i, cp::requant_mantissa(mant_bits), static_cast<std::uint64_t>(layer.requant[n].mantissa));
-        put_field(m_.cfg_data_i, cp::requant_shift(mant_bits), static_cast<std::uint64_t>(layer.requant[n].shift));
-        write(cp::Kind::RequantPair, rbase + n);
       }
-      clear_bits(m_.cfg_data_i);
-      put_field(m_.cfg_data_i, cp::kDescIn, static_cast<std::uint64_t>(layer.in));
-      put_field(m_.cfg_data_i, cp::kDescOut, static_cast<std::uint64_t>(layer.out));
-      put_field(m_.cfg_data_i, cp::kDescRelu, layers_[l].relu ? 1 : 0);
-      put_field(m_.cfg_data_i, cp::kDescWeightBase, wbase);
-      put_field(m_.cfg_data_i, cp::kDescRequantBase, rbase);
-      write(cp::Kind::LayerDescriptor, l);
-      wbase += tiles(layer.out) * chunks(layer.in);
-      rbase += static_cast<std::size_t>(layer.out);
+      std::uint64_t desc[cp::kDescWords] = {};
+      for (const auto& [field, value] : layout.descriptors[l])
+        for (int b = 0; b < field.width; ++b)
+          if ((value >> b) & 1) desc[(field.lsb + b) / 64] |= std::uint64_t{1} << ((field.lsb + b) % 64);
+      for (int w = 0; w < cp::kDescWords; ++w) {
+        clear_bits(m_.cfg_data_i);
+        put_bits(m_.cfg_data_i, 0, cp::kDescWordBits, desc[w]);
+        write(cp::Kind::LayerDescriptor, (l << cp::kDescWordIndexBits) | static_cast<std::size_t>(w));
+      }
     }
     clear_bits(m_.cfg_data_i);
     put_field(m_.cfg_data_i, cp::kLayerCount, layers_.size());

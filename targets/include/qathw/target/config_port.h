@@ -16,7 +16,7 @@ namespace qathw::target::config_port {
 enum class Kind : std::uint8_t {
   WeightWord = 0,        // one weight word: Rows x Lanes codes, row r's lane i at (r * Lanes + i) * code bits
   RequantPair = 1,       // one requantization pair {shift, mantissa}
-  LayerDescriptor = 2,   // one layer's descriptor (kDescriptorFields)
+  LayerDescriptor = 2,   // one word of a layer's descriptor (kDescriptorFields)
   LayerCount = 3,        // how many layers the next samples run through
 };
 struct KindName {
@@ -39,15 +39,72 @@ struct Field {
   int width;
 };
 
-// A layer descriptor: the layer's input and output widths, whether a relu follows, and where its
-// weight words and requantization pairs start in their memories.
-inline constexpr Field kDescIn{"DescIn", 0, 16};
-inline constexpr Field kDescOut{"DescOut", 16, 16};
-inline constexpr Field kDescRelu{"DescRelu", 32, 1};
-inline constexpr Field kDescWeightBase{"DescWeightBase", 33, 16};
-inline constexpr Field kDescRequantBase{"DescRequantBase", 49, 16};
-inline constexpr Field kDescriptorFields[] = {kDescIn, kDescOut, kDescRelu, kDescWeightBase, kDescRequantBase};
-inline constexpr int kDescriptorBits = kDescRequantBase.lsb + kDescRequantBase.width;  // 65
+// A layer descriptor: which op the layer runs (kOpcodes), where its input, output and residual
+// values lie in the activation memory, its map and window, the address generator's step, its
+// static quantizer's pair and its unit's pairs. It is wider than cfg_data_i, so it is written in
+// words: cfg_addr_i = layer << kDescWordIndexBits | word, and word w carries descriptor bits
+// [w kDescWordBits, (w + 1) kDescWordBits) in cfg_data_i's low kDescWordBits bits.
+enum class Opcode : std::uint8_t { Linear = 0, Conv2d = 1, MaxPool = 2, AvgPool = 3, Add = 4 };
+struct OpcodeName {
+  Opcode op;
+  const char* name;  // UpperCamelCase: the package's localparam `Op<name>`
+};
+inline constexpr OpcodeName kOpcodes[] = {
+    {Opcode::Linear, "Linear"}, {Opcode::Conv2d, "Conv2d"}, {Opcode::MaxPool, "MaxPool"},
+    {Opcode::AvgPool, "AvgPool"}, {Opcode::Add, "Add"},
+};
+inline constexpr Field kDescOpcode{"DescOpcode", 0, 3};
+inline constexpr Field kDescRelu{"DescRelu", 3, 1};                // ReLU after the layer's unit
+inline constexpr Field kDescStatic{"DescStatic", 4, 1};            // kernel layers: the codes by DescQuant*
+inline constexpr Field kDescIn{"DescIn", 5, 20};                   // values read (a map: H W C)
+inline constexpr Field kDescOut{"DescOut", 25, 20};                // values written
+inline constexpr Field kDescWeightBase{"DescWeightBase", 45, 16};  // first weight word
+inline constexpr Field kDescRequantBase{"DescRequantBase", 61, 16};  // first requantization pair
+inline constexpr Field kDescInputBase{"DescInputBase", 77, 20};    // activation memory: the input
+inline constexpr Field kDescOutputBase{"DescOutputBase", 97, 20};  // the output
+inline constexpr Field kDescResidualBase{"DescResidualBase", 117, 20};  // add: the second operand
+// The map (channels last) and window; a linear layer is a 1 x 1 map of `in` channels and a
+// 1 x 1 kernel; pools have one channel per group.
+inline constexpr Field kDescInH{"DescInH", 137, 12};
+inline constexpr Field kDescInW{"DescInW", 149, 12};
+inline constexpr Field kDescInC{"DescInC", 161, 20};
+inline constexpr Field kDescOutH{"DescOutH", 181, 12};
+inline constexpr Field kDescOutW{"DescOutW", 193, 12};
+inline constexpr Field kDescOutC{"DescOutC", 205, 20};
+inline constexpr Field kDescGroups{"DescGroups", 225, 16};
+inline constexpr Field kDescGroupIn{"DescGroupIn", 241, 20};   // input channels per group
+inline constexpr Field kDescGroupOut{"DescGroupOut", 261, 16};  // output channels per group
+inline constexpr Field kDescKernelH{"DescKernelH", 277, 8};
+inline constexpr Field kDescKernelW{"DescKernelW", 285, 8};
+inline constexpr Field kDescStrideH{"DescStrideH", 293, 8};
+inline constexpr Field kDescStrideW{"DescStrideW", 301, 8};
+inline constexpr Field kDescPadH{"DescPadH", 309, 8};
+inline constexpr Field kDescPadW{"DescPadW", 317, 8};
+inline constexpr Field kDescPatch{"DescPatch", 325, 20};  // elements of a patch (pools: of a window)
+// The address generator's step: Lanes patch elements as (ky, kx, ci) = (Lanes / (GroupIn
+// KernelW), (Lanes / GroupIn) mod KernelW, Lanes mod GroupIn); pools: GroupIn 1.
+inline constexpr Field kDescStepY{"DescStepY", 345, 16};
+inline constexpr Field kDescStepX{"DescStepX", 361, 8};
+inline constexpr Field kDescStepC{"DescStepC", 369, 20};
+// Pairs {mantissa, shift}: the static quantizer's 1 / scale; the average pool's 1 / area (A);
+// the add's input's (A) and residual's (B). Mantissas of up to arith::kMaxMantissaBits bits.
+inline constexpr Field kDescQuantMantissa{"DescQuantMantissa", 389, 31};
+inline constexpr Field kDescQuantShift{"DescQuantShift", 420, 6};
+inline constexpr Field kDescPairAMantissa{"DescPairAMantissa", 426, 31};
+inline constexpr Field kDescPairAShift{"DescPairAShift", 457, 6};
+inline constexpr Field kDescPairBMantissa{"DescPairBMantissa", 463, 31};
+inline constexpr Field kDescPairBShift{"DescPairBShift", 494, 6};
+inline constexpr Field kDescriptorFields[] = {
+    kDescOpcode,  kDescRelu,     kDescStatic,   kDescIn,           kDescOut,          kDescWeightBase,
+    kDescRequantBase, kDescInputBase, kDescOutputBase, kDescResidualBase, kDescInH,    kDescInW,
+    kDescInC,     kDescOutH,     kDescOutW,     kDescOutC,         kDescGroups,       kDescGroupIn,
+    kDescGroupOut, kDescKernelH, kDescKernelW,  kDescStrideH,      kDescStrideW,      kDescPadH,
+    kDescPadW,    kDescPatch,    kDescStepY,    kDescStepX,        kDescStepC,        kDescQuantMantissa,
+    kDescQuantShift, kDescPairAMantissa, kDescPairAShift, kDescPairBMantissa, kDescPairBShift};
+inline constexpr int kDescriptorBits = kDescPairBShift.lsb + kDescPairBShift.width;  // 500
+inline constexpr int kDescWordBits = 64;
+inline constexpr int kDescWordIndexBits = 3;
+inline constexpr int kDescWords = (kDescriptorBits + kDescWordBits - 1) / kDescWordBits;  // 8
 
 // A requantization pair: the mantissa in bits [0, MantBits) (MantBits: the target's
 // scale.mantissa_bits), the shift right above it in kRequantShiftBits bits.
@@ -59,8 +116,8 @@ constexpr Field requant_shift(int mant_bits) { return {"RequantShift", kRequantM
 // The layer count.
 inline constexpr Field kLayerCount{"LayerCount", 0, 8};
 
-// cfg_data_i is as wide as a weight word, and at least this wide: it carries a descriptor and a
-// requantization pair of the widest mantissa (the descriptor's 65 bits rounded up to bytes).
+// cfg_data_i is as wide as a weight word, and at least this wide: it carries a descriptor word and
+// a requantization pair of the widest mantissa.
 inline constexpr int kDataMinBits = 72;
 constexpr int data_bits(int weight_word_bits) { return weight_word_bits > kDataMinBits ? weight_word_bits : kDataMinBits; }
 
@@ -75,7 +132,9 @@ constexpr bool fields_disjoint() {
   return true;
 }
 static_assert(fields_disjoint(), "descriptor fields overlap");
-static_assert(kDescriptorBits <= kDataMinBits, "a descriptor must fit the configuration word");
+static_assert(kDescWordBits <= kDataMinBits, "a descriptor word must fit the configuration word");
+static_assert(kDescWords <= (1 << kDescWordIndexBits), "every descriptor word has an address");
+static_assert(kDescPairAMantissa.width >= arith::kMaxMantissaBits, "a pair's mantissa must fit");
 static_assert(arith::kMaxMantissaBits + kRequantShiftBits <= kDataMinBits, "a requantization pair must fit");
 static_assert(kLayerCount.width <= kDataMinBits, "the layer count must fit");
 static_assert(sizeof(kKinds) / sizeof(kKinds[0]) == (1 << kKindBits), "every kind code has a name");

@@ -1,5 +1,5 @@
-// The memory sizes of a target's RTL (rtl/top/qathw_accel.sv parameters MaxLayers, MaxWidth,
-// WeightWords, RequantDepth): every RTL build of the target uses them (rtl/harness, rtl/flow),
+// The memory sizes of a target's RTL (rtl/top/qathw_accel.sv parameters MaxLayers, ActWords,
+// CodeDepth, WeightWords, RequantDepth): every RTL build of the target uses them (rtl/harness, rtl/flow),
 // and qathw/rtl/rtl_fit.h checks a bundle against them before the RTL runs. Header-only: the
 // Verilator harness is also built as a shared object that links nothing of qat-hw.
 #pragma once
@@ -14,14 +14,16 @@ namespace qathw::target {
 
 struct RtlMemories {
   int max_layers = 0;     // layer descriptors
-  int max_width = 0;      // the widest layer input or output (activation buffers of that many values)
+  int act_words = 0;      // activation memory: the pixels and every layer's output values
+  int code_depth = 0;     // code memory: the activation codes of one linear or conv2d layer's input
   int weight_words = 0;   // weight words of Rows x Lanes codes: one tile x chunk block of a layer each
   int requant_depth = 0;  // requantization pairs: one per output channel of every layer
 };
 
 // Fixed by the RTL, the same for every target.
 inline constexpr int kRtlMaxLayers = 16;
-inline constexpr int kRtlMaxWidth = 1024;
+inline constexpr int kRtlActWords = 1 << 18;
+inline constexpr int kRtlCodeDepth = 1 << 16;
 inline constexpr int kRtlRequantDepth = 2048;
 
 // Weight words of a target's RTL: its weight SRAM (memory.weight_sram_kib) divided into words of
@@ -36,7 +38,7 @@ inline int rtl_weight_words(const TargetSpec& t) {
 }
 
 inline RtlMemories rtl_memories(const TargetSpec& t) {
-  return {kRtlMaxLayers, kRtlMaxWidth, rtl_weight_words(t), kRtlRequantDepth};
+  return {kRtlMaxLayers, kRtlActWords, kRtlCodeDepth, rtl_weight_words(t), kRtlRequantDepth};
 }
 
 }  // namespace qathw::target

@@ -27,7 +27,7 @@ std::vector<RtlParameter> rtl_parameters(const TargetSpec& spec);
 std::vector<std::string> verilator_parameter_args(const TargetSpec& spec);
 
 // The memory sizes of the accelerator top (qathw_accel) for the target, qathw/target/rtl_memories.h:
-// MaxLayers, MaxWidth, WeightWords, RequantDepth. Every RTL build of the target passes them.
+// MaxLayers, ActWords, CodeDepth, WeightWords, RequantDepth. Every RTL build of the target passes them.
 std::vector<RtlParameter> rtl_memory_parameters(const TargetSpec& spec);
 
 // The same as Verilator overrides: "-GMaxLayers=16", ...
