@@ -65,9 +65,9 @@ TEST(ModelSpec, ResnetBranchesAndDepthwise) {
     throw std::runtime_error("no layer " + n);
   };
   EXPECT_EQ(named("short2").input, "stack1");
-  expect_shape(named("short2").in_shape, map(28, 28, 16), "short2 in");
-  expect_shape(named("short2").out_shape, map(14, 14, 32), "short2");
-  expect_shape(named("short3").out_shape, map(7, 7, 64), "short3");
+  expect_shape(named("short2").in_shape, map(14, 14, 16), "short2 in");
+  expect_shape(named("short2").out_shape, map(7, 7, 32), "short2");
+  expect_shape(named("short3").out_shape, map(4, 4, 64), "short3");
   expect_shape(r.layers[r.layers.size() - 3].out_shape, map(1, 1, 64), "global average pool");
   const ModelSpec d = resolve_model("dscnn-tiny", 10);
   EXPECT_EQ(d.layers[2].groups, 32);
