@@ -15,6 +15,7 @@
 #include "qathw/model/int_engine.h"
 #include "qathw/model/model_spec.h"
 #include "qathw/training/export.h"
+#include "qathw/training/recipe.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/cpus.h"
@@ -101,19 +102,16 @@ int run_train(const TrainOptions& o) {
   std::optional<model::ModelSpec> model_spec;
   if (!o.model.empty()) {
     model_spec = model::resolve_model(o.model, train.classes);
-    const model::Recipe& r = model_spec->recipe;
-    const auto use = [&](const char* option) { return o.given.count(option) == 0; };
-    if (r.epochs && use("--epochs")) config.epochs = *r.epochs;
-    if (r.batch && use("--batch")) config.batch = *r.batch;
-    if (r.lr && use("--lr")) config.lr = *r.lr;
-    if (r.weight_decay && use("--weight-decay")) config.weight_decay = *r.weight_decay;
-    if (r.qat_init && use("--qat-init")) config.qat_from_fp32 = *r.qat_init == "fp32";
-    if (model_spec->input.height != static_cast<int>(train.rows) ||
-        model_spec->input.width != static_cast<int>(train.cols) || model_spec->input.channels != 1)
-      throw std::runtime_error(model_spec->origin + ": field 'input': the model reads maps of " +
-                               std::to_string(model_spec->input.height) + "x" + std::to_string(model_spec->input.width) +
-                               "x" + std::to_string(model_spec->input.channels) + "; " + o.data + " has images of " +
-                               std::to_string(train.rows) + "x" + std::to_string(train.cols) + "x1");
+    // Options on the command line (--weight-decay) are the recipe's fields (weight_decay).
+    std::set<std::string> user_set;
+    for (const std::string& option : o.given) {
+      std::string field = option.substr(2);
+      for (char& c : field)
+        if (c == '-') c = '_';
+      user_set.insert(field);
+    }
+    training::apply_recipe(model_spec->recipe, config, user_set);
+    training::check_model_input(*model_spec, train, o.data);
     const auto hidden = training::mlp_hidden_sizes(*model_spec);
     if (hidden && spec.format.act_quantizer == arith::ActQuantizer::DynamicPerTokenAbsmax) {
       config.hidden = *hidden;

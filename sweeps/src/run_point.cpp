@@ -10,8 +10,10 @@
 #include "qathw/sim/systemc_engine.h"
 #include "qathw/sweep/results_db.h"
 #include "qathw/model/int_engine.h"
+#include "qathw/model/model_spec.h"
 #include "qathw/training/export.h"
 #include "qathw/training/idx.h"
+#include "qathw/training/recipe.h"
 #include "qathw/training/trainer.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/file_lock.h"
@@ -59,17 +61,42 @@ SharedTraining training_for(const SweepSpec& spec, const Point& p, const PointSe
   config.train_fp32 = false;
   const training::Dataset train = training::load_split(spec.training.data_dir, training::Split::Train);
   const training::Dataset test = training::load_split(spec.training.data_dir, training::Split::Test, train.classes);
-  const training::TrainResult r = training::train(p.target, config, train, test, partial / "checkpoints", true, {});
-  const nlohmann::json provenance = {{"config", training::to_json(config)},
-                                     {"qat_test_accuracy", r.qat_result.test_accuracy}};
-  model::save_bundle(partial / "model.qhw", training::make_bundle(r.qat, p.target, static_cast<int>(train.rows),
-                                                                     static_cast<int>(train.cols), provenance));
+  // A model file's network, with its recipe but for the sweep's epochs; a plain MLP goes to the
+  // MLP trainer, as with `qat-hw train --model`.
+  std::optional<model::ModelSpec> m;
+  if (!p.model.empty()) {
+    m = model::resolve_model(p.model, train.classes);
+    training::check_model_input(*m, train, spec.training.data);
+    training::apply_recipe(m->recipe, config, {"epochs"});
+    const auto hidden = training::mlp_hidden_sizes(*m);
+    if (hidden && p.target.format.act_quantizer == arith::ActQuantizer::DynamicPerTokenAbsmax) {
+      config.hidden = *hidden;
+      m.reset();
+    }
+  }
+  nlohmann::json provenance = {{"config", training::to_json(config)}};
+  double accuracy = 0;
+  model::Bundle bundle;
+  if (m) {
+    training::ModelTrainResult r = training::train_model(*m, p.target, config, train, test, partial / "checkpoints", true, {});
+    accuracy = r.qat_result.test_accuracy;
+    provenance["config"].erase("hidden");
+    provenance["model"] = model::to_json(*m);
+    provenance["qat_test_accuracy"] = accuracy;
+    bundle = training::make_bundle(r.qat, p.target, provenance);
+  } else {
+    const training::TrainResult r = training::train(p.target, config, train, test, partial / "checkpoints", true, {});
+    accuracy = r.qat_result.test_accuracy;
+    provenance["qat_test_accuracy"] = accuracy;
+    bundle = training::make_bundle(r.qat, p.target, static_cast<int>(train.rows), static_cast<int>(train.cols), provenance);
+  }
+  model::save_bundle(partial / "model.qhw", bundle);
   util::write_file_atomic(partial / "result.json",
-                          nlohmann::json{{"qat_test_accuracy", r.qat_result.test_accuracy},
+                          nlohmann::json{{"qat_test_accuracy", accuracy},
                                          {"training_key", p.training_key}, {"target_hash", target::content_hash(p.target)}}
                                   .dump(2) + "\n");
   fs::rename(partial, done);
-  return {done / "model.qhw", r.qat_result.test_accuracy, util::seconds_since(t0), false};
+  return {done / "model.qhw", accuracy, util::seconds_since(t0), false};
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }

@@ -8,6 +8,7 @@
 
 #include <toml++/toml.h>
 
+#include "qathw/model/model_spec.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/hash.h"
 
@@ -74,6 +75,25 @@ void set_field(nlohmann::json& target, const std::string& field, const nlohmann:
   target[field.substr(0, dot)][field.substr(dot + 1)] = value;
 }
 
+// Where a model reference of the spec is: a built-in name as it is, a path relative to the spec.
+std::string model_location(const std::string& ref, const std::filesystem::path& base_dir) {
+  const bool is_path = ref.find('/') != std::string::npos || ref.find(".toml") != std::string::npos;
+  return is_path ? (base_dir / ref).string() : ref;
+}
+
+// A model reference that resolves to a valid model file; errors name the spec's field and the
+// model file's.
+void check_model(const nlohmann::json& ref, const std::filesystem::path& base_dir, const std::string& origin,
+                 const std::string& field) {
+  if (!ref.is_string() || ref.get<std::string>().empty())
+    fail(origin, field, "must be a model: a built-in name (lenet, ...) or a .toml path");
+  try {
+    model::resolve_model(model_location(ref.get<std::string>(), base_dir), 10);
+  } catch (const std::exception& e) {
+    fail(origin, field, e.what());
+  }
+}
+
 // An optional integer field of table t: absent, the default; present, an integer in [lo, hi].
 std::int64_t integer_field(const toml::table& t, const char* key, std::int64_t fallback, std::int64_t lo,
                            std::int64_t hi, const std::string& origin, const std::string& field,
@@ -102,6 +122,7 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
       fail(origin, std::string(k.str()), "unknown field; allowed here: base, axes, training, verify, synthesis");
   SweepSpec spec;
   spec.origin = origin;
+  spec.base_dir = base_dir;
   if (root.contains("base") && !root["base"].is_string())
     fail(origin, "base", "must be a string: a built-in target name or a .toml path");
   const auto base = root["base"].value<std::string>();
@@ -119,8 +140,12 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
   const nlohmann::json base_json = target::to_json(spec.base);
   for (const auto& [k, v] : *axes) {
     Axis a{std::string(k.str()), axis_values(v, origin, "axes." + std::string(k.str()))};
-    nlohmann::json probe = base_json;
-    set_field(probe, a.field, a.values.front(), origin);
+    if (a.field == kModelAxis) {
+      for (const nlohmann::json& m : a.values) check_model(m, base_dir, origin, "axes." + a.field);
+    } else {
+      nlohmann::json probe = base_json;
+      set_field(probe, a.field, a.values.front(), origin);
+    }
     spec.axes.push_back(std::move(a));
   }
   std::size_t points = 1;
@@ -131,8 +156,15 @@ SweepSpec parse_sweep(std::string_view toml_text, const std::string& origin, con
     if (root.contains(table) && !root[table].is_table()) fail(origin, table, "must be a table");
   if (const toml::table* t = root["training"].as_table()) {
     for (const auto& [k, v] : *t)
-      if (k != "data" && k != "hidden" && k != "epochs" && k != "seed")
-        fail(origin, "training." + std::string(k.str()), "unknown field; allowed here: data, hidden, epochs, seed");
+      if (k != "data" && k != "hidden" && k != "model" && k != "epochs" && k != "seed")
+        fail(origin, "training." + std::string(k.str()), "unknown field; allowed here: data, hidden, model, epochs, seed");
+    if (t->contains("model")) {
+      if (t->contains("hidden"))
+        fail(origin, "training.hidden", "sets the hidden sizes of the default MLP; with training.model, the model file sets them");
+      const auto m = (*t)["model"].value<std::string>();
+      check_model(m ? nlohmann::json(*m) : nlohmann::json(), base_dir, origin, "training.model");
+      spec.training.model = *m;
+    }
     if (t->contains("data") && !(*t)["data"].is_string()) fail(origin, "training.data", "must be a string: a data folder");
     spec.training.data = (*t)["data"].value_or(std::string("/usr/share/datasets/fashion-mnist"));
     if (spec.training.data.empty()) fail(origin, "training.data", "must name a data folder, not the empty string");
@@ -189,16 +221,28 @@ std::vector<Point> expand(const SweepSpec& spec) {
   std::vector<Point> points;
   std::vector<std::size_t> index(spec.axes.size(), 0);
   const nlohmann::json base_json = target::to_json(spec.base);
-  const nlohmann::json training = {{"data", spec.training.data}, {"hidden", spec.training.hidden},
-                                   {"epochs", spec.training.epochs}, {"seed", spec.training.seed}};
+  const nlohmann::json mlp_training = {{"data", spec.training.data}, {"hidden", spec.training.hidden},
+                                       {"epochs", spec.training.epochs}, {"seed", spec.training.seed}};
   for (;;) {
     nlohmann::json t = base_json, overrides = nlohmann::json::object();
+    std::string model = spec.training.model;
     for (std::size_t a = 0; a < spec.axes.size(); ++a) {
-      set_field(t, spec.axes[a].field, spec.axes[a].values[index[a]], spec.origin);
+      if (spec.axes[a].field == kModelAxis)
+        model = spec.axes[a].values[index[a]].get<std::string>();
+      else
+        set_field(t, spec.axes[a].field, spec.axes[a].values[index[a]], spec.origin);
       overrides[spec.axes[a].field] = spec.axes[a].values[index[a]];
     }
     Point p;
     p.overrides = overrides;
+    // A model file's network is part of the training settings by its content (an edited file
+    // makes new points); the MLP's settings hash as they always have.
+    nlohmann::json training = mlp_training;
+    if (!model.empty()) {
+      p.model = model_location(model, spec.base_dir);
+      training.erase("hidden");
+      training["model"] = model::to_json(model::resolve_model(p.model, 10));
+    }
     try {
       p.target = target::target_from_json(t, spec.origin + " point " + overrides.dump());
     } catch (const target::TargetError& e) {

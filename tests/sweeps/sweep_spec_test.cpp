@@ -135,5 +135,41 @@ TEST(SweepSpec, NonFiniteValuesEmptyDataAndUndottedAxes) {
   expect_error(head + "\"name\" = [\"other\"]\n", "spec.toml: field 'axes.name': not a target field");
 }
 
+// training.model: a model file every point trains, or an axis of models; it is part of the
+// training key by content, and errors name the spec's field and the model file's.
+TEST(SweepSpec, ModelsAsATrainingFieldAndAsAnAxis) {
+  const std::string head = "base = \"ternary-asic\"\n[axes]\n\"array.rows\" = [4, 8]\n";
+  const SweepSpec one = parse(head + "[training]\nmodel = \"lenet\"\n");
+  EXPECT_EQ(one.training.model, "lenet");
+  const std::vector<Point> p1 = expand(one);
+  ASSERT_EQ(p1.size(), 2u);
+  EXPECT_EQ(p1[0].model, "lenet");
+  EXPECT_EQ(p1[0].training_key, p1[1].training_key) << "rows do not change the training";
+  // The MLP's points keep their hashes; a model makes other points.
+  const std::vector<Point> mlp = expand(parse(head));
+  EXPECT_TRUE(mlp[0].model.empty());
+  EXPECT_NE(mlp[0].hash, p1[0].hash);
+
+  const SweepSpec axis = parse("base = \"ternary-asic\"\n[axes]\n\"training.model\" = [\"lenet\", \"mlp\"]\n"
+                               "\"array.rows\" = [4, 8]\n");
+  const std::vector<Point> p2 = expand(axis);
+  ASSERT_EQ(p2.size(), 4u);
+  std::set<std::string> keys, models;
+  for (const Point& p : p2) {
+    keys.insert(p.training_key);
+    models.insert(p.model);
+    EXPECT_EQ(p.overrides["training.model"].get<std::string>(), p.model);
+  }
+  EXPECT_EQ(keys.size(), 2u);
+  EXPECT_EQ(models, (std::set<std::string>{"lenet", "mlp"}));
+
+  expect_error(head + "[training]\nmodel = \"nonesuch\"\n", "field 'training.model'");
+  expect_error(head + "[training]\nmodel = 3\n", "field 'training.model': must be a model");
+  expect_error(head + "[training]\nmodel = \"lenet\"\nhidden = [64]\n", "field 'training.hidden'");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"training.model\" = [\"lenet\", 4]\n", "field 'axes.training.model'");
+  expect_error("base = \"ternary-asic\"\n[axes]\n\"training.model\" = [\"no/such.toml\"]\n",
+               "field 'axes.training.model'");
+}
+
 }  // namespace
 }  // namespace qathw::sweep

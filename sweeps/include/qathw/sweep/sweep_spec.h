@@ -13,8 +13,11 @@
 
 namespace qathw::sweep {
 
+// The one axis that is not a target field: the network each point trains.
+inline constexpr const char* kModelAxis = "training.model";
+
 struct Axis {
-  std::string field;                 // dotted target field, e.g. "array.rows"
+  std::string field;                 // dotted target field, e.g. "array.rows", or kModelAxis
   std::vector<nlohmann::json> values;
 };
 
@@ -22,12 +25,15 @@ struct TrainingSettings {
   std::string data;                   // as written in the spec (part of every point's hash)
   std::filesystem::path data_dir;     // where it is: a relative `data` is relative to the spec file
   std::vector<int> hidden = {256, 256};
+  std::string model;                  // a built-in model name or a .toml path (relative to the spec);
+                                      // empty: the MLP of `hidden`
   int epochs = 5;
   std::uint64_t seed = 1;
 };
 
 struct SweepSpec {
   std::string origin;  // the spec file
+  std::filesystem::path base_dir;  // its folder: relative paths in it are relative to this
   target::TargetSpec base;
   std::vector<Axis> axes;
   TrainingSettings training;
@@ -43,6 +49,7 @@ struct Point {
   nlohmann::json overrides;  // {"array.rows": 8, ...}
   std::string hash;          // stable: the target's content hash, the training and synthesis settings
   std::string training_key;  // points with equal keys can share one training run
+  std::string model;         // the model file it trains (a built-in name or a path); empty: the MLP
 };
 
 // Parses and validates a spec; errors (std::runtime_error) name the file and the field.
