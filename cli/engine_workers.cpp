@@ -121,7 +121,11 @@ std::map<std::string, verify::EngineRun> run_engines_in_workers(const std::strin
     const Slice& s = slices[index];
     ++finished;
     if (status != 0) {
-      if (broken.insert(s.engine).second) failed.push_back(s.engine + ": " + last_line(s.log));
+      // A worker killed by a signal, or whose program vanished, may have written nothing.
+      std::string why = last_line(s.log);
+      if (why.empty()) why = "its worker (images " + std::to_string(s.first) + "-" + std::to_string(s.first + s.count - 1) +
+                             ") ended with status " + std::to_string(status) + " and no message";
+      if (broken.insert(s.engine).second) failed.push_back(s.engine + ": " + why);
     } else {
       results[index] = verify::read_engine_run(s.out);
     }

@@ -426,28 +426,6 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
   return r;
 }
 
-AcceleratorLowering linear_chain(const Graph& g) {
-  AcceleratorLowering r = accelerator_layers(g);
-  auto refuse = [&](const std::string& why) {
-    r.layers.clear();
-    r.unsupported = why;
-    return r;
-  };
-  for (const Op& op : g.ops) {
-    if (op.type != OpType::Quantize && op.type != OpType::Linear && op.type != OpType::Relu)
-      return refuse("op '" + op.name + "' (" + to_string(op.type) +
-                    "): the accelerator's layer chain runs quantize, linear and relu ops only");
-    if (op.type == OpType::Quantize && !op.pairs.empty())
-      return refuse("op '" + op.name + "': the accelerator's quantizer is dynamic (absmax and reciprocal), not static");
-  }
-  if (r.unsupported) return r;
-  for (std::size_t l = 0; l < r.layers.size(); ++l)
-    if (r.layers[l].input != (l == 0 ? AcceleratorLayer::kPixels : l - 1))
-      return refuse("op '" + g.ops[r.layers[l].quantize_op].name + "': the accelerator's layers start with the " +
-                    "activation quantizer of the previous layer's output");
-  return r;
-}
-
 OpOutputs op_outputs(const Graph& g, const std::vector<AcceleratorLayer>& layers, LayerOutputs&& per_layer) {
   OpOutputs out(g.ops.size());
   for (std::size_t l = 0; l < layers.size() && l < per_layer.size(); ++l)

@@ -81,6 +81,28 @@ TEST(ChooseDevice, CudaWithoutADeviceIsAnErrorWithTheReason) {
   EXPECT_EQ(c.device, Device::Cuda);
 }
 
+// A grouped convolution's weights go to the GPU one group at a time: group g's rows of codes,
+// packed alone from code 0 and padded to whole device words.
+TEST(GroupPackedCodes, AGroupsRowsPackedAlone) {
+  for (const arith::WeightFormat w : {arith::WeightFormat::Ternary, arith::WeightFormat::Int4}) {
+    const int patch = 9, group_out = 3, groups = 4;  // 27 codes per group: not byte-aligned for either format
+    const std::size_t count = static_cast<std::size_t>(patch) * group_out * groups;
+    std::vector<std::uint8_t> packed(arith::packed_bytes(count, w), 0);
+    for (std::size_t i = 0; i < count; ++i) arith::store_code(packed.data(), i, static_cast<int>(i % 3) - 1, w);
+    for (int g = 0; g < groups; ++g) {
+      const std::vector<std::uint8_t> one = kernels::cuda::group_packed_codes(packed, w, patch, group_out, g);
+      EXPECT_EQ(one.size() % kernels::cuda::kPackedWordBytes, 0u);
+      EXPECT_EQ(one.size(), kernels::cuda::device_packed_bytes(static_cast<std::size_t>(patch) * group_out, w));
+      for (std::size_t i = 0; i < static_cast<std::size_t>(patch) * group_out; ++i)
+        ASSERT_EQ(arith::load_code(one.data(), i, w),
+                  arith::load_code(packed.data(), static_cast<std::size_t>(g) * patch * group_out + i, w))
+            << "group " << g << " code " << i;
+      for (std::size_t b = arith::packed_bytes(static_cast<std::size_t>(patch) * group_out, w); b < one.size(); ++b)
+        EXPECT_EQ(one[b], 0) << "padding byte " << b;
+    }
+  }
+}
+
 TEST(ChooseDevice, CpuIsAlwaysTheCpu) {
   for (const CudaProbe& p : {gpu(), no_driver(), not_compiled()}) {
     const DeviceChoice c = choose_device(DeviceRequest::Cpu, p);

@@ -20,6 +20,7 @@
 
 #include "../../training/src/cuda_trainer.h"
 #include "../arith/test_support.h"
+#include "../model/random_model.h"
 #include "qathw/kernels/cuda.h"
 #include "qathw/kernels/dense.h"
 #include "qathw/kernels/device.h"
@@ -729,6 +730,36 @@ TEST_P(Passes, CudaEngineMatchesIntEngine) {
       for (std::size_t l = 0; l < want[i].size(); ++l)
         ASSERT_EQ(want[i][l], got[i][l]) << "sample " << i << ", layer " << l << " (" << test::seed_note(seed) << ")";
     EXPECT_EQ(model::IntEngine(bundle).run_batch(px.data(), count), engine.run_batch(px.data(), count));
+  }
+}
+
+// The feature-map ops on the GPU (convolutions with padding, strides and groups down to depthwise,
+// max and average pools, residual adds, static and dynamic quantizers): the built-in CNNs with
+// seeded random kernels equal the integer engine on every layer of every sample.
+TEST_P(Passes, CudaEngineRunsTheBuiltInCnns) {
+  SKIP_WITHOUT_DEVICE();
+  const std::uint64_t seed = test::test_seed() + 78;
+  SCOPED_TRACE(test::seed_note(seed));
+  const target::TargetSpec t = builtin(GetParam());
+  for (const auto& [name, static_quantizers] : {std::pair{"lenet", false}, std::pair{"cnv-tiny", false},
+                                                std::pair{"dscnn-tiny", true}, std::pair{"resnet-tiny", true}}) {
+    SCOPED_TRACE(name);
+    std::mt19937_64 rng(seed);
+    const model::Bundle bundle = test::random_model_bundle(name, t, static_quantizers, rng);
+    const std::size_t count = 40, features = bundle.features();
+    std::vector<std::uint8_t> px(count * features);
+    for (auto& p : px) p = static_cast<std::uint8_t>(rng() % 256);
+    const std::vector<model::AcceleratorLayer> layers = model::accelerator_layers(bundle.graph).layers;
+    const kernels::CudaEngine engine(bundle);
+    const std::vector<model::LayerOutputs> got = engine.run_all(px.data(), count);
+    ASSERT_EQ(got.size(), count);
+    const model::IntEngine reference(bundle);
+    for (std::size_t i = 0; i < count; ++i) {
+      const model::LayerOutputs want = model::layer_outputs(layers, reference.run(px.data() + i * features));
+      for (std::size_t l = 0; l < want.size(); ++l)
+        ASSERT_EQ(want[l], got[i][l]) << "sample " << i << ", layer " << l << " (" << model::to_string(layers[l].kind)
+                                      << ")";
+    }
   }
 }
 

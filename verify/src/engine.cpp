@@ -16,7 +16,7 @@ namespace qathw::verify {
 namespace {
 
 std::optional<std::string> lowering_unsupported(const model::Bundle& b) {
-  return model::linear_chain(b.graph).unsupported;
+  return model::accelerator_layers(b.graph).unsupported;
 }
 
 EngineRun run_int(const model::Bundle& b, const std::uint8_t* inputs, std::size_t count) {

@@ -199,4 +199,33 @@ void packed_layer(const std::uint8_t* packed, const std::int8_t* x, int samples,
 void packed_layer(const std::uint8_t* packed, const std::int16_t* x, int samples, int in, int out, int lanes,
                   const arith::Format& f, const arith::FixedPoint* requant, bool relu, std::int32_t* z);
 
+// ---- the deployed model's feature-map ops (feature_map.cu) -----------------------------------
+
+// codes[i] = arith::quantize_act(values[i], pair): a static quantizer's codes. In: uint8 pixels or
+// int32 values; Code: int8 or int16.
+template <typename In, typename Code>
+void quantize_static(const In* values, std::size_t n, arith::FixedPoint pair, const arith::Format& f, Code* codes);
+
+// Group g's patches of `samples` maps of codes (in_h x in_w x in_c each), one row of s.patch()
+// codes per (sample, oy, ox), as arith::conv_patch gathers them: the packed-weight layer's input.
+template <typename Code>
+void conv_patches(const Code* codes, int samples, const arith::Conv2dShape& s, int g, Code* patches);
+
+// dst[r][offset + c] = src[r][c] for rows x cols values (a group's channels into the map).
+void place_columns(const std::int32_t* src, std::size_t rows, int cols, std::int32_t* dst, int dst_cols, int offset);
+
+// A max or average pool (s: the in_h x in_w x in_c map and its window) of `samples` maps, then the
+// fused ReLU: arith::max_pool, or arith::average_pool of arith::window_sum by `pair` (1 / area).
+void pool(const std::int32_t* maps, int samples, const arith::Conv2dShape& s, bool average, arith::FixedPoint pair,
+          bool relu, const arith::Format& f, std::int32_t* z);
+
+// z[i] = arith::add_aligned(a[i], pair_a, b[i], pair_b), then the fused ReLU.
+void add_aligned(const std::int32_t* a, const std::int32_t* b, std::size_t n, arith::FixedPoint pair_a,
+                 arith::FixedPoint pair_b, bool relu, const arith::Format& f, std::int32_t* z);
+
+// Host side (every build): group g's rows (output channels g group_out .. + group_out - 1, each of
+// `patch` codes) of a kernel's packed codes, packed alone and padded as device_packed_bytes says.
+std::vector<std::uint8_t> group_packed_codes(const std::vector<std::uint8_t>& packed, arith::WeightFormat w, int patch,
+                                             int group_out, int g);
+
 }  // namespace qathw::kernels::cuda

@@ -42,11 +42,6 @@ struct AcceleratorLowering {
 };
 AcceleratorLowering accelerator_layers(const Graph& g);
 
-// The same, for an engine whose controller runs a chain of linear layers only (quantize ->
-// linear [-> relu], each reading the one before, dynamic quantizers): anything else is refused
-// naming the op.
-AcceleratorLowering linear_chain(const Graph& g);
-
 // Per fused layer, the output integers of one sample.
 using LayerOutputs = std::vector<std::vector<std::int32_t>>;
 
