@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <immintrin.h>
 
 namespace qathw::kernels {
 namespace {
@@ -88,30 +89,90 @@ template void quantize_tokens<std::int32_t>(const std::int32_t*, int, int, const
 namespace {
 
 // One row of accumulators through the epilogue, with the rounding and overflow modes constants
-// of the instance: the per-element mode tests fold away and the loop vectorizes (with the modes
-// read at run time it stayed scalar: 24% of an INT4 training step).
+// of the instance: the per-element mode tests fold away. GCC still leaves it scalar (a 64-bit
+// shift by each channel's 32-bit shift count has no vector form), hence the AVX-512 rows below.
 template <arith::Rounding R, arith::Overflow O, typename Acc>
 void epilogue_row(const Acc* __restrict in, std::int32_t* __restrict out, int cols, const std::int64_t* __restrict m,
-                  const int* __restrict s, bool relu, arith::Format g) {
+                  const std::int64_t* __restrict s, bool relu, arith::Format g) {
   g.rounding = R;
   g.overflow = O;
   for (int n = 0; n < cols; ++n) {
     const std::int64_t a = arith::accumulator_of_exact_sum(static_cast<std::int64_t>(in[n]), g);
-    out[n] = static_cast<std::int32_t>(arith::epilogue(a, arith::FixedPoint{m[n], s[n]}, relu, g));
+    out[n] = static_cast<std::int32_t>(arith::epilogue(a, arith::FixedPoint{m[n], static_cast<int>(s[n])}, relu, g));
+  }
+}
+
+// ---- the same row with AVX-512, 8 accumulators in 64-bit lanes at a time -------------------
+// Each step is the arith rule it names, lane by lane (tests/training/network_test.cpp holds the
+// results equal to arith::epilogue over every mode, shift and accumulator width).
+
+// Accumulators in int64 lanes: exact integers whose overflow rule has yet to apply. Float
+// accumulators are exact integers below 2^24 (float_accumulation_exact), int32 ones anything.
+__attribute__((target("avx512f,avx512vl"))) inline __m512i load_lanes(const float* p, __mmask8 k) {
+  return _mm512_cvtepi32_epi64(_mm256_cvttps_epi32(_mm256_maskz_loadu_ps(k, p)));
+}
+__attribute__((target("avx512f,avx512vl"))) inline __m512i load_lanes(const std::int32_t* p, __mmask8 k) {
+  return _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(k, p));
+}
+__attribute__((target("avx512f,avx512vl"))) inline __m512i load_lanes(const std::int64_t* p, __mmask8 k) {
+  return _mm512_maskz_loadu_epi64(k, p);
+}
+
+template <arith::Rounding R, arith::Overflow O, typename Acc>
+__attribute__((target("avx512f,avx512vl"))) void epilogue_row_avx512(const Acc* __restrict in, std::int32_t* __restrict out,
+                                                            int cols, const std::int64_t* __restrict m,
+                                                            const std::int64_t* __restrict s, bool relu,
+                                                            arith::Format g) {
+  const __m512i acc_min = _mm512_set1_epi64(arith::signed_min(g.acc_bits));
+  const __m512i acc_max = _mm512_set1_epi64(arith::signed_max(g.acc_bits));
+  const __m512i wrap_shift = _mm512_set1_epi64(64 - g.acc_bits);
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1);
+  for (int n = 0; n < cols; n += 8) {
+    const __mmask8 k = cols - n >= 8 ? 0xFF : static_cast<__mmask8>((1u << (cols - n)) - 1);
+    __m512i a = load_lanes(in + n, k);
+    // accumulator_of_exact_sum: saturate to acc_bits, or wrap (sign-extend the low acc_bits).
+    if (O == arith::Overflow::Saturate) a = _mm512_min_epi64(_mm512_max_epi64(a, acc_min), acc_max);
+    else a = _mm512_srav_epi64(_mm512_sllv_epi64(a, wrap_shift), wrap_shift);
+    // requantize: the product (|a| <= 2^31 and mantissa < 2^31: both fit the low 32 bits that
+    // vpmuldq multiplies, signed), round_shift, saturate to acc_bits.
+    const __m512i shift = _mm512_maskz_loadu_epi64(k, s + n);
+    const __m512i v = _mm512_mul_epi32(a, _mm512_maskz_loadu_epi64(k, m + n));
+    const __m512i half = _mm512_srli_epi64(_mm512_sllv_epi64(one, shift), 1);  // 0 for shift 0
+    __m512i q;
+    if (R == arith::Rounding::HalfAwayFromZero) {
+      const __m512i mag = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_abs_epi64(v), half), shift);
+      q = _mm512_mask_sub_epi64(mag, _mm512_cmplt_epi64_mask(v, zero), zero, mag);
+    } else {
+      const __m512i floor = _mm512_srav_epi64(v, shift);
+      const __m512i rem = _mm512_sub_epi64(v, _mm512_sllv_epi64(floor, shift));
+      const __mmask8 odd = _mm512_test_epi64_mask(floor, one);
+      const __mmask8 up = _mm512_cmpgt_epi64_mask(rem, half) | (_mm512_cmpeq_epi64_mask(rem, half) & odd);
+      // Shift 0 returns the product as it is (rem == half == 0 would otherwise round odd ones up).
+      q = _mm512_mask_add_epi64(floor, up & _mm512_cmpneq_epi64_mask(shift, zero), floor, one);
+    }
+    q = _mm512_min_epi64(_mm512_max_epi64(q, acc_min), acc_max);
+    if (relu) q = _mm512_max_epi64(q, zero);
+    _mm256_mask_storeu_epi32(out + n, k, _mm512_cvtepi64_epi32(q));
   }
 }
 
 template <typename Acc>
-using EpilogueRow = void (*)(const Acc*, std::int32_t*, int, const std::int64_t*, const int*, bool, arith::Format);
+using EpilogueRow = void (*)(const Acc*, std::int32_t*, int, const std::int64_t*, const std::int64_t*, bool,
+                             arith::Format);
 
 template <typename Acc>
 EpilogueRow<Acc> epilogue_row_for(const arith::Format& f) {
   using R = arith::Rounding;
   using O = arith::Overflow;
-  if (f.rounding == R::HalfEven)
-    return f.overflow == O::Wrap ? epilogue_row<R::HalfEven, O::Wrap, Acc> : epilogue_row<R::HalfEven, O::Saturate, Acc>;
-  return f.overflow == O::Wrap ? epilogue_row<R::HalfAwayFromZero, O::Wrap, Acc>
-                               : epilogue_row<R::HalfAwayFromZero, O::Saturate, Acc>;
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  const bool even = f.rounding == R::HalfEven, wrap = f.overflow == O::Wrap;
+  if (avx512) {
+    if (even) return wrap ? epilogue_row_avx512<R::HalfEven, O::Wrap, Acc> : epilogue_row_avx512<R::HalfEven, O::Saturate, Acc>;
+    return wrap ? epilogue_row_avx512<R::HalfAwayFromZero, O::Wrap, Acc>
+                : epilogue_row_avx512<R::HalfAwayFromZero, O::Saturate, Acc>;
+  }
+  if (even) return wrap ? epilogue_row<R::HalfEven, O::Wrap, Acc> : epilogue_row<R::HalfEven, O::Saturate, Acc>;
+  return wrap ? epilogue_row<R::HalfAwayFromZero, O::Wrap, Acc> : epilogue_row<R::HalfAwayFromZero, O::Saturate, Acc>;
 }
 
 }  // namespace
@@ -120,9 +181,8 @@ template <typename Acc>
 void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::FixedPoint* requant, bool relu,
                           const arith::Format& format, std::int32_t* z) {
   const arith::Format f = format;
-  // The pairs as two arrays, read once per element.
-  std::vector<std::int64_t> mantissa(cols);
-  std::vector<int> shift(cols);
+  // The pairs as two arrays of 64-bit lanes, read once per element.
+  std::vector<std::int64_t> mantissa(cols), shift(cols);
   for (int n = 0; n < cols; ++n) {
     mantissa[n] = requant[n].mantissa;
     shift[n] = requant[n].shift;

@@ -632,6 +632,79 @@ TEST(DenseGemms, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_NEAR(one[2][13 * k + 17], ab, 1e-3);
 }
 
+// The layer epilogue (vectorised where the processor allows) equals arith's rule element by
+// element, accumulator_of_exact_sum then epilogue, for both rounding and overflow modes, every
+// accumulator width, ReLU or none, all three accumulator types: random accumulators, the type's
+// extremes, exact ties of every shift, and pairs with every shift from 0 to 62.
+TEST(AccumulatorEpilogue, EqualsTheArithRuleOnEveryElement) {
+  namespace arith = qathw::arith;
+  const std::uint64_t seed = qathw::test::test_seed();
+  std::mt19937_64 rng(seed);
+  const int rows = 9, cols = 37;  // a tail of 5 after the vectors of 8 and 16
+  const std::size_t size = static_cast<std::size_t>(rows) * cols;
+  // The pairs: shift 0 and large shifts with small and large mantissas, tie-making mantissa 1.
+  std::vector<arith::FixedPoint> pairs(cols);
+  for (int n = 0; n < cols; ++n) {
+    const int shift = n < 2 ? 0 : (n < 5 ? 62 - n : static_cast<int>(rng() % 63));
+    const std::int64_t mantissa = n % 4 == 0 ? 1 : static_cast<std::int64_t>(rng() % ((std::uint64_t{1} << 31) - 1)) + 1;
+    pairs[n] = {mantissa, shift};
+  }
+  // Accumulators by kind: random in the type's exact range, extremes, and a tie of column n's
+  // shift (mantissa 1: an odd or even multiple of 2^shift plus half of it, of either sign).
+  auto accumulator = [&](int r, int n, std::int64_t lo, std::int64_t hi) -> std::int64_t {
+    const int shift = pairs[n].shift;
+    switch ((r + n) % 4) {
+      case 0:
+        return r % 2 ? lo : hi;
+      case 1:
+        if (pairs[n].mantissa == 1 && shift > 0 && shift < 30) {
+          const std::int64_t t = (static_cast<std::int64_t>(rng() % 7) << shift) + (std::int64_t{1} << (shift - 1));
+          return r % 2 ? -t : t;
+        }
+        [[fallthrough]];
+      default:
+        return lo + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
+    }
+  };
+  for (const auto rounding : {arith::Rounding::HalfAwayFromZero, arith::Rounding::HalfEven})
+    for (const auto overflow : {arith::Overflow::Saturate, arith::Overflow::Wrap})
+      for (int acc_bits : {8, 16, 24, 32})
+        for (bool relu : {false, true}) {
+          arith::Format f;
+          f.rounding = rounding;
+          f.overflow = overflow;
+          f.acc_bits = acc_bits;
+          const std::string where = std::string(rounding == arith::Rounding::HalfEven ? "half even" : "half away") +
+                                    (overflow == arith::Overflow::Wrap ? ", wrap, " : ", saturate, ") +
+                                    std::to_string(acc_bits) + " bits" + (relu ? ", relu" : "") + ", " +
+                                    qathw::test::seed_note(seed);
+          auto check = [&](const auto& acc, const char* type) {
+            std::vector<std::int32_t> z(size, 0);
+            qathw::kernels::accumulator_epilogue(acc.data(), rows, cols, pairs.data(), relu, f, z.data());
+            for (std::size_t i = 0; i < size; ++i) {
+              const std::int64_t a = arith::accumulator_of_exact_sum(static_cast<std::int64_t>(acc[i]), f);
+              ASSERT_EQ(z[i], arith::epilogue(a, pairs[i % cols], relu, f))
+                  << type << " accumulator " << static_cast<std::int64_t>(acc[i]) << ", pair (" << pairs[i % cols].mantissa
+                  << ", " << pairs[i % cols].shift << "), " << where;
+            }
+          };
+          // Float: exact integers below 2^24; int32: any; int64: sums up to 2^40 (wrapped or
+          // saturated by the rule).
+          std::vector<float> af(size);
+          std::vector<std::int32_t> a32(size);
+          std::vector<std::int64_t> a64(size);
+          for (std::size_t i = 0; i < size; ++i) {
+            const int r = static_cast<int>(i / cols), n = static_cast<int>(i % cols);
+            af[i] = static_cast<float>(accumulator(r, n, -(1 << 24), 1 << 24));
+            a32[i] = static_cast<std::int32_t>(accumulator(r, n, INT32_MIN, INT32_MAX));
+            a64[i] = accumulator(r, n, -(std::int64_t{1} << 40), std::int64_t{1} << 40);
+          }
+          check(af, "float");
+          check(a32, "int32");
+          check(a64, "int64");
+        }
+}
+
 // The vectorised accumulation equals arith::dot, the array's rule, for every kind of format:
 // saturating accumulators that do saturate (rows of one sign), wrapping ones, activations up to
 // 16 bits (partial sums beyond float's 2^24, formed in exact pieces), any adder-tree width.
