@@ -392,11 +392,12 @@ module qathw_accel #(
     logic signed [AccBits:0] s;
     assign a = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_ibase + chunk_q * Lanes + i)]) : '0;
     assign b = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_resbase + chunk_q * Lanes + i)]) : '0;
+    // Outside AddUnit a shift of 0 keeps the idle units' rounding out of the simulation.
     qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_a (
-      .acc_i(a), .mantissa_i(d_amant), .shift_i(d_ashift), .relu_i(1'b0), .z_o(qa)
+      .acc_i(a), .mantissa_i(d_amant), .shift_i(state_q == AddUnit ? d_ashift : 6'd0), .relu_i(1'b0), .z_o(qa)
     );
     qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_b (
-      .acc_i(b), .mantissa_i(d_bmant), .shift_i(d_bshift), .relu_i(1'b0), .z_o(qb)
+      .acc_i(b), .mantissa_i(d_bmant), .shift_i(state_q == AddUnit ? d_bshift : 6'd0), .relu_i(1'b0), .z_o(qb)
     );
     always_comb begin
       logic signed [AccBits-1:0] sat;
