@@ -316,7 +316,7 @@ module qathw_accel #(
     logic [RaBits-1:0] n;
     assign n = RaBits'(rq_pair_q + r);
     assign rq_mant[r*MantBits +: MantBits] = rq_mant_q[n];
-    assign rq_shift[r*6 +: 6] = rq_shift_q[n];
+    assign rq_shift[r*6 +: 6] = rq_valid_q ? rq_shift_q[n] : 6'd0;  // idle units: see the add unit
   end
 
   // The datapath. The reciprocal starts in the last absmax cycle.
@@ -332,7 +332,10 @@ module qathw_accel #(
     .clk_i, .rst_ni, .clear_i(array_clear), .valid_i(array_valid), .x_i(x_flat),
     .w_i(wmem_q[WaBits'(d_wbase + (group_q * tiles + tile_q) * patch_chunks + chunk_q)]), .lane_en_i(win_on),
     .row_en_i(row_on), .v_i(chunk_val), .amax_i(amax_q), .amax_o(amax_next), .recip_start_i(recip_start),
-    .recip_done_o(recip_done), .static_i(d_static), .static_mantissa_i(d_qmant), .static_shift_i(d_qshift),
+    // Outside the code pass the code units take the static path with a shift of 0 (their codes
+    // are not stored then), which keeps their rounding out of the simulation.
+    .recip_done_o(recip_done), .static_i(d_static || state_q != Codes), .static_mantissa_i(d_qmant),
+    .static_shift_i(state_q == Codes ? d_qshift : 6'd0),
     .codes_o(codes), .rq_mantissa_i(rq_mant), .rq_shift_i(rq_shift), .relu_i(d_relu), .z_o(z)
   );
 
@@ -380,7 +383,7 @@ module qathw_accel #(
   localparam logic signed [SumBits-1:0] Sum32Max = SumBits'(64'sh7fffffff);
   localparam logic signed [SumBits-1:0] Sum32Min = -SumBits'(64'sh80000000);
   qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven), .InBits(32)) u_avg_requant (
-    .acc_i(avg_sum_q), .mantissa_i(d_amant), .shift_i(d_ashift), .relu_i(d_relu), .z_o(avg_z)
+    .acc_i(avg_sum_q), .mantissa_i(d_amant), .shift_i(avg_valid_q ? d_ashift : 6'd0), .relu_i(d_relu), .z_o(avg_z)
   );
 
   // ---- the add unit: Lanes element pairs per cycle ------------------------------------------
@@ -392,7 +395,8 @@ module qathw_accel #(
     logic signed [AccBits:0] s;
     assign a = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_ibase + chunk_q * Lanes + i)]) : '0;
     assign b = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_resbase + chunk_q * Lanes + i)]) : '0;
-    // Outside AddUnit a shift of 0 keeps the idle units' rounding out of the simulation.
+    // Outside AddUnit a shift of 0 keeps the idle units' rounding out of the simulation (a
+    // shift of 0 takes the rounding shifter's first branch).
     qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_a (
       .acc_i(a), .mantissa_i(d_amant), .shift_i(state_q == AddUnit ? d_ashift : 6'd0), .relu_i(1'b0), .z_o(qa)
     );
