@@ -1,7 +1,8 @@
 // Time of one training step of a model file's network (models/*.toml) on random 28x28 images:
 // the FP32 step (forward + backward) and the QAT step (kernel quantization, the accelerator's
 // integers, the straight-through backward), for the convolutional models' speed work.
-// Usage: model_step_bench [model name or .toml] [target name or .toml] [threads] [batch] [steps]
+// Usage: model_step_bench [model name or .toml] [target name or .toml] [threads] [batch] [steps] [fp32|qat]
+// (the last argument times that step alone, for profiles)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   const int threads = argc > 3 ? std::atoi(argv[3]) : 2;
   const int batch = argc > 4 ? std::atoi(argv[4]) : 64;
   const int reps = argc > 5 ? std::atoi(argv[5]) : 5;
+  const std::string only = argc > 6 ? argv[6] : "";
   kernels::set_threads(threads);
   training::SpecNet net(model::resolve_model(model, 10), 1);
   const int features = static_cast<int>(net.spec().input.size());
@@ -36,12 +38,12 @@ int main(int argc, char** argv) {
   for (std::size_t k = 0; k < x.size(); ++k) x[k] = pixels[k] / 255.0f;
   std::vector<std::vector<float>> grads;
   int correct = 0;
-  const double fp32 = best_time_ms(5, reps, [&] {
+  const double fp32 = only == "qat" ? 0 : best_time_ms(5, reps, [&] {
     training::softmax_cross_entropy(net.forward(x.data(), batch), labels.data(), batch, 10, dlogits, correct);
     net.backward(dlogits, grads);
   });
-  const double quant = best_time_ms(5, reps, [&] { net.quantize_kernels(t.format); });
-  const double qat = best_time_ms(5, reps, [&] {
+  const double quant = only == "fp32" ? 0 : best_time_ms(5, reps, [&] { net.quantize_kernels(t.format); });
+  const double qat = only == "fp32" ? 0 : best_time_ms(5, reps, [&] {
     net.quantize_kernels(t.format);
     training::softmax_cross_entropy(net.forward_quantized(pixels.data(), batch, t.format, t.array.lanes), labels.data(),
                                     batch, 10, dlogits, correct);
