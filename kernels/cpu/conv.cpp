@@ -1,5 +1,7 @@
 #include "qathw/kernels/conv.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstddef>
 
@@ -29,6 +31,48 @@ void col2im_add(const float* cols, const arith::Conv2dShape& s, int g, float* ma
         for (int i = 0; i < n; ++i) to[i] += from[i];
       });
     }
+}
+
+PatchRuns::PatchRuns(const arith::Conv2dShape& s, int g) {
+  for (int oy = 0; oy < s.out_h(); ++oy)
+    for (int ox = 0; ox < s.out_w(); ++ox) {
+      first_.push_back(static_cast<int>(runs_.size()));
+      arith::for_each_patch_run(s, oy, ox, g, [&](int k, long at, int n) { runs_.push_back({k, n, at}); });
+    }
+  first_.push_back(static_cast<int>(runs_.size()));
+}
+
+namespace {
+
+// Runs of a few bytes (a one-channel map's window rows) are most of the work: copied with one
+// masked load and store of up to 64 bytes each.
+__attribute__((target("avx512f,avx512bw"))) void copy_bytes_avx512(const std::uint8_t* from, int n, std::uint8_t* to) {
+  for (; n >= 64; n -= 64, from += 64, to += 64) _mm512_storeu_si512(to, _mm512_loadu_si512(from));
+  const __mmask64 mask = (std::uint64_t{1} << n) - 1;  // n < 64
+  _mm512_mask_storeu_epi8(to, mask, _mm512_maskz_loadu_epi8(mask, from));
+}
+
+template <typename Copy>
+void gather_runs(const std::vector<int>& first, const std::vector<PatchRuns::Run>& runs, const std::uint8_t* map,
+                 std::uint8_t pad, std::uint8_t* cols, int ld, Copy copy) {
+  for (std::size_t p = 0; p + 1 < first.size(); ++p) {
+    std::uint8_t* row = cols + p * static_cast<std::size_t>(ld);
+    for (int r = first[p]; r < first[p + 1]; ++r) {
+      const PatchRuns::Run& run = runs[r];
+      if (run.at < 0) std::fill_n(row + run.k, run.n, pad);
+      else copy(map + run.at, run.n, row + run.k);
+    }
+  }
+}
+
+}  // namespace
+
+void PatchRuns::gather(const std::uint8_t* map, std::uint8_t pad, std::uint8_t* cols, int ld) const {
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  if (avx512) gather_runs(first_, runs_, map, pad, cols, ld, copy_bytes_avx512);
+  else
+    gather_runs(first_, runs_, map, pad, cols, ld,
+                [](const std::uint8_t* from, int n, std::uint8_t* to) { std::copy_n(from, n, to); });
 }
 
 }  // namespace qathw::kernels

@@ -47,6 +47,35 @@ TEST(ConvLowering, Im2colRowsAreTheIntegerEnginesPatches) {
   }
 }
 
+// The byte im2col of the int8 GEMM: each row is the same patch, `pad` in the padding, and the
+// bytes past the patch in a row are left as they were.
+TEST(ConvLowering, PatchRunsGatherTheIntegerEnginesPatches) {
+  const std::uint64_t seed = test::test_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<arith::Conv2dShape> all = shapes();
+  arith::Conv2dShape wide;  // runs longer than a vector: 5 x 30 channels in a window row
+  wide.in_h = 6, wide.in_w = 6, wide.in_c = 30, wide.out_c = 2, wide.window = {3, 5, 1, 1, 1, 2};
+  all.push_back(wide);
+  for (const arith::Conv2dShape& s : all) {
+    std::vector<std::uint8_t> map(static_cast<std::size_t>(s.in_h * s.in_w * s.in_c));
+    for (auto& v : map) v = static_cast<std::uint8_t>(rng() % 256);
+    const std::size_t rows = static_cast<std::size_t>(s.out_h() * s.out_w()), patch = static_cast<std::size_t>(s.patch());
+    const int ld = static_cast<int>(patch) + 3;
+    std::vector<std::uint8_t> expected(patch);
+    for (int g = 0; g < s.groups; ++g) {
+      std::vector<std::uint8_t> cols(rows * ld, 77);
+      PatchRuns(s, g).gather(map.data(), 128, cols.data(), ld);
+      for (int oy = 0; oy < s.out_h(); ++oy)
+        for (int ox = 0; ox < s.out_w(); ++ox) {
+          arith::for_each_patch_element(s, oy, ox, g, [&](int k, long at) { expected[k] = at < 0 ? 128 : map[at]; });
+          const std::uint8_t* row = cols.data() + (static_cast<std::size_t>(oy) * s.out_w() + ox) * ld;
+          ASSERT_EQ(std::vector<std::uint8_t>(row, row + patch), expected) << test::seed_note(seed);
+          ASSERT_EQ(std::vector<std::uint8_t>(row + patch, row + ld), std::vector<std::uint8_t>(3, 77));
+        }
+    }
+  }
+}
+
 TEST(ConvLowering, Col2imIsTheTransposeOfIm2col) {
   const std::uint64_t seed = test::test_seed();
   std::mt19937_64 rng(seed);

@@ -705,6 +705,41 @@ TEST(AccumulatorEpilogue, EqualsTheArithRuleOnEveryElement) {
         }
 }
 
+// The int8 GEMM on packed columns equals the integer product (codes - 128) . weights^T over
+// row counts that end in partial tiles, column counts around the 16 lanes of a vector and the
+// 4 blocks of a tile, depths that are and are not multiples of 4, padded rows of a and c.
+TEST(Int8Gemm, PackedColumnsGiveTheExactProduct) {
+  if (!qathw::kernels::int8_gemm_available()) GTEST_SKIP() << "no AVX-512 VNNI on this processor";
+  const std::uint64_t seed = qathw::test::test_seed();
+  std::mt19937_64 rng(seed);
+  for (int m : {1, 7, 30})
+    for (int n : {1, 10, 16, 17, 32, 50, 64, 70})
+      for (int k : {1, 3, 25, 400}) {
+        const int lda = qathw::kernels::padded_depth(k) + 8, ldc = n + 5;
+        std::vector<std::uint8_t> a(static_cast<std::size_t>(m) * lda);
+        for (auto& v : a) v = static_cast<std::uint8_t>(rng() % 256);  // the padding too: it must not count
+        std::vector<float> w(static_cast<std::size_t>(n) * k);
+        for (float& v : w) v = static_cast<float>(static_cast<int>(rng() % 15) - 7);
+        std::vector<std::int8_t> packed(qathw::kernels::packed_columns_bytes(n, k));
+        std::vector<std::int32_t> offsets(n), c(static_cast<std::size_t>(m) * ldc, -1);
+        qathw::kernels::pack_int8_columns(w.data(), n, k, packed.data(), offsets.data());
+        qathw::kernels::gemm_u8s8_packed(a.data(), lda, packed.data(), offsets.data(), m, n, k, c.data(), ldc);
+        for (int r = 0; r < m; ++r)
+          for (int j = 0; j < ldc; ++j) {
+            std::int64_t want = -1;  // columns past n are not written
+            if (j < n) {
+              want = 0;
+              for (int e = 0; e < k; ++e)
+                want += (static_cast<std::int64_t>(a[static_cast<std::size_t>(r) * lda + e]) - 128) *
+                        static_cast<std::int64_t>(w[static_cast<std::size_t>(j) * k + e]);
+            }
+            ASSERT_EQ(c[static_cast<std::size_t>(r) * ldc + j], want)
+                << "m " << m << " n " << n << " k " << k << " row " << r << " column " << j << ", "
+                << qathw::test::seed_note(seed);
+          }
+      }
+}
+
 // The vectorised accumulation equals arith::dot, the array's rule, for every kind of format:
 // saturating accumulators that do saturate (rows of one sign), wrapping ones, activations up to
 // 16 bits (partial sums beyond float's 2^24, formed in exact pieces), any adder-tree width.

@@ -9,6 +9,7 @@
 #include "../arith/test_support.h"
 #include "../model/random_model.h"
 #include "qathw/kernels/dense.h"
+#include "qathw/kernels/int8_gemm.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/training/idx.h"
@@ -343,6 +344,51 @@ TEST(SpecNet, QuantizedForwardIsTheIntegerEngine) {
         }
       }
     }
+  }
+}
+
+// The int8 GEMM's QAT step (byte patches kept for the backward pass) gives the integers and the
+// gradients of the float GEMM's, bit for bit, over batches that end in a partial chunk, with and
+// without kept patches: a grouped and strided network with static quantizers, a depthwise one, and
+// lenet.
+TEST(SpecNet, Int8GemmStepIsTheFloatGemmStep) {
+  if (!kernels::int8_gemm_available()) GTEST_SKIP() << "no AVX-512 VNNI on this processor";
+  const std::uint64_t seed = test::test_seed(23);
+  SCOPED_TRACE(test::seed_note(seed));
+  const bool saved = kernels::int8_gemm_enabled();
+  for (const char* name : {"small", "dscnn-tiny", "lenet"}) {
+    const model::ModelSpec m = std::string(name) == "small" ? model::parse_model(kSmallNet, "small.toml", 3)
+                                                            : model::resolve_model(name, 10);
+    const int classes = m.classes(), batch = 7;
+    std::mt19937_64 rng(seed);
+    std::vector<std::uint8_t> pixels(static_cast<std::size_t>(batch) * m.input.size());
+    for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
+    std::vector<float> r(static_cast<std::size_t>(batch) * classes);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& v : r) v = normal(rng);
+    for (const char* target : {"ternary-asic", "int4-fpga"})
+      for (const std::size_t kept : {std::size_t{1} << 25, std::size_t{0}}) {
+        SCOPED_TRACE(std::string(name) + " " + target + (kept ? "" : ", patches built again"));
+        const target::TargetSpec t = target::builtin_target(target);
+        std::vector<std::vector<float>> grads[2];
+        std::vector<std::vector<std::int32_t>> integers[2];
+        for (const bool int8 : {false, true}) {
+          kernels::set_int8_gemm_enabled(int8);
+          SpecNet net(m, seed);
+          net.set_max_kept_patches(kept);
+          net.quantize_kernels(t.format);
+          net.calibrate_static(pixels.data(), batch, t.format, t.array.lanes, 1.0);
+          net.forward_quantized(pixels.data(), batch, t.format, t.array.lanes);
+          net.backward_quantized(r, false, grads[int8]);
+          for (std::size_t i = 0; i < m.layers.size(); ++i) integers[int8].push_back(net.integers(i));
+          EXPECT_EQ(net.quantized()[0].packed.empty(), !int8);
+        }
+        kernels::set_int8_gemm_enabled(saved);
+        for (std::size_t i = 0; i < m.layers.size(); ++i) {
+          ASSERT_EQ(integers[0][i], integers[1][i]) << "layer " << i;
+          ASSERT_EQ(grads[0][i], grads[1][i]) << "layer " << i;
+        }
+      }
   }
 }
 

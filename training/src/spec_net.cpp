@@ -9,6 +9,7 @@
 
 #include "qathw/kernels/conv.h"
 #include "qathw/kernels/dense.h"
+#include "qathw/kernels/int8_gemm.h"
 #include "qathw/kernels/quant_ops.h"
 #include "qathw/training/calibration.h"
 
@@ -58,8 +59,9 @@ void for_each_chunk(int batch, F f) {
 }
 
 // A thread's scratch buffer, kept between calls (the chunks of every step reuse it).
-std::vector<float>& thread_scratch(int which, std::size_t size) {
-  thread_local std::vector<float> buffers[4];
+template <typename T = float>
+std::vector<T>& thread_scratch(int which, std::size_t size) {
+  thread_local std::vector<T> buffers[4];
   buffers[which].resize(size);
   return buffers[which];
 }
@@ -96,7 +98,12 @@ SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(sp
     previous = i;
   }
   out_.resize(spec_.layers.size());
+  patch_runs_.resize(spec_.layers.size());
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i)
+    if (spec_.layers[i].kind == LayerKind::Conv2d)
+      for (int g = 0; g < spec_.layers[i].groups; ++g) patch_runs_[i].emplace_back(conv_shape(spec_.layers[i]), g);
   patches_.resize(spec_.layers.size());
+  code_patches_.resize(spec_.layers.size());
   code_scale_.resize(spec_.layers.size());
   argmax_.resize(spec_.layers.size());
   steps_.assign(spec_.layers.size(), 0.0f);
@@ -124,13 +131,13 @@ const std::vector<float>& SpecNet::forward(const float* input, int batch) {
       case LayerKind::Conv2d: {
         const arith::Conv2dShape s = conv_shape(l);
         const int pixels = s.out_h() * s.out_w(), patch = s.patch(), go = s.group_out();
-        keep_patches(i, batch, s);
+        keep_patches(i, batch, s, false);
         code_scale_[i].clear();
         for_each_chunk(batch, [&](int, int b0, int n) {
           std::vector<float>& scratch_cols = thread_scratch(0, static_cast<std::size_t>(n) * pixels * patch);
           std::vector<float>& part = thread_scratch(1, static_cast<std::size_t>(n) * pixels * go);
           for (int g = 0; g < s.groups; ++g) {
-            float* cols = patches_[i].empty() ? scratch_cols.data() : kept_patches(i, g, b0, batch, s);
+            float* cols = patches_[i].empty() ? scratch_cols.data() : kept_patches(patches_[i], g, b0, batch, s, patch);
             for (int j = 0; j < n; ++j)
               kernels::im2col(x + (b0 + j) * in_size, s, g, cols + static_cast<std::size_t>(j) * pixels * patch);
             kernels::gemm_abt(cols, w_[i].data() + static_cast<std::size_t>(g) * go * patch, n * pixels, go,
@@ -240,6 +247,7 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         for_each_chunk(batch, [&](int c, int b0, int n) {
           const std::size_t rows = static_cast<std::size_t>(n) * pixels;
           std::vector<float>& scratch_cols = thread_scratch(0, patches_[i].empty() ? rows * patch : 0);
+          const int code_row = kernels::padded_depth(patch);
           std::vector<float>& dyg = thread_scratch(1, rows * go);
           std::vector<float>& dcols = thread_scratch(2, dx ? rows * patch : 0);
           std::vector<float>& scaled = thread_scratch(3, code_scale_[i].empty() ? 0 : rows * go);
@@ -247,10 +255,18 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
             gather_group(dy + b0 * out_size, n, pixels, s.out_c, g, go, dyg.data());
             const float* cols = scratch_cols.data();
             const float* dy_kernel = dyg.data();
-            if (!patches_[i].empty()) {
+            if (!patches_[i].empty() || !code_patches_[i].empty()) {
               // The forward's patches. In QAT they hold codes: each sample's code scale moves onto
-              // its output gradients, (s dy)^T codes = dy^T (s codes).
-              cols = kept_patches(i, g, b0, batch, s);
+              // its output gradients, (s dy)^T codes = dy^T (s codes). Byte codes (the int8
+              // GEMM's) become the same float codes first.
+              if (!patches_[i].empty()) {
+                cols = kept_patches(patches_[i], g, b0, batch, s, patch);
+              } else {
+                const std::uint8_t* kept = kept_patches(code_patches_[i], g, b0, batch, s, code_row);
+                for (std::size_t r = 0; r < rows; ++r)
+                  for (int e = 0; e < patch; ++e)
+                    scratch_cols[r * patch + e] = static_cast<float>(static_cast<int>(kept[r * code_row + e]) - 128);
+              }
               if (!code_scale_[i].empty()) {
                 for (std::size_t r = 0; r < rows; ++r)
                   for (int o = 0; o < go; ++o)
@@ -359,6 +375,15 @@ void SpecNet::quantize_kernels(const arith::Format& f) {
     q.requant.resize(static_cast<std::size_t>(l.out));
     q.reference = kernels::quantize_weights(w_[i].data(), l.out, in, f, q.codes.data(), q.scales.data(),
                                             q.dequantized.data(), q.ste_mask.data(), q.requant.data());
+    if (kernels::int8_gemm_enabled() && kernels::int8_accumulation_exact(in, f)) {
+      const int groups = l.kind == LayerKind::Conv2d ? l.groups : 1, go = l.out / groups;
+      const std::size_t bytes = kernels::packed_columns_bytes(go, in);
+      q.packed.resize(bytes * groups);
+      q.packed_offsets.resize(static_cast<std::size_t>(l.out));
+      for (int g = 0; g < groups; ++g)
+        kernels::pack_int8_columns(q.codes.data() + static_cast<std::size_t>(g) * go * in, go, in,
+                                   q.packed.data() + g * bytes, q.packed_offsets.data() + g * go);
+    }
   }
 }
 
@@ -439,6 +464,10 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         const QuantizedKernel& q = q_[i];
         codes.resize(x.size());
         kin_[i].resize(codes.size());
+        // The int8 GEMM reads the codes + 128 as bytes, each sample's padded to 4 bytes.
+        const bool int8 = !q.packed.empty();
+        const int code_row = kernels::padded_depth(static_cast<int>(in_size));
+        if (int8) input_codes_.resize(static_cast<std::size_t>(batch) * code_row);
         if (fixed[i]) {
           // Static: one pair for the tensor, unit_in / step (the units upstream are fixed).
           if (calibrating_) steps_[i] = static_cast<float>(calibrate(x) * unit_in[0] / qmax);
@@ -459,10 +488,15 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
           }
           std::fill(unit[i].begin(), unit[i].end(), step * q.reference);
           code_scale_[i].assign(static_cast<std::size_t>(batch), step);
+          if (int8)
+            for (int b = 0; b < batch; ++b)
+              for (std::size_t e = 0; e < in_size; ++e)
+                input_codes_[b * code_row + e] = static_cast<std::uint8_t>(static_cast<int>(codes[b * in_size + e]) + 128);
         } else {
           // Dynamic: one token per sample (the whole map).
           code_scale_[i].resize(static_cast<std::size_t>(batch));
-          kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data());
+          kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data(),
+                                   int8 ? input_codes_.data() : nullptr, code_row);
           for (int b = 0; b < batch; ++b) {
             const float scale = static_cast<float>(amax[b]) * unit_in[b] / qmax;
             for (std::size_t k = 0; k < in_size; ++k) kin_[i][b * in_size + k] = codes[b * in_size + k] * scale;
@@ -489,24 +523,47 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
             kernels::accumulator_epilogue(acc_i.data(), rows, go, pairs, false, f, out);
           }
         };
+        // The same on byte codes, rows `lda` bytes apart: exact int32 sums (int8_accumulation_exact).
+        const auto array_int8 = [&](const std::uint8_t* a, int lda, int rows, int g, int go, std::int32_t* out) {
+          std::vector<std::int32_t>& acc = thread_scratch<std::int32_t>(0, static_cast<std::size_t>(rows) * go);
+          const std::size_t bytes = kernels::packed_columns_bytes(go, k);
+          kernels::gemm_u8s8_packed(a, lda, q.packed.data() + g * bytes, q.packed_offsets.data() + g * go, rows, go, k,
+                                    acc.data(), go);
+          kernels::accumulator_epilogue(acc.data(), rows, go, q.requant.data() + static_cast<std::size_t>(g) * go, false, f,
+                                        out);
+        };
         if (l.kind == LayerKind::Linear) {
-          array(codes.data(), batch, 0, l.out, y.data());
+          if (int8) array_int8(input_codes_.data(), code_row, batch, 0, l.out, y.data());
+          else array(codes.data(), batch, 0, l.out, y.data());
           break;
         }
         const arith::Conv2dShape s = conv_shape(l);
-        const int pixels = s.out_h() * s.out_w(), go = s.group_out();
-        keep_patches(i, batch, s);
+        const int pixels = s.out_h() * s.out_w(), go = s.group_out(), patch_row = kernels::padded_depth(k);
+        keep_patches(i, batch, s, int8);
         for_each_chunk(batch, [&](int, int b0, int n) {
           const int rows = n * pixels;
-          std::vector<float>& scratch_cols = thread_scratch(0, static_cast<std::size_t>(rows) * k);
           thread_local std::vector<std::int32_t> part;
           part.resize(static_cast<std::size_t>(rows) * go);
+          // One group: the chunk's outputs are a block of the layer's.
+          std::int32_t* out = s.groups == 1 ? y.data() + b0 * out_size : part.data();
           for (int g = 0; g < s.groups; ++g) {
-            float* cols = patches_[i].empty() ? scratch_cols.data() : kept_patches(i, g, b0, batch, s);
-            for (int j = 0; j < n; ++j)
-              kernels::im2col(codes.data() + (b0 + j) * in_size, s, g, cols + static_cast<std::size_t>(j) * pixels * k);
-            array(cols, rows, g, go, part.data());
-            scatter_group(part.data(), n, pixels, s.out_c, g, go, y.data() + b0 * out_size);
+            if (int8) {
+              std::vector<std::uint8_t>& scratch =
+                  thread_scratch<std::uint8_t>(0, code_patches_[i].empty() ? static_cast<std::size_t>(rows) * patch_row : 0);
+              std::uint8_t* cols =
+                  code_patches_[i].empty() ? scratch.data() : kept_patches(code_patches_[i], g, b0, batch, s, patch_row);
+              for (int j = 0; j < n; ++j)
+                patch_runs_[i][g].gather(input_codes_.data() + static_cast<std::size_t>(b0 + j) * code_row, 128,
+                                         cols + static_cast<std::size_t>(j) * pixels * patch_row, patch_row);
+              array_int8(cols, patch_row, rows, g, go, out);
+            } else {
+              std::vector<float>& scratch_cols = thread_scratch(0, static_cast<std::size_t>(rows) * k);
+              float* cols = patches_[i].empty() ? scratch_cols.data() : kept_patches(patches_[i], g, b0, batch, s, k);
+              for (int j = 0; j < n; ++j)
+                kernels::im2col(codes.data() + (b0 + j) * in_size, s, g, cols + static_cast<std::size_t>(j) * pixels * k);
+              array(cols, rows, g, go, out);
+            }
+            if (s.groups > 1) scatter_group(part.data(), n, pixels, s.out_c, g, go, y.data() + b0 * out_size);
           }
         });
         break;
@@ -571,15 +628,19 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
   return out_.back();
 }
 
-void SpecNet::keep_patches(std::size_t layer, int batch, const arith::Conv2dShape& s) {
-  const std::size_t size = static_cast<std::size_t>(batch) * s.groups * s.out_h() * s.out_w() * s.patch();
-  if (size <= max_kept_patches_) patches_[layer].resize(size);
+void SpecNet::keep_patches(std::size_t layer, int batch, const arith::Conv2dShape& s, bool codes) {
+  const std::size_t rows = static_cast<std::size_t>(batch) * s.groups * s.out_h() * s.out_w();
+  const bool keep = rows * s.patch() <= max_kept_patches_;
+  if (keep && !codes) patches_[layer].resize(rows * s.patch());
   else patches_[layer].clear();
+  if (keep && codes) code_patches_[layer].resize(rows * kernels::padded_depth(s.patch()));
+  else code_patches_[layer].clear();
 }
 
-float* SpecNet::kept_patches(std::size_t layer, int g, int b0, int batch, const arith::Conv2dShape& s) {
+template <typename T>
+T* SpecNet::kept_patches(std::vector<T>& kept, int g, int b0, int batch, const arith::Conv2dShape& s, int row) const {
   const std::size_t rows = (static_cast<std::size_t>(g) * batch + b0) * s.out_h() * s.out_w();
-  return patches_[layer].data() + rows * s.patch();
+  return kept.data() + rows * row;
 }
 
 }  // namespace qathw::training

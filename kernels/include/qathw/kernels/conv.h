@@ -4,6 +4,9 @@
 // hardware and the integer engine use.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "qathw/arith.h"
 
 namespace qathw::kernels {
@@ -14,5 +17,27 @@ void im2col(const float* map, const arith::Conv2dShape& s, int g, float* cols);
 
 // map_grad += the transpose of im2col applied to cols (the same layout as im2col's output).
 void col2im_add(const float* cols, const arith::Conv2dShape& s, int g, float* map_grad);
+
+// The runs of every output pixel's patch of one group (arith::for_each_patch_run), listed once
+// per layer: im2col of each sample then copies the runs without walking the windows again.
+class PatchRuns {
+ public:
+  PatchRuns() = default;
+  PatchRuns(const arith::Conv2dShape& s, int g);
+
+  // im2col of byte codes: out_h * out_w rows, `ld` bytes apart, of the patches of group g of
+  // `map` (in_h x in_w x in_c), `pad` where the window lies in the padding. Bytes past patch() in
+  // a row are left as they are.
+  void gather(const std::uint8_t* map, std::uint8_t pad, std::uint8_t* cols, int ld) const;
+
+  struct Run {
+    int k, n;
+    long at;  // -1: padding
+  };
+
+ private:
+  std::vector<Run> runs_;
+  std::vector<int> first_;  // per output pixel: its first run, and the end of the last
+};
 
 }  // namespace qathw::kernels

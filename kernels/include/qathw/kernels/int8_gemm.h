@@ -29,4 +29,25 @@ void pack_int8_rows(const float* codes, int rows, int cols, std::int8_t* packed,
 void gemm_u8s8_abt(const std::uint8_t* a, const std::int8_t* b, const std::int32_t* b_offset, int m, int n, int lda,
                    std::int32_t* c);
 
+// ---- the same product with b packed for short rows (convolution patches) -------------------
+// gemm_u8s8_abt reduces each output across a vector, which costs as much as the products when a
+// row is a few dozen bytes (a 5 x 5 patch). Here each lane of a vector is one output column and
+// VNNI sums 4 bytes of a row into it: a's rows need only be padded to 4 bytes.
+
+constexpr int padded_depth(int k) { return (k + 3) / 4 * 4; }
+
+// Bytes of n rows of k weight codes packed by pack_int8_columns.
+std::size_t packed_columns_bytes(int n, int k);
+
+// Weight codes (floats holding integers, n x k row-major) packed for gemm_u8s8_packed: blocks of
+// 16 columns, each padded_depth(k) / 4 groups of 4 codes per column, zero-padded; and the
+// offsets 128 * sum_k b[j][k].
+void pack_int8_columns(const float* codes, int n, int k, std::int8_t* packed, std::int32_t* offsets);
+
+// c[m x n] (rows ldc apart) = (a - 128)[m x k] . b[n x k]^T, exact in int32, b packed by
+// pack_int8_columns. Rows of a are `lda` >= padded_depth(k) bytes apart; bytes past k are read
+// but multiply zero codes. Requires |result| < 2^31 and int8_gemm_available().
+void gemm_u8s8_packed(const std::uint8_t* a, int lda, const std::int8_t* packed_b, const std::int32_t* b_offset, int m,
+                      int n, int k, std::int32_t* c, int ldc);
+
 }  // namespace qathw::kernels

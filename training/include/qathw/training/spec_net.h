@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "qathw/arith.h"
+#include "qathw/kernels/conv.h"
 #include "qathw/model/model_spec.h"
 
 namespace qathw::training {
@@ -40,6 +41,10 @@ class SpecNet {
     std::vector<float> codes, scales, dequantized, ste_mask;
     std::vector<arith::FixedPoint> requant;
     float reference = 0;
+    // Each group's codes packed for the int8 GEMM (kernels/int8_gemm.h) and their offsets; empty
+    // where it does not apply (no VNNI, or sums that may not fit int32 exactly).
+    std::vector<std::int8_t> packed;
+    std::vector<std::int32_t> packed_offsets;
   };
   // Quantizes every conv2d and linear kernel for the target's format.
   void quantize_kernels(const arith::Format& f);
@@ -99,9 +104,15 @@ class SpecNet {
   // Per convolution: the last forward's patches ([group][sample][pixel][patch]; codes in QAT),
   // for the kernel gradient; empty when too large to keep. In QAT, each sample's code scale.
   std::vector<std::vector<float>> patches_, code_scale_;
+  // Per convolution, the same when the int8 GEMM ran the QAT forward: byte codes + 128, rows
+  // padded to 4 bytes ([group][sample][pixel][padded patch]).
+  std::vector<std::vector<std::uint8_t>> code_patches_;
   std::size_t max_kept_patches_ = std::size_t{1} << 25;
-  void keep_patches(std::size_t layer, int batch, const arith::Conv2dShape& s);
-  float* kept_patches(std::size_t layer, int g, int b0, int batch, const arith::Conv2dShape& s);
+  void keep_patches(std::size_t layer, int batch, const arith::Conv2dShape& s, bool codes);
+  template <typename T>
+  T* kept_patches(std::vector<T>& kept, int g, int b0, int batch, const arith::Conv2dShape& s, int row) const;
+  std::vector<std::vector<kernels::PatchRuns>> patch_runs_;  // per convolution and group
+  std::vector<std::uint8_t> input_codes_;                   // a kernel layer's input codes + 128 (int8 GEMM)
   std::vector<float> steps_, step_grads_;          // per layer: static quantizer steps, their gradients
   std::vector<float> pair_steps_;                  // per layer: the step its pair gives (last forward)
   std::vector<std::vector<float>> xs_;             // per static layer: its input over the step
