@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 
-PARTS = ["peers", "cnn_peers", "contention", "targets", "verify", "sim", "sweep", "synth"]
+PARTS = ["peers", "cnn_peers", "contention", "targets", "verify", "cnn_verify", "sim", "sweep", "synth"]
 FILES = {"peers": "train_vs_peers.json", "cnn_peers": "cnn_vs_peers.json"}
 
 
@@ -81,6 +81,20 @@ def verify_md(v):
                         "command, engines in parallel worker processes."]
 
 
+def cnn_verify_md(v):
+    lines = ["| model | target | images | wall s | int | SystemC | RTL | HLS | RTL cycles/s | agree | SystemC = RTL cycles |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in v["rows"]:
+        j, e = r["report"], r["report"]["engines"]
+        rate = lambda n: f"{e[n]['images_per_s']:.0f}/s" if n in e else "-"
+        cycles = j.get("cycles", {}).get("largest_relative_difference")
+        lines.append(f"| {r['model']} | {r['target']} | {j['samples']} | {r['wall_s']:.1f} | {rate('int')} | "
+                     f"{rate('systemc')} | {rate('rtl')} | {rate('hls')} | "
+                     f"{e.get('rtl', {}).get('cycles_per_s', 0) / 1e6:.2f} M | {'yes' if j['agree'] else 'NO'} | "
+                     f"{'-' if cycles is None else ('yes' if cycles == 0 else 'NO')} |")
+    return lines + ["", "Every layer of every test image compared; engine rates per worker, as above."]
+
+
 def sim_md(s):
     lines = ["| target | integer engine s | images/s | SystemC s | images/s | SystemC / int time |",
              "|---|---|---|---|---|---|"]
@@ -133,7 +147,7 @@ def main():
     result = {"machine": {"cpu": cpu_name(), "cpus": os.cpu_count()}}
     md = [f"# Benchmarks ({cpu_name()}, {os.cpu_count()} CPUs)", ""]
     render = {"peers": peers_md, "cnn_peers": cnn_peers_md, "contention": contention_md, "targets": targets_md,
-              "verify": verify_md, "sim": sim_md, "sweep": sweep_md, "synth": synth_md}
+              "verify": verify_md, "cnn_verify": cnn_verify_md, "sim": sim_md, "sweep": sweep_md, "synth": synth_md}
     for part in PARTS:
         data = load(out, part)
         if data is None:
