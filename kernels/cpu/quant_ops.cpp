@@ -92,14 +92,16 @@ namespace {
 // of the instance: the per-element mode tests fold away. GCC still leaves it scalar (a 64-bit
 // shift by each channel's 32-bit shift count has no vector form), hence the AVX-512 rows below.
 template <arith::Rounding R, arith::Overflow O, typename Acc>
-void epilogue_row(const Acc* __restrict in, std::int32_t* __restrict out, int cols, const std::int64_t* __restrict m,
-                  const std::int64_t* __restrict s, bool relu, arith::Format g) {
+void epilogue_rows(const Acc* __restrict in, std::int32_t* __restrict out, int rows, int cols,
+                   const std::int64_t* __restrict m, const std::int64_t* __restrict s, bool relu, arith::Format g) {
   g.rounding = R;
   g.overflow = O;
-  for (int n = 0; n < cols; ++n) {
-    const std::int64_t a = arith::accumulator_of_exact_sum(static_cast<std::int64_t>(in[n]), g);
-    out[n] = static_cast<std::int32_t>(arith::epilogue(a, arith::FixedPoint{m[n], static_cast<int>(s[n])}, relu, g));
-  }
+  for (long e = 0; e < static_cast<long>(rows) * cols; e += cols)
+    for (int n = 0; n < cols; ++n) {
+      const std::int64_t a = arith::accumulator_of_exact_sum(static_cast<std::int64_t>(in[e + n]), g);
+      out[e + n] =
+          static_cast<std::int32_t>(arith::epilogue(a, arith::FixedPoint{m[n], static_cast<int>(s[n])}, relu, g));
+    }
 }
 
 // ---- the same row with AVX-512, 8 accumulators in 64-bit lanes at a time -------------------
@@ -119,17 +121,19 @@ __attribute__((target("avx512f,avx512vl"))) inline __m512i load_lanes(const std:
 }
 
 template <arith::Rounding R, arith::Overflow O, typename Acc>
-__attribute__((target("avx512f,avx512vl"))) void epilogue_row_avx512(const Acc* __restrict in, std::int32_t* __restrict out,
-                                                            int cols, const std::int64_t* __restrict m,
-                                                            const std::int64_t* __restrict s, bool relu,
-                                                            arith::Format g) {
+__attribute__((target("avx512f,avx512vl"))) void epilogue_rows_avx512(const Acc* __restrict in,
+                                                                     std::int32_t* __restrict out, int rows, int cols,
+                                                                     const std::int64_t* __restrict m,
+                                                                     const std::int64_t* __restrict s, bool relu,
+                                                                     arith::Format g) {
   const __m512i acc_min = _mm512_set1_epi64(arith::signed_min(g.acc_bits));
   const __m512i acc_max = _mm512_set1_epi64(arith::signed_max(g.acc_bits));
   const __m512i wrap_shift = _mm512_set1_epi64(64 - g.acc_bits);
   const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1);
+  for (long e = 0; e < static_cast<long>(rows) * cols; e += cols)
   for (int n = 0; n < cols; n += 8) {
     const __mmask8 k = cols - n >= 8 ? 0xFF : static_cast<__mmask8>((1u << (cols - n)) - 1);
-    __m512i a = load_lanes(in + n, k);
+    __m512i a = load_lanes(in + e + n, k);
     // accumulator_of_exact_sum: saturate to acc_bits, or wrap (sign-extend the low acc_bits).
     if (O == arith::Overflow::Saturate) a = _mm512_min_epi64(_mm512_max_epi64(a, acc_min), acc_max);
     else a = _mm512_srav_epi64(_mm512_sllv_epi64(a, wrap_shift), wrap_shift);
@@ -152,27 +156,27 @@ __attribute__((target("avx512f,avx512vl"))) void epilogue_row_avx512(const Acc* 
     }
     q = _mm512_min_epi64(_mm512_max_epi64(q, acc_min), acc_max);
     if (relu) q = _mm512_max_epi64(q, zero);
-    _mm256_mask_storeu_epi32(out + n, k, _mm512_cvtepi64_epi32(q));
+    _mm256_mask_storeu_epi32(out + e + n, k, _mm512_cvtepi64_epi32(q));
   }
 }
 
 template <typename Acc>
-using EpilogueRow = void (*)(const Acc*, std::int32_t*, int, const std::int64_t*, const std::int64_t*, bool,
-                             arith::Format);
+using EpilogueRows = void (*)(const Acc*, std::int32_t*, int, int, const std::int64_t*, const std::int64_t*, bool,
+                              arith::Format);
 
 template <typename Acc>
-EpilogueRow<Acc> epilogue_row_for(const arith::Format& f) {
+EpilogueRows<Acc> epilogue_rows_for(const arith::Format& f) {
   using R = arith::Rounding;
   using O = arith::Overflow;
   static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
   const bool even = f.rounding == R::HalfEven, wrap = f.overflow == O::Wrap;
   if (avx512) {
-    if (even) return wrap ? epilogue_row_avx512<R::HalfEven, O::Wrap, Acc> : epilogue_row_avx512<R::HalfEven, O::Saturate, Acc>;
-    return wrap ? epilogue_row_avx512<R::HalfAwayFromZero, O::Wrap, Acc>
-                : epilogue_row_avx512<R::HalfAwayFromZero, O::Saturate, Acc>;
+    if (even) return wrap ? epilogue_rows_avx512<R::HalfEven, O::Wrap, Acc> : epilogue_rows_avx512<R::HalfEven, O::Saturate, Acc>;
+    return wrap ? epilogue_rows_avx512<R::HalfAwayFromZero, O::Wrap, Acc>
+                : epilogue_rows_avx512<R::HalfAwayFromZero, O::Saturate, Acc>;
   }
-  if (even) return wrap ? epilogue_row<R::HalfEven, O::Wrap, Acc> : epilogue_row<R::HalfEven, O::Saturate, Acc>;
-  return wrap ? epilogue_row<R::HalfAwayFromZero, O::Wrap, Acc> : epilogue_row<R::HalfAwayFromZero, O::Saturate, Acc>;
+  if (even) return wrap ? epilogue_rows<R::HalfEven, O::Wrap, Acc> : epilogue_rows<R::HalfEven, O::Saturate, Acc>;
+  return wrap ? epilogue_rows<R::HalfAwayFromZero, O::Wrap, Acc> : epilogue_rows<R::HalfAwayFromZero, O::Saturate, Acc>;
 }
 
 }  // namespace
@@ -187,11 +191,13 @@ void accumulator_epilogue(const Acc* acc, int rows, int cols, const arith::Fixed
     mantissa[n] = requant[n].mantissa;
     shift[n] = requant[n].shift;
   }
-  const EpilogueRow<Acc> row = epilogue_row_for<Acc>(f);
+  const EpilogueRows<Acc> epilogue = epilogue_rows_for<Acc>(f);
+  constexpr int kBlock = 64;  // rows a call
+  const int blocks = (rows + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols > 32768)
-  for (int b = 0; b < rows; ++b)
-    row(acc + static_cast<std::size_t>(b) * cols, z + static_cast<std::size_t>(b) * cols, cols, mantissa.data(),
-        shift.data(), relu, f);
+  for (int b = 0; b < blocks; ++b)
+    epilogue(acc + static_cast<std::size_t>(b) * kBlock * cols, z + static_cast<std::size_t>(b) * kBlock * cols,
+             std::min(kBlock, rows - b * kBlock), cols, mantissa.data(), shift.data(), relu, f);
 }
 
 template void accumulator_epilogue<float>(const float*, int, int, const arith::FixedPoint*, bool,

@@ -46,6 +46,28 @@ void for_each_pool_output(const LayerSpec& l, int batch, F f) {
   }
 }
 
+// A pool's windows listed once: each output pixel's in-map positions (arith::for_each_window_index,
+// in its order) as the map index of channel 0; channel c's index is that plus c.
+struct PoolWindows {
+  std::vector<long> offsets;
+  std::vector<int> first;  // per output pixel: its first offset, and the end of the last
+};
+
+PoolWindows pool_windows(const LayerSpec& l) {
+  PoolWindows w;
+  const model::Shape& in = l.in_shape;
+  for (int oy = 0; oy < l.out_shape.height; ++oy)
+    for (int ox = 0; ox < l.out_shape.width; ++ox) {
+      w.first.push_back(static_cast<int>(w.offsets.size()));
+      arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, 0,
+                                   [&](long k) { w.offsets.push_back(k); });
+      if (static_cast<int>(w.offsets.size()) == w.first.back())
+        throw std::logic_error("a pooling window lies wholly in the padding");
+    }
+  w.first.push_back(static_cast<int>(w.offsets.size()));
+  return w;
+}
+
 // Samples a convolution takes at a time: a chunk's patches go through one GEMM (a few samples
 // keep its operands in cache), chunks run in parallel. Chunks are fixed, so every sum, the
 // kernel gradient's included, is formed the same way whatever the thread count.
@@ -98,6 +120,9 @@ SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(sp
     previous = i;
   }
   out_.resize(spec_.layers.size());
+  feeds_relu_.assign(spec_.layers.size(), false);
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i)
+    if (spec_.layers[i].kind == LayerKind::Relu && source_[i] != kInput) feeds_relu_[source_[i]] = true;
   patch_runs_.resize(spec_.layers.size());
   for (std::size_t i = 0; i < spec_.layers.size(); ++i)
     if (spec_.layers[i].kind == LayerKind::Conv2d)
@@ -248,13 +273,18 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
           const std::size_t rows = static_cast<std::size_t>(n) * pixels;
           std::vector<float>& scratch_cols = thread_scratch(0, patches_[i].empty() ? rows * patch : 0);
           const int code_row = kernels::padded_depth(patch);
-          std::vector<float>& dyg = thread_scratch(1, rows * go);
+          std::vector<float>& dyg = thread_scratch(1, s.groups > 1 ? rows * go : 0);
           std::vector<float>& dcols = thread_scratch(2, dx ? rows * patch : 0);
           std::vector<float>& scaled = thread_scratch(3, code_scale_[i].empty() ? 0 : rows * go);
           for (int g = 0; g < s.groups; ++g) {
-            gather_group(dy + b0 * out_size, n, pixels, s.out_c, g, go, dyg.data());
+            // The group's output gradients (one group: the chunk's block of the layer's).
+            const float* dy_group = dy + b0 * out_size;
+            if (s.groups > 1) {
+              gather_group(dy + b0 * out_size, n, pixels, s.out_c, g, go, dyg.data());
+              dy_group = dyg.data();
+            }
             const float* cols = scratch_cols.data();
-            const float* dy_kernel = dyg.data();
+            const float* dy_kernel = dy_group;
             if (!patches_[i].empty() || !code_patches_[i].empty()) {
               // The forward's patches. In QAT they hold codes: each sample's code scale moves onto
               // its output gradients, (s dy)^T codes = dy^T (s codes). Byte codes (the int8
@@ -262,15 +292,13 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
               if (!patches_[i].empty()) {
                 cols = kept_patches(patches_[i], g, b0, batch, s, patch);
               } else {
-                const std::uint8_t* kept = kept_patches(code_patches_[i], g, b0, batch, s, code_row);
-                for (std::size_t r = 0; r < rows; ++r)
-                  for (int e = 0; e < patch; ++e)
-                    scratch_cols[r * patch + e] = static_cast<float>(static_cast<int>(kept[r * code_row + e]) - 128);
+                kernels::codes_of_bytes(kept_patches(code_patches_[i], g, b0, batch, s, code_row), static_cast<int>(rows),
+                                        patch, code_row, scratch_cols.data());
               }
               if (!code_scale_[i].empty()) {
                 for (std::size_t r = 0; r < rows; ++r)
                   for (int o = 0; o < go; ++o)
-                    scaled[r * go + o] = dyg[r * go + o] * code_scale_[i][b0 + r / pixels];
+                    scaled[r * go + o] = dy_group[r * go + o] * code_scale_[i][b0 + r / pixels];
                 dy_kernel = scaled.data();
               }
             } else {
@@ -282,7 +310,7 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
             kernels::gemm_atb(dy_kernel, cols, static_cast<int>(rows), go, patch,
                               chunk_grads_.data() + static_cast<std::size_t>(c) * kernel_size + at);
             if (dx) {
-              kernels::gemm_ab(dyg.data(), w + at, static_cast<int>(rows), go, patch, dcols.data());
+              kernels::gemm_ab(dy_group, w + at, static_cast<int>(rows), go, patch, dcols.data());
               for (int j = 0; j < n; ++j)
                 kernels::col2im_add(dcols.data() + static_cast<std::size_t>(j) * pixels * patch, s, g,
                                     dx + (b0 + j) * in_size);
@@ -457,7 +485,7 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
     const std::vector<float>& unit_in = source_[i] == kInput ? pixel_unit : unit[source_[i]];
     unit[i] = unit_in;
     std::vector<std::int32_t>& y = z_[i];
-    y.assign(static_cast<std::size_t>(batch) * out_size, 0);
+    y.resize(static_cast<std::size_t>(batch) * out_size);  // every layer writes each of its outputs
     switch (l.kind) {
       case LayerKind::Conv2d:
       case LayerKind::Linear: {
@@ -580,22 +608,36 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         if (!max && area_pair.status != arith::FixedPointStatus::Ok)
           throw std::runtime_error(spec_.origin + ": layer " + std::to_string(i) + ": 1 / area has no pair in the " +
                                    "target's scale format");
-        if (max) argmax_[i].assign(y.size(), -1);
+        if (max) {
+          // arith::max_pool's maximum over the window's positions in the map, found with the first
+          // position holding it, which takes the gradient. Channels are contiguous: the loops
+          // over them vectorize.
+          const PoolWindows w = pool_windows(l);
+          const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
+          argmax_[i].resize(y.size());
+#pragma omp parallel for schedule(static)
+          for (int b = 0; b < batch; ++b) {
+            const std::int32_t* xb = x.data() + b * in_size;
+            for (int p = 0; p < out_pixels; ++p) {
+              const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
+              std::int32_t* __restrict yp = y.data() + at;
+              std::int64_t* __restrict best = argmax_[i].data() + at;
+              const long o0 = w.offsets[w.first[p]];
+              for (int c = 0; c < channels; ++c) yp[c] = xb[o0 + c], best[c] = o0 + c;
+              for (int e = w.first[p] + 1; e < w.first[p + 1]; ++e) {
+                const std::int32_t* xe = xb + w.offsets[e];
+                const long o = w.offsets[e];
+                for (int c = 0; c < channels; ++c)
+                  if (xe[c] > yp[c]) yp[c] = xe[c], best[c] = o + c;
+              }
+            }
+          }
+          break;
+        }
         for_each_pool_output(l, batch, [&](int b, int oy, int ox, int c, std::size_t at) {
           const std::int32_t* xb = x.data() + b * in_size;
-          if (!max) {
-            y[at] = static_cast<std::int32_t>(arith::average_pool(
-                arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c), area_pair.value, f));
-            return;
-          }
-          // arith::max_pool's maximum over the window's positions in the map, found with the first
-          // position holding it, which takes the gradient.
-          long best = -1;
-          arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
-            if (best < 0 || xb[k] > xb[best]) best = k;
-          });
-          y[at] = xb[best];
-          argmax_[i][at] = best;
+          y[at] = static_cast<std::int32_t>(arith::average_pool(
+              arith::window_sum(xb, in.height, in.width, in.channels, l.window, oy, ox, c), area_pair.value, f));
         });
         break;
       }
@@ -619,10 +661,13 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         break;
       }
     }
-    // The real values the backward pass works on.
+    // The real values the backward pass works on: the logits, and the ReLUs' inputs (their
+    // masks). Kernel layers read their codes (kin_) instead, pools their argmax.
     out_[i].resize(y.size());
-    for (int b = 0; b < batch; ++b)
-      for (std::size_t k = 0; k < out_size; ++k) out_[i][b * out_size + k] = static_cast<float>(y[b * out_size + k]) * unit[i][b];
+    if (i + 1 == spec_.layers.size() || feeds_relu_[i])
+      for (int b = 0; b < batch; ++b)
+        for (std::size_t k = 0; k < out_size; ++k)
+          out_[i][b * out_size + k] = static_cast<float>(y[b * out_size + k]) * unit[i][b];
   }
   input_ = nullptr;  // kernel layers read kin_; no layer reads the input's real values
   return out_.back();

@@ -18,6 +18,10 @@ void im2col(const float* map, const arith::Conv2dShape& s, int g, float* cols);
 // map_grad += the transpose of im2col applied to cols (the same layout as im2col's output).
 void col2im_add(const float* cols, const arith::Conv2dShape& s, int g, float* map_grad);
 
+// The float codes of byte codes + 128: `rows` rows of `count` codes, `ld` bytes apart in `bytes`,
+// written contiguously (count floats a row). The kernel gradient's operand from kept byte patches.
+void codes_of_bytes(const std::uint8_t* bytes, int rows, int count, int ld, float* codes);
+
 // The runs of every output pixel's patch of one group (arith::for_each_patch_run), listed once
 // per layer: im2col of each sample then copies the runs without walking the windows again.
 class PatchRuns {
