@@ -49,7 +49,7 @@ void for_each_pool_output(const LayerSpec& l, int batch, F f) {
 // A pool's windows listed once: each output pixel's in-map positions (arith::for_each_window_index,
 // in its order) as the map index of channel 0; channel c's index is that plus c.
 struct PoolWindows {
-  std::vector<long> offsets;
+  std::vector<int> offsets;
   std::vector<int> first;  // per output pixel: its first offset, and the end of the last
 };
 
@@ -60,12 +60,19 @@ PoolWindows pool_windows(const LayerSpec& l) {
     for (int ox = 0; ox < l.out_shape.width; ++ox) {
       w.first.push_back(static_cast<int>(w.offsets.size()));
       arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, 0,
-                                   [&](long k) { w.offsets.push_back(k); });
+                                   [&](long k) { w.offsets.push_back(static_cast<int>(k)); });
       if (static_cast<int>(w.offsets.size()) == w.first.back())
         throw std::logic_error("a pooling window lies wholly in the padding");
     }
   w.first.push_back(static_cast<int>(w.offsets.size()));
   return w;
+}
+
+// Whether a pool's windows tile its input: every position in exactly one window.
+bool pool_tiles(const LayerSpec& l) {
+  const arith::Window& w = l.window;
+  return w.stride_h == w.kernel_h && w.stride_w == w.kernel_w && w.pad_h == 0 && w.pad_w == 0 &&
+         l.out_shape.height * w.stride_h == l.in_shape.height && l.out_shape.width * w.stride_w == l.in_shape.width;
 }
 
 // Samples a convolution takes at a time: a chunk's patches go through one GEMM (a few samples
@@ -191,7 +198,7 @@ const std::vector<float>& SpecNet::forward(const float* input, int batch) {
             else if (xb[k] > acc) acc = xb[k], best = k;
           });
           y[at] = max ? acc : acc / area;
-          if (max) argmax_[i][at] = best;
+          if (max) argmax_[i][at] = static_cast<std::int32_t>(best);
         });
         break;
       }
@@ -227,16 +234,26 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
   grads.assign(layers, {});
   std::vector<std::vector<float>>& d = dout_;  // d(loss)/d(each layer's output)
   d.resize(layers);
-  for (std::size_t i = 0; i < layers; ++i) d[i].assign(out_[i].size(), 0.0f);
+  // A layer's gradient buffer is zeroed only where something adds into it: the first ReLU or
+  // tiling max pool to reach it writes it whole, each element 0 + the value it would have added.
+  std::vector<bool> written(layers, false);
+  for (std::size_t i = 0; i < layers; ++i) d[i].resize(out_[i].size());
   d.back() = dlogits;
+  written.back() = true;
+  const auto zeroed = [&](std::size_t j) {
+    if (!written[j]) std::fill(d[j].begin(), d[j].end(), 0.0f);
+    written[j] = true;
+  };
   std::vector<float> scratch, dcodes;
   step_grads_.assign(layers, 0.0f);
   for (std::size_t i = layers; i-- > 0;) {
     const LayerSpec& l = spec_.layers[i];
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
     const std::size_t out_size = static_cast<std::size_t>(l.out_shape.size());
+    zeroed(i);  // an output nothing reads has gradient 0
     const float* dy = d[i].data();
     float* dx = source_[i] == kInput ? nullptr : d[source_[i]].data();  // the input needs no gradient
+    const bool writes_whole = l.kind == LayerKind::Relu || (l.kind == LayerKind::MaxPool && pool_tiles(l));
     // A kernel layer's QAT input is its quantized codes' real values; the others read their
     // input's real values either way.
     const bool kernel = l.kind == LayerKind::Conv2d || l.kind == LayerKind::Linear;
@@ -250,6 +267,11 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
       dcodes.assign(static_cast<std::size_t>(batch) * in_size, 0.0f);
       dx = dcodes.data();
     }
+    // Whether this layer writes its input's gradient whole rather than adding into it.
+    const bool assign = dx_source && !lsq && writes_whole && !written[source_[i]];
+    if (dx_source && !assign) zeroed(source_[i]);
+    if (dx_source) written[source_[i]] = true;
+    if (l.kind == LayerKind::Add) zeroed(residual_[i]);
     switch (l.kind) {
       case LayerKind::Linear: {
         const int in = l.in_shape.channels;
@@ -296,9 +318,11 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
                                         patch, code_row, scratch_cols.data());
               }
               if (!code_scale_[i].empty()) {
-                for (std::size_t r = 0; r < rows; ++r)
-                  for (int o = 0; o < go; ++o)
-                    scaled[r * go + o] = dy_group[r * go + o] * code_scale_[i][b0 + r / pixels];
+                const std::size_t per_sample = static_cast<std::size_t>(pixels) * go;
+                for (int j = 0; j < n; ++j) {
+                  const float scale = code_scale_[i][b0 + j];
+                  for (std::size_t e = j * per_sample; e < (j + 1) * per_sample; ++e) scaled[e] = dy_group[e] * scale;
+                }
                 dy_kernel = scaled.data();
               }
             } else {
@@ -325,17 +349,36 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         break;
       }
       case LayerKind::Relu:
-        if (dx)
+        if (assign)
+          for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] = 0.0f + (x[k] > 0.0f ? dy[k] : 0.0f);
+        else if (dx)
           for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += x[k] > 0.0f ? dy[k] : 0.0f;
         break;
       case LayerKind::MaxPool:
-        if (dx)
+        if (assign) {
+          // The windows tile the map: each position of a window gets its output's gradient where
+          // it holds the argmax, else 0.
+          const PoolWindows w = pool_windows(l);
+          const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
+#pragma omp parallel for schedule(static)
+          for (int b = 0; b < batch; ++b)
+            for (int p = 0; p < out_pixels; ++p) {
+              const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
+              const std::int32_t* best = argmax_[i].data() + at;
+              for (int e = w.first[p]; e < w.first[p + 1]; ++e) {
+                const int o = w.offsets[e];
+                float* __restrict to = dx + b * in_size + o;
+                for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c ? dy[at + c] : 0.0f);
+              }
+            }
+        } else if (dx) {
 #pragma omp parallel for schedule(static)
           for (int b = 0; b < batch; ++b)
             for (std::size_t k = 0; k < out_size; ++k) {
               const std::size_t at = static_cast<std::size_t>(b) * out_size + k;
               dx[b * in_size + static_cast<std::size_t>(argmax_[i][at])] += dy[at];
             }
+        }
         break;
       case LayerKind::AvgPool:
       case LayerKind::GlobalAvgPool: {
@@ -621,12 +664,12 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
             for (int p = 0; p < out_pixels; ++p) {
               const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
               std::int32_t* __restrict yp = y.data() + at;
-              std::int64_t* __restrict best = argmax_[i].data() + at;
-              const long o0 = w.offsets[w.first[p]];
+              std::int32_t* __restrict best = argmax_[i].data() + at;
+              const int o0 = w.offsets[w.first[p]];
               for (int c = 0; c < channels; ++c) yp[c] = xb[o0 + c], best[c] = o0 + c;
               for (int e = w.first[p] + 1; e < w.first[p + 1]; ++e) {
                 const std::int32_t* xe = xb + w.offsets[e];
-                const long o = w.offsets[e];
+                const int o = w.offsets[e];
                 for (int c = 0; c < channels; ++c)
                   if (xe[c] > yp[c]) yp[c] = xe[c], best[c] = o + c;
               }

@@ -94,7 +94,7 @@ class SpecNet {
   int batch_ = 0;
   const float* input_ = nullptr;
   std::vector<std::vector<float>> out_;           // per layer: batch x out_shape
-  std::vector<std::vector<std::int64_t>> argmax_;  // max pools: the input index of each output
+  std::vector<std::vector<std::int32_t>> argmax_;  // max pools: the input index of each output
   std::vector<std::size_t> source_, residual_;    // per layer: the layer it reads (and adds)
   std::vector<bool> feeds_relu_;                   // per layer: whether a ReLU reads it
   std::vector<QuantizedKernel> q_;                 // per layer (empty for layers without a kernel)
