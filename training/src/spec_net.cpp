@@ -349,10 +349,13 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         break;
       }
       case LayerKind::Relu:
-        if (assign)
+        if (assign) {
+#pragma omp parallel for simd schedule(static)
           for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] = 0.0f + (x[k] > 0.0f ? dy[k] : 0.0f);
-        else if (dx)
+        } else if (dx) {
+#pragma omp parallel for simd schedule(static)
           for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += x[k] > 0.0f ? dy[k] : 0.0f;
+        }
         break;
       case LayerKind::MaxPool:
         if (assign) {
@@ -568,6 +571,7 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
           code_scale_[i].resize(static_cast<std::size_t>(batch));
           kernels::quantize_tokens(x.data(), batch, static_cast<int>(in_size), f, codes.data(), amax.data(),
                                    int8 ? input_codes_.data() : nullptr, code_row);
+#pragma omp parallel for schedule(static)
           for (int b = 0; b < batch; ++b) {
             const float scale = static_cast<float>(amax[b]) * unit_in[b] / qmax;
             for (std::size_t k = 0; k < in_size; ++k) kin_[i][b * in_size + k] = codes[b * in_size + k] * scale;
@@ -640,6 +644,7 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         break;
       }
       case LayerKind::Relu:
+#pragma omp parallel for simd schedule(static)
         for (std::size_t k = 0; k < y.size(); ++k) y[k] = static_cast<std::int32_t>(arith::relu(x[k]));
         break;
       case LayerKind::MaxPool:
@@ -708,6 +713,7 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
     // masks). Kernel layers read their codes (kin_) instead, pools their argmax.
     out_[i].resize(y.size());
     if (i + 1 == spec_.layers.size() || feeds_relu_[i])
+#pragma omp parallel for schedule(static)
       for (int b = 0; b < batch; ++b)
         for (std::size_t k = 0; k < out_size; ++k)
           out_[i][b * out_size + k] = static_cast<float>(y[b * out_size + k]) * unit[i][b];
