@@ -523,6 +523,48 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
   const std::vector<std::int32_t> input(pixels, pixels + static_cast<std::size_t>(batch) * in0);
   std::vector<float> codes;
   std::vector<std::int64_t> amax(static_cast<std::size_t>(batch));
+  // Per-sample passes, for any range of samples [b0, b0 + n): a ReLU's and a max pool's outputs,
+  // and the real values the backward pass reads (the logits, the ReLUs' inputs; kernel layers
+  // read their codes, pools their argmax). A convolution runs the ReLUs and max pools after it
+  // chunk by chunk, on its outputs while they are in cache.
+  const auto relu_samples = [&](std::size_t j, int b0, int n) {
+    const std::size_t size = static_cast<std::size_t>(spec_.layers[j].out_shape.size());
+    const std::int32_t* __restrict from = z_[source_[j]].data();
+    std::int32_t* __restrict to = z_[j].data();
+    for (std::size_t k = b0 * size; k < (b0 + n) * size; ++k) to[k] = static_cast<std::int32_t>(arith::relu(from[k]));
+  };
+  const auto max_pool_samples = [&](std::size_t j, const PoolWindows& w, int b0, int n) {
+    // arith::max_pool's maximum over the window's positions in the map, found with the first
+    // position holding it, which takes the gradient. Channels are contiguous: the loops over
+    // them vectorize.
+    const LayerSpec& l = spec_.layers[j];
+    const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
+    const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
+    for (int b = b0; b < b0 + n; ++b) {
+      const std::int32_t* xb = z_[source_[j]].data() + b * in_size;
+      for (int p = 0; p < out_pixels; ++p) {
+        const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
+        std::int32_t* __restrict yp = z_[j].data() + at;
+        std::int32_t* __restrict best = argmax_[j].data() + at;
+        const int o0 = w.offsets[w.first[p]];
+        for (int c = 0; c < channels; ++c) yp[c] = xb[o0 + c], best[c] = o0 + c;
+        for (int e = w.first[p] + 1; e < w.first[p + 1]; ++e) {
+          const std::int32_t* xe = xb + w.offsets[e];
+          const int o = w.offsets[e];
+          for (int c = 0; c < channels; ++c)
+            if (xe[c] > yp[c]) yp[c] = xe[c], best[c] = o + c;
+        }
+      }
+    }
+  };
+  const auto real_values = [&](std::size_t j, int b0, int n) {
+    if (j + 1 != spec_.layers.size() && !feeds_relu_[j]) return;
+    const std::size_t size = static_cast<std::size_t>(spec_.layers[j].out_shape.size());
+    for (int b = b0; b < b0 + n; ++b)
+      for (std::size_t k = 0; k < size; ++k)
+        out_[j][b * size + k] = static_cast<float>(z_[j][b * size + k]) * unit[j][b];
+  };
+  std::size_t fused_end = 0;  // layers before it that a convolution ran
   for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
     const LayerSpec& l = spec_.layers[i];
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
@@ -532,6 +574,9 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
     unit[i] = unit_in;
     std::vector<std::int32_t>& y = z_[i];
     y.resize(static_cast<std::size_t>(batch) * out_size);  // every layer writes each of its outputs
+    out_[i].resize(y.size());
+    if (i < fused_end) continue;
+    bool real_values_done = false;
     switch (l.kind) {
       case LayerKind::Conv2d:
       case LayerKind::Linear: {
@@ -615,6 +660,21 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         const arith::Conv2dShape s = conv_shape(l);
         const int pixels = s.out_h() * s.out_w(), go = s.group_out(), patch_row = kernels::padded_depth(k);
         keep_patches(i, batch, s, int8);
+        // The ReLUs and max pools that follow, each reading the one before.
+        std::vector<PoolWindows> windows(spec_.layers.size());
+        fused_end = i + 1;
+        for (; fused_end < spec_.layers.size() && source_[fused_end] == fused_end - 1; ++fused_end) {
+          const LayerSpec& next = spec_.layers[fused_end];
+          if (next.kind != LayerKind::Relu && next.kind != LayerKind::MaxPool) break;
+          const std::size_t size = static_cast<std::size_t>(batch) * next.out_shape.size();
+          unit[fused_end] = unit[i];
+          z_[fused_end].resize(size);
+          out_[fused_end].resize(size);
+          if (next.kind == LayerKind::MaxPool) {
+            windows[fused_end] = pool_windows(next);
+            argmax_[fused_end].resize(size);
+          }
+        }
         for_each_chunk(batch, [&](int, int b0, int n) {
           const int rows = n * pixels;
           thread_local std::vector<std::int32_t> part;
@@ -640,12 +700,19 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
             }
             if (s.groups > 1) scatter_group(part.data(), n, pixels, s.out_c, g, go, y.data() + b0 * out_size);
           }
+          real_values(i, b0, n);
+          for (std::size_t j = i + 1; j < fused_end; ++j) {
+            if (spec_.layers[j].kind == LayerKind::Relu) relu_samples(j, b0, n);
+            else max_pool_samples(j, windows[j], b0, n);
+            real_values(j, b0, n);
+          }
         });
+        real_values_done = true;
         break;
       }
       case LayerKind::Relu:
-#pragma omp parallel for simd schedule(static)
-        for (std::size_t k = 0; k < y.size(); ++k) y[k] = static_cast<std::int32_t>(arith::relu(x[k]));
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < batch; ++b) relu_samples(i, b, 1);
         break;
       case LayerKind::MaxPool:
       case LayerKind::AvgPool:
@@ -657,29 +724,10 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
           throw std::runtime_error(spec_.origin + ": layer " + std::to_string(i) + ": 1 / area has no pair in the " +
                                    "target's scale format");
         if (max) {
-          // arith::max_pool's maximum over the window's positions in the map, found with the first
-          // position holding it, which takes the gradient. Channels are contiguous: the loops
-          // over them vectorize.
           const PoolWindows w = pool_windows(l);
-          const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
           argmax_[i].resize(y.size());
 #pragma omp parallel for schedule(static)
-          for (int b = 0; b < batch; ++b) {
-            const std::int32_t* xb = x.data() + b * in_size;
-            for (int p = 0; p < out_pixels; ++p) {
-              const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
-              std::int32_t* __restrict yp = y.data() + at;
-              std::int32_t* __restrict best = argmax_[i].data() + at;
-              const int o0 = w.offsets[w.first[p]];
-              for (int c = 0; c < channels; ++c) yp[c] = xb[o0 + c], best[c] = o0 + c;
-              for (int e = w.first[p] + 1; e < w.first[p + 1]; ++e) {
-                const std::int32_t* xe = xb + w.offsets[e];
-                const int o = w.offsets[e];
-                for (int c = 0; c < channels; ++c)
-                  if (xe[c] > yp[c]) yp[c] = xe[c], best[c] = o + c;
-              }
-            }
-          }
+          for (int b = 0; b < batch; ++b) max_pool_samples(i, w, b, 1);
           break;
         }
         for_each_pool_output(l, batch, [&](int b, int oy, int ox, int c, std::size_t at) {
@@ -709,14 +757,10 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
         break;
       }
     }
-    // The real values the backward pass works on: the logits, and the ReLUs' inputs (their
-    // masks). Kernel layers read their codes (kin_) instead, pools their argmax.
-    out_[i].resize(y.size());
-    if (i + 1 == spec_.layers.size() || feeds_relu_[i])
+    if (!real_values_done) {
 #pragma omp parallel for schedule(static)
-      for (int b = 0; b < batch; ++b)
-        for (std::size_t k = 0; k < out_size; ++k)
-          out_[i][b * out_size + k] = static_cast<float>(y[b * out_size + k]) * unit[i][b];
+      for (int b = 0; b < batch; ++b) real_values(i, b, 1);
+    }
   }
   input_ = nullptr;  // kernel layers read kin_; no layer reads the input's real values
   return out_.back();
