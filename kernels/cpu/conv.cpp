@@ -33,7 +33,7 @@ void col2im_add(const float* cols, const arith::Conv2dShape& s, int g, float* ma
     }
 }
 
-PatchRuns::PatchRuns(const arith::Conv2dShape& s, int g) {
+PatchRuns::PatchRuns(const arith::Conv2dShape& s, int g) : patch_(s.patch()) {
   for (int oy = 0; oy < s.out_h(); ++oy)
     for (int ox = 0; ox < s.out_w(); ++ox) {
       first_.push_back(static_cast<int>(runs_.size()));
@@ -101,6 +101,19 @@ void PatchRuns::gather(const std::uint8_t* map, std::uint8_t pad, std::uint8_t* 
   else
     gather_runs(first_, runs_, map, pad, cols, ld,
                 [](const std::uint8_t* from, int n, std::uint8_t* to) { std::copy_n(from, n, to); });
+}
+
+void PatchRuns::scatter_add(const float* cols, float* map_grad) const {
+  for (std::size_t p = 0; p + 1 < first_.size(); ++p) {
+    const float* row = cols + p * static_cast<std::size_t>(patch_);
+    for (int r = first_[p]; r < first_[p + 1]; ++r) {
+      const Run& run = runs_[r];
+      if (run.at < 0) continue;
+      float* __restrict to = map_grad + run.at;
+      const float* __restrict from = row + run.k;
+      for (int i = 0; i < run.n; ++i) to[i] += from[i];
+    }
+  }
 }
 
 }  // namespace qathw::kernels

@@ -76,6 +76,25 @@ TEST(ConvLowering, PatchRunsGatherTheIntegerEnginesPatches) {
   }
 }
 
+// The listed runs add the rows' gradients into the map as col2im_add does, bit for bit.
+TEST(ConvLowering, PatchRunsScatterAddIsCol2im) {
+  const std::uint64_t seed = test::test_seed();
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const arith::Conv2dShape& s : shapes()) {
+    const std::size_t rows = static_cast<std::size_t>(s.out_h() * s.out_w()), patch = static_cast<std::size_t>(s.patch());
+    std::vector<float> cols(rows * patch), start(static_cast<std::size_t>(s.in_h * s.in_w * s.in_c));
+    for (float& v : cols) v = normal(rng);
+    for (float& v : start) v = normal(rng);
+    for (int g = 0; g < s.groups; ++g) {
+      std::vector<float> want = start, got = start;
+      col2im_add(cols.data(), s, g, want.data());
+      PatchRuns(s, g).scatter_add(cols.data(), got.data());
+      ASSERT_EQ(got, want) << test::seed_note(seed);
+    }
+  }
+}
+
 TEST(ConvLowering, Col2imIsTheTransposeOfIm2col) {
   const std::uint64_t seed = test::test_seed();
   std::mt19937_64 rng(seed);

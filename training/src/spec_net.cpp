@@ -336,8 +336,8 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
             if (dx) {
               kernels::gemm_ab(dy_group, w + at, static_cast<int>(rows), go, patch, dcols.data());
               for (int j = 0; j < n; ++j)
-                kernels::col2im_add(dcols.data() + static_cast<std::size_t>(j) * pixels * patch, s, g,
-                                    dx + (b0 + j) * in_size);
+                patch_runs_[i][g].scatter_add(dcols.data() + static_cast<std::size_t>(j) * pixels * patch,
+                                              dx + (b0 + j) * in_size);
             }
           }
         });

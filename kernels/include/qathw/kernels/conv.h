@@ -34,12 +34,16 @@ class PatchRuns {
   // a row are left as they are.
   void gather(const std::uint8_t* map, std::uint8_t pad, std::uint8_t* cols, int ld) const;
 
+  // col2im_add of group g by the listed runs: the same additions in the same order.
+  void scatter_add(const float* cols, float* map_grad) const;
+
   struct Run {
     int k, n;
     long at;  // -1: padding
   };
 
  private:
+  int patch_ = 0;
   std::vector<Run> runs_;
   std::vector<int> first_;  // per output pixel: its first run, and the end of the last
 };
