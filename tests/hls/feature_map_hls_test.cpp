@@ -38,55 +38,6 @@ target::TargetSpec target_named(const std::string& name) {
   return name == "odd" ? odd_target() : target::builtin_target(name);
 }
 
-// Shapes the built-in models leave out: rectangular kernels, strides and paddings, a grouped
-// convolution that is not depthwise, a max pool with padding whose output is fused with a ReLU, an
-// average pool with padding (the padding adds 0 to the window's sum).
-const char* const kOddShapes = R"(
-name = "odd-shapes"
-input = [28, 28, 1]
-
-[[layers]]
-type = "conv2d"
-out = 6
-kernel = [3, 5]
-stride = [2, 1]
-padding = [1, 2]
-
-[[layers]]
-type = "max_pool"
-kernel = 3
-stride = 2
-padding = 1
-
-[[layers]]
-type = "relu"
-
-[[layers]]
-type = "conv2d"
-out = 6
-kernel = [2, 3]
-stride = 2
-padding = 1
-groups = 2
-
-[[layers]]
-type = "avg_pool"
-kernel = 2
-stride = 1
-padding = 1
-
-[[layers]]
-type = "flatten"
-
-[[layers]]
-type = "linear"
-out = "classes"
-)";
-
-model::ModelSpec spec_of(const std::string& name) {
-  return name == "odd-shapes" ? model::parse_model(kOddShapes, "odd-shapes (test)", 10) : model::resolve_model(name, 10);
-}
-
 // A built-in model with random kernels; every add aligns its operands by pairs around 1 (their
 // scales over the output's). With `static_quantizers`, every kernel's input quantizer has a
 // calibrated-like pair: the pixels (0..255) by about 1/2, requantized values by less. In every
@@ -95,7 +46,7 @@ model::ModelSpec spec_of(const std::string& name) {
 // and comes back, so the result depends on the chunks of `lanes` (the exact sum would not).
 model::Bundle model_bundle(const std::string& name, const target::TargetSpec& t, bool static_quantizers,
                            std::mt19937_64& rng) {
-  const model::ModelSpec m = spec_of(name);
+  const model::ModelSpec m = test::model_spec(name);
   std::vector<model::LayerParams> params = test::random_layer_params(m, t.format.weights, rng);
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const model::LayerKind k = m.layers[i].kind;

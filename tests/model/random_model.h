@@ -70,13 +70,63 @@ inline model::Bundle bundle_of(const target::TargetSpec& t, model::Graph g) {
   return b;
 }
 
-// A built-in model with random kernels; with `static_quantizers`, every kernel's input quantizer
+// Shapes the built-in models leave out: rectangular kernels, strides and paddings, a grouped
+// convolution that is not depthwise, a max pool with padding whose output is fused with a ReLU, an
+// average pool with padding (the padding adds 0 to the window's sum).
+inline const char* const kOddShapes = R"(
+name = "odd-shapes"
+input = [28, 28, 1]
+
+[[layers]]
+type = "conv2d"
+out = 6
+kernel = [3, 5]
+stride = [2, 1]
+padding = [1, 2]
+
+[[layers]]
+type = "max_pool"
+kernel = 3
+stride = 2
+padding = 1
+
+[[layers]]
+type = "relu"
+
+[[layers]]
+type = "conv2d"
+out = 6
+kernel = [2, 3]
+stride = 2
+padding = 1
+groups = 2
+
+[[layers]]
+type = "avg_pool"
+kernel = 2
+stride = 1
+padding = 1
+
+[[layers]]
+type = "flatten"
+
+[[layers]]
+type = "linear"
+out = "classes"
+)";
+
+// A built-in model of 10 classes, or "odd-shapes" above.
+inline model::ModelSpec model_spec(const std::string& name) {
+  return name == "odd-shapes" ? model::parse_model(kOddShapes, "odd-shapes (test)", 10) : model::resolve_model(name, 10);
+}
+
+// A built-in model (or "odd-shapes") with random kernels; with `static_quantizers`, every kernel's input quantizer
 // has a calibrated-like pair, and every add aligns its operands by pairs around 1 (their scales
 // over the output's). With `saturating`, the first layer's channel 0 has every weight +1, so a
 // bright image drives its accumulator to the limit.
 inline model::Bundle random_model_bundle(const std::string& name, const target::TargetSpec& t, bool static_quantizers,
                            std::mt19937_64& rng, bool saturating = false) {
-  const model::ModelSpec m = model::resolve_model(name, 10);
+  const model::ModelSpec m = model_spec(name);
   std::vector<model::LayerParams> params = random_layer_params(m, t.format.weights, rng);
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const model::LayerKind k = m.layers[i].kind;

@@ -1,5 +1,5 @@
-// The RTL's controller on the built-in models with seeded random kernels: conv2d (padding,
-// strides, groups down to depthwise, 1 x 1 projections), max and average pools, residual adds,
+// The RTL's controller on the built-in models and a model of odd shapes, with seeded random
+// kernels: conv2d (rectangular kernels, padding, strides, groups down to depthwise, 1 x 1 projections), max and average pools, residual adds,
 // static and dynamic quantizers, on the RTL compiled in for each built-in target. Every layer of
 // every sample equals the integer engine, and every layer's cycles equal the SystemC model's
 // (docs/sim.md, "Cycle model"). The SystemC model runs on the same target with a larger
@@ -69,6 +69,12 @@ TEST(FeatureMapRtl, DscnnTinyTernaryAsicStaticQuantizers) {
 }
 TEST(FeatureMapRtl, ResnetTinyTernaryAsic) { check_model("resnet-tiny", "ternary-asic", true, test::test_seed(206)); }
 TEST(FeatureMapRtl, ResnetTinyInt4Fpga) { check_model("resnet-tiny", "int4-fpga", true, test::test_seed(207)); }
+// Rectangular kernels, strides and paddings, a grouped (not depthwise) convolution, pools with
+// padding (tests/model/random_model.h, kOddShapes).
+TEST(FeatureMapRtl, OddShapesTernaryAsic) { check_model("odd-shapes", "ternary-asic", false, test::test_seed(208)); }
+TEST(FeatureMapRtl, OddShapesInt4FpgaStaticQuantizers) {
+  check_model("odd-shapes", "int4-fpga", true, test::test_seed(209));
+}
 
 }  // namespace
 }  // namespace qathw::rtl
