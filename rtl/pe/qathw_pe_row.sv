@@ -24,7 +24,8 @@ module qathw_pe_row #(
   localparam int TreeBits = ProdBits + $clog2(Lanes) + 1;
   localparam int SumBits = (AccBits > TreeBits ? AccBits : TreeBits) + 1;
 
-  // Products of each lane, without a multiplier.
+  // Products of each lane, without a multiplier. Operand isolation: a lane that is off, or a row
+  // in a cycle without a chunk, computes nothing (and the simulation skips it).
   logic signed [ProdBits-1:0] prod [Lanes];
   always_comb begin
     for (int l = 0; l < Lanes; l++) begin
@@ -32,18 +33,21 @@ module qathw_pe_row #(
       logic [WBits-1:0] w;
       logic [WBits-1:0] mag;
       logic signed [ProdBits-1:0] sum;
-      x = ProdBits'($signed(x_i[l*ActBits +: ActBits]));
-      w = w_i[l*WBits +: WBits];
-      mag = w[WBits-1] ? -w : w;
-      sum = '0;
-      if (WeightInt4 != 0) begin
-        for (int b = 0; b < WBits; b++) begin
-          if (mag[b]) sum = sum + (x <<< b);
+      {x, w, mag, sum} = '0;
+      prod[l] = '0;
+      if (valid_i && lane_en_i[l]) begin
+        x = ProdBits'($signed(x_i[l*ActBits +: ActBits]));
+        w = w_i[l*WBits +: WBits];
+        mag = w[WBits-1] ? -w : w;
+        if (WeightInt4 != 0) begin
+          for (int b = 0; b < WBits; b++) begin
+            if (mag[b]) sum = sum + (x <<< b);
+          end
+        end else begin
+          sum = (w != '0) ? x : '0;  // sign-select: |w| is 1 for every ternary code
         end
-      end else begin
-        sum = (w != '0) ? x : '0;  // sign-select: |w| is 1 for every ternary code
+        prod[l] = w[WBits-1] ? -sum : sum;
       end
-      prod[l] = (!lane_en_i[l]) ? '0 : (w[WBits-1] ? -sum : sum);
     end
   end
 
