@@ -246,10 +246,57 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
   };
   std::vector<float> scratch, dcodes;
   step_grads_.assign(layers, 0.0f);
+  // Per-sample passes writing a layer's input gradient whole, for any range of samples: a ReLU's,
+  // and a max pool's whose windows tile its input (each position gets its output's gradient where
+  // it holds the argmax, else 0).
+  const auto relu_backward = [&](std::size_t j, int b0, int n) {
+    const std::size_t size = static_cast<std::size_t>(spec_.layers[j].out_shape.size());
+    const float* __restrict x = input_of(j);
+    const float* __restrict dy = d[j].data();
+    float* __restrict dx = d[source_[j]].data();
+    for (std::size_t k = b0 * size; k < (b0 + n) * size; ++k) dx[k] = 0.0f + (x[k] > 0.0f ? dy[k] : 0.0f);
+  };
+  const auto max_pool_backward = [&](std::size_t j, const PoolWindows& w, int b0, int n) {
+    const LayerSpec& l = spec_.layers[j];
+    const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
+    const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
+    for (int b = b0; b < b0 + n; ++b)
+      for (int p = 0; p < out_pixels; ++p) {
+        const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
+        const std::int32_t* best = argmax_[j].data() + at;
+        const float* dy = d[j].data() + at;
+        for (int e = w.first[p]; e < w.first[p + 1]; ++e) {
+          const int o = w.offsets[e];
+          float* __restrict to = d[source_[j]].data() + b * in_size + o;
+          for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c ? dy[c] : 0.0f);
+        }
+      }
+  };
+  // A convolution runs these for the chain of ReLUs and tiling max pools after it, chunk by
+  // chunk, just before its own chunk reads their result; where each layer of the chain, and the
+  // convolution, has no other reader.
+  std::vector<int> readers(layers, 0);
+  for (std::size_t j = 0; j < layers; ++j) {
+    if (source_[j] != kInput) ++readers[source_[j]];
+    if (residual_[j] != kInput) ++readers[residual_[j]];
+  }
+  std::vector<std::size_t> chain_end(layers, 0);  // per convolution: one past its chain
+  std::vector<bool> in_chain(layers, false);
+  for (std::size_t c = 0; c < layers; ++c) {
+    if (spec_.layers[c].kind != LayerKind::Conv2d) continue;
+    std::size_t e = c + 1;
+    while (e < layers && source_[e] == e - 1 && readers[e - 1] == 1 &&
+           (spec_.layers[e].kind == LayerKind::Relu ||
+            (spec_.layers[e].kind == LayerKind::MaxPool && pool_tiles(spec_.layers[e]))))
+      in_chain[e++] = true;
+    chain_end[c] = e;
+  }
   for (std::size_t i = layers; i-- > 0;) {
+    if (in_chain[i]) continue;  // run by the convolution before it
     const LayerSpec& l = spec_.layers[i];
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
     const std::size_t out_size = static_cast<std::size_t>(l.out_shape.size());
+    for (std::size_t j = i + 1; j < chain_end[i]; ++j) written[j - 1] = true;  // its chain writes these
     zeroed(i);  // an output nothing reads has gradient 0
     const float* dy = d[i].data();
     float* dx = source_[i] == kInput ? nullptr : d[source_[i]].data();  // the input needs no gradient
@@ -291,7 +338,17 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         const int chunks = (batch + kChunk - 1) / kChunk;
         const std::size_t kernel_size = w_[i].size();
         chunk_grads_.assign(static_cast<std::size_t>(chunks) * kernel_size, 0.0f);
+        // The chain after it: its last layer's gradient is whole; each layer writes the one before.
+        const std::size_t end = chain_end[i];
+        std::vector<PoolWindows> windows(end);
+        if (end > i + 1) zeroed(end - 1);
+        for (std::size_t j = i + 1; j < end; ++j)
+          if (spec_.layers[j].kind == LayerKind::MaxPool) windows[j] = pool_windows(spec_.layers[j]);
         for_each_chunk(batch, [&](int c, int b0, int n) {
+          for (std::size_t j = end; j-- > i + 1;) {
+            if (spec_.layers[j].kind == LayerKind::Relu) relu_backward(j, b0, n);
+            else max_pool_backward(j, windows[j], b0, n);
+          }
           const std::size_t rows = static_cast<std::size_t>(n) * pixels;
           std::vector<float>& scratch_cols = thread_scratch(0, patches_[i].empty() ? rows * patch : 0);
           const int code_row = kernels::padded_depth(patch);
@@ -350,8 +407,8 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
       }
       case LayerKind::Relu:
         if (assign) {
-#pragma omp parallel for simd schedule(static)
-          for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] = 0.0f + (x[k] > 0.0f ? dy[k] : 0.0f);
+#pragma omp parallel for schedule(static)
+          for (int b = 0; b < batch; ++b) relu_backward(i, b, 1);
         } else if (dx) {
 #pragma omp parallel for simd schedule(static)
           for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += x[k] > 0.0f ? dy[k] : 0.0f;
@@ -359,21 +416,9 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         break;
       case LayerKind::MaxPool:
         if (assign) {
-          // The windows tile the map: each position of a window gets its output's gradient where
-          // it holds the argmax, else 0.
           const PoolWindows w = pool_windows(l);
-          const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
 #pragma omp parallel for schedule(static)
-          for (int b = 0; b < batch; ++b)
-            for (int p = 0; p < out_pixels; ++p) {
-              const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
-              const std::int32_t* best = argmax_[i].data() + at;
-              for (int e = w.first[p]; e < w.first[p + 1]; ++e) {
-                const int o = w.offsets[e];
-                float* __restrict to = dx + b * in_size + o;
-                for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c ? dy[at + c] : 0.0f);
-              }
-            }
+          for (int b = 0; b < batch; ++b) max_pool_backward(i, w, b, 1);
         } else if (dx) {
 #pragma omp parallel for schedule(static)
           for (int b = 0; b < batch; ++b)
