@@ -70,8 +70,8 @@ void gather_runs(const std::vector<int>& first, const std::vector<PatchRuns::Run
 namespace {
 
 // 16 codes at a time, the row's tail under a mask: GCC leaves a row of 25 (a 5 x 5 patch) scalar.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void codes_of_bytes_avx512(const std::uint8_t* bytes, int rows, int count, int ld,
-                                                              float* codes) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void codes_of_bytes_avx512(const std::uint8_t* bytes, int rows,
+                                                                                int count, int ld, float* codes) {
   const __m512i offset = _mm512_set1_epi32(128);
   for (int r = 0; r < rows; ++r) {
     const std::uint8_t* from = bytes + static_cast<std::size_t>(r) * ld;
@@ -90,9 +90,11 @@ void codes_of_bytes(const std::uint8_t* bytes, int rows, int count, int ld, floa
   static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                              __builtin_cpu_supports("avx512vl");
   if (avx512) return codes_of_bytes_avx512(bytes, rows, count, ld, codes);
-  for (int r = 0; r < rows; ++r)
+  for (int r = 0; r < rows; ++r) {
+    const std::uint8_t* from = bytes + static_cast<std::size_t>(r) * ld;
     for (int e = 0; e < count; ++e)
-      codes[static_cast<std::size_t>(r) * count + e] = static_cast<float>(static_cast<int>(bytes[static_cast<std::size_t>(r) * ld + e]) - 128);
+      codes[static_cast<std::size_t>(r) * count + e] = static_cast<float>(static_cast<int>(from[e]) - 128);
+  }
 }
 
 void PatchRuns::gather(const std::uint8_t* map, std::uint8_t pad, std::uint8_t* cols, int ld) const {

@@ -337,7 +337,7 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         // Each chunk's kernel gradient apart, summed in chunk order after.
         const int chunks = (batch + kChunk - 1) / kChunk;
         const std::size_t kernel_size = w_[i].size();
-        chunk_grads_.assign(static_cast<std::size_t>(chunks) * kernel_size, 0.0f);
+        chunk_grads_.resize(static_cast<std::size_t>(chunks) * kernel_size);  // the chunks' GEMMs write it all
         // The chain after it: its last layer's gradient is whole; each layer writes the one before.
         const std::size_t end = chain_end[i];
         std::vector<PoolWindows> windows(end);
