@@ -123,10 +123,17 @@ module qathw_accel #(
           if (cfg_word < qathw_cfg_pkg::DescWords)
             desc_q[cfg_layer][cfg_word * qathw_cfg_pkg::DescWordBits +: qathw_cfg_pkg::DescWordBits] <=
                 cfg_data_i[qathw_cfg_pkg::DescWordBits-1:0];
-        qathw_cfg_pkg::KindLayerCount: layers_q <= cfg_data_i[qathw_cfg_pkg::LayerCountLsb +: qathw_cfg_pkg::LayerCountBits];
         default: ;
       endcase
     end
+  end
+
+  // The layer count, zero after reset: the controller stays idle until the host has written it
+  // (last, after the descriptors).
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) layers_q <= '0;
+    else if (cfg_we_i && cfg_kind_i == qathw_cfg_pkg::KindLayerCount)
+      layers_q <= cfg_data_i[qathw_cfg_pkg::LayerCountLsb +: qathw_cfg_pkg::LayerCountBits];
   end
 
   // ---- controller state --------------------------------------------------------------------
@@ -279,6 +286,8 @@ module qathw_accel #(
     end
   end
 
+  // The step registers follow every cycle: a patch or window advances one chunk per Array or
+  // Pool cycle (the controller never stalls there), and chunk 0 takes the chain above.
   for (genvar i = 0; i < Lanes; i++) begin : g_lane_step
     int c, x;
     logic carry_c, carry_x;
@@ -354,6 +363,8 @@ module qathw_accel #(
   end
 
   // ---- the pool unit: Lanes window positions per cycle -------------------------------------
+  // Pools and adds read earlier layers' outputs (AccBits values), never the pixels: the lowering
+  // (model::accelerator_layers) refuses a pool or add of the input.
   logic signed [AccBits-1:0] max_q;
   logic any_q;
   logic signed [SumBits-1:0] sum_q;

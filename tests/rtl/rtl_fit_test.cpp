@@ -159,17 +159,18 @@ TEST(RtlFit, ConvolutionLayout) {
   EXPECT_EQ(d["DescGroupOut"], 5u);
 }
 
-// A descriptor field too narrow for the model is refused naming the field.
+// A descriptor field too narrow for the layer is refused naming the field (the fields hold every
+// bundle's sides, up to 8192; this layer is beyond them).
 TEST(RtlFit, DescriptorFieldsBound) {
   model::AcceleratorLayer p;
   p.kind = model::AcceleratorOp::MaxPool;
-  p.map.in_h = 5000;
+  p.map.in_h = 20000;
   p.map.in_w = 1;
   p.map.in_c = 1;
   p.map.out_c = 1;
   p.map.window.kernel_h = 2;
-  p.in = 5000;
-  p.out = 2500;
+  p.in = 20000;
+  p.out = 10000;
   const auto why = rtl_memory_misfit({p}, 4, 4, 16, target::RtlMemories{16, 1 << 18, 1 << 16, 16, 16});
   EXPECT_TRUE(contains(why, "DescInH")) << why.value_or("accepted");
 }

@@ -63,37 +63,38 @@ inline constexpr Field kDescRequantBase{"DescRequantBase", 61, 16};  // first re
 inline constexpr Field kDescInputBase{"DescInputBase", 77, 20};    // activation memory: the input
 inline constexpr Field kDescOutputBase{"DescOutputBase", 97, 20};  // the output
 inline constexpr Field kDescResidualBase{"DescResidualBase", 117, 20};  // add: the second operand
-// The map (channels last) and window; a linear layer is a 1 x 1 map of `in` channels and a
-// 1 x 1 kernel; pools have one channel per group.
-inline constexpr Field kDescInH{"DescInH", 137, 12};
-inline constexpr Field kDescInW{"DescInW", 149, 12};
-inline constexpr Field kDescInC{"DescInC", 161, 20};
-inline constexpr Field kDescOutH{"DescOutH", 181, 12};
-inline constexpr Field kDescOutW{"DescOutW", 193, 12};
-inline constexpr Field kDescOutC{"DescOutC", 205, 20};
-inline constexpr Field kDescGroups{"DescGroups", 225, 16};
-inline constexpr Field kDescGroupIn{"DescGroupIn", 241, 20};   // input channels per group
-inline constexpr Field kDescGroupOut{"DescGroupOut", 261, 16};  // output channels per group
-inline constexpr Field kDescKernelH{"DescKernelH", 277, 8};
-inline constexpr Field kDescKernelW{"DescKernelW", 285, 8};
-inline constexpr Field kDescStrideH{"DescStrideH", 293, 8};
-inline constexpr Field kDescStrideW{"DescStrideW", 301, 8};
-inline constexpr Field kDescPadH{"DescPadH", 309, 8};
-inline constexpr Field kDescPadW{"DescPadW", 317, 8};
-inline constexpr Field kDescPatch{"DescPatch", 325, 20};  // elements of a patch (pools: of a window)
+// The map (channels last) and window, as wide as a bundle allows (sides up to 8192, kernels and
+// strides up to 256, docs/bundle.md); a linear layer is a 1 x 1 map of `in` channels and a 1 x 1
+// kernel; pools have one channel per group.
+inline constexpr Field kDescInH{"DescInH", 137, 14};
+inline constexpr Field kDescInW{"DescInW", 151, 14};
+inline constexpr Field kDescInC{"DescInC", 165, 20};
+inline constexpr Field kDescOutH{"DescOutH", 185, 14};
+inline constexpr Field kDescOutW{"DescOutW", 199, 14};
+inline constexpr Field kDescOutC{"DescOutC", 213, 20};
+inline constexpr Field kDescGroups{"DescGroups", 233, 16};
+inline constexpr Field kDescGroupIn{"DescGroupIn", 249, 20};   // input channels per group
+inline constexpr Field kDescGroupOut{"DescGroupOut", 269, 16};  // output channels per group
+inline constexpr Field kDescKernelH{"DescKernelH", 285, 9};
+inline constexpr Field kDescKernelW{"DescKernelW", 294, 9};
+inline constexpr Field kDescStrideH{"DescStrideH", 303, 9};
+inline constexpr Field kDescStrideW{"DescStrideW", 312, 9};
+inline constexpr Field kDescPadH{"DescPadH", 321, 8};
+inline constexpr Field kDescPadW{"DescPadW", 329, 8};
+inline constexpr Field kDescPatch{"DescPatch", 337, 20};  // elements of a patch (pools: of a window)
 // The address generator's step: Lanes patch elements as (ky, kx, ci) = (Lanes / (GroupIn
 // KernelW), (Lanes / GroupIn) mod KernelW, Lanes mod GroupIn); pools: GroupIn 1.
-inline constexpr Field kDescStepY{"DescStepY", 345, 16};
-inline constexpr Field kDescStepX{"DescStepX", 361, 8};
-inline constexpr Field kDescStepC{"DescStepC", 369, 20};
+inline constexpr Field kDescStepY{"DescStepY", 357, 16};
+inline constexpr Field kDescStepX{"DescStepX", 373, 8};
+inline constexpr Field kDescStepC{"DescStepC", 381, 20};
 // Pairs {mantissa, shift}: the static quantizer's 1 / scale; the average pool's 1 / area (A);
 // the add's input's (A) and residual's (B). Mantissas of up to arith::kMaxMantissaBits bits.
-inline constexpr Field kDescQuantMantissa{"DescQuantMantissa", 389, 31};
-inline constexpr Field kDescQuantShift{"DescQuantShift", 420, 6};
-inline constexpr Field kDescPairAMantissa{"DescPairAMantissa", 426, 31};
-inline constexpr Field kDescPairAShift{"DescPairAShift", 457, 6};
-inline constexpr Field kDescPairBMantissa{"DescPairBMantissa", 463, 31};
-inline constexpr Field kDescPairBShift{"DescPairBShift", 494, 6};
+inline constexpr Field kDescQuantMantissa{"DescQuantMantissa", 401, 31};
+inline constexpr Field kDescQuantShift{"DescQuantShift", 432, 6};
+inline constexpr Field kDescPairAMantissa{"DescPairAMantissa", 438, 31};
+inline constexpr Field kDescPairAShift{"DescPairAShift", 469, 6};
+inline constexpr Field kDescPairBMantissa{"DescPairBMantissa", 475, 31};
+inline constexpr Field kDescPairBShift{"DescPairBShift", 506, 6};
 inline constexpr Field kDescriptorFields[] = {
     kDescOpcode,  kDescRelu,     kDescStatic,   kDescIn,           kDescOut,          kDescWeightBase,
     kDescRequantBase, kDescInputBase, kDescOutputBase, kDescResidualBase, kDescInH,    kDescInW,
@@ -101,7 +102,7 @@ inline constexpr Field kDescriptorFields[] = {
     kDescGroupOut, kDescKernelH, kDescKernelW,  kDescStrideH,      kDescStrideW,      kDescPadH,
     kDescPadW,    kDescPatch,    kDescStepY,    kDescStepX,        kDescStepC,        kDescQuantMantissa,
     kDescQuantShift, kDescPairAMantissa, kDescPairAShift, kDescPairBMantissa, kDescPairBShift};
-inline constexpr int kDescriptorBits = kDescPairBShift.lsb + kDescPairBShift.width;  // 500
+inline constexpr int kDescriptorBits = kDescPairBShift.lsb + kDescPairBShift.width;  // 512
 inline constexpr int kDescWordBits = 64;
 inline constexpr int kDescWordIndexBits = 3;
 inline constexpr int kDescWords = (kDescriptorBits + kDescWordBits - 1) / kDescWordBits;  // 8
