@@ -69,30 +69,24 @@ def targets_md(t):
 
 
 def verify_md(v):
-    lines = ["| target | images | wall s | jobs | int | SystemC | RTL | HLS | RTL cycles/s | agree |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    """Rows of qat-hw verify reports; rows with a model (part cnn_verify) name it and the cycle check."""
+    models = any("model" in r for r in v["rows"])
+    head = (["model"] if models else []) + ["target", "images", "wall s", "jobs", "int", "SystemC", "RTL", "HLS",
+                                            "RTL cycles/s", "agree"] + (["SystemC = RTL cycles"] if models else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in v["rows"]:
         j, e = r["report"], r["report"]["engines"]
         rate = lambda n: f"{e[n]['images_per_s']:.0f}/s" if n in e else "-"
-        lines.append(f"| {r['target']} | {j['samples']} | {r['wall_s']:.1f} | {j.get('jobs', 1)} | {rate('int')} | "
-                     f"{rate('systemc')} | {rate('rtl')} | {rate('hls')} | "
-                     f"{e.get('rtl', {}).get('cycles_per_s', 0) / 1e6:.2f} M | {'yes' if j['agree'] else 'NO'} |")
+        cells = ([r["model"]] if models else []) + [
+            r["target"], str(j["samples"]), f"{r['wall_s']:.1f}", str(j.get("jobs", 1)), rate("int"),
+            rate("systemc"), rate("rtl"), rate("hls"), f"{e.get('rtl', {}).get('cycles_per_s', 0) / 1e6:.2f} M",
+            "yes" if j["agree"] else "NO"]
+        if models:
+            d = j.get("cycles", {}).get("largest_relative_difference")
+            cells.append("-" if d is None else ("yes" if d == 0 else "NO"))
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + ["", "Engine rates are per worker (images/s of the engine's own time); wall s is the whole "
-                        "command, engines in parallel worker processes."]
-
-
-def cnn_verify_md(v):
-    lines = ["| model | target | images | wall s | int | SystemC | RTL | HLS | RTL cycles/s | agree | SystemC = RTL cycles |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in v["rows"]:
-        j, e = r["report"], r["report"]["engines"]
-        rate = lambda n: f"{e[n]['images_per_s']:.0f}/s" if n in e else "-"
-        cycles = j.get("cycles", {}).get("largest_relative_difference")
-        lines.append(f"| {r['model']} | {r['target']} | {j['samples']} | {r['wall_s']:.1f} | {rate('int')} | "
-                     f"{rate('systemc')} | {rate('rtl')} | {rate('hls')} | "
-                     f"{e.get('rtl', {}).get('cycles_per_s', 0) / 1e6:.2f} M | {'yes' if j['agree'] else 'NO'} | "
-                     f"{'-' if cycles is None else ('yes' if cycles == 0 else 'NO')} |")
-    return lines + ["", "Every layer of every test image compared; engine rates per worker, as above."]
+                        "command, engines in parallel worker processes; every layer of every image compared."]
 
 
 def sim_md(s):
@@ -147,7 +141,7 @@ def main():
     result = {"machine": {"cpu": cpu_name(), "cpus": os.cpu_count()}}
     md = [f"# Benchmarks ({cpu_name()}, {os.cpu_count()} CPUs)", ""]
     render = {"peers": peers_md, "cnn_peers": cnn_peers_md, "contention": contention_md, "targets": targets_md,
-              "verify": verify_md, "cnn_verify": cnn_verify_md, "sim": sim_md, "sweep": sweep_md, "synth": synth_md}
+              "verify": verify_md, "cnn_verify": verify_md, "sim": sim_md, "sweep": sweep_md, "synth": synth_md}
     for part in PARTS:
         data = load(out, part)
         if data is None:

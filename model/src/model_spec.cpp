@@ -404,10 +404,13 @@ std::vector<std::string> builtin_model_names() {
   return names;
 }
 
+bool is_model_path(const std::string& name_or_path) {
+  return name_or_path.find('/') != std::string::npos ||
+         (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".toml");
+}
+
 ModelSpec resolve_model(const std::string& name_or_path, int classes) {
-  const bool is_path = name_or_path.find('/') != std::string::npos ||
-                       (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".toml");
-  if (!is_path) {
+  if (!is_model_path(name_or_path)) {
     for (const auto& b : kBuiltinModels)
       if (b.name == name_or_path) return parse_model(b.toml, "models/" + name_or_path + ".toml", classes);
     std::string list;

@@ -77,8 +77,7 @@ void set_field(nlohmann::json& target, const std::string& field, const nlohmann:
 
 // Where a model reference of the spec is: a built-in name as it is, a path relative to the spec.
 std::string model_location(const std::string& ref, const std::filesystem::path& base_dir) {
-  const bool is_path = ref.find('/') != std::string::npos || ref.find(".toml") != std::string::npos;
-  return is_path ? (base_dir / ref).string() : ref;
+  return model::is_model_path(ref) ? (base_dir / ref).string() : ref;
 }
 
 // A model reference that resolves to a valid model file; errors name the spec's field and the

@@ -67,6 +67,10 @@ std::string to_string(LayerKind k);
 // and the field.
 ModelSpec parse_model(std::string_view toml_text, const std::string& origin, int classes);
 
+// Whether resolve_model reads `name_or_path` as a file (it holds a '/' or ends in .toml) rather
+// than a built-in name.
+bool is_model_path(const std::string& name_or_path);
+
 // A built-in model (models/*.toml, compiled in) by name, or a .toml file.
 ModelSpec resolve_model(const std::string& name_or_path, int classes);
 std::vector<std::string> builtin_model_names();
