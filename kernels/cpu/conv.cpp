@@ -40,32 +40,22 @@ PatchRuns::PatchRuns(const arith::Conv2dShape& s, int g) : patch_(s.patch()) {
       arith::for_each_patch_run(s, oy, ox, g, [&](int k, long at, int n) { runs_.push_back({k, n, at}); });
     }
   first_.push_back(static_cast<int>(runs_.size()));
+  // The halo: as much padding as the windows reach on each side.
+  const arith::Window& w = s.window;
+  in_h_ = s.in_h, in_w_ = s.in_w, in_c_ = s.in_c;
+  top_ = w.pad_h, left_ = w.pad_w;
+  halo_h_ = std::max(s.in_h + top_, (s.out_h() - 1) * w.stride_h + w.kernel_h);
+  halo_w_ = std::max(s.in_w + left_, (s.out_w() - 1) * w.stride_w + w.kernel_w);
+  for (int oy = 0; oy < s.out_h(); ++oy)
+    for (int ox = 0; ox < s.out_w(); ++ox)
+      origins_.push_back((static_cast<long>(oy) * w.stride_h * halo_w_ + static_cast<long>(ox) * w.stride_w) * s.in_c +
+                         static_cast<long>(g) * s.group_in());
+  const bool whole_rows = s.group_in() == s.in_c;  // a window row is one segment
+  segment_ = whole_rows ? w.kernel_w * s.in_c : s.group_in();
+  for (int ky = 0; ky < w.kernel_h; ++ky)
+    for (int kx = 0; kx < (whole_rows ? 1 : w.kernel_w); ++kx)
+      segments_.push_back((ky * halo_w_ + kx) * s.in_c);
 }
-
-namespace {
-
-// Runs of a few bytes (a one-channel map's window rows) are most of the work: copied with one
-// masked load and store of up to 64 bytes each.
-__attribute__((target("avx512f,avx512bw"))) void copy_bytes_avx512(const std::uint8_t* from, int n, std::uint8_t* to) {
-  for (; n >= 64; n -= 64, from += 64, to += 64) _mm512_storeu_si512(to, _mm512_loadu_si512(from));
-  const __mmask64 mask = (std::uint64_t{1} << n) - 1;  // n < 64
-  _mm512_mask_storeu_epi8(to, mask, _mm512_maskz_loadu_epi8(mask, from));
-}
-
-template <typename Copy>
-void gather_runs(const std::vector<int>& first, const std::vector<PatchRuns::Run>& runs, const std::uint8_t* map,
-                 std::uint8_t pad, std::uint8_t* cols, int ld, Copy copy) {
-  for (std::size_t p = 0; p + 1 < first.size(); ++p) {
-    std::uint8_t* row = cols + p * static_cast<std::size_t>(ld);
-    for (int r = first[p]; r < first[p + 1]; ++r) {
-      const PatchRuns::Run& run = runs[r];
-      if (run.at < 0) std::fill_n(row + run.k, run.n, pad);
-      else copy(map + run.at, run.n, row + run.k);
-    }
-  }
-}
-
-}  // namespace
 
 namespace {
 
@@ -97,12 +87,61 @@ void codes_of_bytes(const std::uint8_t* bytes, int rows, int count, int ld, floa
   }
 }
 
+namespace {
+
+// Every segment of every patch is `n` bytes, copied a vector at a time from the halo (which has
+// room past its end) with unmasked stores reaching past the segment, into the next ones, which
+// write over them; the last segments of a row, whose vector would reach past the patch, store
+// under a mask, the row's bytes past its patch untouched. Vectors as narrow as the segments allow: a one-channel map's 5-byte window
+// rows are most of the work.
+template <typename V>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gather_segments(const std::uint8_t* halo,
+                                                                           const std::vector<long>& origins,
+                                                                           const std::vector<int>& segments, int n,
+                                                                           std::uint8_t* cols, int ld) {
+  constexpr int width = sizeof(V);
+  const int last = (n - 1) / width * width;  // the last vector's first byte
+  const std::uint64_t mask = ~std::uint64_t{0} >> (64 - (n - last));
+  const int count = static_cast<int>(segments.size());
+  // The first segment whose whole last vector would reach past the patch: it and the ones after
+  // store under the mask.
+  int whole = 0;
+  while (whole < count && whole * n + last + width <= count * n) ++whole;
+  const auto copy = [](const std::uint8_t* from, std::uint8_t* to) {
+    if constexpr (width == 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(to), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from)));
+    else _mm512_storeu_si512(to, _mm512_loadu_si512(from));
+  };
+  for (std::size_t p = 0; p < origins.size(); ++p) {
+    const std::uint8_t* origin = halo + origins[p];
+    std::uint8_t* row = cols + p * static_cast<std::size_t>(ld);
+    for (int i = 0; i < count; ++i, row += n) {
+      const std::uint8_t* from = origin + segments[i];
+      for (int e = 0; e < last; e += width) copy(from + e, row + e);
+      if (i < whole) copy(from + last, row + last);
+      else if constexpr (width == 16)
+        _mm_mask_storeu_epi8(row + last, static_cast<__mmask16>(mask), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + last)));
+      else _mm512_mask_storeu_epi8(row + last, mask, _mm512_loadu_si512(from + last));
+    }
+  }
+}
+
+}  // namespace
+
 void PatchRuns::gather(const std::uint8_t* map, std::uint8_t pad, std::uint8_t* cols, int ld) const {
-  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  if (avx512) gather_runs(first_, runs_, map, pad, cols, ld, copy_bytes_avx512);
-  else
-    gather_runs(first_, runs_, map, pad, cols, ld,
-                [](const std::uint8_t* from, int n, std::uint8_t* to) { std::copy_n(from, n, to); });
+  // The map in its halo, with 64 bytes to spare for the copies' whole vectors.
+  thread_local std::vector<std::uint8_t> padded;
+  padded.assign(static_cast<std::size_t>(halo_h_) * halo_w_ * in_c_ + 64, pad);
+  const std::size_t line = static_cast<std::size_t>(in_w_) * in_c_;
+  for (int y = 0; y < in_h_; ++y)
+    std::copy_n(map + y * line, line, padded.data() + ((static_cast<std::size_t>(y) + top_) * halo_w_ + left_) * in_c_);
+  const std::uint8_t* halo = padded.data();
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl");
+  if (avx512 && segment_ <= 16) return gather_segments<__m128i>(halo, origins_, segments_, segment_, cols, ld);
+  if (avx512) return gather_segments<__m512i>(halo, origins_, segments_, segment_, cols, ld);
+  for (std::size_t p = 0; p < origins_.size(); ++p)
+    for (std::size_t i = 0; i < segments_.size(); ++i)
+      std::copy_n(halo + origins_[p] + segments_[i], segment_, cols + p * static_cast<std::size_t>(ld) + i * segment_);
 }
 
 void PatchRuns::scatter_add(const float* cols, float* map_grad) const {

@@ -4,6 +4,9 @@
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -44,6 +47,127 @@ void for_each_tile(int rows, int cols, int depth, Tile&& tile) {
   }
 }
 
+#if defined(__x86_64__)
+// The kernel gradient of a convolution, c = a^T b: a is the chunk's output gradients (m rows of n,
+// n a group's output channels, at most 32), b its patches (m rows of k). Eigen's micro kernel is
+// 48 rows of c high, three times a 16-channel layer's; here c's columns are held in registers, n
+// output channels to a vector (one or two vectors), P patch elements to a tile, and every element
+// is summed over the rows in order: the same sums whatever the machine's thread count.
+template <int NB, int P>
+__attribute__((target("avx512f"))) void atb_tile(const float* a, const float* b, int m, int n, int k, int j0,
+                                                 float* c) {
+  __m512 acc[NB][P];
+  #pragma GCC unroll 32
+  for (int v = 0; v < NB; ++v)
+    #pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) acc[v][p] = _mm512_setzero_ps();
+  const __mmask16 tail = static_cast<__mmask16>((1u << (n - 16 * (NB - 1))) - 1);
+  for (int r = 0; r < m; ++r) {
+    const float* ar = a + static_cast<std::size_t>(r) * n;
+    const float* br = b + static_cast<std::size_t>(r) * k + j0;
+    __m512 av[NB];
+    #pragma GCC unroll 32
+    for (int v = 0; v < NB; ++v) av[v] = _mm512_maskz_loadu_ps(v + 1 == NB ? tail : __mmask16{0xFFFF}, ar + 16 * v);
+    #pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) {
+      const __m512 bp = _mm512_set1_ps(br[p]);
+      #pragma GCC unroll 32
+      for (int v = 0; v < NB; ++v) acc[v][p] = _mm512_fmadd_ps(av[v], bp, acc[v][p]);
+    }
+  }
+  alignas(64) float column[16 * NB];
+  #pragma GCC unroll 32
+  for (int p = 0; p < P; ++p) {
+    #pragma GCC unroll 32
+    for (int v = 0; v < NB; ++v) _mm512_store_ps(column + 16 * v, acc[v][p]);
+    for (int i = 0; i < n; ++i) c[static_cast<std::size_t>(i) * k + j0 + p] = column[i];
+  }
+}
+
+// c's columns in tiles of 24 / NB, then 8, 4 and 1: a partition fixed by the shape, each tile
+// summed by one thread, so the thread count changes no bit.
+template <int NB>
+void atb_narrow(const float* a, const float* b, int m, int n, int k, float* c) {
+  constexpr int wide = 24 / NB;
+  const int wide_tiles = k / wide;
+  const int rest = k - wide_tiles * wide;  // in tiles of 8, 4, 1
+  const int tiles = wide_tiles + rest / 8 + rest % 8 / 4 + rest % 4;
+#pragma omp parallel for schedule(dynamic, 1) if (static_cast<long>(m) * n * k > (1L << 20))
+  for (int t = 0; t < tiles; ++t) {
+    if (t < wide_tiles) {
+      atb_tile<NB, wide>(a, b, m, n, k, t * wide, c);
+      continue;
+    }
+    int j0 = wide_tiles * wide, u = t - wide_tiles;
+    if (u < rest / 8) {
+      atb_tile<NB, 8>(a, b, m, n, k, j0 + 8 * u, c);
+      continue;
+    }
+    j0 += rest / 8 * 8, u -= rest / 8;
+    if (u < rest % 8 / 4) {
+      atb_tile<NB, 4>(a, b, m, n, k, j0, c);
+      continue;
+    }
+    j0 += rest % 8 / 4 * 4, u -= rest % 8 / 4;
+    atb_tile<NB, 1>(a, b, m, n, k, j0 + u, c);
+  }
+}
+
+// c = a b with a's rows short (n, a group's output channels, at most 64): the input gradient of
+// a convolution's patches. Six rows of c by four vectors of its columns per tile, b's rows read in
+// place (no packing: b is the kernel, a few KiB, in cache), each element summed over n in order.
+template <int R, int V>
+__attribute__((target("avx512f"))) void ab_tile(const float* a, const float* b, int n, int k, int i0, int j0,
+                                                __mmask16 last, float* c) {
+  __m512 acc[R][V];
+  #pragma GCC unroll 32
+  for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 32
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int o = 0; o < n; ++o) {
+    const float* bo = b + static_cast<std::size_t>(o) * k + j0;
+    __m512 bv[V];
+    #pragma GCC unroll 32
+    for (int v = 0; v < V; ++v) bv[v] = _mm512_maskz_loadu_ps(v + 1 == V ? last : __mmask16{0xFFFF}, bo + 16 * v);
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[static_cast<std::size_t>(i0 + r) * n + o]);
+      #pragma GCC unroll 32
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+  }
+  #pragma GCC unroll 32
+  for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 32
+    for (int v = 0; v < V; ++v)
+      _mm512_mask_storeu_ps(c + static_cast<std::size_t>(i0 + r) * k + j0 + 16 * v,
+                            v + 1 == V ? last : __mmask16{0xFFFF}, acc[r][v]);
+}
+
+template <int R>
+void ab_rows(const float* a, const float* b, int n, int k, int i0, float* c) {
+  int j0 = 0;
+  for (; j0 + 64 <= k; j0 += 64) ab_tile<R, 4>(a, b, n, k, i0, j0, 0xFFFF, c);
+  for (; j0 < k; j0 += 16) {
+    const int left = std::min(16, k - j0);
+    ab_tile<R, 1>(a, b, n, k, i0, j0, static_cast<__mmask16>((1u << left) - 1), c);
+  }
+}
+
+void ab_short(const float* a, const float* b, int m, int n, int k, float* c) {
+  const int blocks = m / 6, tiles = blocks + m % 6;  // rows by six, then one by one
+#pragma omp parallel for schedule(dynamic, 1) if (static_cast<long>(m) * n * k > (1L << 20))
+  for (int t = 0; t < tiles; ++t) {
+    if (t < blocks) ab_rows<6>(a, b, n, k, 6 * t, c);
+    else ab_rows<1>(a, b, n, k, 6 * blocks + (t - blocks), c);
+  }
+}
+
+const bool kAvx512 = __builtin_cpu_supports("avx512f");
+#else
+const bool kAvx512 = false;
+#endif
+
 }  // namespace
 
 void set_threads(int threads) {
@@ -69,6 +193,13 @@ void gemm_abt(const float* a, const float* b, int m, int n, int k, float* c) {
 }
 
 void gemm_atb(const float* a, const float* b, int m, int n, int k, float* c) {
+#if defined(__x86_64__)
+  if (kAvx512 && n <= 32) {  // narrow: a convolution's kernel gradient
+    if (n <= 16) atb_narrow<1>(a, b, m, n, k, c);
+    else atb_narrow<2>(a, b, m, n, k, c);
+    return;
+  }
+#endif
   for_each_tile(n, k, m, [&](int i0, int rows, int j0, int cols) {
     Map(c, n, k).block(i0, j0, rows, cols).noalias() =
         ConstMap(a, m, n).middleCols(i0, rows).transpose() * ConstMap(b, m, k).middleCols(j0, cols);
@@ -76,6 +207,9 @@ void gemm_atb(const float* a, const float* b, int m, int n, int k, float* c) {
 }
 
 void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c) {
+#if defined(__x86_64__)
+  if (kAvx512 && n <= 64) return ab_short(a, b, m, n, k, c);  // a convolution's patch gradient
+#endif
   for_each_tile(m, k, n, [&](int i0, int rows, int j0, int cols) {
     Map(c, m, k).block(i0, j0, rows, cols).noalias() =
         ConstMap(a, m, n).middleRows(i0, rows) * ConstMap(b, n, k).middleCols(j0, cols);

@@ -632,6 +632,55 @@ TEST(DenseGemms, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_NEAR(one[2][13 * k + 17], ab, 1e-3);
 }
 
+// A convolution's GEMMs are narrow (a group's output channels on one side): the kernel gradient
+// a^T b and the patches' gradient a b, run per chunk inside a parallel region. Every shape around
+// the vector widths and tiles gives the product (against double-precision sums) and the same
+// bits in a parallel region as outside one.
+TEST(DenseGemms, NarrowConvolutionShapes) {
+  const std::uint32_t seed = 20261129;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  qathw::kernels::set_threads(2);
+  for (int m : {1, 7, 13, 600}) {  // 600: shared among the threads outside a parallel region
+    for (int n : {1, 5, 16, 17, 32, 33, 64}) {
+      for (int k : {1, 7, 25, 64, 403}) {
+        std::vector<float> a(static_cast<std::size_t>(m) * n), b(static_cast<std::size_t>(m) * k),
+            w(static_cast<std::size_t>(n) * k);
+        for (auto* v : {&a, &b, &w})
+          for (float& x : *v) x = u(rng);
+        std::vector<float> atb(static_cast<std::size_t>(n) * k), ab(static_cast<std::size_t>(m) * k);
+        qathw::kernels::gemm_atb(a.data(), b.data(), m, n, k, atb.data());
+        qathw::kernels::gemm_ab(a.data(), w.data(), m, n, k, ab.data());
+        std::vector<float> atb_inside(atb.size()), ab_inside(ab.size());
+#pragma omp parallel num_threads(2)
+#pragma omp single
+        {
+          qathw::kernels::gemm_atb(a.data(), b.data(), m, n, k, atb_inside.data());
+          qathw::kernels::gemm_ab(a.data(), w.data(), m, n, k, ab_inside.data());
+        }
+        const std::string where = "m " + std::to_string(m) + ", n " + std::to_string(n) + ", k " + std::to_string(k) +
+                                  " (seed " + std::to_string(seed) + ")";
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < k; ++j) {
+            double sum = 0;
+            for (int r = 0; r < m; ++r) sum += static_cast<double>(a[r * n + i]) * b[r * k + j];
+            ASSERT_NEAR(atb[i * k + j], sum, 1e-4 * m) << "a^T b [" << i << "][" << j << "], " << where;
+          }
+        for (int r = 0; r < m; ++r)
+          for (int j = 0; j < k; ++j) {
+            double sum = 0;
+            for (int i = 0; i < n; ++i) sum += static_cast<double>(a[r * n + i]) * w[i * k + j];
+            ASSERT_NEAR(ab[r * k + j], sum, 1e-4 * n) << "a b [" << r << "][" << j << "], " << where;
+          }
+        // Shared among threads or run in the calling thread: the same sums.
+        EXPECT_EQ(0, std::memcmp(atb.data(), atb_inside.data(), atb.size() * sizeof(float))) << where;
+        EXPECT_EQ(0, std::memcmp(ab.data(), ab_inside.data(), ab.size() * sizeof(float))) << where;
+      }
+    }
+  }
+  qathw::kernels::set_threads(1);
+}
+
 // The layer epilogue (vectorised where the processor allows) equals arith's rule element by
 // element, accumulator_of_exact_sum then epilogue, for both rounding and overflow modes, every
 // accumulator width, ReLU or none, all three accumulator types: random accumulators, the type's

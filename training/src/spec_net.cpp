@@ -127,9 +127,6 @@ SpecNet::SpecNet(model::ModelSpec spec, std::uint64_t seed) : spec_(std::move(sp
     previous = i;
   }
   out_.resize(spec_.layers.size());
-  feeds_relu_.assign(spec_.layers.size(), false);
-  for (std::size_t i = 0; i < spec_.layers.size(); ++i)
-    if (spec_.layers[i].kind == LayerKind::Relu && source_[i] != kInput) feeds_relu_[source_[i]] = true;
   patch_runs_.resize(spec_.layers.size());
   for (std::size_t i = 0; i < spec_.layers.size(); ++i)
     if (spec_.layers[i].kind == LayerKind::Conv2d)
@@ -249,14 +246,28 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
   // Per-sample passes writing a layer's input gradient whole, for any range of samples: a ReLU's,
   // and a max pool's whose windows tile its input (each position gets its output's gradient where
   // it holds the argmax, else 0).
+  // Whether a ReLU passes the gradient at input k: its input is positive (in QAT its integers,
+  // whose sign their real values share; the forward keeps no other real values).
+  const auto relu_passes = [&](std::size_t j) {
+    return [x = quantized_pass_ ? nullptr : input_of(j),
+            z = quantized_pass_ ? z_[source_[j]].data() : nullptr](std::size_t k) { return x ? x[k] > 0.0f : z[k] > 0; };
+  };
   const auto relu_backward = [&](std::size_t j, int b0, int n) {
     const std::size_t size = static_cast<std::size_t>(spec_.layers[j].out_shape.size());
-    const float* __restrict x = input_of(j);
     const float* __restrict dy = d[j].data();
     float* __restrict dx = d[source_[j]].data();
-    for (std::size_t k = b0 * size; k < (b0 + n) * size; ++k) dx[k] = 0.0f + (x[k] > 0.0f ? dy[k] : 0.0f);
+    if (quantized_pass_) {
+      const std::int32_t* __restrict z = z_[source_[j]].data();
+      for (std::size_t k = b0 * size; k < (b0 + n) * size; ++k) dx[k] = 0.0f + (z[k] > 0 ? dy[k] : 0.0f);
+    } else {
+      const float* __restrict x = input_of(j);
+      for (std::size_t k = b0 * size; k < (b0 + n) * size; ++k) dx[k] = 0.0f + (x[k] > 0.0f ? dy[k] : 0.0f);
+    }
   };
-  const auto max_pool_backward = [&](std::size_t j, const PoolWindows& w, int b0, int n) {
+  // A max pool's backward; with `relu` (in QAT, a ReLU between the pool and its source whose
+  // input integers these are) the ReLU's too: the ReLU's gradient is never written.
+  const auto max_pool_backward = [&](std::size_t j, const PoolWindows& w, int b0, int n, float* to_map,
+                                     const std::int32_t* relu) {
     const LayerSpec& l = spec_.layers[j];
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
     const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
@@ -267,8 +278,13 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         const float* dy = d[j].data() + at;
         for (int e = w.first[p]; e < w.first[p + 1]; ++e) {
           const int o = w.offsets[e];
-          float* __restrict to = d[source_[j]].data() + b * in_size + o;
-          for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c ? dy[c] : 0.0f);
+          float* __restrict to = to_map + b * in_size + o;
+          if (relu) {
+            const std::int32_t* __restrict z = relu + b * in_size + o;
+            for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c && z[c] > 0 ? dy[c] : 0.0f);
+          } else {
+            for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c ? dy[c] : 0.0f);
+          }
         }
       }
   };
@@ -346,8 +362,14 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
           if (spec_.layers[j].kind == LayerKind::MaxPool) windows[j] = pool_windows(spec_.layers[j]);
         for_each_chunk(batch, [&](int c, int b0, int n) {
           for (std::size_t j = end; j-- > i + 1;) {
-            if (spec_.layers[j].kind == LayerKind::Relu) relu_backward(j, b0, n);
-            else max_pool_backward(j, windows[j], b0, n);
+            if (spec_.layers[j].kind == LayerKind::Relu) {
+              relu_backward(j, b0, n);
+            } else if (quantized_pass_ && j == i + 2 && spec_.layers[i + 1].kind == LayerKind::Relu) {
+              max_pool_backward(j, windows[j], b0, n, d[i].data(), z_[i].data());  // and the ReLU before it
+              break;
+            } else {
+              max_pool_backward(j, windows[j], b0, n, d[source_[j]].data(), nullptr);
+            }
           }
           const std::size_t rows = static_cast<std::size_t>(n) * pixels;
           std::vector<float>& scratch_cols = thread_scratch(0, patches_[i].empty() ? rows * patch : 0);
@@ -410,15 +432,16 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
 #pragma omp parallel for schedule(static)
           for (int b = 0; b < batch; ++b) relu_backward(i, b, 1);
         } else if (dx) {
-#pragma omp parallel for simd schedule(static)
-          for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += x[k] > 0.0f ? dy[k] : 0.0f;
+          const auto passes = relu_passes(i);
+#pragma omp parallel for schedule(static)
+          for (std::size_t k = 0; k < d[i].size(); ++k) dx[k] += passes(k) ? dy[k] : 0.0f;
         }
         break;
       case LayerKind::MaxPool:
         if (assign) {
           const PoolWindows w = pool_windows(l);
 #pragma omp parallel for schedule(static)
-          for (int b = 0; b < batch; ++b) max_pool_backward(i, w, b, 1);
+          for (int b = 0; b < batch; ++b) max_pool_backward(i, w, b, 1, dx, nullptr);
         } else if (dx) {
 #pragma omp parallel for schedule(static)
           for (int b = 0; b < batch; ++b)
@@ -603,7 +626,7 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
     }
   };
   const auto real_values = [&](std::size_t j, int b0, int n) {
-    if (j + 1 != spec_.layers.size() && !feeds_relu_[j]) return;
+    if (j + 1 != spec_.layers.size()) return;  // the backward's ReLUs read the integers
     const std::size_t size = static_cast<std::size_t>(spec_.layers[j].out_shape.size());
     for (int b = b0; b < b0 + n; ++b)
       for (std::size_t k = 0; k < size; ++k)

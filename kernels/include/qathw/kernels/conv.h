@@ -46,6 +46,12 @@ class PatchRuns {
   int patch_ = 0;
   std::vector<Run> runs_;
   std::vector<int> first_;  // per output pixel: its first run, and the end of the last
+  // The gather reads the map with its padding written around it (the halo map, halo_h x halo_w
+  // x in_c): every patch is then the same segments (one per window row when the group holds
+  // every channel, else one per window position), at the output pixel's origin in it.
+  int in_h_ = 0, in_w_ = 0, in_c_ = 0, top_ = 0, left_ = 0, halo_h_ = 0, halo_w_ = 0, segment_ = 0;
+  std::vector<long> origins_;  // per output pixel
+  std::vector<int> segments_;  // per segment: its offset from the origin (its patch element: i * segment_)
 };
 
 }  // namespace qathw::kernels

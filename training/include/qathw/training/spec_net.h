@@ -96,7 +96,6 @@ class SpecNet {
   std::vector<std::vector<float>> out_;           // per layer: batch x out_shape
   std::vector<std::vector<std::int32_t>> argmax_;  // max pools: the input index of each output
   std::vector<std::size_t> source_, residual_;    // per layer: the layer it reads (and adds)
-  std::vector<bool> feeds_relu_;                   // per layer: whether a ReLU reads it
   std::vector<QuantizedKernel> q_;                 // per layer (empty for layers without a kernel)
   std::vector<std::vector<std::int32_t>> z_;       // per layer: the integers of the last forward_quantized
   std::vector<std::vector<float>> kin_;            // per kernel layer: its input codes times their scale
