@@ -8,3 +8,4 @@
 #include "qathw/arith/layer.h"
 #include "qathw/arith/pack.h"
 #include "qathw/arith/quantize.h"
+#include "qathw/arith/transformer.h"
