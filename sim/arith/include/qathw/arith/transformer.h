@@ -132,7 +132,7 @@ struct RmsInverse {
   std::uint64_t root = 0;    // isqrt(mean_sq) = floor(rms 2^k)
   // 1/rms = mantissa 2^-shift: the reciprocal unit's pair of root (mantissa normalised to M bits)
   // with k taken off its shift. The pair never leaves the norm unit, so its shift is not held to
-  // the target's scale range (it lies in [M - 12, M + 31]); {0, 0} for an all-zero token.
+  // the target's scale range (it lies in [M - 11, M + 31]); {0, 0} for an all-zero token.
   FixedPoint inv_rms;
 };
 
