@@ -90,7 +90,7 @@ void for_each_chunk(int batch, F f) {
 // A thread's scratch buffer, kept between calls (the chunks of every step reuse it).
 template <typename T = float>
 std::vector<T>& thread_scratch(int which, std::size_t size) {
-  thread_local std::vector<T> buffers[4];
+  thread_local std::vector<T> buffers[5];
   buffers[which].resize(size);
   return buffers[which];
 }
@@ -264,26 +264,35 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
       for (std::size_t k = b0 * size; k < (b0 + n) * size; ++k) dx[k] = 0.0f + (x[k] > 0.0f ? dy[k] : 0.0f);
     }
   };
-  // A max pool's backward; with `relu` (in QAT, a ReLU between the pool and its source whose
-  // input integers these are) the ReLU's too: the ReLU's gradient is never written.
-  const auto max_pool_backward = [&](std::size_t j, const PoolWindows& w, int b0, int n, float* to_map,
-                                     const std::int32_t* relu) {
+  // A max pool's backward into `to` (its input's gradient from sample b0 on). With `relu_before`
+  // (QAT) also that of the ReLU between the pool and its source: the gradient passes where the
+  // pool's output is positive (the ReLU's input at the argmax is then the same integer), and the
+  // ReLU's gradient is never written.
+  const auto max_pool_backward = [&](std::size_t j, const PoolWindows& w, int b0, int n, float* to,
+                                     bool relu_before) {
     const LayerSpec& l = spec_.layers[j];
     const std::size_t in_size = static_cast<std::size_t>(l.in_shape.size());
     const int channels = l.out_shape.channels, out_pixels = l.out_shape.height * l.out_shape.width;
     for (int b = b0; b < b0 + n; ++b)
       for (int p = 0; p < out_pixels; ++p) {
         const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
-        const std::int32_t* best = argmax_[j].data() + at;
-        const float* dy = d[j].data() + at;
+        const std::int32_t* __restrict best = argmax_[j].data() + at;
+        const std::int32_t* __restrict pooled = z_[j].data() + at;
+        const float* __restrict dy = d[j].data() + at;
         for (int e = w.first[p]; e < w.first[p + 1]; ++e) {
           const int o = w.offsets[e];
-          float* __restrict to = to_map + b * in_size + o;
-          if (relu) {
-            const std::int32_t* __restrict z = relu + b * in_size + o;
-            for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c && z[c] > 0 ? dy[c] : 0.0f);
+          float* __restrict map = to + (b - b0) * in_size + o;
+          // Every operand loaded whatever the comparisons (a blend, not masked loads).
+          if (relu_before) {
+            for (int c = 0; c < channels; ++c) {
+              const float g = dy[c];
+              map[c] = (best[c] == o + c) & (pooled[c] > 0) ? g : 0.0f;
+            }
           } else {
-            for (int c = 0; c < channels; ++c) to[c] = 0.0f + (best[c] == o + c ? dy[c] : 0.0f);
+            for (int c = 0; c < channels; ++c) {
+              const float g = dy[c];
+              map[c] = best[c] == o + c ? g : 0.0f;
+            }
           }
         }
       }
@@ -361,17 +370,23 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         for (std::size_t j = i + 1; j < end; ++j)
           if (spec_.layers[j].kind == LayerKind::MaxPool) windows[j] = pool_windows(spec_.layers[j]);
         for_each_chunk(batch, [&](int c, int b0, int n) {
+          // The convolution's output gradient for the chunk: in its buffer, or where the chain
+          // ends in a ReLU and a max pool (QAT), written by the pool into the thread's scratch.
+          const float* dy_chunk = dy + b0 * out_size;
           for (std::size_t j = end; j-- > i + 1;) {
             if (spec_.layers[j].kind == LayerKind::Relu) {
               relu_backward(j, b0, n);
             } else if (quantized_pass_ && j == i + 2 && spec_.layers[i + 1].kind == LayerKind::Relu) {
-              max_pool_backward(j, windows[j], b0, n, d[i].data(), z_[i].data());  // and the ReLU before it
+              std::vector<float>& chunk_dy = thread_scratch(4, static_cast<std::size_t>(n) * out_size);
+              max_pool_backward(j, windows[j], b0, n, chunk_dy.data(), true);
+              dy_chunk = chunk_dy.data();
               break;
             } else {
-              max_pool_backward(j, windows[j], b0, n, d[source_[j]].data(), nullptr);
+              max_pool_backward(j, windows[j], b0, n, d[source_[j]].data() + b0 * spec_.layers[j].in_shape.size(), false);
             }
           }
           const std::size_t rows = static_cast<std::size_t>(n) * pixels;
+          const bool kept = !patches_[i].empty() || !code_patches_[i].empty();
           std::vector<float>& scratch_cols = thread_scratch(0, patches_[i].empty() ? rows * patch : 0);
           const int code_row = kernels::padded_depth(patch);
           std::vector<float>& dyg = thread_scratch(1, s.groups > 1 ? rows * go : 0);
@@ -379,17 +394,17 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
           std::vector<float>& scaled = thread_scratch(3, code_scale_[i].empty() ? 0 : rows * go);
           for (int g = 0; g < s.groups; ++g) {
             // The group's output gradients (one group: the chunk's block of the layer's).
-            const float* dy_group = dy + b0 * out_size;
+            const float* dy_group = dy_chunk;
             if (s.groups > 1) {
-              gather_group(dy + b0 * out_size, n, pixels, s.out_c, g, go, dyg.data());
+              gather_group(dy_chunk, n, pixels, s.out_c, g, go, dyg.data());
               dy_group = dyg.data();
             }
             const float* cols = scratch_cols.data();
             const float* dy_kernel = dy_group;
-            if (!patches_[i].empty() || !code_patches_[i].empty()) {
+            if (kept) {
               // The forward's patches. In QAT they hold codes: each sample's code scale moves onto
               // its output gradients, (s dy)^T codes = dy^T (s codes). Byte codes (the int8
-              // GEMM's) become the same float codes first.
+              // GEMM's) become the same float codes first, read from memory in sequence.
               if (!patches_[i].empty()) {
                 cols = kept_patches(patches_[i], g, b0, batch, s, patch);
               } else {
@@ -441,7 +456,7 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
         if (assign) {
           const PoolWindows w = pool_windows(l);
 #pragma omp parallel for schedule(static)
-          for (int b = 0; b < batch; ++b) max_pool_backward(i, w, b, 1, dx, nullptr);
+          for (int b = 0; b < batch; ++b) max_pool_backward(i, w, b, 1, dx + b * in_size, false);
         } else if (dx) {
 #pragma omp parallel for schedule(static)
           for (int b = 0; b < batch; ++b)
