@@ -228,7 +228,9 @@ void SpecNet::backward_quantized(const std::vector<float>& dlogits, bool clip, s
 void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads) {
   const int batch = batch_;
   const std::size_t layers = spec_.layers.size();
-  grads.assign(layers, {});
+  grads.resize(layers);  // each step: the buffers keep their memory
+  for (std::size_t i = 0; i < layers; ++i)
+    if (w_[i].empty()) grads[i].clear();
   std::vector<std::vector<float>>& d = dout_;  // d(loss)/d(each layer's output)
   d.resize(layers);
   // A layer's gradient buffer is zeroed only where something adds into it: the first ReLU or
@@ -241,7 +243,8 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
     if (!written[j]) std::fill(d[j].begin(), d[j].end(), 0.0f);
     written[j] = true;
   };
-  std::vector<float> scratch, dcodes;
+  std::vector<float>& scratch = scratch_[0];
+  std::vector<float>& dcodes = scratch_[1];
   step_grads_.assign(layers, 0.0f);
   // Per-sample passes writing a layer's input gradient whole, for any range of samples: a ReLU's,
   // and a max pool's whose windows tile its input (each position gets its output's gradient where
@@ -518,11 +521,14 @@ float SpecNet::lsq_backward(std::size_t i, const std::vector<float>& dcodes, flo
 }
 
 void SpecNet::quantize_kernels(const arith::Format& f) {
-  q_.assign(spec_.layers.size(), {});
+  q_.resize(spec_.layers.size());  // each step: the buffers keep their memory
   for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
     const LayerSpec& l = spec_.layers[i];
-    if (w_[i].empty()) continue;
     QuantizedKernel& q = q_[i];
+    if (w_[i].empty()) {
+      q = {};
+      continue;
+    }
     const int in = model::kernel_fan_in(l);
     const std::size_t n = w_[i].size();
     q.codes.resize(n);
@@ -540,6 +546,9 @@ void SpecNet::quantize_kernels(const arith::Format& f) {
       for (int g = 0; g < groups; ++g)
         kernels::pack_int8_columns(q.codes.data() + static_cast<std::size_t>(g) * go * in, go, in,
                                    q.packed.data() + g * bytes, q.packed_offsets.data() + g * go);
+    } else {
+      q.packed.clear();
+      q.packed_offsets.clear();
     }
   }
 }
@@ -603,8 +612,9 @@ const std::vector<float>& SpecNet::forward_quantized(const std::uint8_t* pixels,
   const std::vector<float> pixel_unit(static_cast<std::size_t>(batch), 1.0f / 255.0f);
   const float qmax = static_cast<float>(arith::act_qmax(f.act_bits));
   const std::size_t in0 = static_cast<std::size_t>(spec_.input.size());
-  const std::vector<std::int32_t> input(pixels, pixels + static_cast<std::size_t>(batch) * in0);
-  std::vector<float> codes;
+  std::vector<std::int32_t>& input = input_integers_;
+  input.assign(pixels, pixels + static_cast<std::size_t>(batch) * in0);
+  std::vector<float>& codes = scratch_[0];
   std::vector<std::int64_t> amax(static_cast<std::size_t>(batch));
   // Per-sample passes, for any range of samples [b0, b0 + n): a ReLU's and a max pool's outputs,
   // and the real values the backward pass reads (the logits, the ReLUs' inputs; kernel layers

@@ -112,6 +112,10 @@ class SpecNet {
   template <typename T>
   T* kept_patches(std::vector<T>& kept, int g, int b0, int batch, const arith::Conv2dShape& s, int row) const;
   std::vector<std::vector<kernels::PatchRuns>> patch_runs_;  // per convolution and group
+  // Buffers of every step, kept with their memory: the input pixels as integers, and the
+  // passes' scratch.
+  std::vector<std::int32_t> input_integers_;
+  std::vector<float> scratch_[2];
   std::vector<std::uint8_t> input_codes_;                   // a kernel layer's input codes + 128 (int8 GEMM)
   std::vector<float> steps_, step_grads_;          // per layer: static quantizer steps, their gradients
   std::vector<float> pair_steps_;                  // per layer: the step its pair gives (last forward)
