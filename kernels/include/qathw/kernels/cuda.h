@@ -228,4 +228,114 @@ void add_aligned(const std::int32_t* a, const std::int32_t* b, std::size_t n, ar
 std::vector<std::uint8_t> group_packed_codes(const std::vector<std::uint8_t>& packed, arith::WeightFormat w, int patch,
                                              int group_out, int g);
 
+// ---- the model-file trainer (spec_train.cu): SpecNet's passes on the device -----------------
+// Maps are channels last, `samples` of them; a pool's shape is a Conv2dShape whose in_h x in_w x
+// in_c is its input map and whose window is the pool's (out_c and groups unused). Scalars that
+// the host computes in SpecNet (a static quantizer's pair, an add's pairs) are computed here by
+// one thread from device values, with the same float and double operations (the file is
+// compiled with --fmad=false), so a step never waits for the host.
+
+// Free and total bytes of device 0's memory.
+struct DeviceMemory {
+  std::size_t free = 0, total = 0;
+};
+DeviceMemory device_memory();
+
+// z[i] = pixels[i] (the integers of the quantized input).
+void widen_pixels(const std::uint8_t* pixels, std::size_t n, std::int32_t* z);
+// x[i] = pixels[i] / 255.0f (the FP32 input values, the division the host does).
+void pixels_over_255(const std::uint8_t* pixels, std::size_t n, float* x);
+// p[i] = value
+void fill(float* p, std::size_t n, float value);
+
+// The per-sample scales of a dynamic quantizer from its token maxima: code_scale[b] = amax[b] *
+// unit_in[b] / qmax, unit_out[b] = code_scale[b] * *reference (SpecNet::forward_quantized).
+void dynamic_units(const std::int64_t* amax, const float* unit_in, int samples, int act_bits, const float* reference,
+                   float* code_scale, float* unit_out);
+
+// A static quantizer's pair for a step (one thread): pair = to_fixed_point(unit_in[0] / *step),
+// pair_step = unit_in[0] / to_real(pair), then code_scale[b] = pair_step and unit_out[b] =
+// pair_step * *reference for every sample. Where the ratio has no pair, *bad = 1 and *bad_value =
+// the ratio (the pair is then 1 / 2^0, harmless), for the host to report.
+struct StaticQuantizerOutputs {
+  arith::FixedPoint* pair = nullptr;
+  float* pair_step = nullptr;
+  float* code_scale = nullptr;
+  float* unit_out = nullptr;
+  int* bad = nullptr;
+  float* bad_value = nullptr;
+};
+void static_quantizer(const float* unit_in, const float* step, const float* reference, int samples,
+                      const arith::Format& f, const StaticQuantizerOutputs& o);
+// codes[i] = arith::quantize_act(x[i], *pair) as floats.
+void quantize_static_codes(const std::int32_t* x, std::size_t n, const arith::FixedPoint* pair, const arith::Format& f,
+                           float* codes);
+
+// An add's pairs (one thread): unit_out = max(unit_a[0], unit_b[0]), pairs[0] and pairs[1] the
+// operands' units over it (to_fixed_point); unit_out[b] for every sample; *bad = 1 where one has
+// no pair.
+void add_pairs(const float* unit_a, const float* unit_b, int samples, const arith::Format& f, arith::FixedPoint* pairs,
+               float* unit_out, int* bad);
+// z[i] = arith::add_aligned(a[i], pairs[0], b[i], pairs[1]).
+void add_aligned(const std::int32_t* a, const std::int32_t* b, std::size_t n, const arith::FixedPoint* pairs,
+                 const arith::Format& f, std::int32_t* z);
+// y[i] = a[i] + b[i]
+void add_values(const float* a, const float* b, std::size_t n, float* y);
+
+// z[i] = arith::relu(x[i]); y[i] = max(x[i], 0).
+void relu_integers(const std::int32_t* x, std::size_t n, std::int32_t* z);
+void relu_values(const float* x, std::size_t n, float* y);
+
+// Max pool of `samples` maps: z = arith::max_pool, argmax (per output: the in-sample map index
+// that takes its gradient) the first window position holding it in arith::for_each_window_index
+// order. The float form is the FP32 twin's (the first strictly larger value wins).
+void max_pool(const std::int32_t* maps, int samples, const arith::Conv2dShape& s, std::int32_t* z,
+              std::int32_t* argmax);
+void max_pool(const float* maps, int samples, const arith::Conv2dShape& s, float* y, std::int32_t* argmax);
+// The FP32 twin's average pool: the window's in-map values summed in walk order, over the area.
+void average_pool_values(const float* maps, int samples, const arith::Conv2dShape& s, float* y);
+
+// Group g's patches of `samples` float maps (codes or values), arith::conv_patch per row
+// (sample, oy, ox): `samples` out_h out_w rows of s.patch().
+void conv_patches(const float* maps, int samples, const arith::Conv2dShape& s, int g, float* patches);
+// dst[r][c] = src[r][offset + c] for rows x cols values (a group's channels out of the map), and
+// the reverse for float maps.
+void take_columns(const float* src, std::size_t rows, int src_cols, int offset, int cols, float* dst);
+void place_columns(const float* src, std::size_t rows, int cols, float* dst, int dst_cols, int offset);
+
+// ---- the backward passes (every sum a gather in a fixed order: no atomics) ----
+
+// Group g's channels of dmap (samples maps) from the patch gradients dcols (as conv_patches lays
+// out patches): each element the sum of the patch elements that read it, in ascending output
+// pixel order (gradient_sources.h), added to the element (`add`) or written over it.
+void conv_input_gradient(const float* dcols, int samples, const arith::Conv2dShape& s, int g, bool add, float* dmap);
+// dx += the pool's input gradient: a max pool passes dy to its argmax, an average pool dy / area
+// to each in-map position of the window (argmax null).
+void pool_input_gradient(const float* dy, const std::int32_t* argmax, int samples, const arith::Conv2dShape& s,
+                         float* dx);
+// dx[i] += dy[i] where the ReLU's input was positive: the QAT form reads the input integers
+// times their sample's unit (the real values SpecNet's backward reads), per_sample values each.
+void relu_input_gradient(const float* dy, const std::int32_t* z, const float* unit, int samples,
+                         std::size_t per_sample, float* dx);
+void relu_input_gradient(const float* dy, const float* x, std::size_t n, float* dx);
+// dst[i] += src[i]
+void add_into(float* dst, const float* src, std::size_t n);
+// out[b][c] = z[b][c] * unit[b] (a layer's integers as reals: the logits).
+void integer_values(const std::int32_t* z, int samples, int per_sample, const float* unit, float* out);
+
+// c[n x k] = a[m x n]^T b[m x k] with m split into split_chunks(m) fixed chunks of rows
+// (gradient_sources.h), each chunk's product into `partials` (split_chunks(m) n k floats; unused
+// for one chunk), then summed in chunk order into c.
+void gemm_atb_split(const float* a, const float* b, int m, int n, int k, float* partials, float* c);
+
+// LSQ (SpecNet::backward_quantized): for a static quantizer with input integers x, codes, input
+// unit *unit_in and step *pair_step, over n values of gradient dcodes: the step's gradient
+// sum(...) / sqrt(features qmax) into *step_grad (a double sum over fixed blocks, summed in
+// order), and, where dx is not null, dx[i] += dcodes[i] where the quantizer does not clip.
+// partials: lsq_partials(n) doubles.
+std::size_t lsq_partials(std::size_t n);
+void lsq_backward(const float* dcodes, const std::int32_t* x, const float* codes, std::size_t n, const float* unit_in,
+                  const float* pair_step, int act_bits, double features, float* dx, double* partials,
+                  float* step_grad);
+
 }  // namespace qathw::kernels::cuda
