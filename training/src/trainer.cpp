@@ -13,6 +13,7 @@
 #include "qathw/util/cpus.h"
 
 #if QATHW_HAVE_CUDA
+#include "cuda_model_trainer.h"
 #include "cuda_trainer.h"
 #endif
 
@@ -116,6 +117,7 @@ class Learner {
                      const std::vector<float>* teacher, int& correct, std::vector<std::vector<float>>& grads) = 0;
   virtual double evaluate(const Dataset& data, bool quantized) = 0;
   virtual Mlp* mlp() { return nullptr; }  // the network the CUDA trainer runs, for the MLP
+  virtual SpecNet* spec_net() { return nullptr; }  // the same for a model file's network
   // Whether weight decay applies to parameter k (kernels: yes; quantizer steps: no).
   virtual bool decays(std::size_t) const { return true; }
   // Before the first step of a run that starts from scratch (not from a checkpoint).
@@ -234,6 +236,7 @@ class SpecLearner final : public Learner {
     }
     return loss;
   }
+  SpecNet* spec_net() override { return &net_; }
   double evaluate(const Dataset& data, bool quantized) override {
     set_steps();
     return quantized ? evaluate_quantized(net_, t_, data).accuracy : evaluate_fp32(net_, data);
@@ -300,12 +303,19 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
   FittedThreads fit(c.threads);
 
 #if QATHW_HAVE_CUDA
+  // The GPU trainer of an MLP or of a model file's network.
   std::unique_ptr<CudaTrainer> gpu;
-  if (c.device == TrainDevice::Cuda && (!net.mlp() || teacher))
-    throw std::runtime_error("training on CUDA: only MLPs without distillation train on CUDA; use --device cpu");
-  if (c.device == TrainDevice::Cuda && start_epoch < c.epochs)
-    gpu = std::make_unique<CudaTrainer>(*net.mlp(), m, v, target.format, target.array.lanes, c.batch, train, quantized,
-                                        c.ste_clip);
+  std::unique_ptr<CudaModelTrainer> gpu_model;
+  if (c.device == TrainDevice::Cuda && teacher)
+    throw std::runtime_error("training on CUDA: distillation trains on the CPU only; use --device cpu");
+  if (c.device == TrainDevice::Cuda && start_epoch < c.epochs) {
+    if (net.mlp())
+      gpu = std::make_unique<CudaTrainer>(*net.mlp(), m, v, target.format, target.array.lanes, c.batch, train,
+                                          quantized, c.ste_clip);
+    else
+      gpu_model = std::make_unique<CudaModelTrainer>(*net.spec_net(), weights, m, v, target.format, target.array.lanes,
+                                                     c.batch, train, quantized, c.ste_clip);
+  }
 #else
   if (c.device == TrainDevice::Cuda)
     throw std::runtime_error("training on CUDA: CUDA support was not compiled in");
@@ -317,19 +327,28 @@ PhaseResult run_phase(Phase phase, const target::TargetSpec& target, const Train
     long correct_sum = 0;
     const auto t0 = Clock::now();
 #if QATHW_HAVE_CUDA
-    if (gpu) {
-      gpu->set_order(order);
+    if (gpu || gpu_model) {
+      if (gpu) gpu->set_order(order);
+      else gpu_model->set_order(order);
       for (long s = 0; s < steps_per_epoch; ++s, ++step) {
         kernels::AdamWParams p;
         p.lr = learning_rate(c, step, total);
         p.weight_decay = weight_decay(c, step, total);
         p.step = step + 1;
-        gpu->step(static_cast<std::size_t>(s) * c.batch, p);
+        if (gpu) gpu->step(static_cast<std::size_t>(s) * c.batch, p);
+        else gpu_model->step(static_cast<std::size_t>(s) * c.batch, p);
       }
-      const CudaTrainer::Totals t = gpu->take_totals();  // waits for the epoch's steps
-      loss_sum = t.loss_sum;
-      correct_sum = t.correct;
-      gpu->download(*net.mlp(), m, v);
+      if (gpu) {
+        const CudaTrainer::Totals t = gpu->take_totals();  // waits for the epoch's steps
+        loss_sum = t.loss_sum;
+        correct_sum = t.correct;
+        gpu->download(*net.mlp(), m, v);
+      } else {
+        const CudaModelTrainer::Totals t = gpu_model->take_totals();
+        loss_sum = t.loss_sum;
+        correct_sum = t.correct;
+        gpu_model->download(weights, m, v);
+      }
     }
 #endif
     const long host_steps = c.device == TrainDevice::Cpu ? steps_per_epoch : 0;  // else the GPU ran them
@@ -384,6 +403,8 @@ void check_run(const TrainConfig& config, const Dataset& train_set,
                const Dataset& test, const std::filesystem::path& checkpoint_dir) {
   if (config.distill && !config.train_fp32)
     throw std::invalid_argument("--distill: distillation learns from the FP32 twin, which --no-fp32 skips");
+  if (config.distill && config.device == TrainDevice::Cuda)  // before any phase runs
+    throw std::runtime_error("training on CUDA: distillation (--distill) trains on the CPU only; use --device cpu");
   if (train_set.features != test.features || train_set.classes != test.classes)
     throw std::runtime_error(test.source + ": test images or classes differ from the training set " + train_set.source);
   kernels::set_threads(config.threads);
@@ -436,8 +457,6 @@ ModelTrainResult train_model(const model::ModelSpec& model, const target::Target
     throw std::runtime_error(model.origin + ": field 'input': the model reads " + std::to_string(model.input.size()) +
                              " values per sample; " + train_set.source + " has " +
                              std::to_string(train_set.features) + " pixels per image");
-  if (config.device == TrainDevice::Cuda)
-    throw std::runtime_error("training on CUDA: only MLPs train on CUDA; use --device cpu for model " + model.name);
   const nlohmann::json network = model::to_json(model)["layers"];
   ModelTrainResult r{SpecNet(model, config.seed), SpecNet(model, config.seed), SpecNet(model, config.seed), {}, {}, {},
                      {}};
