@@ -55,7 +55,7 @@ if has_side qat-hw; then
       # The FP32 twin is the same model for both targets: train it once per thread count.
       fp32=()
       [[ "$target" == int4-fpga ]] && fp32=(--no-fp32)
-      # --device cpu: the peers run on the CPU, and only MLPs train on CUDA.
+      # --device cpu: the peers run on the CPU.
       # A non-zero status with a report (the integer engine disagreeing) is kept as a row; the
       # report's agreement field says so.
       rc=0

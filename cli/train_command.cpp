@@ -118,11 +118,14 @@ int run_train(const TrainOptions& o) {
       model_spec.reset();
     }
   }
-  // The CUDA trainer runs MLPs without distillation: `--device auto` takes the CPU for the rest,
-  // an explicit `--device cuda` is refused by the trainer.
+  // Distillation trains on the CPU only: `--device auto` takes the CPU for it, an explicit
+  // `--device cuda` is refused by the trainer. Model files train on the GPU when asked for by
+  // name (`--device cuda`); `auto` keeps them on the CPU, the trainer their tests hold the GPU's to.
   if (config.device == training::TrainDevice::Cuda && o.device == "auto" && (model_spec || config.distill)) {
     config.device = training::TrainDevice::Cpu;
-    std::cerr << "train: device: cpu (--device auto: the CUDA trainer runs MLPs without distillation only)\n";
+    std::cerr << "train: device: cpu (--device auto: "
+              << (config.distill ? "distillation trains on the CPU" : "model files train on CUDA with --device cuda")
+              << ")\n";
   }
   const std::string device_name = config.device == training::TrainDevice::Cuda ? "cuda" : "cpu";
   const std::string run_name = model_spec ? model_spec->name + "-" + spec.name : spec.name;

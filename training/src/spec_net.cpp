@@ -438,10 +438,15 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
             }
           }
         });
-        grads[i].assign(kernel_size, 0.0f);
-        for (int c = 0; c < chunks; ++c) {
-          const float* part = chunk_grads_.data() + static_cast<std::size_t>(c) * kernel_size;
-          for (std::size_t k = 0; k < kernel_size; ++k) grads[i][k] += part[k];
+        // Each weight's chunks summed in chunk order, the weights shared among the threads.
+        grads[i].resize(kernel_size);
+        float* __restrict grad = grads[i].data();
+        const float* __restrict parts = chunk_grads_.data();
+#pragma omp parallel for schedule(static)
+        for (std::size_t k = 0; k < kernel_size; ++k) {
+          float sum = 0.0f;
+          for (int c = 0; c < chunks; ++c) sum += parts[static_cast<std::size_t>(c) * kernel_size + k];
+          grad[k] = sum;
         }
         break;
       }
