@@ -239,11 +239,12 @@ __global__ void pool_input_gradient_kernel(const float* __restrict dy, const std
   }
 }
 
+// SpecNet's QAT test: the input integer is positive (not its real value z unit, which differs
+// where a unit is 0, infinite or NaN, and costs a load and a multiply).
 __global__ void relu_input_gradient_integers_kernel(const float* __restrict dy, const std::int32_t* __restrict z,
-                                                    const float* __restrict unit, std::size_t n,
-                                                    std::size_t per_sample, float* __restrict dx) {
+                                                    std::size_t n, float* __restrict dx) {
   QATHW_GRID_STRIDE(i, n) {
-    if (static_cast<float>(z[i]) * unit[i / per_sample] > 0.0f) dx[i] += dy[i];
+    if (z[i] > 0) dx[i] += dy[i];
   }
 }
 
@@ -496,11 +497,9 @@ void pool_input_gradient(const float* dy, const std::int32_t* argmax, int sample
   check_launch("pool_input_gradient");
 }
 
-void relu_input_gradient(const float* dy, const std::int32_t* z, const float* unit, int samples,
-                         std::size_t per_sample, float* dx) {
-  const std::size_t n = static_cast<std::size_t>(samples) * per_sample;
+void relu_input_gradient(const float* dy, const std::int32_t* z, std::size_t n, float* dx) {
   if (n == 0) return;
-  relu_input_gradient_integers_kernel<<<grid_for(n), kThreads>>>(dy, z, unit, n, per_sample, dx);
+  relu_input_gradient_integers_kernel<<<grid_for(n), kThreads>>>(dy, z, n, dx);
   check_launch("relu_input_gradient");
 }
 

@@ -535,7 +535,10 @@ void CudaModelTrainer::State::backward() {
       }
       case LayerKind::Relu:
         if (!dx) break;
-        if (quantized) cuda::relu_input_gradient(dy, z_in(i), unit_in(i), batch, d.out_size, dx);
+        // QAT: the input integers' sign, as SpecNet tests it (also where SpecNet fuses the ReLU
+        // into a following max pool and tests the pool's output: that output is the ReLU of the
+        // integer at the argmax, positive exactly where this integer is).
+        if (quantized) cuda::relu_input_gradient(dy, z_in(i), outputs, dx);
         else cuda::relu_input_gradient(dy, y_in(i), outputs, dx);
         break;
       case LayerKind::MaxPool:

@@ -313,10 +313,9 @@ void conv_input_gradient(const float* dcols, int samples, const arith::Conv2dSha
 // to each in-map position of the window (argmax null).
 void pool_input_gradient(const float* dy, const std::int32_t* argmax, int samples, const arith::Conv2dShape& s,
                          float* dx);
-// dx[i] += dy[i] where the ReLU's input was positive: the QAT form reads the input integers
-// times their sample's unit (the real values SpecNet's backward reads), per_sample values each.
-void relu_input_gradient(const float* dy, const std::int32_t* z, const float* unit, int samples,
-                         std::size_t per_sample, float* dx);
+// dx[i] += dy[i] where the ReLU's input was positive: the QAT form tests the input integers
+// (z[i] > 0, as SpecNet's backward_quantized does), the FP32 form the input values.
+void relu_input_gradient(const float* dy, const std::int32_t* z, std::size_t n, float* dx);
 void relu_input_gradient(const float* dy, const float* x, std::size_t n, float* dx);
 // dst[i] += src[i]
 void add_into(float* dst, const float* src, std::size_t n);
