@@ -269,16 +269,18 @@ __global__ void integer_values_kernel(const std::int32_t* __restrict z, std::siz
 constexpr int kTile = 64, kDepth = 16, kPerThread = 4;
 static_assert(kTile / kPerThread * (kTile / kPerThread) == kThreads, "one thread per 4x4 sub-tile");
 
-// Chunk blockIdx.z of the rows: c_chunk[i][j] = sum over its rows p of a[p][i] b[p][j] (a: m x n,
-// b: m x k, c_chunk: n x k), gemm.cu's tiling with both operands read along their rows.
+// Chunk chunk0 + blockIdx.z of the rows: c_chunk[i][j] = sum over its rows p of a[p][i] b[p][j]
+// (a: m x n, b: m x k, c_chunk: n x k), gemm.cu's tiling with both operands read along their rows.
 __global__ void __launch_bounds__(kThreads) gemm_atb_chunk_kernel(const float* __restrict a, const float* __restrict b,
-                                                                  int m, int n, int k, float* __restrict partials) {
+                                                                  int m, int n, int k, int chunk0,
+                                                                  float* __restrict partials) {
   __shared__ float as[kDepth][kTile + 1];
   __shared__ float bs[kDepth][kTile + 1];
   const int tid = threadIdx.x;
   const int row0 = blockIdx.y * kTile, col0 = blockIdx.x * kTile;
   const int ty = tid / (kTile / kPerThread), tx = tid % (kTile / kPerThread);
-  const int p_begin = blockIdx.z * kSplitRows;
+  const int chunk = chunk0 + static_cast<int>(blockIdx.z);
+  const int p_begin = chunk * kSplitRows;
   const int p_end = p_begin + kSplitRows < m ? p_begin + kSplitRows : m;
   float acc[kPerThread][kPerThread] = {};
   for (int p0 = p_begin; p0 < p_end; p0 += kDepth) {
@@ -303,7 +305,7 @@ __global__ void __launch_bounds__(kThreads) gemm_atb_chunk_kernel(const float* _
     }
     __syncthreads();
   }
-  float* c = partials + static_cast<std::size_t>(blockIdx.z) * n * k;
+  float* c = partials + static_cast<std::size_t>(chunk) * n * k;
 #pragma unroll
   for (int r = 0; r < kPerThread; ++r) {
     const int i = row0 + ty + r * (kTile / kPerThread);
@@ -529,9 +531,14 @@ void gemm_atb_split(const float* a, const float* b, int m, int n, int k, float* 
     return;
   }
   const int chunks = split_chunks(m);
-  const dim3 grid((k + kTile - 1) / kTile, (n + kTile - 1) / kTile, chunks);
-  gemm_atb_chunk_kernel<<<grid, kThreads>>>(a, b, m, n, k, chunks == 1 ? c : partials);
-  check_launch("gemm_atb_split");
+  // gridDim.z takes at most 65535 chunks (67 M rows) at once: more go in further launches.
+  constexpr int kMaxGridZ = 65535;
+  for (int chunk0 = 0; chunk0 < chunks; chunk0 += kMaxGridZ) {
+    const int slice = chunks - chunk0 < kMaxGridZ ? chunks - chunk0 : kMaxGridZ;
+    const dim3 grid((k + kTile - 1) / kTile, (n + kTile - 1) / kTile, static_cast<unsigned>(slice));
+    gemm_atb_chunk_kernel<<<grid, kThreads>>>(a, b, m, n, k, chunk0, chunks == 1 ? c : partials);
+    check_launch("gemm_atb_split");
+  }
   if (chunks == 1) return;
   const std::size_t size = static_cast<std::size_t>(n) * k;
   sum_chunks_kernel<<<grid_for(size), kThreads>>>(partials, chunks, size, c);
