@@ -1,6 +1,7 @@
 #include "cuda_model_trainer.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <map>
 #include <stdexcept>
@@ -221,6 +222,16 @@ CudaModelTrainer::CudaModelTrainer(const SpecNet& net, const std::vector<std::ve
     throw std::runtime_error(s.origin + ": the model reads " + std::to_string(spec.input.size()) +
                              " values per sample; the training set has " + std::to_string(train.features));
 
+  // The kernels take a convolution's rows (batch x output pixels) as an int.
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    const LayerSpec& l = spec.layers[i];
+    if (l.kind != LayerKind::Conv2d) continue;
+    const arith::Conv2dShape c = layer_shape(l);
+    if (static_cast<std::size_t>(batch) * c.out_h() * c.out_w() > static_cast<std::size_t>(INT_MAX))
+      throw std::runtime_error("training on CUDA: model " + spec.name + ": layer " + std::to_string(i) +
+                               ": batch x output pixels exceeds 2^31 - 1 at batch " + std::to_string(batch) +
+                               "; use a smaller --batch, or --device cpu");
+  }
   // Memory first: a clear refusal rather than an allocation failure halfway.
   const std::size_t need = spec_step_device_bytes(spec, batch, quantized) + train.pixels.size() + train.labels.size() +
                            train.count * 4;
