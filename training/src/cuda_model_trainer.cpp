@@ -106,7 +106,12 @@ std::size_t spec_step_device_bytes(const model::ModelSpec& spec, int batch, bool
     }
   }
   const ScratchSizes z = scratch_sizes(spec, batch);
-  bytes += (z.acc * 8 + z.group * 4 + z.dcols * 4 + z.dinput * 4 + z.partials * 4);
+  // QAT: the float accumulators and, where a float GEMM is not exact, the int64 ones (counted
+  // whenever: the format is not known here); a group's integers beside its floats.
+  if (quantized) bytes += z.acc * (4 + 8) + z.group * 4;
+  bytes += z.group * 4 + z.dcols * 4 + z.dinput * 4 + z.partials * 4;
+  // The batch's pixels and labels, and the logits (QAT).
+  bytes += b * (static_cast<std::size_t>(spec.input.size()) + 1) + (quantized ? b * spec.classes() * 4 : 0);
   return bytes;
 }
 
