@@ -1,6 +1,9 @@
 #include "qathw/kernels/dense.h"
 
 #include <omp.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
@@ -171,6 +174,17 @@ const bool kAvx512 = false;
 }  // namespace
 
 void set_threads(int threads) {
+#if defined(__GLIBC__)
+  // Eigen allocates its GEMM packing buffers (hundreds of KiB) in every call. By default glibc
+  // maps buffers that large afresh and unmaps them after: every GEMM then faults in new zeroed
+  // pages, which doubled the MLP's FP32 forward. Keep them on the heap, and the heap's top.
+  static const bool heap = [] {
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    return true;
+  }();
+  (void)heap;
+#endif
   omp_set_num_threads(threads);
   // A kernel called from a parallel region (a convolution's chunks) runs in the calling thread.
   omp_set_max_active_levels(1);

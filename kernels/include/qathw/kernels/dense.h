@@ -12,7 +12,8 @@ namespace qathw::kernels {
 
 // Threads used by the host kernels (OpenMP); results do not depend on the count.
 // Sets flush-to-zero and denormals-are-zero in the calling thread and in each of the pool's
-// (denormal arithmetic is slow on x86; training needs no values that small).
+// (denormal arithmetic is slow on x86; training needs no values that small). The first call
+// also keeps large buffers on the heap (glibc), where the GEMMs' packing buffers are reused.
 void set_threads(int threads);
 int threads();
 
