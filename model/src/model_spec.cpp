@@ -140,6 +140,9 @@ ModelSpec parse_model(std::string_view toml_text, const std::string& origin, int
                      ": TOML syntax error: " + std::string(e.description()));
   }
   const Fields top(origin, root, "");
+  if (top.has("transformer"))
+    top.fail("transformer", "the model is a transformer language model: it trains on text (qat-hw train --model " +
+                                origin + " --data text:PATH), not as an image network");
   top.only({"name", "description", "input", "layers", "training"});
   ModelSpec m;
   m.origin = origin;
@@ -400,8 +403,37 @@ Graph lower_model(const ModelSpec& m, std::vector<LayerParams> params, const ari
 
 std::vector<std::string> builtin_model_names() {
   std::vector<std::string> names;
-  for (const auto& b : kBuiltinModels) names.emplace_back(b.name);
+  for (const auto& b : kBuiltinModels)
+    if (!is_transformer_model(b.toml)) names.emplace_back(b.name);
   return names;
+}
+
+bool is_transformer_model(std::string_view toml_text) {
+  try {
+    return toml::parse(toml_text).contains("transformer");
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+}
+
+std::string model_text(const std::string& name_or_path, std::string& origin) {
+  if (!is_model_path(name_or_path)) {
+    for (const auto& b : kBuiltinModels)
+      if (b.name == name_or_path) {
+        origin = "models/" + name_or_path + ".toml";
+        return std::string(b.toml);
+      }
+    std::string list;
+    for (const auto& b : kBuiltinModels) list += (list.empty() ? "" : ", ") + std::string(b.name);
+    throw ModelError("unknown model '" + name_or_path + "' (built-in: " + list + "; or a .toml file)");
+  }
+  // A model file is a page of TOML: 1 MiB is far more than any needs.
+  origin = name_or_path;
+  try {
+    return util::read_file(name_or_path, std::uint64_t{1} << 20);
+  } catch (const util::IoError& e) {
+    throw ModelError(e.what());
+  }
 }
 
 bool is_model_path(const std::string& name_or_path) {
@@ -410,21 +442,9 @@ bool is_model_path(const std::string& name_or_path) {
 }
 
 ModelSpec resolve_model(const std::string& name_or_path, int classes) {
-  if (!is_model_path(name_or_path)) {
-    for (const auto& b : kBuiltinModels)
-      if (b.name == name_or_path) return parse_model(b.toml, "models/" + name_or_path + ".toml", classes);
-    std::string list;
-    for (const auto& b : kBuiltinModels) list += (list.empty() ? "" : ", ") + std::string(b.name);
-    throw ModelError("unknown model '" + name_or_path + "' (built-in: " + list + "; or a .toml file)");
-  }
-  // A model file is a page of TOML: 1 MiB is far more than any needs.
-  std::string text;
-  try {
-    text = util::read_file(name_or_path, std::uint64_t{1} << 20);
-  } catch (const util::IoError& e) {
-    throw ModelError(e.what());
-  }
-  return parse_model(text, name_or_path, classes);
+  std::string origin;
+  const std::string text = model_text(name_or_path, origin);
+  return parse_model(text, origin, classes);
 }
 
 }  // namespace qathw::model

@@ -73,7 +73,12 @@ bool is_model_path(const std::string& name_or_path);
 
 // A built-in model (models/*.toml, compiled in) by name, or a .toml file.
 ModelSpec resolve_model(const std::string& name_or_path, int classes);
+// The built-in image models (a transformer's file, with its [transformer] table, is not one).
 std::vector<std::string> builtin_model_names();
+// The text of a built-in model or a .toml file, and `origin` set to name it in messages.
+std::string model_text(const std::string& name_or_path, std::string& origin);
+// Whether a model file's text holds a [transformer] table (the trainer's TransformerSpec reads it).
+bool is_transformer_model(std::string_view toml_text);
 
 // Multiply-accumulates of one sample through the model's conv2d and linear layers.
 long model_macs(const ModelSpec& m);

@@ -1,0 +1,896 @@
+#include "qathw/training/transformer_net.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "qathw/kernels/dense.h"
+#include "qathw/kernels/quant_ops.h"
+#include "qathw/training/checkpoint.h"
+#include "qathw/training/network.h"
+
+namespace qathw::training {
+
+// ---- the model file ---------------------------------------------------------------------------
+
+namespace {
+
+[[noreturn]] void field_error(const std::string& origin, const std::string& field, const std::string& what) {
+  throw model::ModelError(origin + ": field '" + field + "': " + what);
+}
+
+// Refuses any key of `t` not in `allowed`, naming it with `prefix`.
+void only(const std::string& origin, const toml::table& t, const std::string& prefix,
+          std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : t) {
+    bool ok = false;
+    for (auto a : allowed) ok = ok || k.str() == a;
+    if (ok) continue;
+    std::string list;
+    for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    field_error(origin, prefix + std::string(k.str()), "unknown field; allowed here: " + list);
+  }
+}
+
+int integer_field(const std::string& origin, const toml::table& t, const std::string& prefix, const char* key,
+                  int fallback, long lo, long hi) {
+  if (!t.contains(key)) return fallback;
+  const auto v = t.get(key)->value_exact<std::int64_t>();
+  if (!v || *v < lo || *v > hi)
+    field_error(origin, prefix + key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return static_cast<int>(*v);
+}
+
+double real_field(const std::string& origin, const toml::table& t, const std::string& prefix, const char* key,
+                  double lo, double hi) {
+  const toml::node& n = *t.get(key);
+  const auto v = n.value<double>();
+  if (!(n.is_floating_point() || n.is_integer()) || !v || !std::isfinite(*v) || *v < lo || *v > hi) {
+    std::ostringstream range;
+    range << "must be a number in [" << lo << ", " << hi << "]";
+    field_error(origin, prefix + key, range.str());
+  }
+  return *v;
+}
+
+std::string string_field(const std::string& origin, const toml::table& t, const std::string& prefix, const char* key,
+                         bool required) {
+  if (!t.contains(key)) {
+    if (required) field_error(origin, prefix + key, "missing");
+    return "";
+  }
+  const auto v = t.get(key)->value<std::string>();
+  if (!t.get(key)->is_string() || !v) field_error(origin, prefix + key, "must be a string");
+  return *v;
+}
+
+}  // namespace
+
+TransformerSpec parse_transformer(std::string_view toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& pos = e.source().begin;
+    throw model::ModelError(origin + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) +
+                            ": TOML syntax error: " + std::string(e.description()));
+  }
+  only(origin, root, "", {"name", "description", "transformer", "training"});
+  TransformerSpec s;
+  s.origin = origin;
+  s.name = string_field(origin, root, "", "name", true);
+  if (s.name.empty()) field_error(origin, "name", "must not be empty");
+  s.description = string_field(origin, root, "", "description", false);
+  if (!root.contains("transformer")) field_error(origin, "transformer", "missing: the network's sizes");
+  const toml::table* t = root["transformer"].as_table();
+  if (!t) field_error(origin, "transformer", "must be a table");
+  const std::string tp = "transformer.";
+  only(origin, *t, tp, {"vocabulary", "context", "width", "layers", "heads", "ffn"});
+  for (const char* key : {"context", "width", "layers", "heads", "ffn"})
+    if (!t->contains(key)) field_error(origin, tp + key, "missing");
+  s.vocabulary = integer_field(origin, *t, tp, "vocabulary", kByteVocabulary, kByteVocabulary, kByteVocabulary);
+  // Rows of the softmax fit its reciprocal unit (softmax_sum_fits) up to 2048.
+  s.context = integer_field(origin, *t, tp, "context", 0, 1, 2048);
+  s.width = integer_field(origin, *t, tp, "width", 0, 1, 4096);
+  s.layers = integer_field(origin, *t, tp, "layers", 0, 1, 64);
+  s.heads = integer_field(origin, *t, tp, "heads", 0, 1, 256);
+  s.ffn = integer_field(origin, *t, tp, "ffn", 0, 1, 16384);
+  if (s.width % s.heads != 0)
+    field_error(origin, tp + "heads", std::to_string(s.heads) + " must divide the width (" + std::to_string(s.width) + ")");
+  if (!arith::softmax_sum_fits(s.context, kExp2ValueBits))
+    field_error(origin, tp + "context", "rows of " + std::to_string(s.context) + " overflow the softmax's sum");
+
+  if (root.contains("training")) {
+    const toml::table* r = root["training"].as_table();
+    if (!r) field_error(origin, "training", "must be a table of recipe defaults");
+    const std::string rp = "training.";
+    only(origin, *r, rp, {"epochs", "steps_per_epoch", "batch", "lr", "weight_decay", "qat_init"});
+    if (r->contains("epochs")) s.recipe.epochs = integer_field(origin, *r, rp, "epochs", 0, 1, 10000);
+    if (r->contains("steps_per_epoch"))
+      s.steps_per_epoch = integer_field(origin, *r, rp, "steps_per_epoch", 0, 1, 1000000);
+    if (r->contains("batch")) s.recipe.batch = integer_field(origin, *r, rp, "batch", 0, 1, 65536);
+    if (r->contains("lr")) s.recipe.lr = static_cast<float>(real_field(origin, *r, rp, "lr", 1e-7, 10.0));
+    if (r->contains("weight_decay"))
+      s.recipe.weight_decay = static_cast<float>(real_field(origin, *r, rp, "weight_decay", 0.0, 10.0));
+    if (r->contains("qat_init")) {
+      s.recipe.qat_init = string_field(origin, *r, rp, "qat_init", true);
+      if (*s.recipe.qat_init != "scratch" && *s.recipe.qat_init != "fp32")
+        field_error(origin, rp + "qat_init", "must be \"scratch\" or \"fp32\", not \"" + *s.recipe.qat_init + "\"");
+    }
+  }
+  return s;
+}
+
+std::optional<TransformerSpec> resolve_transformer(const std::string& name_or_path) {
+  std::string origin;
+  const std::string text = model::model_text(name_or_path, origin);
+  if (!model::is_transformer_model(text)) return std::nullopt;
+  return parse_transformer(text, origin);
+}
+
+nlohmann::json to_json(const TransformerSpec& s) {
+  nlohmann::json j = {{"name", s.name},       {"description", s.description}, {"vocabulary", s.vocabulary},
+                      {"context", s.context}, {"width", s.width},             {"layers", s.layers},
+                      {"heads", s.heads},     {"ffn", s.ffn}};
+  j["training"] = model::to_json(s.recipe);
+  if (s.steps_per_epoch) j["training"]["steps_per_epoch"] = *s.steps_per_epoch;
+  return j;
+}
+
+// ---- the network ------------------------------------------------------------------------------
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634;
+
+// y = g x / sqrt(mean(x^2) + eps) over each of `rows` tokens of n values.
+void rmsnorm_forward(const float* x, const float* log_gains, int rows, int n, float* y) {
+  std::vector<float> g(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) g[i] = std::exp(log_gains[i]);
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < rows; ++t) {
+    const float* xt = x + static_cast<std::size_t>(t) * n;
+    double ss = 0;
+    for (int i = 0; i < n; ++i) ss += static_cast<double>(xt[i]) * xt[i];
+    const float r = static_cast<float>(1.0 / std::sqrt(ss / n + kRmsNormEps));
+    for (int i = 0; i < n; ++i) y[static_cast<std::size_t>(t) * n + i] = g[i] * xt[i] * r;
+  }
+}
+
+// From dy: dx (written) and d(loss)/d(log gain) (added), for y = g x r, r = 1/sqrt(mean(x^2) + eps).
+void rmsnorm_backward(const float* x, const float* log_gains, const float* dy, int rows, int n, float* dx,
+                      float* dlog_gains) {
+  std::vector<float> g(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) g[i] = std::exp(log_gains[i]);
+  std::vector<float> r(static_cast<std::size_t>(rows));
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < rows; ++t) {
+    const float* xt = x + static_cast<std::size_t>(t) * n;
+    const float* dyt = dy + static_cast<std::size_t>(t) * n;
+    double ss = 0, dot = 0;
+    for (int i = 0; i < n; ++i) {
+      ss += static_cast<double>(xt[i]) * xt[i];
+      dot += static_cast<double>(g[i]) * dyt[i] * xt[i];
+    }
+    const double rt = 1.0 / std::sqrt(ss / n + kRmsNormEps);
+    r[t] = static_cast<float>(rt);
+    const float c = static_cast<float>(dot * rt * rt * rt / n);
+    for (int i = 0; i < n; ++i) dx[static_cast<std::size_t>(t) * n + i] = g[i] * dyt[i] * r[t] - xt[i] * c;
+  }
+  // The gains' sums over tokens: per feature in token order (the same whatever the threads).
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    double s = 0;
+    for (int t = 0; t < rows; ++t)
+      s += static_cast<double>(dy[static_cast<std::size_t>(t) * n + i]) * x[static_cast<std::size_t>(t) * n + i] * r[t];
+    dlog_gains[i] += static_cast<float>(s * g[i]);
+  }
+}
+
+void add_into(float* a, const float* b, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) a[i] += b[i];
+}
+
+arith::FixedPoint pair_or_fail(double value, const arith::Format& f, const std::string& what) {
+  if (value == 0.0) return arith::FixedPoint{0, 0};  // an all-zero token: its integers are 0
+  const arith::FixedPointResult r = arith::to_fixed_point(value, f);
+  if (r.status != arith::FixedPointStatus::Ok)
+    throw std::runtime_error(what + " (" + std::to_string(value) + ") has no pair in the target's scale format");
+  return r.value;
+}
+
+}  // namespace
+
+TransformerNet::TransformerNet(TransformerSpec spec, std::uint64_t seed) : spec_(std::move(spec)) {
+  std::mt19937_64 rng(seed);
+  const int d = spec_.width, v = spec_.vocabulary, ffn = spec_.ffn;
+  const auto matrix = [&](const std::string& name, int rows, int cols, float bound, bool decays) {
+    Param p{name, rows, cols, std::vector<float>(static_cast<std::size_t>(rows) * cols), decays};
+    std::uniform_real_distribution<float> u(-bound, bound);
+    for (float& w : p.w) w = u(rng);
+    p_.push_back(std::move(p));
+  };
+  const auto gains = [&](const std::string& name) { p_.push_back({name, 1, d, std::vector<float>(d, 0.0f), false}); };
+  const auto fan = [](int in) { return 1.0f / std::sqrt(static_cast<float>(in)); };
+  matrix("embedding", v, d, 1.0f, false);
+  for (int l = 0; l < spec_.layers; ++l) {
+    const std::string n = "layer" + std::to_string(l) + ".";
+    gains(n + "attention_norm");
+    for (const char* w : {"wq", "wk", "wv", "wo"}) matrix(n + w, d, d, fan(d), true);
+    gains(n + "ffn_norm");
+    matrix(n + "wup", ffn, d, fan(d), true);
+    matrix(n + "wdown", d, ffn, fan(ffn), true);
+  }
+  gains("final_norm");
+  matrix("head", v, d, fan(d), true);
+  p_.push_back({"log_scales", 1, 1 + 2 * spec_.layers, std::vector<float>(1 + 2 * spec_.layers, 0.0f), false});
+  q_.resize(p_.size());
+  saved_.resize(static_cast<std::size_t>(spec_.layers));
+}
+
+std::size_t TransformerNet::gain_index(int layer, int which) const { return 1 + 8 * layer + (which ? 5 : 0); }
+std::size_t TransformerNet::matrix_index(int layer, int which) const {
+  static constexpr int kAt[] = {1, 2, 3, 4, 6, 7};
+  return 1 + 8 * layer + kAt[which];
+}
+std::size_t TransformerNet::final_gain_index() const { return 1 + 8 * spec_.layers; }
+std::size_t TransformerNet::head_index() const { return 2 + 8 * spec_.layers; }
+std::size_t TransformerNet::scale_index() const { return 3 + 8 * spec_.layers; }
+
+double TransformerNet::stream_scale() const { return std::exp(static_cast<double>(p_[scale_index()].w[0])); }
+double TransformerNet::k_step(int layer) const { return std::exp(static_cast<double>(p_[scale_index()].w[1 + 2 * layer])); }
+double TransformerNet::v_step(int layer) const { return std::exp(static_cast<double>(p_[scale_index()].w[2 + 2 * layer])); }
+
+bool TransformerNet::calibrated() const {
+  for (float s : p_[scale_index()].w)
+    if (s == 0.0f) return false;
+  return true;
+}
+
+double TransformerNet::norm_output_scale(const float* log_gains, int n) {
+  const float top = *std::max_element(log_gains, log_gains + n);
+  return std::ldexp(static_cast<double>(std::exp(top)), -kNormOutputBits);
+}
+
+int TransformerNet::squared_relu_shift(const arith::Format& f) const {
+  // The up projection's integers are requantized accumulators (pairs <= 1) of width products.
+  const std::int64_t bound = arith::dot_abs_bound(spec_.width, f);
+  const int in_bits = std::min(f.acc_bits, arith::bit_length(static_cast<std::uint64_t>(bound)) + 1);
+  return arith::squared_relu_shift(in_bits, f.acc_bits);
+}
+
+void TransformerNet::resize_saved(int tokens) {
+  const std::size_t nd = static_cast<std::size_t>(tokens) * spec_.width;
+  const std::size_t nf = static_cast<std::size_t>(tokens) * spec_.ffn;
+  const std::size_t np = static_cast<std::size_t>(batch_) * spec_.heads * spec_.context * spec_.context;
+  for (SavedLayer& s : saved_) {
+    for (std::vector<float>* v : {&s.x, &s.h1, &s.h1q, &s.q, &s.k, &s.v, &s.kraw, &s.vraw, &s.att, &s.attq, &s.x_mid,
+                                  &s.h2, &s.h2q})
+      v->resize(nd);
+    for (std::vector<float>* v : {&s.u, &s.r, &s.rq}) v->resize(nf);
+    s.p.assign(np, 0.0f);
+  }
+  xf_.resize(nd);
+  hf_.resize(nd);
+  hfq_.resize(nd);
+  logits_.resize(static_cast<std::size_t>(tokens) * spec_.vocabulary);
+}
+
+const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, int batch) {
+  const int T = spec_.context, D = spec_.width, H = spec_.heads, dh = spec_.head_dim(), F = spec_.ffn;
+  const int N = batch * T;
+  batch_ = batch;
+  quantized_pass_ = false;
+  tokens_.assign(tokens, tokens + N);
+  resize_saved(N);
+  std::vector<float> x(static_cast<std::size_t>(N) * D), branch(x.size());
+  for (int t = 0; t < N; ++t)
+    std::copy_n(p_[0].w.data() + static_cast<std::size_t>(tokens[t]) * D, D, x.data() + static_cast<std::size_t>(t) * D);
+  const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
+  for (int l = 0; l < spec_.layers; ++l) {
+    SavedLayer& s = saved_[l];
+    s.x = x;
+    rmsnorm_forward(s.x.data(), p_[gain_index(l, 0)].w.data(), N, D, s.h1.data());
+    s.h1q = s.h1;
+    kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 0)].w.data(), N, D, D, s.q.data());
+    kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 1)].w.data(), N, D, D, s.k.data());
+    kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 2)].w.data(), N, D, D, s.v.data());
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < batch * H; ++bh) {
+      const int b = bh / H, h = bh % H;
+      std::vector<float> row(static_cast<std::size_t>(T));
+      for (int t = 0; t < T; ++t) {
+        const float* qt = s.q.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
+        float top = -INFINITY;
+        for (int j = 0; j <= t; ++j) {
+          const float* kj = s.k.data() + static_cast<std::size_t>(b * T + j) * D + h * dh;
+          float acc = 0;
+          for (int e = 0; e < dh; ++e) acc += qt[e] * kj[e];
+          row[j] = acc * inv_sqrt;
+          top = std::max(top, row[j]);
+        }
+        float sum = 0;
+        for (int j = 0; j <= t; ++j) sum += (row[j] = std::exp(row[j] - top));
+        float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+        float* out = s.att.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
+        std::fill_n(out, dh, 0.0f);
+        for (int j = 0; j <= t; ++j) {
+          p[j] = row[j] / sum;
+          const float* vj = s.v.data() + static_cast<std::size_t>(b * T + j) * D + h * dh;
+          for (int e = 0; e < dh; ++e) out[e] += p[j] * vj[e];
+        }
+      }
+    }
+    s.attq = s.att;
+    kernels::gemm_abt(s.attq.data(), p_[matrix_index(l, 3)].w.data(), N, D, D, branch.data());
+    for (std::size_t i = 0; i < x.size(); ++i) s.x_mid[i] = x[i] + branch[i];
+    rmsnorm_forward(s.x_mid.data(), p_[gain_index(l, 1)].w.data(), N, D, s.h2.data());
+    s.h2q = s.h2;
+    kernels::gemm_abt(s.h2q.data(), p_[matrix_index(l, 4)].w.data(), N, F, D, s.u.data());
+    for (std::size_t i = 0; i < s.u.size(); ++i) {
+      const float r = std::max(s.u[i], 0.0f);
+      s.r[i] = r * r;
+    }
+    s.rq = s.r;
+    kernels::gemm_abt(s.rq.data(), p_[matrix_index(l, 5)].w.data(), N, D, F, branch.data());
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = s.x_mid[i] + branch[i];
+  }
+  xf_ = x;
+  rmsnorm_forward(xf_.data(), p_[final_gain_index()].w.data(), N, D, hf_.data());
+  hfq_ = hf_;
+  kernels::gemm_abt(hfq_.data(), p_[head_index()].w.data(), N, spec_.vocabulary, D, logits_.data());
+  return logits_;
+}
+
+void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std::vector<float>>& grads, bool clip) {
+  const int T = spec_.context, D = spec_.width, H = spec_.heads, dh = spec_.head_dim(), F = spec_.ffn,
+            V = spec_.vocabulary;
+  const int batch = batch_, N = batch * T;
+  const std::size_t nd = static_cast<std::size_t>(N) * D;
+  grads.resize(p_.size());
+  for (std::size_t i = 0; i < p_.size(); ++i) grads[i].assign(p_[i].w.size(), 0.0f);
+  const auto w = [&](std::size_t i) { return quantized_pass_ ? q_[i].dequantized.data() : p_[i].w.data(); };
+  std::vector<float> dx(nd), dh_(nd), tmp(nd), dq(nd), dk(nd), dv(nd), datt(nd);
+  std::vector<float> dr(static_cast<std::size_t>(N) * F);
+  const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
+
+  const std::size_t head = head_index();
+  kernels::gemm_atb(dlogits.data(), hfq_.data(), N, V, D, grads[head].data());
+  kernels::gemm_ab(dlogits.data(), w(head), N, V, D, dh_.data());
+  rmsnorm_backward(xf_.data(), p_[final_gain_index()].w.data(), dh_.data(), N, D, dx.data(),
+                   grads[final_gain_index()].data());
+  std::vector<float>& scales = grads[scale_index()];
+  for (int l = spec_.layers; l-- > 0;) {
+    SavedLayer& s = saved_[l];
+    // FFN: x = x_mid + Wdown rq, rq the squared ReLU of u = Wup h2q (quantizers straight through).
+    kernels::gemm_atb(dx.data(), s.rq.data(), N, D, F, grads[matrix_index(l, 5)].data());
+    kernels::gemm_ab(dx.data(), w(matrix_index(l, 5)), N, D, F, dr.data());
+    for (std::size_t i = 0; i < dr.size(); ++i) dr[i] *= 2.0f * std::max(s.u[i], 0.0f);
+    kernels::gemm_atb(dr.data(), s.h2q.data(), N, F, D, grads[matrix_index(l, 4)].data());
+    kernels::gemm_ab(dr.data(), w(matrix_index(l, 4)), N, F, D, dh_.data());
+    rmsnorm_backward(s.x_mid.data(), p_[gain_index(l, 1)].w.data(), dh_.data(), N, D, tmp.data(),
+                     grads[gain_index(l, 1)].data());
+    add_into(dx.data(), tmp.data(), nd);
+    // Attention: x_mid = x + Wo attq.
+    kernels::gemm_atb(dx.data(), s.attq.data(), N, D, D, grads[matrix_index(l, 3)].data());
+    kernels::gemm_ab(dx.data(), w(matrix_index(l, 3)), N, D, D, datt.data());
+    std::fill(dq.begin(), dq.end(), 0.0f);
+    std::fill(dk.begin(), dk.end(), 0.0f);
+    std::fill(dv.begin(), dv.end(), 0.0f);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < batch * H; ++bh) {
+      const int b = bh / H, h = bh % H;
+      std::vector<float> dp(static_cast<std::size_t>(T));
+      for (int t = 0; t < T; ++t) {
+        const std::size_t at = static_cast<std::size_t>(b * T + t) * D + h * dh;
+        const float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+        const float* dot = datt.data() + at;
+        float sum = 0;
+        for (int j = 0; j <= t; ++j) {
+          const std::size_t aj = static_cast<std::size_t>(b * T + j) * D + h * dh;
+          float acc = 0;
+          for (int e = 0; e < dh; ++e) {
+            acc += dot[e] * s.v[aj + e];
+            dv[aj + e] += p[j] * dot[e];
+          }
+          dp[j] = acc;
+          sum += p[j] * acc;
+        }
+        for (int j = 0; j <= t; ++j) {
+          const std::size_t aj = static_cast<std::size_t>(b * T + j) * D + h * dh;
+          const float ds = p[j] * (dp[j] - sum) * inv_sqrt;
+          for (int e = 0; e < dh; ++e) {
+            dq[at + e] += ds * s.k[aj + e];
+            dk[aj + e] += ds * s.q[at + e];
+          }
+        }
+      }
+    }
+    if (quantized_pass_) {
+      // K and V's static quantizers (LSQ): the gradient passes where the code does not clip; the
+      // step's gradient, taken to its logarithm, scaled by 1 / sqrt(width x qmax).
+      const double q = qmax_;
+      for (int which = 0; which < 2; ++which) {
+        std::vector<float>& g = which ? dv : dk;
+        const std::vector<float>& raw = which ? s.vraw : s.kraw;
+        const std::vector<float>& quantized = which ? s.v : s.k;
+        const double step = which ? v_step(l) : k_step(l);
+        double ds = 0;
+        for (std::size_t i = 0; i < nd; ++i) {
+          const double t = raw[i] / step;
+          if (t < -q) {
+            ds -= g[i] * q;
+            g[i] = 0;
+          } else if (t > q) {
+            ds += g[i] * q;
+            g[i] = 0;
+          } else {
+            ds += g[i] * (quantized[i] / step - t);
+          }
+        }
+        scales[1 + 2 * l + which] = static_cast<float>(ds * step / std::sqrt(static_cast<double>(D) * q));
+      }
+    }
+    kernels::gemm_atb(dq.data(), s.h1q.data(), N, D, D, grads[matrix_index(l, 0)].data());
+    kernels::gemm_atb(dk.data(), s.h1q.data(), N, D, D, grads[matrix_index(l, 1)].data());
+    kernels::gemm_atb(dv.data(), s.h1q.data(), N, D, D, grads[matrix_index(l, 2)].data());
+    kernels::gemm_ab(dq.data(), w(matrix_index(l, 0)), N, D, D, dh_.data());
+    kernels::gemm_ab(dk.data(), w(matrix_index(l, 1)), N, D, D, tmp.data());
+    add_into(dh_.data(), tmp.data(), nd);
+    kernels::gemm_ab(dv.data(), w(matrix_index(l, 2)), N, D, D, tmp.data());
+    add_into(dh_.data(), tmp.data(), nd);
+    rmsnorm_backward(s.x.data(), p_[gain_index(l, 0)].w.data(), dh_.data(), N, D, tmp.data(),
+                     grads[gain_index(l, 0)].data());
+    add_into(dx.data(), tmp.data(), nd);
+  }
+  // The embedding: each token's row, in token order.
+  float* demb = grads[0].data();
+  for (int t = 0; t < N; ++t) add_into(demb + static_cast<std::size_t>(tokens_[t]) * D, dx.data() + static_cast<std::size_t>(t) * D, D);
+  if (clip && quantized_pass_)
+    for (std::size_t i = 0; i < p_.size(); ++i)
+      if (!q_[i].ste_mask.empty())
+        for (std::size_t k = 0; k < grads[i].size(); ++k) grads[i][k] *= q_[i].ste_mask[k];
+}
+
+// ---- QAT --------------------------------------------------------------------------------------
+
+void TransformerNet::calibrate(const std::uint8_t* tokens, int batch, const arith::Format& f, double fraction) {
+  forward(tokens, batch);
+  float top = 0;
+  const auto amax = [](const std::vector<float>& v, float m) {
+    for (float x : v) m = std::max(m, std::fabs(x));
+    return m;
+  };
+  for (const SavedLayer& s : saved_) top = amax(s.x_mid, amax(s.x, top));
+  top = std::max(amax(xf_, top), 1e-6f);
+  std::vector<float>& logs = p_[scale_index()].w;
+  logs[0] = static_cast<float>(std::log(static_cast<double>(top)) -
+                               (f.acc_bits - 1 - kStreamHeadroomBits) * std::log(2.0));
+  const double q = static_cast<double>(arith::act_qmax(f.act_bits));
+  const auto percentile = [&](std::vector<float> v) {
+    for (float& x : v) x = std::fabs(x);
+    const std::size_t k = std::min(v.size() - 1, static_cast<std::size_t>(std::ceil(fraction * v.size())) - 1);
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return std::max(static_cast<double>(v[k]), 1e-6);
+  };
+  for (int l = 0; l < spec_.layers; ++l) {
+    logs[1 + 2 * l] = static_cast<float>(std::log(percentile(saved_[l].k) / q));
+    logs[2 + 2 * l] = static_cast<float>(std::log(percentile(saved_[l].v) / q));
+  }
+}
+
+void TransformerNet::quantize_weights(const arith::Format& f) {
+  for (std::size_t i = 0; i < p_.size(); ++i) {
+    const Param& p = p_[i];
+    QuantizedMatrix& q = q_[i];
+    if (!p.decays) continue;  // the matrices (the embedding is the stream's integers)
+    const std::size_t n = p.w.size();
+    q.codes.resize(n);
+    q.dequantized.resize(n);
+    q.ste_mask.resize(n);
+    q.scales.resize(static_cast<std::size_t>(p.rows));
+    q.requant.resize(static_cast<std::size_t>(p.rows));
+    q.reference = kernels::quantize_weights(p.w.data(), p.rows, p.cols, f, q.codes.data(), q.scales.data(),
+                                            q.dequantized.data(), q.ste_mask.data(), q.requant.data());
+  }
+}
+
+const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* tokens, int batch,
+                                                            const arith::Format& f, int lanes) {
+  if (!calibrated()) throw std::logic_error("forward_quantized: the stream scale and K/V steps are not calibrated");
+  if (f.act_bits > vector_unit().operand_bits)
+    throw std::runtime_error("the vector unit takes " + std::to_string(vector_unit().operand_bits) +
+                             "-bit operands; the target's activation codes have " + std::to_string(f.act_bits));
+  const int T = spec_.context, D = spec_.width, H = spec_.heads, dh = spec_.head_dim(), F = spec_.ffn,
+            V = spec_.vocabulary;
+  const int N = batch * T;
+  const std::size_t nd = static_cast<std::size_t>(N) * D, nf = static_cast<std::size_t>(N) * F;
+  batch_ = batch;
+  quantized_pass_ = true;
+  tokens_.assign(tokens, tokens + N);
+  resize_saved(N);
+  ints_.layers.resize(static_cast<std::size_t>(spec_.layers));
+  const arith::VectorUnit vu = vector_unit();
+  const double qmax = static_cast<double>(arith::act_qmax(f.act_bits));
+  qmax_ = qmax;
+  const std::int64_t qp = arith::prob_qmax(kProbBits);
+  const arith::Exp2Table table = arith::exp2_table(kExp2IndexBits, kExp2ValueBits, f.rounding);
+  const double sx = stream_scale();
+  const int norm_in_bits = std::min(f.acc_bits, arith::rmsnorm_max_input_bits(D));
+  const std::uint64_t eps = static_cast<std::uint64_t>(std::llround(kRmsNormEps / (sx * sx)));
+  const arith::FixedPoint one = pair_or_fail(1.0, f, "the stream's own pair");
+  const int relu_shift = squared_relu_shift(f);
+
+  // A BitLinear's input: per-token codes (arith's dynamic quantizer), the real value c of one code
+  // per token (absmax x unit / qmax), and the codes' real values for the backward pass.
+  std::vector<float> codes;
+  std::vector<std::int64_t> amax;
+  const auto quantize_input = [&](const std::int32_t* x, const std::vector<double>& unit_in, int cols,
+                                  std::vector<double>& c, float* real) {
+    codes.resize(static_cast<std::size_t>(N) * cols);
+    amax.resize(static_cast<std::size_t>(N));
+    kernels::quantize_tokens(x, N, cols, f, codes.data(), amax.data());
+    c.resize(static_cast<std::size_t>(N));
+    for (int t = 0; t < N; ++t) {
+      c[t] = static_cast<double>(amax[t]) * unit_in[t] / qmax;
+      for (int i = 0; i < cols; ++i)
+        real[static_cast<std::size_t>(t) * cols + i] = static_cast<float>(codes[static_cast<std::size_t>(t) * cols + i] * c[t]);
+    }
+  };
+  // The array on the current codes: exact accumulators, the requantization epilogue; the output's
+  // unit per token is c x the matrix's reference scale.
+  std::vector<float> acc;
+  std::vector<std::int64_t> acc_exact;
+  const auto apply = [&](std::size_t param, int in, const std::vector<double>& c, std::vector<std::int32_t>& z,
+                         std::vector<double>& unit_out) {
+    const QuantizedMatrix& m = q_[param];
+    const int out = p_[param].rows;
+    z.resize(static_cast<std::size_t>(N) * out);
+    if (kernels::float_accumulation_exact(in, f)) {
+      acc.resize(z.size());
+      kernels::gemm_abt(codes.data(), m.codes.data(), N, out, in, acc.data());
+      kernels::accumulator_epilogue(acc.data(), N, out, m.requant.data(), false, f, z.data());
+    } else {
+      acc_exact.resize(z.size());
+      kernels::accumulate_exact(codes.data(), m.codes.data(), N, out, in, lanes, f, acc_exact.data());
+      kernels::accumulator_epilogue(acc_exact.data(), N, out, m.requant.data(), false, f, z.data());
+    }
+    unit_out.resize(static_cast<std::size_t>(N));
+    for (int t = 0; t < N; ++t) unit_out[t] = c[t] * static_cast<double>(m.reference);
+  };
+  // RMSNorm of the stream's integers with a norm's gain pairs; the output's unit is s_y.
+  const auto norm = [&](const std::vector<std::int32_t>& x, std::size_t gains, std::vector<std::int32_t>& y,
+                        std::vector<double>& unit) {
+    const float* lg = p_[gains].w.data();
+    const double sy = norm_output_scale(lg, D);
+    std::vector<arith::FixedPoint> pairs(static_cast<std::size_t>(D));
+    for (int i = 0; i < D; ++i)
+      pairs[i] = pair_or_fail(static_cast<double>(std::exp(lg[i])) / sy, f, p_[gains].name + "'s gain pair");
+    y.resize(x.size());
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; ++t)
+      arith::rmsnorm_token(x.data() + static_cast<std::size_t>(t) * D, D, norm_in_bits, eps, pairs.data(), f.acc_bits,
+                           y.data() + static_cast<std::size_t>(t) * D, f);
+    unit.assign(static_cast<std::size_t>(N), sy);
+  };
+  // x + branch: the branch aligned to the stream's scale by each token's pair (unit / s_x).
+  const auto residual_add = [&](const std::vector<std::int32_t>& x, const std::vector<std::int32_t>& branch,
+                                const std::vector<double>& unit, std::vector<std::int32_t>& y, const std::string& what) {
+    std::vector<arith::FixedPoint> pairs(static_cast<std::size_t>(N));
+    for (int t = 0; t < N; ++t) pairs[t] = pair_or_fail(unit[t] / sx, f, what + "'s alignment to the stream");
+    y.resize(x.size());
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; ++t)
+      for (int i = 0; i < D; ++i) {
+        const std::size_t k = static_cast<std::size_t>(t) * D + i;
+        y[k] = static_cast<std::int32_t>(arith::add_aligned(x[k], one, branch[k], pairs[t], f));
+      }
+  };
+  const auto real_of = [&](const std::vector<std::int32_t>& z, double unit, std::vector<float>& real) {
+    real.resize(z.size());
+    for (std::size_t i = 0; i < z.size(); ++i) real[i] = static_cast<float>(z[i] * unit);
+  };
+
+  // The embedding: the table's integers at the stream's scale.
+  std::vector<std::int32_t> x(nd);
+  for (int t = 0; t < N; ++t)
+    for (int i = 0; i < D; ++i) {
+      const double e = static_cast<double>(p_[0].w[static_cast<std::size_t>(tokens[t]) * D + i]) / sx;
+      x[static_cast<std::size_t>(t) * D + i] =
+          static_cast<std::int32_t>(arith::saturate(static_cast<std::int64_t>(arith::round_to_integer(e, f.rounding)), f.acc_bits));
+    }
+  std::vector<double> c, unit_n, unit_q, unit_k, unit_v, unit_o, unit_u, unit_r, unit_d;
+  for (int l = 0; l < spec_.layers; ++l) {
+    SavedLayer& s = saved_[l];
+    LayerIntegers& z = ints_.layers[l];
+    z.x = x;
+    real_of(z.x, sx, s.x);
+    norm(z.x, gain_index(l, 0), z.norm1, unit_n);
+    quantize_input(z.norm1.data(), unit_n, D, c, s.h1q.data());
+    apply(matrix_index(l, 0), D, c, z.q, unit_q);
+    apply(matrix_index(l, 1), D, c, z.k, unit_k);
+    apply(matrix_index(l, 2), D, c, z.v, unit_v);
+    // Q per token and head (dynamic absmax); K and V at their static steps, each token's pair its
+    // unit over the step.
+    const double ks = k_step(l), vs = v_step(l);
+    z.q_codes.resize(nd);
+    z.k_codes.resize(nd);
+    z.v_codes.resize(nd);
+    std::vector<double> q_scale(static_cast<std::size_t>(N) * H);
+    std::vector<arith::FixedPoint> k_pair(static_cast<std::size_t>(N)), v_pair(static_cast<std::size_t>(N));
+    for (int t = 0; t < N; ++t) {
+      k_pair[t] = pair_or_fail(unit_k[t] / ks, f, p_[matrix_index(l, 1)].name + "'s static quantizer");
+      v_pair[t] = pair_or_fail(unit_v[t] / vs, f, p_[matrix_index(l, 2)].name + "'s static quantizer");
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; ++t) {
+      for (int h = 0; h < H; ++h) {
+        const std::size_t at = static_cast<std::size_t>(t) * D + h * dh;
+        const arith::TokenQuantizer tq = arith::quantize_token(z.q.data() + at, dh, z.q_codes.data() + at, f);
+        q_scale[static_cast<std::size_t>(t) * H + h] = static_cast<double>(tq.amax) * unit_q[t] / qmax;
+      }
+      for (int i = 0; i < D; ++i) {
+        const std::size_t k = static_cast<std::size_t>(t) * D + i;
+        z.k_codes[k] = static_cast<std::int8_t>(arith::quantize_act(z.k[k], k_pair[t], f.act_bits, f.rounding));
+        z.v_codes[k] = static_cast<std::int8_t>(arith::quantize_act(z.v[k], v_pair[t], f.act_bits, f.rounding));
+        s.q[k] = static_cast<float>(z.q_codes[k] * q_scale[static_cast<std::size_t>(t) * H + i / dh]);
+        s.k[k] = static_cast<float>(z.k_codes[k] * ks);
+        s.v[k] = static_cast<float>(z.v_codes[k] * vs);
+        s.kraw[k] = static_cast<float>(z.k[k] * unit_k[t]);
+        s.vraw[k] = static_cast<float>(z.v[k] * unit_v[t]);
+      }
+    }
+    // Scores, softmax and P V on the vector unit, per sequence and head.
+    std::vector<arith::FixedPoint> row_pair(static_cast<std::size_t>(N) * H);
+    for (std::size_t r = 0; r < row_pair.size(); ++r)
+      row_pair[r] = pair_or_fail(score_pair_value(q_scale[r], ks, dh), f, "a score row's log2-domain pair");
+    const std::size_t np = static_cast<std::size_t>(batch) * H * T * T;
+    z.scores.assign(np, 0);
+    z.probs.assign(np, 0);
+    z.attention.resize(nd);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < batch * H; ++bh) {
+      const int b = bh / H, h = bh % H;
+      for (int t = 0; t < T; ++t) {
+        const std::size_t at = static_cast<std::size_t>(b * T + t) * D + h * dh;
+        std::int32_t* zr = z.scores.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+        std::uint8_t* pr = z.probs.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+        const arith::FixedPoint pair = row_pair[static_cast<std::size_t>(b * T + t) * H + h];
+        for (int j = 0; j < arith::causal_count(t); ++j) {
+          const std::int64_t a = arith::vector_dot(z.q_codes.data() + at,
+                                                   z.k_codes.data() + static_cast<std::size_t>(b * T + j) * D + h * dh,
+                                                   dh, vu);
+          zr[j] = static_cast<std::int32_t>(arith::requantize(a, pair, f.rounding, 32));
+        }
+        arith::softmax_row(zr, T, arith::causal_count(t), table, kProbBits, f, pr);
+        const std::int8_t* v0 = z.v_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
+        for (int e = 0; e < dh; ++e)
+          z.attention[at + e] = static_cast<std::int32_t>(arith::vector_dot(pr, v0 + e, arith::causal_count(t), vu, D));
+        float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+        for (int j = 0; j < T; ++j) p[j] = static_cast<float>(pr[j]) / static_cast<float>(qp);
+      }
+    }
+    const std::vector<double> unit_att(static_cast<std::size_t>(N), vs / static_cast<double>(qp));
+    real_of(z.attention, unit_att[0], s.att);
+    quantize_input(z.attention.data(), unit_att, D, c, s.attq.data());
+    apply(matrix_index(l, 3), D, c, z.o, unit_o);
+    residual_add(z.x, z.o, unit_o, z.x_mid, p_[matrix_index(l, 3)].name);
+    real_of(z.x_mid, sx, s.x_mid);
+    // FFN.
+    norm(z.x_mid, gain_index(l, 1), z.norm2, unit_n);
+    quantize_input(z.norm2.data(), unit_n, D, c, s.h2q.data());
+    apply(matrix_index(l, 4), D, c, z.up, unit_u);
+    z.act.resize(nf);
+    unit_r.resize(static_cast<std::size_t>(N));
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; ++t) {
+      unit_r[t] = std::ldexp(unit_u[t] * unit_u[t], relu_shift);
+      for (int i = 0; i < F; ++i) {
+        const std::size_t k = static_cast<std::size_t>(t) * F + i;
+        z.act[k] = static_cast<std::int32_t>(arith::squared_relu(z.up[k], relu_shift, f.acc_bits, f.rounding));
+        s.u[k] = static_cast<float>(z.up[k] * unit_u[t]);
+      }
+    }
+    quantize_input(z.act.data(), unit_r, F, c, s.rq.data());
+    apply(matrix_index(l, 5), F, c, z.down, unit_d);
+    residual_add(z.x_mid, z.down, unit_d, x, p_[matrix_index(l, 5)].name);
+  }
+  ints_.x_out = x;
+  real_of(x, sx, xf_);
+  norm(x, final_gain_index(), ints_.norm, unit_n);
+  quantize_input(ints_.norm.data(), unit_n, D, c, hfq_.data());
+  apply(head_index(), D, c, ints_.logits, ints_.logit_unit);
+  for (int t = 0; t < N; ++t)
+    for (int i = 0; i < V; ++i) {
+      const std::size_t k = static_cast<std::size_t>(t) * V + i;
+      logits_[k] = static_cast<float>(ints_.logits[k] * ints_.logit_unit[t]);
+    }
+  return logits_;
+}
+
+double TransformerNet::score_pair_value(double q_scale, double k_step, int head_dim) {
+  return q_scale * k_step * kLog2e / std::sqrt(static_cast<double>(head_dim)) * std::ldexp(1.0, kExp2IndexBits);
+}
+
+// ---- evaluation -------------------------------------------------------------------------------
+
+double bits_per_byte(TransformerNet& net, const std::vector<std::uint8_t>& tokens, bool quantized,
+                     const target::TargetSpec& target, std::size_t max_sequences) {
+  const int T = net.spec().context, V = net.spec().vocabulary;
+  const SequenceSampler sampler(tokens, T, 0, "evaluation");
+  std::size_t count = sampler.tiled();
+  if (max_sequences) count = std::min(count, max_sequences);
+  if (count == 0) throw std::runtime_error("the validation split holds fewer than context + 1 tokens");
+  if (quantized) net.quantize_weights(target.format);
+  constexpr std::size_t kBatch = 32;
+  std::vector<std::uint8_t> in(kBatch * T), out(kBatch * T);
+  double nats = 0;
+  for (std::size_t start = 0; start < count; start += kBatch) {
+    const int batch = static_cast<int>(std::min(kBatch, count - start));
+    for (int b = 0; b < batch; ++b)
+      sampler.sequence((start + b) * static_cast<std::size_t>(T), in.data() + b * T, out.data() + b * T);
+    const std::vector<float>& logits =
+        quantized ? net.forward_quantized(in.data(), batch, target.format, target.array.lanes) : net.forward(in.data(), batch);
+    for (int t = 0; t < batch * T; ++t) {
+      const float* row = logits.data() + static_cast<std::size_t>(t) * V;
+      const float top = *std::max_element(row, row + V);
+      double sum = 0;
+      for (int v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - top);
+      nats += std::log(sum) - (static_cast<double>(row[out[t]]) - top);
+    }
+  }
+  return nats / (static_cast<double>(count) * T * std::log(2.0));
+}
+
+// ---- the training run -------------------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Sequences the static scales are calibrated on (drawn from the training split).
+constexpr int kCalibrationSequences = 32;
+
+std::uint64_t epoch_seed(std::uint64_t seed, int epoch) {
+  return seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(epoch) + 1;
+}
+
+Mlp checkpoint_layers(const TransformerNet& net) {
+  Mlp m;
+  for (const TransformerNet::Param& p : net.params()) m.layers.push_back({p.cols, p.rows, false, p.w});
+  return m;
+}
+
+void calibrate(TransformerNet& net, const target::TargetSpec& target, const TrainConfig& c, const TextCorpus& corpus) {
+  SequenceSampler sampler(corpus.train, net.spec().context, c.seed ^ 0xC0FFEEull, corpus.source + " (training split)");
+  const SequenceBatch b = sampler.next(kCalibrationSequences);
+  net.calibrate(b.inputs.data(), b.batch, target.format, c.calibration);
+}
+
+TextPhaseResult run_text_phase(Phase phase, const TransformerSpec& spec, const target::TargetSpec& target,
+                               const TrainConfig& c, long steps_per_epoch, const TextCorpus& corpus,
+                               const std::filesystem::path& checkpoint, bool resume,
+                               const std::function<void(const TextProgress&)>& progress, TransformerNet& net) {
+  const bool quantized = phase != Phase::Fp32;
+  const long total = steps_per_epoch * c.epochs;
+  nlohmann::json fj = to_json(c);
+  for (const char* k : {"hidden", "threads", "fit_threads", "train_fp32", "distill"}) fj.erase(k);
+  if (!quantized) fj.erase("qat_init");
+  fj["model"] = to_json(spec);
+  fj["phase"] = phase_name(phase);
+  fj["target"] = quantized ? target::content_hash(target) : "";
+  fj["data"] = {{"train_tokens", corpus.train.size()}, {"validation_tokens", corpus.validation.size()}};
+  fj["steps_per_epoch"] = steps_per_epoch;
+  const std::string fp = fj.dump();
+
+  std::vector<TransformerNet::Param>& params = net.params();
+  std::vector<std::vector<float>> m, v;
+  for (const TransformerNet::Param& p : params) {
+    m.emplace_back(p.w.size(), 0.0f);
+    v.emplace_back(p.w.size(), 0.0f);
+  }
+  TextPhaseResult result;
+  result.ran = true;
+  int start_epoch = 0;
+  long step = 0;
+  double seconds_before = 0;
+  if (resume) {
+    const Mlp fresh = checkpoint_layers(net);
+    if (auto ck = load_checkpoint(checkpoint, fp, {&fresh, c.epochs, steps_per_epoch})) {
+      for (std::size_t k = 0; k < params.size(); ++k) params[k].w = std::move(ck->net.layers[k].w);
+      m = std::move(ck->adam_m);
+      v = std::move(ck->adam_v);
+      start_epoch = ck->epochs_done;
+      step = ck->step;
+      seconds_before = ck->train_seconds;
+      result.epochs_resumed = start_epoch;
+    }
+  }
+  if (start_epoch == 0 && quantized) calibrate(net, target, c, corpus);
+  std::vector<std::vector<float>> grads;
+  std::vector<float> dlogits;
+  double seconds_this_run = 0;
+  long steps_this_run = 0;
+  const int V = spec.vocabulary;
+  for (int epoch = start_epoch; epoch < c.epochs; ++epoch) {
+    SequenceSampler sampler(corpus.train, spec.context, epoch_seed(c.seed, epoch), corpus.source + " (training split)");
+    double loss_sum = 0;
+    const auto t0 = Clock::now();
+    for (long s = 0; s < steps_per_epoch; ++s, ++step) {
+      const SequenceBatch b = sampler.next(c.batch);
+      const int n = b.batch * b.context;
+      if (quantized) net.quantize_weights(target.format);
+      const std::vector<float>& logits = quantized
+                                             ? net.forward_quantized(b.inputs.data(), b.batch, target.format, target.array.lanes)
+                                             : net.forward(b.inputs.data(), b.batch);
+      int correct = 0;
+      loss_sum += softmax_cross_entropy(logits, b.targets.data(), n, V, dlogits, correct);
+      net.backward(dlogits, grads, quantized && c.ste_clip);
+      kernels::AdamWParams p;
+      p.lr = learning_rate(c, step, total);
+      p.step = step + 1;
+      const float decay = weight_decay(c, step, total);
+      for (std::size_t k = 0; k < params.size(); ++k) {
+        p.weight_decay = params[k].decays ? decay : 0.0f;
+        kernels::adamw_step(params[k].w.data(), grads[k].data(), m[k].data(), v[k].data(), grads[k].size(), p);
+      }
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    seconds_this_run += seconds;
+    steps_this_run += steps_per_epoch;
+    save_checkpoint(checkpoint, Checkpoint{fp, epoch + 1, step, seconds_before + seconds_this_run,
+                                           checkpoint_layers(net), m, v});
+    result.train_loss = loss_sum / static_cast<double>(steps_per_epoch);
+    if (progress) {
+      const double rate = steps_this_run / seconds_this_run;
+      const double val = bits_per_byte(net, corpus.validation, quantized, target, kProgressSequences);
+      progress({phase, epoch + 1, c.epochs, static_cast<float>(result.train_loss), static_cast<float>(val),
+                static_cast<float>(steps_per_epoch / seconds),
+                static_cast<float>((c.epochs - epoch - 1) * steps_per_epoch / rate)});
+    }
+  }
+  result.validation_bpb = bits_per_byte(net, corpus.validation, quantized, target);
+  result.steps = steps_this_run;
+  result.train_seconds = seconds_this_run;
+  result.steps_per_s = seconds_this_run > 0 ? steps_this_run / seconds_this_run : 0;
+  return result;
+}
+
+}  // namespace
+
+TextTrainResult train_transformer(const TransformerSpec& spec, const target::TargetSpec& target,
+                                  const TrainConfig& config, long steps_per_epoch, const TextCorpus& corpus,
+                                  const std::filesystem::path& checkpoint_dir, bool resume,
+                                  const std::function<void(const TextProgress&)>& progress) {
+  if (config.distill) throw std::invalid_argument("--distill: the transformer trainer has no distillation phase yet");
+  if (config.device == TrainDevice::Cuda)
+    throw std::runtime_error("training on CUDA: the transformer trains on the CPU only; use --device cpu");
+  if (corpus.train.size() <= static_cast<std::size_t>(spec.context) ||
+      corpus.validation.size() <= static_cast<std::size_t>(spec.context))
+    throw std::runtime_error(corpus.source + ": each split needs more than the context's " +
+                             std::to_string(spec.context) + " tokens");
+  kernels::set_threads(config.threads);
+  std::filesystem::create_directories(checkpoint_dir);
+  TextTrainResult r;
+  r.steps_per_epoch = steps_per_epoch;
+  TransformerNet fp32(spec, config.seed);
+  if (config.train_fp32) {
+    r.fp32 = run_text_phase(Phase::Fp32, spec, target, config, steps_per_epoch, corpus, checkpoint_dir / "fp32.ckpt",
+                            resume, progress, fp32);
+    TransformerNet ptq = fp32;
+    calibrate(ptq, target, config, corpus);
+    r.ptq.ran = true;
+    r.ptq.validation_bpb = bits_per_byte(ptq, corpus.validation, true, target);
+  }
+  TransformerNet qat = config.qat_from_fp32 && config.train_fp32 ? fp32 : TransformerNet(spec, config.seed);
+  r.qat = run_text_phase(Phase::Qat, spec, target, config, steps_per_epoch, corpus, checkpoint_dir / "qat.ckpt", resume,
+                         progress, qat);
+  return r;
+}
+
+}  // namespace qathw::training
