@@ -1,7 +1,9 @@
 // qat-hw train --target T: FP32 twin, PTQ and QAT on a data set, exported as a deployed bundle
 // whose integer engine is checked against the trainer's quantized forward on the test set.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -17,6 +19,7 @@
 #include "qathw/training/export.h"
 #include "qathw/training/recipe.h"
 #include "qathw/training/trainer.h"
+#include "qathw/training/transformer_net.h"
 #include "qathw/util/atomic_file.h"
 #include "qathw/util/cpus.h"
 #include "qathw/util/file_lock.h"
@@ -36,6 +39,8 @@ struct TrainOptions {
   std::string calibration = "99.99";
   std::string qat_init = "scratch";
   bool hidden_given = false;
+  bool data_given = false;
+  long steps_per_epoch = 0;  // 0: the transformer model file's (or 100)
   std::set<std::string> given;  // options set on the command line (a model file's recipe yields to them)
   bool resume = false;
   bool no_fp32 = false;
@@ -74,6 +79,111 @@ nlohmann::json phase_json(const training::PhaseResult& r) {
           {"train_seconds", r.train_seconds}, {"epochs_resumed", r.epochs_resumed}};
 }
 
+// The options a transformer run takes from the command line over its model file's recipe.
+std::set<std::string> recipe_fields_given(const TrainOptions& o) {
+  std::set<std::string> user_set;
+  for (const std::string& option : o.given) {
+    std::string field = option.substr(2);
+    for (char& c : field)
+      if (c == '-') c = '_';
+    user_set.insert(field);
+  }
+  return user_set;
+}
+
+// qat-hw train --model bitnet-tiny --data text:PATH: the transformer's FP32 twin, PTQ and QAT on a
+// text corpus, reported in bits per byte on the validation split (no bundle yet).
+int run_train_text(const TrainOptions& o, const std::optional<training::TransformerSpec>& found,
+                   const kernels::DeviceChoice& device) {
+  const bool text = o.data.rfind("text:", 0) == 0;
+  if (!found)
+    throw std::invalid_argument("--data " + o.data + ": a text corpus trains a transformer model (--model bitnet-tiny); " +
+                                (o.model.empty() ? std::string("the MLP") : "'" + o.model + "'") +
+                                " is an image network");
+  if (!text && o.data_given)
+    throw std::invalid_argument("--data " + o.data + ": " + found->origin +
+                                " is a language model: give a text corpus as --data text:PATH");
+  if (o.hidden_given)
+    throw std::invalid_argument("--hidden: sets the hidden sizes of the default MLP; with --model, the model file sets them");
+  if (device.device == kernels::Device::Cuda && o.device == "cuda")
+    throw std::runtime_error("training on CUDA: the transformer trains on the CPU only; use --device cpu");
+  if (device.device == kernels::Device::Cuda) std::cerr << "train: device: cpu (the transformer trains on the CPU)\n";
+  const training::TransformerSpec& spec_m = *found;
+  const target::TargetSpec spec = target::resolve_target(o.target);
+  training::TrainConfig config = o.config;
+  training::apply_recipe(spec_m.recipe, config, recipe_fields_given(o));
+  config.ste_clip = o.ste == "clipped";
+  config.train_fp32 = !o.no_fp32;
+  config.device = training::TrainDevice::Cpu;
+  config.fit_threads = false;  // a fixed count (results never depend on it)
+  config.calibration = *calibration_fraction(o.calibration);
+  config.threads = o.threads == "auto" ? util::usable_cpus() : std::stoi(o.threads);
+  const long steps_per_epoch = o.steps_per_epoch ? o.steps_per_epoch : spec_m.steps_per_epoch.value_or(100);
+  const std::string path = text ? o.data.substr(5) : training::kDefaultTextCorpus;
+  const training::TextCorpus corpus = training::load_text_corpus(path);
+
+  const std::filesystem::path out =
+      o.out.empty() ? std::filesystem::path("runs") / (spec_m.name + "-" + spec.name) : std::filesystem::path(o.out);
+  std::filesystem::create_directories(out);
+  std::string holder;
+  const auto lock = util::FileLock::try_acquire(out / "train.lock", holder);
+  if (!lock)
+    throw std::runtime_error(out.string() + ": another qat-hw train is writing this folder (" + holder +
+                             "); wait for it to end, or choose another --out");
+  std::cerr << "train: target " << spec.name << " (" << target::content_hash(spec) << "), model " << spec_m.name
+            << ", data text:" << path << ": " << corpus.train.size() << " training / " << corpus.validation.size()
+            << " validation bytes (" << corpus.train_entries << " / " << corpus.validation_entries << " entries), "
+            << config.epochs << " epochs of " << steps_per_epoch << " steps of " << config.batch << " x "
+            << spec_m.context << " tokens, " << config.threads << " threads\n";
+  auto progress = [](const training::TextProgress& p) {
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "%-6s epoch %2d/%-2d  loss %.4f (%.3f bits/byte)  validation %.3f bits/byte (first %zu sequences)  "
+                  "%5.2f steps/s  ETA %4.0fs\n",
+                  training::phase_name(p.phase), p.epoch, p.epochs, p.loss, p.loss / std::log(2.0), p.validation_bpb,
+                  training::kProgressSequences, p.steps_per_s, p.eta_s);
+    std::cerr << line << std::flush;
+  };
+  const training::TextTrainResult r =
+      training::train_transformer(spec_m, spec, config, steps_per_epoch, corpus, out / "checkpoints", o.resume, progress);
+  nlohmann::json cfg = training::to_json(config);
+  for (const char* k : {"hidden", "fit_threads", "distill"}) cfg.erase(k);
+  cfg["steps_per_epoch"] = steps_per_epoch;
+  const auto phase = [](const training::TextPhaseResult& p) {
+    return nlohmann::json{{"validation_bits_per_byte", p.validation_bpb}, {"train_loss", p.train_loss},
+                          {"steps_per_s", p.steps_per_s}, {"steps", p.steps},
+                          {"train_seconds", p.train_seconds}, {"epochs_resumed", p.epochs_resumed}};
+  };
+  nlohmann::json report = {{"target", spec.name},
+                           {"target_hash", target::content_hash(spec)},
+                           {"model", training::to_json(spec_m)},
+                           {"data", {{"corpus", path}, {"files", corpus.files.size()},
+                                     {"train_bytes", corpus.train.size()}, {"validation_bytes", corpus.validation.size()},
+                                     {"train_entries", corpus.train_entries},
+                                     {"validation_entries", corpus.validation_entries}}},
+                           {"config", cfg},
+                           {"device", "cpu"}};
+  if (r.fp32.ran) {
+    report["fp32"] = phase(r.fp32);
+    report["ptq"] = {{"validation_bits_per_byte", r.ptq.validation_bpb}};
+  }
+  report["qat"] = phase(r.qat);
+  util::write_file_atomic(out / "report.json", report.dump(2) + "\n");
+  const auto bpb = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4f", v);
+    return std::string(buf);
+  };
+  if (r.fp32.ran) {
+    std::cout << "FP32 twin   validation " << bpb(r.fp32.validation_bpb) << " bits/byte\n";
+    std::cout << "PTQ         validation " << bpb(r.ptq.validation_bpb) << " bits/byte\n";
+  }
+  std::cout << "QAT         validation " << bpb(r.qat.validation_bpb) << " bits/byte  (" << std::fixed
+            << std::setprecision(2) << r.qat.steps_per_s << " steps/s)\n";
+  std::cout << "report " << (out / "report.json").string() << "\n";
+  return kExitOk;
+}
+
 int run_train(const TrainOptions& o) {
   // The device first: `--device cuda` without one fails before any work.
   const kernels::DeviceChoice device =
@@ -83,6 +193,11 @@ int run_train(const TrainOptions& o) {
     return kExitBadInput;
   }
   std::cerr << "train: " << device.message << "\n";
+  // A transformer model file, or a text corpus: the language model's run.
+  const std::optional<training::TransformerSpec> transformer =
+      o.model.empty() ? std::nullopt : training::resolve_transformer(o.model);
+  if (transformer || o.data.rfind("text:", 0) == 0) return run_train_text(o, transformer, device);
+  if (o.steps_per_epoch) throw std::invalid_argument("--steps-per-epoch: sets a transformer's epochs (text corpora)");
   const target::TargetSpec spec = target::resolve_target(o.target);
   training::TrainConfig config = o.config;
   config.hidden = parse_sizes(o.hidden);
@@ -241,7 +356,12 @@ void add_train_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<TrainOptions>();
   auto* cmd = app.add_subcommand("train", "Quantization-aware training for a target, exported as a deployed bundle");
   cmd->add_option("--target", o->target, "Built-in target name or .toml file")->capture_default_str()->check(NonEmptyTarget);
-  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
+  cmd->add_option("--data", o->data,
+                  "Folder with MNIST-style IDX files, or text:PATH (a text corpus, for a transformer model)")
+      ->capture_default_str()->check(NonEmptyPath);
+  cmd->add_option("--steps-per-epoch", o->steps_per_epoch,
+                  "Steps of an epoch of a transformer on text (default: the model file's, else 100)")
+      ->check(CLI::Range(1L, 1000000L));
   cmd->add_option("--out", o->out, "Output folder (default runs/<target>)")->check(NonEmptyPath);
   cmd->add_option("--model", o->model, "Built-in model name (qat-hw models) or a .toml file (default: the MLP of --hidden)")
       ->check(NonEmptyPath);
@@ -280,6 +400,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-fp32", o->no_fp32, "Skip the FP32 twin (and so PTQ)");
   cmd->callback([o, cmd, &exit_code] {
     o->hidden_given = cmd->count("--hidden") > 0;
+    o->data_given = cmd->count("--data") > 0;
     for (const char* option : {"--epochs", "--batch", "--lr", "--weight-decay", "--qat-init"})
       if (cmd->count(option) > 0) o->given.insert(option);
     exit_code = run_train(*o);
