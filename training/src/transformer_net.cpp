@@ -218,6 +218,7 @@ TransformerNet::TransformerNet(TransformerSpec spec, std::uint64_t seed) : spec_
   const auto gains = [&](const std::string& name) { p_.push_back({name, 1, d, std::vector<float>(d, 0.0f), false}); };
   const auto fan = [](int in) { return 1.0f / std::sqrt(static_cast<float>(in)); };
   matrix("embedding", v, d, 1.0f, false);
+  matrix("position", spec_.context, d, 1.0f, false);
   for (int l = 0; l < spec_.layers; ++l) {
     const std::string n = "layer" + std::to_string(l) + ".";
     gains(n + "attention_norm");
@@ -233,14 +234,14 @@ TransformerNet::TransformerNet(TransformerSpec spec, std::uint64_t seed) : spec_
   saved_.resize(static_cast<std::size_t>(spec_.layers));
 }
 
-std::size_t TransformerNet::gain_index(int layer, int which) const { return 1 + 8 * layer + (which ? 5 : 0); }
+std::size_t TransformerNet::gain_index(int layer, int which) const { return 2 + 8 * layer + (which ? 5 : 0); }
 std::size_t TransformerNet::matrix_index(int layer, int which) const {
   static constexpr int kAt[] = {1, 2, 3, 4, 6, 7};
-  return 1 + 8 * layer + kAt[which];
+  return 2 + 8 * layer + kAt[which];
 }
-std::size_t TransformerNet::final_gain_index() const { return 1 + 8 * spec_.layers; }
-std::size_t TransformerNet::head_index() const { return 2 + 8 * spec_.layers; }
-std::size_t TransformerNet::scale_index() const { return 3 + 8 * spec_.layers; }
+std::size_t TransformerNet::final_gain_index() const { return 2 + 8 * spec_.layers; }
+std::size_t TransformerNet::head_index() const { return 3 + 8 * spec_.layers; }
+std::size_t TransformerNet::scale_index() const { return 4 + 8 * spec_.layers; }
 
 double TransformerNet::stream_scale() const { return std::exp(static_cast<double>(p_[scale_index()].w[0])); }
 double TransformerNet::k_step(int layer) const { return std::exp(static_cast<double>(p_[scale_index()].w[1 + 2 * layer])); }
@@ -289,8 +290,11 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
   tokens_.assign(tokens, tokens + N);
   resize_saved(N);
   std::vector<float> x(static_cast<std::size_t>(N) * D), branch(x.size());
-  for (int t = 0; t < N; ++t)
-    std::copy_n(p_[0].w.data() + static_cast<std::size_t>(tokens[t]) * D, D, x.data() + static_cast<std::size_t>(t) * D);
+  for (int t = 0; t < N; ++t) {
+    const float* e = p_[0].w.data() + static_cast<std::size_t>(tokens[t]) * D;
+    const float* pos = p_[1].w.data() + static_cast<std::size_t>(t % T) * D;
+    for (int i = 0; i < D; ++i) x[static_cast<std::size_t>(t) * D + i] = e[i] + pos[i];
+  }
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
   for (int l = 0; l < spec_.layers; ++l) {
     SavedLayer& s = saved_[l];
@@ -448,9 +452,11 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
                      grads[gain_index(l, 0)].data());
     add_into(dx.data(), tmp.data(), nd);
   }
-  // The embedding: each token's row, in token order.
-  float* demb = grads[0].data();
-  for (int t = 0; t < N; ++t) add_into(demb + static_cast<std::size_t>(tokens_[t]) * D, dx.data() + static_cast<std::size_t>(t) * D, D);
+  // The embeddings: each token's and position's row, in token order.
+  for (int t = 0; t < N; ++t) {
+    add_into(grads[0].data() + static_cast<std::size_t>(tokens_[t]) * D, dx.data() + static_cast<std::size_t>(t) * D, D);
+    add_into(grads[1].data() + static_cast<std::size_t>(t % T) * D, dx.data() + static_cast<std::size_t>(t) * D, D);
+  }
   if (clip && quantized_pass_)
     for (std::size_t i = 0; i < p_.size(); ++i)
       if (!q_[i].ste_mask.empty())
@@ -596,14 +602,17 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     for (std::size_t i = 0; i < z.size(); ++i) real[i] = static_cast<float>(z[i] * unit);
   };
 
-  // The embedding: the table's integers at the stream's scale.
+  // The embeddings: the token's and the position's table integers at the stream's scale, added.
   std::vector<std::int32_t> x(nd);
+  const auto table_integer = [&](float e) {
+    return arith::saturate(static_cast<std::int64_t>(arith::round_to_integer(static_cast<double>(e) / sx, f.rounding)),
+                           f.acc_bits);
+  };
   for (int t = 0; t < N; ++t)
-    for (int i = 0; i < D; ++i) {
-      const double e = static_cast<double>(p_[0].w[static_cast<std::size_t>(tokens[t]) * D + i]) / sx;
-      x[static_cast<std::size_t>(t) * D + i] =
-          static_cast<std::int32_t>(arith::saturate(static_cast<std::int64_t>(arith::round_to_integer(e, f.rounding)), f.acc_bits));
-    }
+    for (int i = 0; i < D; ++i)
+      x[static_cast<std::size_t>(t) * D + i] = static_cast<std::int32_t>(arith::add_aligned(
+          table_integer(p_[0].w[static_cast<std::size_t>(tokens[t]) * D + i]), one,
+          table_integer(p_[1].w[static_cast<std::size_t>(t % T) * D + i]), one, f));
   std::vector<double> c, unit_n, unit_q, unit_k, unit_v, unit_o, unit_u, unit_r, unit_d;
   for (int l = 0; l < spec_.layers; ++l) {
     SavedLayer& s = saved_[l];

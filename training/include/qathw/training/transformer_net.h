@@ -69,7 +69,8 @@ inline constexpr int kStreamHeadroomBits = 6;
 
 class TransformerNet {
  public:
-  // Parameters, in checkpoint order: the embedding (vocabulary x width); per layer the attention
+  // Parameters, in checkpoint order: the token embedding (vocabulary x width), the position
+  // embedding (context x width); per layer the attention
   // norm's log-gains, Wq, Wk, Wv, Wo (width x width, out x in), the FFN norm's log-gains, Wup
   // (ffn x width), Wdown (width x ffn); the final norm's log-gains and the LM head (vocabulary x
   // width); then the quantizers' scales as logarithms: the residual stream's (fixed, gradient 0)
@@ -82,7 +83,7 @@ class TransformerNet {
     bool decays = false;  // AdamW's weight decay applies (the matrices)
   };
 
-  // Matrices uniform in +-1/sqrt(fan_in), the embedding uniform in +-1, gains 1; seeded.
+  // Matrices uniform in +-1/sqrt(fan_in), the embeddings uniform in +-1, gains 1; seeded.
   TransformerNet(TransformerSpec spec, std::uint64_t seed);
 
   const TransformerSpec& spec() const { return spec_; }
