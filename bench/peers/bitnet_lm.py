@@ -46,9 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--attn", choices=["float", "int8"], default="float",
                    help="attention arithmetic: float (scaled_dot_product_attention, BitNet b1.58's), or int8 "
                         "(Q, K, V fake-quantized per token and head to INT8, probabilities to 8-bit codes)")
-    p.add_argument("--pos", choices=["none", "learned"], default=None,
-                   help="position information: none (causal attention only, as qat-hw's model), or a learned "
-                        "position embedding")
+    p.add_argument("--pos", choices=["learned", "none"], default="learned",
+                   help="position information: a learned absolute position embedding added to the byte's "
+                        "(qat-hw's model), or none (causal attention alone)")
     p.add_argument("--model-file", default=MODEL_FILE,
                    help="qat-hw model file whose sizes and [training] recipe are the defaults "
                         "(models/bitnet-tiny.toml)")
@@ -89,8 +89,6 @@ def parse_args(argv=None):
         else:
             setattr(a, key, default)
             a.sizes_from[key] = "built-in"
-    if a.pos is None:
-        a.pos = "none"  # qat-hw's model has no position encoding (docs/transformer.md)
     if min(a.layers, a.width, a.heads, a.context, a.ffn) < 1 or a.width % a.heads:
         p.error("sizes must be positive and --width a multiple of --heads")
     if min(a.threads, a.batch, a.epochs, a.steps_per_epoch, a.eval_batch) < 1 or a.max_steps < 0:
@@ -383,12 +381,13 @@ class BitNetLM(nn.Module):
         linear = lambda fin, fout: BitLinear(fin, fout, a.weights, a.ste)  # noqa: E731
         self.eps = a.norm_eps
         self.embed = nn.Embedding(256, a.width)
+        # x = embedding[token] + position[t], as qat-hw (docs/transformer.md).
         self.pos = nn.Embedding(a.context, a.width) if a.pos == "learned" else None
         self.blocks = nn.ModuleList(Block(a, linear) for _ in range(a.layers))
         self.final_log_gain = nn.Parameter(torch.zeros(a.width))
         self.head = linear(a.width, 256)
         with torch.no_grad():
-            # qat-hw's initialisation: matrices U(+-1/sqrt(fan_in)), the embedding U(+-1).
+            # qat-hw's initialisation: matrices U(+-1/sqrt(fan_in)), the embeddings U(+-1).
             self.embed.weight.uniform_(-1.0, 1.0)
             if self.pos is not None:
                 self.pos.weight.uniform_(-1.0, 1.0)
@@ -425,7 +424,7 @@ def quantizers(a):
     attn = ("attention in float (scaled_dot_product_attention)" if a.attn == "float"
             else "attention: Q, K, V per token and head absmax INT8, probabilities round(p 255)/255")
     return (f"plain PyTorch fake-quant in every BitLinear (q, k, v, o, up, down, head): input per-token absmax "
-            f"INT8 [-127,127]; weights {w}; STE {a.ste}; {attn}; embedding, RMSNorm (gains as logarithms) and "
+            f"INT8 [-127,127]; weights {w}; STE {a.ste}; {attn}; embeddings, RMSNorm (gains as logarithms) and "
             f"residual stream in fp32")
 
 
@@ -488,7 +487,7 @@ def run_phase(name, model, args, corpus, train_tokens, val_tokens, device):
     validation window. Timing: the training loop only (per epoch, evaluation outside)."""
     model.set_quantized(name == "qat")
     model.train()
-    # Weight decay on the BitLinear matrices only (qat-hw: the embedding holds the stream's values).
+    # Weight decay on the BitLinear matrices only, not the embeddings or gains (as qat-hw).
     decay = [m.weight for m in model.modules() if isinstance(m, BitLinear)]
     ids = {id(p) for p in decay}
     no_decay = [p for p in model.parameters() if id(p) not in ids]
