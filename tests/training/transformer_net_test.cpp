@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "qathw/kernels/dense.h"
+#include "qathw/kernels/int8_gemm.h"
 #include "qathw/model/model_spec.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/training/transformer_net.h"
@@ -294,10 +295,13 @@ struct Reference {
   }
 };
 
+// On the int8 GEMM where the processor has it, and on the float GEMM.
 TEST(TransformerNet, QuantizedForwardMatchesTheIntegerReference) {
+  const bool had_int8 = kernels::int8_gemm_enabled();
   for (const char* target_name : {"ternary-asic", "int4-fpga"}) {
     const target::TargetSpec t = target::builtin_target(target_name);
     for (std::uint64_t seed : {3u, 4u}) {
+      kernels::set_int8_gemm_enabled(had_int8 && seed == 3);
       TransformerNet net(tiny_spec(16, 2, 32, 2, 7), seed);
       std::mt19937_64 rng(seed);
       for (TransformerNet::Param& p : net.params())
@@ -309,7 +313,8 @@ TEST(TransformerNet, QuantizedForwardMatchesTheIntegerReference) {
       ASSERT_TRUE(net.calibrated());
       net.quantize_weights(t.format);
       const std::vector<float> logits = net.forward_quantized(tokens.data(), batch, t.format, t.array.lanes);
-      const std::string what = std::string(target_name) + " seed " + std::to_string(seed);
+      const std::string what = std::string(target_name) + " seed " + std::to_string(seed) +
+                               (kernels::int8_gemm_enabled() ? " (int8 GEMM)" : " (float GEMM)");
       Reference(net, t).check(tokens, batch, what);
       const TransformerNet::Integers& z = net.integers();
       for (std::size_t i = 0; i < logits.size(); ++i)
@@ -320,6 +325,7 @@ TEST(TransformerNet, QuantizedForwardMatchesTheIntegerReference) {
       EXPECT_GT(between, 10) << what;
     }
   }
+  kernels::set_int8_gemm_enabled(had_int8);
 }
 
 TEST(TransformerNet, ResultsDoNotDependOnTheThreadCount) {

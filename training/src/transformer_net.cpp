@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "qathw/kernels/dense.h"
+#include "qathw/kernels/int8_gemm.h"
 #include "qathw/kernels/quant_ops.h"
 #include "qathw/training/checkpoint.h"
 #include "qathw/training/network.h"
@@ -503,6 +504,15 @@ void TransformerNet::quantize_weights(const arith::Format& f) {
     q.requant.resize(static_cast<std::size_t>(p.rows));
     q.reference = kernels::quantize_weights(p.w.data(), p.rows, p.cols, f, q.codes.data(), q.scales.data(),
                                             q.dequantized.data(), q.ste_mask.data(), q.requant.data());
+    // The codes packed for the int8 GEMM where it runs and its int32 sums are exact.
+    if (kernels::int8_gemm_enabled() && kernels::int8_accumulation_exact(p.cols, f)) {
+      q.packed.resize(kernels::packed_columns_bytes(p.rows, p.cols));
+      q.packed_offsets.resize(static_cast<std::size_t>(p.rows));
+      kernels::pack_int8_columns(q.codes.data(), p.rows, p.cols, q.packed.data(), q.packed_offsets.data());
+    } else {
+      q.packed.clear();
+      q.packed_offsets.clear();
+    }
   }
 }
 
@@ -534,13 +544,18 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
 
   // A BitLinear's input: per-token codes (arith's dynamic quantizer), the real value c of one code
   // per token (absmax x unit / qmax), and the codes' real values for the backward pass.
+  // With the int8 GEMM, also the codes + 128 as bytes, rows padded to 4 bytes.
   std::vector<float> codes;
+  std::vector<std::uint8_t> code_bytes;
   std::vector<std::int64_t> amax;
+  const bool int8 = kernels::int8_gemm_enabled() && f.act_bits <= 8;
   const auto quantize_input = [&](const std::int32_t* x, const std::vector<double>& unit_in, int cols,
                                   std::vector<double>& c, float* real) {
     codes.resize(static_cast<std::size_t>(N) * cols);
     amax.resize(static_cast<std::size_t>(N));
-    kernels::quantize_tokens(x, N, cols, f, codes.data(), amax.data());
+    if (int8) code_bytes.resize(static_cast<std::size_t>(N) * kernels::padded_depth(cols));
+    kernels::quantize_tokens(x, N, cols, f, codes.data(), amax.data(), int8 ? code_bytes.data() : nullptr,
+                             kernels::padded_depth(cols));
     c.resize(static_cast<std::size_t>(N));
     for (int t = 0; t < N; ++t) {
       c[t] = static_cast<double>(amax[t]) * unit_in[t] / qmax;
@@ -551,13 +566,19 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   // The array on the current codes: exact accumulators, the requantization epilogue; the output's
   // unit per token is c x the matrix's reference scale.
   std::vector<float> acc;
+  std::vector<std::int32_t> acc_i32;
   std::vector<std::int64_t> acc_exact;
   const auto apply = [&](std::size_t param, int in, const std::vector<double>& c, std::vector<std::int32_t>& z,
                          std::vector<double>& unit_out) {
     const QuantizedMatrix& m = q_[param];
     const int out = p_[param].rows;
     z.resize(static_cast<std::size_t>(N) * out);
-    if (kernels::float_accumulation_exact(in, f)) {
+    if (int8 && !m.packed.empty()) {
+      acc_i32.resize(z.size());
+      kernels::gemm_u8s8_packed(code_bytes.data(), kernels::padded_depth(in), m.packed.data(), m.packed_offsets.data(), N,
+                                out, in, acc_i32.data(), out);
+      kernels::accumulator_epilogue(acc_i32.data(), N, out, m.requant.data(), false, f, z.data());
+    } else if (kernels::float_accumulation_exact(in, f)) {
       acc.resize(z.size());
       kernels::gemm_abt(codes.data(), m.codes.data(), N, out, in, acc.data());
       kernels::accumulator_epilogue(acc.data(), N, out, m.requant.data(), false, f, z.data());
@@ -658,6 +679,12 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     std::vector<arith::FixedPoint> row_pair(static_cast<std::size_t>(N) * H);
     for (std::size_t r = 0; r < row_pair.size(); ++r)
       row_pair[r] = pair_or_fail(score_pair_value(q_scale[r], ks, dh), f, "a score row's log2-domain pair");
+    // Sums any order may form (vector_dot_order_free), below 2^31 so int32 holds them exactly.
+    const std::int64_t code_max = arith::act_qmax(f.act_bits);
+    const bool qk_order_free = arith::vector_dot_order_free(dh, code_max, code_max, vu) &&
+                               static_cast<std::int64_t>(dh) * code_max * code_max < (std::int64_t{1} << 31);
+    const bool pv_order_free = arith::vector_dot_order_free(T, qp, code_max, vu) &&
+                               static_cast<std::int64_t>(T) * qp * code_max < (std::int64_t{1} << 31);
     const std::size_t np = static_cast<std::size_t>(batch) * H * T * T;
     z.scores.assign(np, 0);
     z.probs.assign(np, 0);
@@ -670,16 +697,35 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
         std::int32_t* zr = z.scores.data() + (static_cast<std::size_t>(bh) * T + t) * T;
         std::uint8_t* pr = z.probs.data() + (static_cast<std::size_t>(bh) * T + t) * T;
         const arith::FixedPoint pair = row_pair[static_cast<std::size_t>(b * T + t) * H + h];
-        for (int j = 0; j < arith::causal_count(t); ++j) {
-          const std::int64_t a = arith::vector_dot(z.q_codes.data() + at,
-                                                   z.k_codes.data() + static_cast<std::size_t>(b * T + j) * D + h * dh,
-                                                   dh, vu);
+        const int count = arith::causal_count(t);
+        const std::int8_t* qt = z.q_codes.data() + at;
+        for (int j = 0; j < count; ++j) {
+          const std::int8_t* kj = z.k_codes.data() + static_cast<std::size_t>(b * T + j) * D + h * dh;
+          std::int64_t a = 0;
+          if (qk_order_free) {  // the exact sum in int32 (vectorised), the overflow rule once
+            std::int32_t sum = 0;
+            for (int e = 0; e < dh; ++e) sum += static_cast<std::int32_t>(qt[e]) * kj[e];
+            a = arith::apply_overflow(sum, vu.acc_bits, vu.overflow);
+          } else {
+            a = arith::vector_dot(qt, kj, dh, vu);
+          }
           zr[j] = static_cast<std::int32_t>(arith::requantize(a, pair, f.rounding, 32));
         }
-        arith::softmax_row(zr, T, arith::causal_count(t), table, kProbBits, f, pr);
+        arith::softmax_row(zr, T, count, table, kProbBits, f, pr);
         const std::int8_t* v0 = z.v_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
-        for (int e = 0; e < dh; ++e)
-          z.attention[at + e] = static_cast<std::int32_t>(arith::vector_dot(pr, v0 + e, arith::causal_count(t), vu, D));
+        std::int32_t* out = z.attention.data() + at;
+        if (pv_order_free) {  // each output's exact sum, the keys outermost so the head's lanes vectorise
+          std::fill_n(out, dh, 0);
+          for (int j = 0; j < count; ++j) {
+            const std::int32_t pj = pr[j];
+            const std::int8_t* vj = v0 + static_cast<std::size_t>(j) * D;
+            for (int e = 0; e < dh; ++e) out[e] += pj * vj[e];
+          }
+          for (int e = 0; e < dh; ++e) out[e] = static_cast<std::int32_t>(arith::apply_overflow(out[e], vu.acc_bits, vu.overflow));
+        } else {
+          for (int e = 0; e < dh; ++e)
+            out[e] = static_cast<std::int32_t>(arith::vector_dot(pr, v0 + e, count, vu, D));
+        }
         float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
         for (int j = 0; j < T; ++j) p[j] = static_cast<float>(pr[j]) / static_cast<float>(qp);
       }

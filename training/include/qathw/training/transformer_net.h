@@ -118,6 +118,10 @@ class TransformerNet {
     std::vector<float> codes, scales, dequantized, ste_mask;
     std::vector<arith::FixedPoint> requant;
     float reference = 0;
+    // The codes packed for the int8 GEMM (kernels/int8_gemm.h) and their offsets; empty where it
+    // does not run.
+    std::vector<std::int8_t> packed;
+    std::vector<std::int32_t> packed_offsets;
   };
   const QuantizedMatrix& quantized(std::size_t param) const { return q_[param]; }
 
