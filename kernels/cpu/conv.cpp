@@ -89,11 +89,21 @@ void codes_of_bytes(const std::uint8_t* bytes, int rows, int count, int ld, floa
 
 namespace {
 
+// One vector of bytes (a function, not a lambda: a lambda does not take its caller's target).
+template <typename V>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void copy_vector(const std::uint8_t* from,
+                                                                              std::uint8_t* to) {
+  if constexpr (sizeof(V) == 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(to), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from)));
+  else
+    _mm512_storeu_si512(to, _mm512_loadu_si512(from));
+}
+
 // Every segment of every patch is `n` bytes, copied a vector at a time from the halo (which has
 // room past its end) with unmasked stores reaching past the segment, into the next ones, which
 // write over them; the last segments of a row, whose vector would reach past the patch, store
-// under a mask, the row's bytes past its patch untouched. Vectors as narrow as the segments allow: a one-channel map's 5-byte window
-// rows are most of the work.
+// under a mask, the row's bytes past its patch untouched. Vectors as narrow as the segments
+// allow: a one-channel map's 5-byte window rows are most of the work.
 template <typename V>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void gather_segments(const std::uint8_t* halo,
                                                                            const std::vector<long>& origins,
@@ -107,17 +117,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gather_segments(const 
   // store under the mask.
   int whole = 0;
   while (whole < count && whole * n + last + width <= count * n) ++whole;
-  const auto copy = [](const std::uint8_t* from, std::uint8_t* to) {
-    if constexpr (width == 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(to), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from)));
-    else _mm512_storeu_si512(to, _mm512_loadu_si512(from));
-  };
   for (std::size_t p = 0; p < origins.size(); ++p) {
     const std::uint8_t* origin = halo + origins[p];
     std::uint8_t* row = cols + p * static_cast<std::size_t>(ld);
     for (int i = 0; i < count; ++i, row += n) {
       const std::uint8_t* from = origin + segments[i];
-      for (int e = 0; e < last; e += width) copy(from + e, row + e);
-      if (i < whole) copy(from + last, row + last);
+      for (int e = 0; e < last; e += width) copy_vector<V>(from + e, row + e);
+      if (i < whole) copy_vector<V>(from + last, row + last);
       else if constexpr (width == 16)
         _mm_mask_storeu_epi8(row + last, static_cast<__mmask16>(mask), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + last)));
       else _mm512_mask_storeu_epi8(row + last, mask, _mm512_loadu_si512(from + last));

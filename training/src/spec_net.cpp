@@ -280,7 +280,7 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
       for (int p = 0; p < out_pixels; ++p) {
         const std::size_t at = (static_cast<std::size_t>(b) * out_pixels + p) * channels;
         const std::int32_t* __restrict best = argmax_[j].data() + at;
-        const std::int32_t* __restrict pooled = z_[j].data() + at;
+        const std::int32_t* __restrict pooled = relu_before ? z_[j].data() + at : nullptr;  // no integers in FP32
         const float* __restrict dy = d[j].data() + at;
         for (int e = w.first[p]; e < w.first[p + 1]; ++e) {
           const int o = w.offsets[e];
@@ -289,7 +289,7 @@ void SpecNet::backward_pass(const std::vector<float>& dlogits, std::vector<std::
           if (relu_before) {
             for (int c = 0; c < channels; ++c) {
               const float g = dy[c];
-              map[c] = (best[c] == o + c) & (pooled[c] > 0) ? g : 0.0f;
+              map[c] = ((best[c] == o + c) & (pooled[c] > 0)) ? g : 0.0f;
             }
           } else {
             for (int c = 0; c < channels; ++c) {
