@@ -305,29 +305,39 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
     kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 0)].w.data(), N, D, D, s.q.data());
     kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 1)].w.data(), N, D, D, s.k.data());
     kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 2)].w.data(), N, D, D, s.v.data());
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < batch * H; ++bh) {
-      const int b = bh / H, h = bh % H;
-      std::vector<float> row(static_cast<std::size_t>(T));
-      for (int t = 0; t < T; ++t) {
-        const float* qt = s.q.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
-        float top = -INFINITY;
-        for (int j = 0; j <= t; ++j) {
-          const float* kj = s.k.data() + static_cast<std::size_t>(b * T + j) * D + h * dh;
-          float acc = 0;
-          for (int e = 0; e < dh; ++e) acc += qt[e] * kj[e];
-          row[j] = acc * inv_sqrt;
-          top = std::max(top, row[j]);
-        }
-        float sum = 0;
-        for (int j = 0; j <= t; ++j) sum += (row[j] = std::exp(row[j] - top));
-        float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
-        float* out = s.att.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
-        std::fill_n(out, dh, 0.0f);
-        for (int j = 0; j <= t; ++j) {
-          p[j] = row[j] / sum;
-          const float* vj = s.v.data() + static_cast<std::size_t>(b * T + j) * D + h * dh;
-          for (int e = 0; e < dh; ++e) out[e] += p[j] * vj[e];
+    // Per sequence and head: the head's keys transposed (dh x T), so each score row is summed
+    // over the head's lanes in order with the keys across a vector.
+#pragma omp parallel
+    {
+      std::vector<float> kt(static_cast<std::size_t>(dh) * T), row(static_cast<std::size_t>(T));
+#pragma omp for schedule(static)
+      for (int bh = 0; bh < batch * H; ++bh) {
+        const int b = bh / H, h = bh % H;
+        const float* k0 = s.k.data() + static_cast<std::size_t>(b * T) * D + h * dh;
+        const float* v0 = s.v.data() + static_cast<std::size_t>(b * T) * D + h * dh;
+        for (int j = 0; j < T; ++j)
+          for (int e = 0; e < dh; ++e) kt[static_cast<std::size_t>(e) * T + j] = k0[static_cast<std::size_t>(j) * D + e];
+        for (int t = 0; t < T; ++t) {
+          const float* qt = s.q.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
+          const int count = t + 1;
+          std::fill_n(row.data(), count, 0.0f);
+          for (int e = 0; e < dh; ++e) {
+            const float qe = qt[e];
+            const float* ke = kt.data() + static_cast<std::size_t>(e) * T;
+            for (int j = 0; j < count; ++j) row[j] += qe * ke[j];
+          }
+          float top = -INFINITY;
+          for (int j = 0; j < count; ++j) top = std::max(top, row[j] *= inv_sqrt);
+          float sum = 0;
+          for (int j = 0; j < count; ++j) sum += (row[j] = std::exp(row[j] - top));
+          float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+          float* out = s.att.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
+          std::fill_n(out, dh, 0.0f);
+          for (int j = 0; j < count; ++j) {
+            p[j] = row[j] / sum;
+            const float* vj = v0 + static_cast<std::size_t>(j) * D;
+            for (int e = 0; e < dh; ++e) out[e] += p[j] * vj[e];
+          }
         }
       }
     }
@@ -387,31 +397,41 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
     std::fill(dq.begin(), dq.end(), 0.0f);
     std::fill(dk.begin(), dk.end(), 0.0f);
     std::fill(dv.begin(), dv.end(), 0.0f);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < batch * H; ++bh) {
-      const int b = bh / H, h = bh % H;
-      std::vector<float> dp(static_cast<std::size_t>(T));
-      for (int t = 0; t < T; ++t) {
-        const std::size_t at = static_cast<std::size_t>(b * T + t) * D + h * dh;
-        const float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
-        const float* dot = datt.data() + at;
-        float sum = 0;
-        for (int j = 0; j <= t; ++j) {
-          const std::size_t aj = static_cast<std::size_t>(b * T + j) * D + h * dh;
-          float acc = 0;
+    // Per sequence and head, the head's values transposed (dh x T): each row of d(loss)/dP is
+    // summed over the head's lanes in order with the keys across a vector.
+#pragma omp parallel
+    {
+      std::vector<float> vt(static_cast<std::size_t>(dh) * T), dp(static_cast<std::size_t>(T));
+#pragma omp for schedule(static)
+      for (int bh = 0; bh < batch * H; ++bh) {
+        const int b = bh / H, h = bh % H;
+        const std::size_t a0 = static_cast<std::size_t>(b * T) * D + h * dh;
+        for (int j = 0; j < T; ++j)
+          for (int e = 0; e < dh; ++e) vt[static_cast<std::size_t>(e) * T + j] = s.v[a0 + static_cast<std::size_t>(j) * D + e];
+        for (int t = 0; t < T; ++t) {
+          const std::size_t at = a0 + static_cast<std::size_t>(t) * D;
+          const float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+          const float* dot = datt.data() + at;
+          const int count = t + 1;
+          std::fill_n(dp.data(), count, 0.0f);
           for (int e = 0; e < dh; ++e) {
-            acc += dot[e] * s.v[aj + e];
-            dv[aj + e] += p[j] * dot[e];
+            const float de = dot[e];
+            const float* ve = vt.data() + static_cast<std::size_t>(e) * T;
+            for (int j = 0; j < count; ++j) dp[j] += de * ve[j];
           }
-          dp[j] = acc;
-          sum += p[j] * acc;
-        }
-        for (int j = 0; j <= t; ++j) {
-          const std::size_t aj = static_cast<std::size_t>(b * T + j) * D + h * dh;
-          const float ds = p[j] * (dp[j] - sum) * inv_sqrt;
-          for (int e = 0; e < dh; ++e) {
-            dq[at + e] += ds * s.k[aj + e];
-            dk[aj + e] += ds * s.q[at + e];
+          float sum = 0;
+          for (int j = 0; j < count; ++j) sum += p[j] * dp[j];
+          float* __restrict dqt = dq.data() + at;
+          const float* qt = s.q.data() + at;
+          for (int j = 0; j < count; ++j) {
+            const std::size_t aj = a0 + static_cast<std::size_t>(j) * D;
+            const float pj = p[j], ds = pj * (dp[j] - sum) * inv_sqrt;
+            float* __restrict dvj = dv.data() + aj;
+            float* __restrict dkj = dk.data() + aj;
+            const float* kj = s.k.data() + aj;
+            for (int e = 0; e < dh; ++e) dvj[e] += pj * dot[e];
+            for (int e = 0; e < dh; ++e) dqt[e] += ds * kj[e];
+            for (int e = 0; e < dh; ++e) dkj[e] += ds * qt[e];
           }
         }
       }
