@@ -290,21 +290,23 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
   quantized_pass_ = false;
   tokens_.assign(tokens, tokens + N);
   resize_saved(N);
-  std::vector<float> x(static_cast<std::size_t>(N) * D), branch(x.size());
+  // The stream: each layer's input where the backward pass reads it, the last layer's output in xf_.
+  branch_.resize(static_cast<std::size_t>(N) * D);
+  float* x0 = saved_[0].x.data();
   for (int t = 0; t < N; ++t) {
     const float* e = p_[0].w.data() + static_cast<std::size_t>(tokens[t]) * D;
     const float* pos = p_[1].w.data() + static_cast<std::size_t>(t % T) * D;
-    for (int i = 0; i < D; ++i) x[static_cast<std::size_t>(t) * D + i] = e[i] + pos[i];
+    for (int i = 0; i < D; ++i) x0[static_cast<std::size_t>(t) * D + i] = e[i] + pos[i];
   }
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
   for (int l = 0; l < spec_.layers; ++l) {
     SavedLayer& s = saved_[l];
-    s.x = x;
+    // The FP32 pass has no quantizers: the backward pass reads h1, att, h2 and r for h1q, attq, h2q
+    // and rq (saved_input).
     rmsnorm_forward(s.x.data(), p_[gain_index(l, 0)].w.data(), N, D, s.h1.data());
-    s.h1q = s.h1;
-    kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 0)].w.data(), N, D, D, s.q.data());
-    kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 1)].w.data(), N, D, D, s.k.data());
-    kernels::gemm_abt(s.h1q.data(), p_[matrix_index(l, 2)].w.data(), N, D, D, s.v.data());
+    kernels::gemm_abt(s.h1.data(), p_[matrix_index(l, 0)].w.data(), N, D, D, s.q.data());
+    kernels::gemm_abt(s.h1.data(), p_[matrix_index(l, 1)].w.data(), N, D, D, s.k.data());
+    kernels::gemm_abt(s.h1.data(), p_[matrix_index(l, 2)].w.data(), N, D, D, s.v.data());
     // Per sequence and head: the head's keys transposed (dh x T), so each score row is summed
     // over the head's lanes in order with the keys across a vector.
 #pragma omp parallel
@@ -341,24 +343,22 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
         }
       }
     }
-    s.attq = s.att;
-    kernels::gemm_abt(s.attq.data(), p_[matrix_index(l, 3)].w.data(), N, D, D, branch.data());
-    for (std::size_t i = 0; i < x.size(); ++i) s.x_mid[i] = x[i] + branch[i];
+    const std::size_t nd = branch_.size();
+    float* branch = branch_.data();
+    kernels::gemm_abt(s.att.data(), p_[matrix_index(l, 3)].w.data(), N, D, D, branch);
+    for (std::size_t i = 0; i < nd; ++i) s.x_mid[i] = s.x[i] + branch[i];
     rmsnorm_forward(s.x_mid.data(), p_[gain_index(l, 1)].w.data(), N, D, s.h2.data());
-    s.h2q = s.h2;
-    kernels::gemm_abt(s.h2q.data(), p_[matrix_index(l, 4)].w.data(), N, F, D, s.u.data());
+    kernels::gemm_abt(s.h2.data(), p_[matrix_index(l, 4)].w.data(), N, F, D, s.u.data());
     for (std::size_t i = 0; i < s.u.size(); ++i) {
       const float r = std::max(s.u[i], 0.0f);
       s.r[i] = r * r;
     }
-    s.rq = s.r;
-    kernels::gemm_abt(s.rq.data(), p_[matrix_index(l, 5)].w.data(), N, D, F, branch.data());
-    for (std::size_t i = 0; i < x.size(); ++i) x[i] = s.x_mid[i] + branch[i];
+    kernels::gemm_abt(s.r.data(), p_[matrix_index(l, 5)].w.data(), N, D, F, branch);
+    float* next = l + 1 < spec_.layers ? saved_[l + 1].x.data() : xf_.data();
+    for (std::size_t i = 0; i < nd; ++i) next[i] = s.x_mid[i] + branch[i];
   }
-  xf_ = x;
   rmsnorm_forward(xf_.data(), p_[final_gain_index()].w.data(), N, D, hf_.data());
-  hfq_ = hf_;
-  kernels::gemm_abt(hfq_.data(), p_[head_index()].w.data(), N, spec_.vocabulary, D, logits_.data());
+  kernels::gemm_abt(hf_.data(), p_[head_index()].w.data(), N, spec_.vocabulary, D, logits_.data());
   return logits_;
 }
 
@@ -367,32 +367,41 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
             V = spec_.vocabulary;
   const int batch = batch_, N = batch * T;
   const std::size_t nd = static_cast<std::size_t>(N) * D;
+  // The matrices' gradients are written whole (gemm_atb); the others are sums, from 0.
   grads.resize(p_.size());
-  for (std::size_t i = 0; i < p_.size(); ++i) grads[i].assign(p_[i].w.size(), 0.0f);
+  for (std::size_t i = 0; i < p_.size(); ++i) {
+    if (grads[i].size() == p_[i].w.size() && p_[i].decays) continue;
+    grads[i].assign(p_[i].w.size(), 0.0f);
+  }
   const auto w = [&](std::size_t i) { return quantized_pass_ ? q_[i].dequantized.data() : p_[i].w.data(); };
-  std::vector<float> dx(nd), dh_(nd), tmp(nd), dq(nd), dk(nd), dv(nd), datt(nd);
-  std::vector<float> dr(static_cast<std::size_t>(N) * F);
+  // A quantizer's output, or in the FP32 pass (no quantizers) its input.
+  const auto saved_input = [&](const std::vector<float>& quantized, const std::vector<float>& real) {
+    return quantized_pass_ ? quantized.data() : real.data();
+  };
+  for (std::vector<float>* b : {&dx_, &dh_, &tmp_, &dq_, &dk_, &dv_, &datt_}) b->resize(nd);
+  dr_.resize(static_cast<std::size_t>(N) * F);
+  std::vector<float>&dx = dx_, &dhn = dh_, &tmp = tmp_, &dq = dq_, &dk = dk_, &dv = dv_, &datt = datt_, &dr = dr_;
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
 
   const std::size_t head = head_index();
-  kernels::gemm_atb(dlogits.data(), hfq_.data(), N, V, D, grads[head].data());
-  kernels::gemm_ab(dlogits.data(), w(head), N, V, D, dh_.data());
-  rmsnorm_backward(xf_.data(), p_[final_gain_index()].w.data(), dh_.data(), N, D, dx.data(),
+  kernels::gemm_atb(dlogits.data(), saved_input(hfq_, hf_), N, V, D, grads[head].data());
+  kernels::gemm_ab(dlogits.data(), w(head), N, V, D, dhn.data());
+  rmsnorm_backward(xf_.data(), p_[final_gain_index()].w.data(), dhn.data(), N, D, dx.data(),
                    grads[final_gain_index()].data());
   std::vector<float>& scales = grads[scale_index()];
   for (int l = spec_.layers; l-- > 0;) {
     SavedLayer& s = saved_[l];
     // FFN: x = x_mid + Wdown rq, rq the squared ReLU of u = Wup h2q (quantizers straight through).
-    kernels::gemm_atb(dx.data(), s.rq.data(), N, D, F, grads[matrix_index(l, 5)].data());
+    kernels::gemm_atb(dx.data(), saved_input(s.rq, s.r), N, D, F, grads[matrix_index(l, 5)].data());
     kernels::gemm_ab(dx.data(), w(matrix_index(l, 5)), N, D, F, dr.data());
     for (std::size_t i = 0; i < dr.size(); ++i) dr[i] *= 2.0f * std::max(s.u[i], 0.0f);
-    kernels::gemm_atb(dr.data(), s.h2q.data(), N, F, D, grads[matrix_index(l, 4)].data());
-    kernels::gemm_ab(dr.data(), w(matrix_index(l, 4)), N, F, D, dh_.data());
-    rmsnorm_backward(s.x_mid.data(), p_[gain_index(l, 1)].w.data(), dh_.data(), N, D, tmp.data(),
+    kernels::gemm_atb(dr.data(), saved_input(s.h2q, s.h2), N, F, D, grads[matrix_index(l, 4)].data());
+    kernels::gemm_ab(dr.data(), w(matrix_index(l, 4)), N, F, D, dhn.data());
+    rmsnorm_backward(s.x_mid.data(), p_[gain_index(l, 1)].w.data(), dhn.data(), N, D, tmp.data(),
                      grads[gain_index(l, 1)].data());
     add_into(dx.data(), tmp.data(), nd);
     // Attention: x_mid = x + Wo attq.
-    kernels::gemm_atb(dx.data(), s.attq.data(), N, D, D, grads[matrix_index(l, 3)].data());
+    kernels::gemm_atb(dx.data(), saved_input(s.attq, s.att), N, D, D, grads[matrix_index(l, 3)].data());
     kernels::gemm_ab(dx.data(), w(matrix_index(l, 3)), N, D, D, datt.data());
     std::fill(dq.begin(), dq.end(), 0.0f);
     std::fill(dk.begin(), dk.end(), 0.0f);
@@ -461,15 +470,15 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
         scales[1 + 2 * l + which] = static_cast<float>(ds * step / std::sqrt(static_cast<double>(D) * q));
       }
     }
-    kernels::gemm_atb(dq.data(), s.h1q.data(), N, D, D, grads[matrix_index(l, 0)].data());
-    kernels::gemm_atb(dk.data(), s.h1q.data(), N, D, D, grads[matrix_index(l, 1)].data());
-    kernels::gemm_atb(dv.data(), s.h1q.data(), N, D, D, grads[matrix_index(l, 2)].data());
-    kernels::gemm_ab(dq.data(), w(matrix_index(l, 0)), N, D, D, dh_.data());
+    kernels::gemm_atb(dq.data(), saved_input(s.h1q, s.h1), N, D, D, grads[matrix_index(l, 0)].data());
+    kernels::gemm_atb(dk.data(), saved_input(s.h1q, s.h1), N, D, D, grads[matrix_index(l, 1)].data());
+    kernels::gemm_atb(dv.data(), saved_input(s.h1q, s.h1), N, D, D, grads[matrix_index(l, 2)].data());
+    kernels::gemm_ab(dq.data(), w(matrix_index(l, 0)), N, D, D, dhn.data());
     kernels::gemm_ab(dk.data(), w(matrix_index(l, 1)), N, D, D, tmp.data());
-    add_into(dh_.data(), tmp.data(), nd);
+    add_into(dhn.data(), tmp.data(), nd);
     kernels::gemm_ab(dv.data(), w(matrix_index(l, 2)), N, D, D, tmp.data());
-    add_into(dh_.data(), tmp.data(), nd);
-    rmsnorm_backward(s.x.data(), p_[gain_index(l, 0)].w.data(), dh_.data(), N, D, tmp.data(),
+    add_into(dhn.data(), tmp.data(), nd);
+    rmsnorm_backward(s.x.data(), p_[gain_index(l, 0)].w.data(), dhn.data(), N, D, tmp.data(),
                      grads[gain_index(l, 0)].data());
     add_into(dx.data(), tmp.data(), nd);
   }

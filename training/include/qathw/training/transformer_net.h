@@ -185,7 +185,8 @@ class TransformerNet {
   std::vector<std::uint8_t> tokens_;
   std::vector<SavedLayer> saved_;
   std::vector<float> xf_, hf_, hfq_, logits_;  // the final norm's input and output, the head's input
-  std::vector<float> dx_, dh_, scratch_, scratch2_;  // backward buffers
+  // Buffers of a step, kept between steps: the forward's branch, the backward's gradients.
+  std::vector<float> branch_, dx_, dh_, tmp_, dq_, dk_, dv_, datt_, dr_;
 };
 
 // Bits per byte of a network on a token stream: the mean cross-entropy, in bits, of every target of
