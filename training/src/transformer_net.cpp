@@ -197,12 +197,31 @@ void add_into(float* a, const float* b, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) a[i] += b[i];
 }
 
-arith::FixedPoint pair_or_fail(double value, const arith::Format& f, const std::string& what) {
+// The pair of `value`; what + what_suffix names it in the error (the name built only then).
+arith::FixedPoint pair_or_fail(double value, const arith::Format& f, const std::string& what,
+                               const char* what_suffix = "") {
   if (value == 0.0) return arith::FixedPoint{0, 0};  // an all-zero token: its integers are 0
   const arith::FixedPointResult r = arith::to_fixed_point(value, f);
   if (r.status != arith::FixedPointStatus::Ok)
-    throw std::runtime_error(what + " (" + std::to_string(value) + ") has no pair in the target's scale format");
+    throw std::runtime_error(what + what_suffix + " (" + std::to_string(value) +
+                             ") has no pair in the target's scale format");
   return r.value;
+}
+
+// Calls fn with a copy of f whose rounding mode is a compile-time constant, so that the arith
+// rules inlined into fn's loops lose their run-time branches on the mode (the same integers).
+template <typename Fn>
+void with_rounding(const arith::Format& f, Fn&& fn) {
+  const auto run = [&](auto mode) {
+    arith::Format g = f;
+    g.rounding = decltype(mode)::value;
+    const arith::Format fixed = g;
+    fn(fixed, mode);
+  };
+  if (f.rounding == arith::Rounding::HalfAwayFromZero)
+    run(std::integral_constant<arith::Rounding, arith::Rounding::HalfAwayFromZero>{});
+  else
+    run(std::integral_constant<arith::Rounding, arith::Rounding::HalfEven>{});
 }
 
 }  // namespace
@@ -626,26 +645,39 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     const double sy = norm_output_scale(lg, D);
     std::vector<arith::FixedPoint> pairs(static_cast<std::size_t>(D));
     for (int i = 0; i < D; ++i)
-      pairs[i] = pair_or_fail(static_cast<double>(std::exp(lg[i])) / sy, f, p_[gains].name + "'s gain pair");
+      pairs[i] = pair_or_fail(static_cast<double>(std::exp(lg[i])) / sy, f, p_[gains].name, "'s gain pair");
     y.resize(x.size());
+    // arith::rmsnorm_token's steps, each feature's rule inlined with the rounding mode fixed.
+    with_rounding(f, [&](const arith::Format& fr, auto mode) {
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; ++t)
-      arith::rmsnorm_token(x.data() + static_cast<std::size_t>(t) * D, D, norm_in_bits, eps, pairs.data(), f.acc_bits,
-                           y.data() + static_cast<std::size_t>(t) * D, f);
+      for (int t = 0; t < N; ++t) {
+        const std::int32_t* xt = x.data() + static_cast<std::size_t>(t) * D;
+        std::int32_t* yt = y.data() + static_cast<std::size_t>(t) * D;
+        const arith::RmsInverse inv = arith::rms_inverse(arith::sum_squares(xt, D, norm_in_bits), D, eps, fr);
+        for (int i = 0; i < D; ++i)
+          yt[i] = static_cast<std::int32_t>(
+              arith::rmsnorm_value(xt[i], norm_in_bits, inv.inv_rms, pairs[i], fr.acc_bits, decltype(mode)::value));
+      }
+    });
     unit.assign(static_cast<std::size_t>(N), sy);
   };
   // x + branch: the branch aligned to the stream's scale by each token's pair (unit / s_x).
   const auto residual_add = [&](const std::vector<std::int32_t>& x, const std::vector<std::int32_t>& branch,
                                 const std::vector<double>& unit, std::vector<std::int32_t>& y, const std::string& what) {
     std::vector<arith::FixedPoint> pairs(static_cast<std::size_t>(N));
-    for (int t = 0; t < N; ++t) pairs[t] = pair_or_fail(unit[t] / sx, f, what + "'s alignment to the stream");
+    for (int t = 0; t < N; ++t) pairs[t] = pair_or_fail(unit[t] / sx, f, what, "'s alignment to the stream");
     y.resize(x.size());
+    with_rounding(f, [&](const arith::Format& fr, auto) {
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; ++t)
-      for (int i = 0; i < D; ++i) {
-        const std::size_t k = static_cast<std::size_t>(t) * D + i;
-        y[k] = static_cast<std::int32_t>(arith::add_aligned(x[k], one, branch[k], pairs[t], f));
+      for (int t = 0; t < N; ++t) {
+        const std::size_t k0 = static_cast<std::size_t>(t) * D;
+        const std::int32_t* xt = x.data() + k0;
+        const std::int32_t* bt = branch.data() + k0;
+        std::int32_t* yt = y.data() + k0;
+        const arith::FixedPoint pair = pairs[t];
+        for (int i = 0; i < D; ++i) yt[i] = static_cast<std::int32_t>(arith::add_aligned(xt[i], one, bt[i], pair, fr));
       }
+    });
   };
   const auto real_of = [&](const std::vector<std::int32_t>& z, double unit, std::vector<float>& real) {
     real.resize(z.size());
@@ -658,11 +690,18 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     return arith::saturate(static_cast<std::int64_t>(arith::round_to_integer(static_cast<double>(e) / sx, f.rounding)),
                            f.acc_bits);
   };
-  for (int t = 0; t < N; ++t)
-    for (int i = 0; i < D; ++i)
-      x[static_cast<std::size_t>(t) * D + i] = static_cast<std::int32_t>(arith::add_aligned(
-          table_integer(p_[0].w[static_cast<std::size_t>(tokens[t]) * D + i]), one,
-          table_integer(p_[1].w[static_cast<std::size_t>(t % T) * D + i]), one, f));
+  // Both tables' integers once (vocabulary + context rows), then each token's two rows added.
+  std::vector<std::int64_t> token_table(p_[0].w.size()), position_table(p_[1].w.size());
+  for (std::size_t k = 0; k < token_table.size(); ++k) token_table[k] = table_integer(p_[0].w[k]);
+  for (std::size_t k = 0; k < position_table.size(); ++k) position_table[k] = table_integer(p_[1].w[k]);
+  with_rounding(f, [&](const arith::Format& fr, auto) {
+    for (int t = 0; t < N; ++t) {
+      const std::int64_t* e = token_table.data() + static_cast<std::size_t>(tokens[t]) * D;
+      const std::int64_t* pos = position_table.data() + static_cast<std::size_t>(t % T) * D;
+      std::int32_t* xt = x.data() + static_cast<std::size_t>(t) * D;
+      for (int i = 0; i < D; ++i) xt[i] = static_cast<std::int32_t>(arith::add_aligned(e[i], one, pos[i], one, fr));
+    }
+  });
   std::vector<double> c, unit_n, unit_q, unit_k, unit_v, unit_o, unit_u, unit_r, unit_d;
   for (int l = 0; l < spec_.layers; ++l) {
     SavedLayer& s = saved_[l];
@@ -683,8 +722,8 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     std::vector<double> q_scale(static_cast<std::size_t>(N) * H);
     std::vector<arith::FixedPoint> k_pair(static_cast<std::size_t>(N)), v_pair(static_cast<std::size_t>(N));
     for (int t = 0; t < N; ++t) {
-      k_pair[t] = pair_or_fail(unit_k[t] / ks, f, p_[matrix_index(l, 1)].name + "'s static quantizer");
-      v_pair[t] = pair_or_fail(unit_v[t] / vs, f, p_[matrix_index(l, 2)].name + "'s static quantizer");
+      k_pair[t] = pair_or_fail(unit_k[t] / ks, f, p_[matrix_index(l, 1)].name, "'s static quantizer");
+      v_pair[t] = pair_or_fail(unit_v[t] / vs, f, p_[matrix_index(l, 2)].name, "'s static quantizer");
     }
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; ++t) {
@@ -705,9 +744,10 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
       }
     }
     // Scores, softmax and P V on the vector unit, per sequence and head.
+    static const std::string kRowPairName = "a score row's log2-domain pair";
     std::vector<arith::FixedPoint> row_pair(static_cast<std::size_t>(N) * H);
     for (std::size_t r = 0; r < row_pair.size(); ++r)
-      row_pair[r] = pair_or_fail(score_pair_value(q_scale[r], ks, dh), f, "a score row's log2-domain pair");
+      row_pair[r] = pair_or_fail(score_pair_value(q_scale[r], ks, dh), f, kRowPairName);
     // Sums any order may form (vector_dot_order_free), below 2^31 so int32 holds them exactly.
     const std::int64_t code_max = arith::act_qmax(f.act_bits);
     const bool qk_order_free = arith::vector_dot_order_free(dh, code_max, code_max, vu) &&
