@@ -647,16 +647,33 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     for (int i = 0; i < D; ++i)
       pairs[i] = pair_or_fail(static_cast<double>(std::exp(lg[i])) / sy, f, p_[gains].name, "'s gain pair");
     y.resize(x.size());
-    // arith::rmsnorm_token's steps, each feature's rule inlined with the rounding mode fixed.
+    // arith::rmsnorm_token's steps with the rounding mode fixed, and arith::rmsnorm_value's two
+    // roundings in two loops over the token's features: the first at the token's shift, the
+    // second at each gain's.
+    std::vector<std::int64_t> gain_mantissa(static_cast<std::size_t>(D));
+    std::vector<int> gain_shift(static_cast<std::size_t>(D));
+    for (int i = 0; i < D; ++i) {
+      gain_mantissa[i] = pairs[i].mantissa;
+      gain_shift[i] = pairs[i].shift + arith::kRmsNormFracBits;
+    }
     with_rounding(f, [&](const arith::Format& fr, auto mode) {
-#pragma omp parallel for schedule(static)
-      for (int t = 0; t < N; ++t) {
-        const std::int32_t* xt = x.data() + static_cast<std::size_t>(t) * D;
-        std::int32_t* yt = y.data() + static_cast<std::size_t>(t) * D;
-        const arith::RmsInverse inv = arith::rms_inverse(arith::sum_squares(xt, D, norm_in_bits), D, eps, fr);
-        for (int i = 0; i < D; ++i)
-          yt[i] = static_cast<std::int32_t>(
-              arith::rmsnorm_value(xt[i], norm_in_bits, inv.inv_rms, pairs[i], fr.acc_bits, decltype(mode)::value));
+      constexpr arith::Rounding kMode = decltype(mode)::value;
+#pragma omp parallel
+      {
+        std::vector<std::int64_t> u(static_cast<std::size_t>(D));
+#pragma omp for schedule(static)
+        for (int t = 0; t < N; ++t) {
+          const std::int32_t* xt = x.data() + static_cast<std::size_t>(t) * D;
+          std::int32_t* yt = y.data() + static_cast<std::size_t>(t) * D;
+          const arith::RmsInverse inv = arith::rms_inverse(arith::sum_squares(xt, D, norm_in_bits), D, eps, fr);
+          const std::int64_t inv_mantissa = inv.inv_rms.mantissa;
+          const int inv_shift = inv.inv_rms.shift - arith::kRmsNormFracBits;
+          for (int i = 0; i < D; ++i)
+            u[i] = arith::shift_round(arith::saturate(xt[i], norm_in_bits) * inv_mantissa, inv_shift, kMode);
+          for (int i = 0; i < D; ++i)
+            yt[i] = static_cast<std::int32_t>(
+                arith::saturate(arith::shift_round(u[i] * gain_mantissa[i], gain_shift[i], kMode), fr.acc_bits));
+        }
       }
     });
     unit.assign(static_cast<std::size_t>(N), sy);
