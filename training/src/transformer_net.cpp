@@ -193,6 +193,10 @@ void rmsnorm_backward(const float* x, const float* log_gains, const float* dy, i
   }
 }
 
+// The first `count` of a row of n keys rounded up to a multiple of 16 (at most n): a row's sums
+// over keys run that far in whole vectors; the sums past count are formed and left unused.
+int padded_count(int count, int n) { return std::min(n, (count + 15) / 16 * 16); }
+
 void add_into(float* a, const float* b, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) a[i] += b[i];
 }
@@ -294,7 +298,7 @@ void TransformerNet::resize_saved(int tokens) {
                                   &s.h2, &s.h2q})
       v->resize(nd);
     for (std::vector<float>* v : {&s.u, &s.r, &s.rq}) v->resize(nf);
-    s.p.assign(np, 0.0f);
+    s.p.resize(np);  // each forward writes every probability
   }
   xf_.resize(nd);
   hf_.resize(nd);
@@ -341,11 +345,13 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
         for (int t = 0; t < T; ++t) {
           const float* qt = s.q.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
           const int count = t + 1;
-          std::fill_n(row.data(), count, 0.0f);
+          const int width = padded_count(count, T);
+          float* __restrict r = row.data();
+          std::fill_n(r, width, 0.0f);
           for (int e = 0; e < dh; ++e) {
             const float qe = qt[e];
             const float* ke = kt.data() + static_cast<std::size_t>(e) * T;
-            for (int j = 0; j < count; ++j) row[j] += qe * ke[j];
+            for (int j = 0; j < width; ++j) r[j] += qe * ke[j];
           }
           float top = -INFINITY;
           for (int j = 0; j < count; ++j) top = std::max(top, row[j] *= inv_sqrt);
@@ -359,6 +365,7 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
             const float* vj = v0 + static_cast<std::size_t>(j) * D;
             for (int e = 0; e < dh; ++e) out[e] += p[j] * vj[e];
           }
+          std::fill(p + count, p + T, 0.0f);  // masked
         }
       }
     }
@@ -441,11 +448,13 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
           const float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
           const float* dot = datt.data() + at;
           const int count = t + 1;
-          std::fill_n(dp.data(), count, 0.0f);
+          const int width = padded_count(count, T);
+          float* __restrict d = dp.data();
+          std::fill_n(d, width, 0.0f);
           for (int e = 0; e < dh; ++e) {
             const float de = dot[e];
             const float* ve = vt.data() + static_cast<std::size_t>(e) * T;
-            for (int j = 0; j < count; ++j) dp[j] += de * ve[j];
+            for (int j = 0; j < width; ++j) d[j] += de * ve[j];
           }
           float sum = 0;
           for (int j = 0; j < count; ++j) sum += p[j] * dp[j];
@@ -668,11 +677,14 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
           const arith::RmsInverse inv = arith::rms_inverse(arith::sum_squares(xt, D, norm_in_bits), D, eps, fr);
           const std::int64_t inv_mantissa = inv.inv_rms.mantissa;
           const int inv_shift = inv.inv_rms.shift - arith::kRmsNormFracBits;
-          for (int i = 0; i < D; ++i)
-            u[i] = arith::shift_round(arith::saturate(xt[i], norm_in_bits) * inv_mantissa, inv_shift, kMode);
-          for (int i = 0; i < D; ++i)
-            yt[i] = static_cast<std::int32_t>(
-                arith::saturate(arith::shift_round(u[i] * gain_mantissa[i], gain_shift[i], kMode), fr.acc_bits));
+          const int n = D, in_bits = norm_in_bits, out_bits = fr.acc_bits;  // constants of the loops
+          std::int64_t* __restrict ut = u.data();
+          const std::int64_t* gm = gain_mantissa.data();
+          const int* gs = gain_shift.data();
+          for (int i = 0; i < n; ++i)
+            ut[i] = arith::shift_round(arith::saturate(xt[i], in_bits) * inv_mantissa, inv_shift, kMode);
+          for (int i = 0; i < n; ++i)
+            yt[i] = static_cast<std::int32_t>(arith::saturate(arith::shift_round(ut[i] * gm[i], gs[i], kMode), out_bits));
         }
       }
     });
@@ -691,8 +703,9 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
         const std::int32_t* xt = x.data() + k0;
         const std::int32_t* bt = branch.data() + k0;
         std::int32_t* yt = y.data() + k0;
-        const arith::FixedPoint pair = pairs[t];
-        for (int i = 0; i < D; ++i) yt[i] = static_cast<std::int32_t>(arith::add_aligned(xt[i], one, bt[i], pair, fr));
+        const arith::FixedPoint pair = pairs[t], unit_pair = one;
+        const int n = D;  // a constant of the loop, which stores integers
+        for (int i = 0; i < n; ++i) yt[i] = static_cast<std::int32_t>(arith::add_aligned(xt[i], unit_pair, bt[i], pair, fr));
       }
     });
   };
@@ -712,11 +725,13 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   for (std::size_t k = 0; k < token_table.size(); ++k) token_table[k] = table_integer(p_[0].w[k]);
   for (std::size_t k = 0; k < position_table.size(); ++k) position_table[k] = table_integer(p_[1].w[k]);
   with_rounding(f, [&](const arith::Format& fr, auto) {
+    const int n = D;
     for (int t = 0; t < N; ++t) {
       const std::int64_t* e = token_table.data() + static_cast<std::size_t>(tokens[t]) * D;
       const std::int64_t* pos = position_table.data() + static_cast<std::size_t>(t % T) * D;
       std::int32_t* xt = x.data() + static_cast<std::size_t>(t) * D;
-      for (int i = 0; i < D; ++i) xt[i] = static_cast<std::int32_t>(arith::add_aligned(e[i], one, pos[i], one, fr));
+      const arith::FixedPoint unit_pair = one;
+      for (int i = 0; i < n; ++i) xt[i] = static_cast<std::int32_t>(arith::add_aligned(e[i], unit_pair, pos[i], unit_pair, fr));
     }
   });
   std::vector<double> c, unit_n, unit_q, unit_k, unit_v, unit_o, unit_u, unit_r, unit_d;
@@ -742,24 +757,38 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
       k_pair[t] = pair_or_fail(unit_k[t] / ks, f, p_[matrix_index(l, 1)].name, "'s static quantizer");
       v_pair[t] = pair_or_fail(unit_v[t] / vs, f, p_[matrix_index(l, 2)].name, "'s static quantizer");
     }
+    with_rounding(f, [&](const arith::Format& fr, auto mode) {
+      constexpr arith::Rounding kMode = decltype(mode)::value;
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; ++t) {
-      for (int h = 0; h < H; ++h) {
-        const std::size_t at = static_cast<std::size_t>(t) * D + h * dh;
-        const arith::TokenQuantizer tq = arith::quantize_token(z.q.data() + at, dh, z.q_codes.data() + at, f);
-        q_scale[static_cast<std::size_t>(t) * H + h] = static_cast<double>(tq.amax) * unit_q[t] / qmax;
+      for (int t = 0; t < N; ++t) {
+        for (int h = 0; h < H; ++h) {
+          const std::size_t at = static_cast<std::size_t>(t) * D + h * dh;
+          const arith::TokenQuantizer tq = arith::quantize_token(z.q.data() + at, dh, z.q_codes.data() + at, fr);
+          q_scale[static_cast<std::size_t>(t) * H + h] = static_cast<double>(tq.amax) * unit_q[t] / qmax;
+        }
+        const std::size_t k0 = static_cast<std::size_t>(t) * D;
+        const arith::FixedPoint kp = k_pair[t], vp = v_pair[t];
+        const double uk = unit_k[t], uv = unit_v[t];
+        // Pointers and sizes as constants of the loop, which stores bytes (they alias anything).
+        const int n = D, act_bits = fr.act_bits;
+        const std::int32_t* kin = z.k.data() + k0;
+        const std::int32_t* vin = z.v.data() + k0;
+        std::int8_t* __restrict kc = z.k_codes.data() + k0;
+        std::int8_t* __restrict vc = z.v_codes.data() + k0;
+        for (int i = 0; i < n; ++i) {
+          kc[i] = static_cast<std::int8_t>(arith::quantize_act(kin[i], kp, act_bits, kMode));
+          vc[i] = static_cast<std::int8_t>(arith::quantize_act(vin[i], vp, act_bits, kMode));
+        }
+        for (int i = 0; i < D; ++i) {
+          const std::size_t k = k0 + i;
+          s.q[k] = static_cast<float>(z.q_codes[k] * q_scale[static_cast<std::size_t>(t) * H + i / dh]);
+          s.k[k] = static_cast<float>(z.k_codes[k] * ks);
+          s.v[k] = static_cast<float>(z.v_codes[k] * vs);
+          s.kraw[k] = static_cast<float>(z.k[k] * uk);
+          s.vraw[k] = static_cast<float>(z.v[k] * uv);
+        }
       }
-      for (int i = 0; i < D; ++i) {
-        const std::size_t k = static_cast<std::size_t>(t) * D + i;
-        z.k_codes[k] = static_cast<std::int8_t>(arith::quantize_act(z.k[k], k_pair[t], f.act_bits, f.rounding));
-        z.v_codes[k] = static_cast<std::int8_t>(arith::quantize_act(z.v[k], v_pair[t], f.act_bits, f.rounding));
-        s.q[k] = static_cast<float>(z.q_codes[k] * q_scale[static_cast<std::size_t>(t) * H + i / dh]);
-        s.k[k] = static_cast<float>(z.k_codes[k] * ks);
-        s.v[k] = static_cast<float>(z.v_codes[k] * vs);
-        s.kraw[k] = static_cast<float>(z.k[k] * unit_k[t]);
-        s.vraw[k] = static_cast<float>(z.v[k] * unit_v[t]);
-      }
-    }
+    });
     // Scores, softmax and P V on the vector unit, per sequence and head.
     static const std::string kRowPairName = "a score row's log2-domain pair";
     std::vector<arith::FixedPoint> row_pair(static_cast<std::size_t>(N) * H);
@@ -772,50 +801,76 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     const bool pv_order_free = arith::vector_dot_order_free(T, qp, code_max, vu) &&
                                static_cast<std::int64_t>(T) * qp * code_max < (std::int64_t{1} << 31);
     const std::size_t np = static_cast<std::size_t>(batch) * H * T * T;
-    z.scores.assign(np, 0);
-    z.probs.assign(np, 0);
+    z.scores.resize(np);
+    z.probs.resize(np);
     z.attention.resize(nd);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < batch * H; ++bh) {
-      const int b = bh / H, h = bh % H;
-      for (int t = 0; t < T; ++t) {
-        const std::size_t at = static_cast<std::size_t>(b * T + t) * D + h * dh;
-        std::int32_t* zr = z.scores.data() + (static_cast<std::size_t>(bh) * T + t) * T;
-        std::uint8_t* pr = z.probs.data() + (static_cast<std::size_t>(bh) * T + t) * T;
-        const arith::FixedPoint pair = row_pair[static_cast<std::size_t>(b * T + t) * H + h];
-        const int count = arith::causal_count(t);
-        const std::int8_t* qt = z.q_codes.data() + at;
-        for (int j = 0; j < count; ++j) {
-          const std::int8_t* kj = z.k_codes.data() + static_cast<std::size_t>(b * T + j) * D + h * dh;
-          std::int64_t a = 0;
-          if (qk_order_free) {  // the exact sum in int32 (vectorised), the overflow rule once
-            std::int32_t sum = 0;
-            for (int e = 0; e < dh; ++e) sum += static_cast<std::int32_t>(qt[e]) * kj[e];
-            a = arith::apply_overflow(sum, vu.acc_bits, vu.overflow);
-          } else {
-            a = arith::vector_dot(qt, kj, dh, vu);
+    // Per sequence and head. Where Q K^T's sums are order-free, the head's key codes transposed
+    // (dh x T, int32) so that each score row is summed with the keys across a vector.
+    with_rounding(f, [&](const arith::Format& fr, auto mode) {
+      constexpr arith::Rounding kMode = decltype(mode)::value;
+#pragma omp parallel
+      {
+        // Sizes and rules as this thread's constants: the loops below store integers, which the
+        // compiler would otherwise have to reload them around.
+        const int head_dim = dh, acc_bits = vu.acc_bits;
+        const arith::Overflow overflow = vu.overflow;
+        std::vector<std::int32_t> kt(qk_order_free ? static_cast<std::size_t>(dh) * T : 0);
+        std::vector<std::int32_t> row(static_cast<std::size_t>(T));
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < batch * H; ++bh) {
+          const int b = bh / H, h = bh % H;
+          const std::int8_t* k0 = z.k_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
+          if (qk_order_free)
+            for (int j = 0; j < T; ++j)
+              for (int e = 0; e < dh; ++e) kt[static_cast<std::size_t>(e) * T + j] = k0[static_cast<std::size_t>(j) * D + e];
+          for (int t = 0; t < T; ++t) {
+            const std::size_t at = static_cast<std::size_t>(b * T + t) * D + h * dh;
+            std::int32_t* zr = z.scores.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+            std::uint8_t* pr = z.probs.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+            const arith::FixedPoint pair = row_pair[static_cast<std::size_t>(b * T + t) * H + h];
+            const int count = arith::causal_count(t);
+            const std::int8_t* qt = z.q_codes.data() + at;
+            if (qk_order_free) {  // the exact sums in int32, the overflow rule once
+              const int width = padded_count(count, T);
+              std::int32_t* __restrict r = row.data();
+              std::fill_n(r, width, 0);
+              for (int e = 0; e < dh; ++e) {
+                const std::int32_t qe = qt[e];
+                const std::int32_t* ke = kt.data() + static_cast<std::size_t>(e) * T;
+                for (int j = 0; j < width; ++j) r[j] += qe * ke[j];
+              }
+              for (int j = 0; j < count; ++j)
+                zr[j] = static_cast<std::int32_t>(
+                    arith::requantize(arith::apply_overflow(r[j], acc_bits, overflow), pair, kMode, 32));
+            } else {
+              for (int j = 0; j < count; ++j) {
+                const std::int8_t* kj = k0 + static_cast<std::size_t>(j) * D;
+                zr[j] = static_cast<std::int32_t>(arith::requantize(arith::vector_dot(qt, kj, dh, vu), pair, kMode, 32));
+              }
+            }
+            std::fill(zr + count, zr + T, 0);  // masked
+            arith::softmax_row(zr, T, count, table, kProbBits, fr, pr);
+            const std::int8_t* v0 = z.v_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
+            std::int32_t* out = z.attention.data() + at;
+            if (pv_order_free) {  // each output's exact sum, the keys outermost so the head's lanes vectorise
+              std::fill_n(out, head_dim, 0);
+              for (int j = 0; j < count; ++j) {
+                const std::int32_t pj = pr[j];
+                const std::int8_t* vj = v0 + static_cast<std::size_t>(j) * D;
+                for (int e = 0; e < head_dim; ++e) out[e] += pj * vj[e];
+              }
+              for (int e = 0; e < head_dim; ++e)
+                out[e] = static_cast<std::int32_t>(arith::apply_overflow(out[e], acc_bits, overflow));
+            } else {
+              for (int e = 0; e < dh; ++e)
+                out[e] = static_cast<std::int32_t>(arith::vector_dot(pr, v0 + e, count, vu, D));
+            }
+            float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
+            for (int j = 0; j < T; ++j) p[j] = static_cast<float>(pr[j]) / static_cast<float>(qp);
           }
-          zr[j] = static_cast<std::int32_t>(arith::requantize(a, pair, f.rounding, 32));
         }
-        arith::softmax_row(zr, T, count, table, kProbBits, f, pr);
-        const std::int8_t* v0 = z.v_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
-        std::int32_t* out = z.attention.data() + at;
-        if (pv_order_free) {  // each output's exact sum, the keys outermost so the head's lanes vectorise
-          std::fill_n(out, dh, 0);
-          for (int j = 0; j < count; ++j) {
-            const std::int32_t pj = pr[j];
-            const std::int8_t* vj = v0 + static_cast<std::size_t>(j) * D;
-            for (int e = 0; e < dh; ++e) out[e] += pj * vj[e];
-          }
-          for (int e = 0; e < dh; ++e) out[e] = static_cast<std::int32_t>(arith::apply_overflow(out[e], vu.acc_bits, vu.overflow));
-        } else {
-          for (int e = 0; e < dh; ++e)
-            out[e] = static_cast<std::int32_t>(arith::vector_dot(pr, v0 + e, count, vu, D));
-        }
-        float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
-        for (int j = 0; j < T; ++j) p[j] = static_cast<float>(pr[j]) / static_cast<float>(qp);
       }
-    }
+    });
     const std::vector<double> unit_att(static_cast<std::size_t>(N), vs / static_cast<double>(qp));
     real_of(z.attention, unit_att[0], s.att);
     quantize_input(z.attention.data(), unit_att, D, c, s.attq.data());
