@@ -197,6 +197,28 @@ void rmsnorm_backward(const float* x, const float* log_gains, const float* dy, i
 // over keys run that far in whole vectors; the sums past count are formed and left unused.
 int padded_count(int count, int n) { return std::min(n, (count + 15) / 16 * 16); }
 
+// out[c] = sum over rows r in [r0, r1), in order from 0, of coef[r coef_stride] rows[r ld + c], for
+// c in [0, n): columns in blocks of 16 held in registers across the rows, then one by one.
+template <int W, typename Acc, typename Coef, typename Row>
+inline void weighted_rows_block(const Coef* coef, std::size_t coef_stride, const Row* rows, std::size_t ld, int r0,
+                                int r1, Acc* out) {
+  Acc acc[W] = {};
+  for (int r = r0; r < r1; ++r) {
+    const Acc c = static_cast<Acc>(coef[static_cast<std::size_t>(r) * coef_stride]);
+    const Row* row = rows + static_cast<std::size_t>(r) * ld;
+    for (int u = 0; u < W; ++u) acc[u] += c * static_cast<Acc>(row[u]);
+  }
+  for (int u = 0; u < W; ++u) out[u] = acc[u];
+}
+
+template <typename Acc, typename Coef, typename Row>
+void weighted_rows(const Coef* coef, std::size_t coef_stride, const Row* rows, std::size_t ld, int r0, int r1, int n,
+                   Acc* out) {
+  int c = 0;
+  for (; c + 16 <= n; c += 16) weighted_rows_block<16>(coef, coef_stride, rows + c, ld, r0, r1, out + c);
+  for (; c < n; ++c) weighted_rows_block<1>(coef, coef_stride, rows + c, ld, r0, r1, out + c);
+}
+
 void add_into(float* a, const float* b, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) a[i] += b[i];
 }
@@ -429,47 +451,35 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
     // Attention: x_mid = x + Wo attq.
     kernels::gemm_atb(dx.data(), saved_input(s.attq, s.att), N, D, D, grads[matrix_index(l, 3)].data());
     kernels::gemm_ab(dx.data(), w(matrix_index(l, 3)), N, D, D, datt.data());
-    std::fill(dq.begin(), dq.end(), 0.0f);
-    std::fill(dk.begin(), dk.end(), 0.0f);
-    std::fill(dv.begin(), dv.end(), 0.0f);
-    // Per sequence and head, the head's values transposed (dh x T): each row of d(loss)/dP is
-    // summed over the head's lanes in order with the keys across a vector.
+    // Per sequence and head: the rows of d(loss)/dP (the head's values transposed, dh x T) and of
+    // d(loss)/dS, then dQ = dS K by query, dK = dS^T Q and dV = P^T d(att) by key, each sum in
+    // the order of its rows (weighted_rows) and written whole.
 #pragma omp parallel
     {
-      std::vector<float> vt(static_cast<std::size_t>(dh) * T), dp(static_cast<std::size_t>(T));
+      std::vector<float> vt(static_cast<std::size_t>(dh) * T), dp(static_cast<std::size_t>(T)),
+          ds(static_cast<std::size_t>(T) * T);
 #pragma omp for schedule(static)
       for (int bh = 0; bh < batch * H; ++bh) {
         const int b = bh / H, h = bh % H;
         const std::size_t a0 = static_cast<std::size_t>(b * T) * D + h * dh;
         for (int j = 0; j < T; ++j)
           for (int e = 0; e < dh; ++e) vt[static_cast<std::size_t>(e) * T + j] = s.v[a0 + static_cast<std::size_t>(j) * D + e];
+        const float* p0 = s.p.data() + static_cast<std::size_t>(bh) * T * T;
         for (int t = 0; t < T; ++t) {
           const std::size_t at = a0 + static_cast<std::size_t>(t) * D;
-          const float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
-          const float* dot = datt.data() + at;
+          const float* p = p0 + static_cast<std::size_t>(t) * T;
           const int count = t + 1;
-          const int width = padded_count(count, T);
-          float* __restrict d = dp.data();
-          std::fill_n(d, width, 0.0f);
-          for (int e = 0; e < dh; ++e) {
-            const float de = dot[e];
-            const float* ve = vt.data() + static_cast<std::size_t>(e) * T;
-            for (int j = 0; j < width; ++j) d[j] += de * ve[j];
-          }
+          weighted_rows(datt.data() + at, 1, vt.data(), T, 0, dh, padded_count(count, T), dp.data());
           float sum = 0;
           for (int j = 0; j < count; ++j) sum += p[j] * dp[j];
-          float* __restrict dqt = dq.data() + at;
-          const float* qt = s.q.data() + at;
-          for (int j = 0; j < count; ++j) {
-            const std::size_t aj = a0 + static_cast<std::size_t>(j) * D;
-            const float pj = p[j], ds = pj * (dp[j] - sum) * inv_sqrt;
-            float* __restrict dvj = dv.data() + aj;
-            float* __restrict dkj = dk.data() + aj;
-            const float* kj = s.k.data() + aj;
-            for (int e = 0; e < dh; ++e) dvj[e] += pj * dot[e];
-            for (int e = 0; e < dh; ++e) dqt[e] += ds * kj[e];
-            for (int e = 0; e < dh; ++e) dkj[e] += ds * qt[e];
-          }
+          float* dst = ds.data() + static_cast<std::size_t>(t) * T;
+          for (int j = 0; j < count; ++j) dst[j] = p[j] * (dp[j] - sum) * inv_sqrt;
+          weighted_rows(dst, 1, s.k.data() + a0, D, 0, count, dh, dq.data() + at);
+        }
+        for (int j = 0; j < T; ++j) {
+          const std::size_t aj = a0 + static_cast<std::size_t>(j) * D;
+          weighted_rows(ds.data() + j, T, s.q.data() + a0, D, j, T, dh, dk.data() + aj);
+          weighted_rows(p0 + j, T, datt.data() + a0, D, j, T, dh, dv.data() + aj);
         }
       }
     }
