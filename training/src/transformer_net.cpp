@@ -367,27 +367,15 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
         for (int t = 0; t < T; ++t) {
           const float* qt = s.q.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
           const int count = t + 1;
-          const int width = padded_count(count, T);
-          float* __restrict r = row.data();
-          std::fill_n(r, width, 0.0f);
-          for (int e = 0; e < dh; ++e) {
-            const float qe = qt[e];
-            const float* ke = kt.data() + static_cast<std::size_t>(e) * T;
-            for (int j = 0; j < width; ++j) r[j] += qe * ke[j];
-          }
+          weighted_rows(qt, 1, kt.data(), T, 0, dh, padded_count(count, T), row.data());
           float top = -INFINITY;
           for (int j = 0; j < count; ++j) top = std::max(top, row[j] *= inv_sqrt);
           float sum = 0;
           for (int j = 0; j < count; ++j) sum += (row[j] = std::exp(row[j] - top));
           float* p = s.p.data() + (static_cast<std::size_t>(bh) * T + t) * T;
-          float* out = s.att.data() + static_cast<std::size_t>(b * T + t) * D + h * dh;
-          std::fill_n(out, dh, 0.0f);
-          for (int j = 0; j < count; ++j) {
-            p[j] = row[j] / sum;
-            const float* vj = v0 + static_cast<std::size_t>(j) * D;
-            for (int e = 0; e < dh; ++e) out[e] += p[j] * vj[e];
-          }
+          for (int j = 0; j < count; ++j) p[j] = row[j] / sum;
           std::fill(p + count, p + T, 0.0f);  // masked
+          weighted_rows(p, 1, v0, D, 0, count, dh, s.att.data() + static_cast<std::size_t>(b * T + t) * D + h * dh);
         }
       }
     }
@@ -841,14 +829,8 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
             const int count = arith::causal_count(t);
             const std::int8_t* qt = z.q_codes.data() + at;
             if (qk_order_free) {  // the exact sums in int32, the overflow rule once
-              const int width = padded_count(count, T);
-              std::int32_t* __restrict r = row.data();
-              std::fill_n(r, width, 0);
-              for (int e = 0; e < dh; ++e) {
-                const std::int32_t qe = qt[e];
-                const std::int32_t* ke = kt.data() + static_cast<std::size_t>(e) * T;
-                for (int j = 0; j < width; ++j) r[j] += qe * ke[j];
-              }
+              const std::int32_t* r = row.data();
+              weighted_rows(qt, 1, kt.data(), T, 0, head_dim, padded_count(count, T), row.data());
               for (int j = 0; j < count; ++j)
                 zr[j] = static_cast<std::int32_t>(
                     arith::requantize(arith::apply_overflow(r[j], acc_bits, overflow), pair, kMode, 32));
@@ -863,12 +845,7 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
             const std::int8_t* v0 = z.v_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
             std::int32_t* out = z.attention.data() + at;
             if (pv_order_free) {  // each output's exact sum, the keys outermost so the head's lanes vectorise
-              std::fill_n(out, head_dim, 0);
-              for (int j = 0; j < count; ++j) {
-                const std::int32_t pj = pr[j];
-                const std::int8_t* vj = v0 + static_cast<std::size_t>(j) * D;
-                for (int e = 0; e < head_dim; ++e) out[e] += pj * vj[e];
-              }
+              weighted_rows(pr, 1, v0, D, 0, count, head_dim, out);
               for (int e = 0; e < head_dim; ++e)
                 out[e] = static_cast<std::int32_t>(arith::apply_overflow(out[e], acc_bits, overflow));
             } else {
