@@ -183,14 +183,17 @@ void rmsnorm_backward(const float* x, const float* log_gains, const float* dy, i
     const float c = static_cast<float>(dot * rt * rt * rt / n);
     for (int i = 0; i < n; ++i) dx[static_cast<std::size_t>(t) * n + i] = g[i] * dyt[i] * r[t] - xt[i] * c;
   }
-  // The gains' sums over tokens: per feature in token order (the same whatever the threads).
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < n; ++i) {
-    double s = 0;
-    for (int t = 0; t < rows; ++t)
-      s += static_cast<double>(dy[static_cast<std::size_t>(t) * n + i]) * x[static_cast<std::size_t>(t) * n + i] * r[t];
-    dlog_gains[i] += static_cast<float>(s * g[i]);
+  // The gains' sums over tokens: per feature in token order (the same whatever the threads), the
+  // features across a vector.
+  std::vector<double> sums(static_cast<std::size_t>(n), 0.0);
+  double* __restrict acc = sums.data();
+  for (int t = 0; t < rows; ++t) {
+    const float* dyt = dy + static_cast<std::size_t>(t) * n;
+    const float* xt = x + static_cast<std::size_t>(t) * n;
+    const float rt = r[t];
+    for (int i = 0; i < n; ++i) acc[i] += static_cast<double>(dyt[i]) * xt[i] * rt;
   }
+  for (int i = 0; i < n; ++i) dlog_gains[i] += static_cast<float>(sums[i] * g[i]);
 }
 
 // The first `count` of a row of n keys rounded up to a multiple of 16 (at most n): a row's sums
