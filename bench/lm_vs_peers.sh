@@ -20,7 +20,7 @@
 #   MAX_STEPS=N        stop each peer phase after N steps (quick checks; qat-hw always runs the
 #                      recipe; the peer's bits per byte are then not comparable)
 #   QATHW_ARGS="..."   further flags for qat-hw train
-#   PEER_ARGS="..."    further flags for every peer run (e.g. --attn int8, --pos learned)
+#   PEER_ARGS="..."    further flags for every peer run (e.g. --attn int8, --pos none)
 #   PEER_TIMEOUT=S     kill a peer run after S seconds (default: no limit)
 #   PEERS_VENV=DIR     the peers' venv (default build/peers-venv)
 #   NO_BUILD=1         use build/release as it is (default: scripts/build first)
@@ -116,9 +116,12 @@ if has_side qat-hw; then
         # Every target trains its own FP32 twin: with qat_init = "fp32" QAT starts from it, so
         # --no-fp32 would change the QAT run.
         rc=0
+        load0="$(cut -d' ' -f1 /proc/loadavg)"
         "$qat_hw" train --model "$MODEL" --data "text:$DATA" --target "$target" --threads "$threads" --device cpu \
           "${RECIPE[@]}" "${QATHW_EXTRA[@]}" --out "$WORK/ours-$weights-$threads" \
           >"$WORK/ours-$weights-$threads.log" 2>&1 || rc=$?
+        # Other work on the machine skews the timing: the 1-minute load before and after.
+        echo "$load0 $(cut -d' ' -f1 /proc/loadavg)" >"$WORK/ours-$weights-$threads.load"
         if [[ -f "$WORK/ours-$weights-$threads/report.json" ]]; then
           cp "$WORK/ours-$weights-$threads/report.json" "$WORK/ours-$weights-$threads.json"
         else
@@ -209,6 +212,8 @@ for path in sorted(glob.glob(os.path.join(work, "ours-*.json"))):
         continue
     weights = "int4" if "int4" in str(r.get("target", "")) else "ternary"
     t = (r.get("config") or {}).get("threads")
+    load_path = path[:-len(".json")] + ".load"
+    load = open(load_path).read().split() if os.path.exists(load_path) else None
     ptq = bpb_of(r.get("ptq") or {})
     for mode in ("fp32", "qat"):
         ph = r.get(mode)
@@ -216,7 +221,8 @@ for path in sorted(glob.glob(os.path.join(work, "ours-*.json"))):
             continue
         row = dict(side="qat-hw", mode=mode, weights=weights if mode == "qat" else "-", threads=t,
                    steps=ph.get("steps"), steps_per_s=ph.get("steps_per_s"), bpb=bpb_of(ph),
-                   ptq_bpb=ptq if mode == "fp32" else None, ptq_weights=weights if mode == "fp32" else None)
+                   ptq_bpb=ptq if mode == "fp32" else None, ptq_weights=weights if mode == "fp32" else None,
+                   load=f"{load[0]} / {load[1]}" if load else None)
         if mode == "qat":
             row["agreement"] = (r.get("agreement") or {}).get("mismatches")
         if row["bpb"] is None:
@@ -240,6 +246,7 @@ for path in sorted(glob.glob(os.path.join(work, "peer-*.json"))):
                          ptq_bpb=p.get("ptq_bits_per_byte") if mode == "fp32" else None,
                          ptq_weights=p["weights"] if mode == "fp32" else None,
                          epoch_steps_per_s=ph["epoch_steps_per_s"], network=p["network"], sizes=p["sizes"],
+                         load=f"{p.get('loadavg_1m_start')} / {p.get('loadavg_1m_end')}",
                          quantizers=p["quantizers"] if mode == "qat" else None))
 
 def best(side_pred, mode, weights=None, ptq_weights=None):
@@ -250,14 +257,14 @@ def best(side_pred, mode, weights=None, ptq_weights=None):
 
 fmt = lambda v, f: format(v, f) if isinstance(v, (int, float)) else ""
 ptq_cell = lambda r: f"{r['ptq_bpb']:.4f} ({r['ptq_weights']})" if isinstance(r.get("ptq_bpb"), (int, float)) else ""
-lines = ["| side | mode | weights | threads | steps | steps/s | validation bits/byte | PTQ bits/byte |",
-         "|---|---|---|---|---|---|---|---|"]
+lines = ["| side | mode | weights | threads | steps | steps/s | validation bits/byte | PTQ bits/byte | load 1m (start / end) |",
+         "|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     if "error" in r:
-        lines.append(f"| {r['side']} | failed: {r['error'][:100]} | | | | | | |")
+        lines.append(f"| {r['side']} | failed: {r['error'][:100]} | | | | | | | |")
         continue
     lines.append(f"| {r['side']} | {r['mode']} | {r['weights']} | {r['threads']} | {r['steps']} | "
-                 f"{fmt(r['steps_per_s'], '.2f')} | {fmt(r['bpb'], '.4f')} | {ptq_cell(r)} |")
+                 f"{fmt(r['steps_per_s'], '.2f')} | {fmt(r['bpb'], '.4f')} | {ptq_cell(r)} | {r.get('load') or ''} |")
 summary = [f"- split check (bitnet_lm.py --check-split against training/text.cpp on {data}): {split_status}",
            f"- qat-hw side: {qathw_status}"]
 if max_steps:
