@@ -349,6 +349,62 @@ TEST(TransformerNet, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_EQ(grads[0], grads[1]);
 }
 
+// Heads of 32 lanes and rows of 20 keys: the attention's sums run in whole vectors of 16 and in
+// tails (the tiny models above have only tails). The integers against the reference, on both
+// targets.
+TEST(TransformerNet, QuantizedForwardMatchesTheIntegerReferenceOnWideHeads) {
+  for (const char* target_name : {"ternary-asic", "int4-fpga"}) {
+    const target::TargetSpec t = target::builtin_target(target_name);
+    const std::uint64_t seed = 21;
+    TransformerNet net(tiny_spec(64, 2, 64, 1, 20), seed);
+    const int batch = 2;
+    const std::vector<std::uint8_t> tokens = random_tokens(static_cast<std::size_t>(batch) * 20, seed + 1);
+    net.calibrate(tokens.data(), batch, t.format, 0.99);
+    net.quantize_weights(t.format);
+    net.forward_quantized(tokens.data(), batch, t.format, t.array.lanes);
+    Reference(net, t).check(tokens, batch, std::string(target_name) + " seed " + std::to_string(seed) + " (wide heads)");
+  }
+}
+
+// The FP32 twin's logits and gradients on wide heads are the same at 1 and 2 threads, and its
+// attention gradients match finite differences.
+TEST(TransformerNet, Fp32WideHeadsAreThreadIndependentAndMatchFiniteDifferences) {
+  const std::uint64_t seed = 23;
+  TransformerNet net(tiny_spec(64, 2, 64, 1, 20), seed);
+  const int batch = 2, T = net.spec().context;
+  const std::vector<std::uint8_t> in = random_tokens(batch * T, seed + 1), out = random_tokens(batch * T, seed + 2);
+  std::vector<std::vector<float>> grads[2];
+  std::vector<float> logits[2];
+  for (int threads : {1, 2}) {
+    kernels::set_threads(threads);
+    std::vector<float> dlogits;
+    logits[threads - 1] = net.forward(in.data(), batch);
+    cross_entropy(logits[threads - 1], out, 256, &dlogits);
+    net.backward(dlogits, grads[threads - 1]);
+  }
+  kernels::set_threads(2);
+  EXPECT_EQ(logits[0], logits[1]);
+  EXPECT_EQ(grads[0], grads[1]);
+  std::mt19937_64 rng(seed);
+  const float h = 2e-3f;
+  for (const char* name : {"layer0.wq", "layer0.wk", "layer0.wv"}) {
+    const std::size_t i = index_of(net, name);
+    TransformerNet::Param& p = net.params()[i];
+    for (int n = 0; n < 6; ++n) {
+      const std::size_t k = rng() % p.w.size();
+      const float w0 = p.w[k];
+      p.w[k] = w0 + h;
+      const double up = cross_entropy(net.forward(in.data(), batch), out, 256, nullptr);
+      p.w[k] = w0 - h;
+      const double down = cross_entropy(net.forward(in.data(), batch), out, 256, nullptr);
+      p.w[k] = w0;
+      const double fd = (up - down) / (2.0 * h);
+      const double an = grads[0][i][k];
+      EXPECT_NEAR(an, fd, 2e-2 * std::max(std::fabs(an), std::fabs(fd)) + 2e-3) << "seed " << seed << ": " << name << "[" << k << "]";
+    }
+  }
+}
+
 // A few steps of AdamW on a short text: the loss falls in both the FP32 and the QAT passes.
 TEST(TransformerNet, LossFallsOnATinyCorpus) {
   const target::TargetSpec t = target::builtin_target("ternary-asic");
