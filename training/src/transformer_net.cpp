@@ -889,15 +889,29 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     apply(matrix_index(l, 4), D, c, z.up, unit_u);
     z.act.resize(nf);
     unit_r.resize(static_cast<std::size_t>(N));
+    with_rounding(f, [&](const arith::Format& fr, auto mode) {
+      constexpr arith::Rounding kMode = decltype(mode)::value;
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; ++t) {
-      unit_r[t] = std::ldexp(unit_u[t] * unit_u[t], relu_shift);
-      for (int i = 0; i < F; ++i) {
-        const std::size_t k = static_cast<std::size_t>(t) * F + i;
-        z.act[k] = static_cast<std::int32_t>(arith::squared_relu(z.up[k], relu_shift, f.acc_bits, f.rounding));
-        s.u[k] = static_cast<float>(z.up[k] * unit_u[t]);
+      for (int t = 0; t < N; ++t) {
+        unit_r[t] = std::ldexp(unit_u[t] * unit_u[t], relu_shift);
+        const std::size_t k0 = static_cast<std::size_t>(t) * F;
+        // Pointers, sizes and the shift as constants of the loop, which stores integers.
+        const std::int32_t* up = z.up.data() + k0;
+        std::int32_t* __restrict act = z.act.data() + k0;
+        float* __restrict u = s.u.data() + k0;
+        const int n = F, shift = relu_shift, out_bits = fr.acc_bits;
+        const double unit = unit_u[t];
+        if (shift >= 1 && shift <= arith::kMaxShift) {
+          for (int i = 0; i < n; ++i) {  // the shift's range told to the compiler: round_shift's test of 0 folds
+            if (shift < 1 || shift > arith::kMaxShift) __builtin_unreachable();
+            act[i] = static_cast<std::int32_t>(arith::squared_relu(up[i], shift, out_bits, kMode));
+          }
+        } else {
+          for (int i = 0; i < n; ++i) act[i] = static_cast<std::int32_t>(arith::squared_relu(up[i], shift, out_bits, kMode));
+        }
+        for (int i = 0; i < n; ++i) u[i] = static_cast<float>(up[i] * unit);
       }
-    }
+    });
     quantize_input(z.act.data(), unit_r, F, c, s.rq.data());
     apply(matrix_index(l, 5), F, c, z.down, unit_d);
     residual_add(z.x_mid, z.down, unit_d, x, p_[matrix_index(l, 5)].name);
