@@ -615,10 +615,13 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     kernels::quantize_tokens(x, N, cols, f, codes.data(), amax.data(), int8 ? code_bytes.data() : nullptr,
                              kernels::padded_depth(cols));
     c.resize(static_cast<std::size_t>(N));
+    for (int t = 0; t < N; ++t) c[t] = static_cast<double>(amax[t]) * unit_in[t] / qmax;
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < N; ++t) {
-      c[t] = static_cast<double>(amax[t]) * unit_in[t] / qmax;
-      for (int i = 0; i < cols; ++i)
-        real[static_cast<std::size_t>(t) * cols + i] = static_cast<float>(codes[static_cast<std::size_t>(t) * cols + i] * c[t]);
+      const float* code = codes.data() + static_cast<std::size_t>(t) * cols;
+      float* __restrict r = real + static_cast<std::size_t>(t) * cols;
+      const double ct = c[t];
+      for (int i = 0; i < cols; ++i) r[i] = static_cast<float>(code[i] * ct);
     }
   };
   // The array on the current codes: exact accumulators, the requantization epilogue; the output's
@@ -728,7 +731,11 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   };
   const auto real_of = [&](const std::vector<std::int32_t>& z, double unit, std::vector<float>& real) {
     real.resize(z.size());
-    for (std::size_t i = 0; i < z.size(); ++i) real[i] = static_cast<float>(z[i] * unit);
+    const std::int32_t* in = z.data();
+    float* __restrict out = real.data();
+    const long n = static_cast<long>(z.size());
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; ++i) out[i] = static_cast<float>(in[i] * unit);
   };
 
   // The embeddings: the token's and the position's table integers at the stream's scale, added.
@@ -921,11 +928,13 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   norm(x, final_gain_index(), ints_.norm, unit_n);
   quantize_input(ints_.norm.data(), unit_n, D, c, hfq_.data());
   apply(head_index(), D, c, ints_.logits, ints_.logit_unit);
-  for (int t = 0; t < N; ++t)
-    for (int i = 0; i < V; ++i) {
-      const std::size_t k = static_cast<std::size_t>(t) * V + i;
-      logits_[k] = static_cast<float>(ints_.logits[k] * ints_.logit_unit[t]);
-    }
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; ++t) {
+    const std::int32_t* in = ints_.logits.data() + static_cast<std::size_t>(t) * V;
+    float* __restrict out = logits_.data() + static_cast<std::size_t>(t) * V;
+    const double unit = ints_.logit_unit[t];
+    for (int i = 0; i < V; ++i) out[i] = static_cast<float>(in[i] * unit);
+  }
   return logits_;
 }
 
