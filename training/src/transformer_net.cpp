@@ -483,19 +483,28 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
         const std::vector<float>& raw = which ? s.vraw : s.kraw;
         const std::vector<float>& quantized = which ? s.v : s.k;
         const double step = which ? v_step(l) : k_step(l);
-        double ds = 0;
-        for (std::size_t i = 0; i < nd; ++i) {
-          const double t = raw[i] / step;
-          if (t < -q) {
-            ds -= g[i] * q;
-            g[i] = 0;
-          } else if (t > q) {
-            ds += g[i] * q;
-            g[i] = 0;
-          } else {
-            ds += g[i] * (quantized[i] / step - t);
+        // Each token's sum in parallel, then the tokens' in order (the same whatever the threads).
+        lsq_sums_.resize(static_cast<std::size_t>(N));
+#pragma omp parallel for schedule(static)
+        for (int tok = 0; tok < N; ++tok) {
+          const std::size_t i0 = static_cast<std::size_t>(tok) * D;
+          double sum = 0;
+          for (std::size_t i = i0; i < i0 + static_cast<std::size_t>(D); ++i) {
+            const double t = raw[i] / step;
+            if (t < -q) {
+              sum -= g[i] * q;
+              g[i] = 0;
+            } else if (t > q) {
+              sum += g[i] * q;
+              g[i] = 0;
+            } else {
+              sum += g[i] * (quantized[i] / step - t);
+            }
           }
+          lsq_sums_[tok] = sum;
         }
+        double ds = 0;
+        for (int tok = 0; tok < N; ++tok) ds += lsq_sums_[tok];
         scales[1 + 2 * l + which] = static_cast<float>(ds * step / std::sqrt(static_cast<double>(D) * q));
       }
     }

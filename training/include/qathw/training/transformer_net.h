@@ -187,6 +187,7 @@ class TransformerNet {
   std::vector<float> xf_, hf_, hfq_, logits_;  // the final norm's input and output, the head's input
   // Buffers of a step, kept between steps: the forward's branch, the backward's gradients.
   std::vector<float> branch_, dx_, dh_, tmp_, dq_, dk_, dv_, datt_, dr_;
+  std::vector<double> lsq_sums_;  // per token: the K or V step's gradient sum
 };
 
 // Bits per byte of a network on a token stream: the mean cross-entropy, in bits, of every target of
