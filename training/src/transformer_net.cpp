@@ -388,9 +388,15 @@ const std::vector<float>& TransformerNet::forward(const std::uint8_t* tokens, in
     for (std::size_t i = 0; i < nd; ++i) s.x_mid[i] = s.x[i] + branch[i];
     rmsnorm_forward(s.x_mid.data(), p_[gain_index(l, 1)].w.data(), N, D, s.h2.data());
     kernels::gemm_abt(s.h2.data(), p_[matrix_index(l, 4)].w.data(), N, F, D, s.u.data());
-    for (std::size_t i = 0; i < s.u.size(); ++i) {
-      const float r = std::max(s.u[i], 0.0f);
-      s.r[i] = r * r;
+    {
+      const float* u = s.u.data();
+      float* __restrict r = s.r.data();
+      const long n = static_cast<long>(s.u.size());
+#pragma omp parallel for schedule(static)
+      for (long i = 0; i < n; ++i) {
+        const float v = std::max(u[i], 0.0f);
+        r[i] = v * v;
+      }
     }
     kernels::gemm_abt(s.r.data(), p_[matrix_index(l, 5)].w.data(), N, D, F, branch);
     float* next = l + 1 < spec_.layers ? saved_[l + 1].x.data() : xf_.data();
@@ -433,7 +439,13 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
     // FFN: x = x_mid + Wdown rq, rq the squared ReLU of u = Wup h2q (quantizers straight through).
     kernels::gemm_atb(dx.data(), saved_input(s.rq, s.r), N, D, F, grads[matrix_index(l, 5)].data());
     kernels::gemm_ab(dx.data(), w(matrix_index(l, 5)), N, D, F, dr.data());
-    for (std::size_t i = 0; i < dr.size(); ++i) dr[i] *= 2.0f * std::max(s.u[i], 0.0f);
+    {
+      const float* u = s.u.data();
+      float* __restrict d = dr.data();
+      const long n = static_cast<long>(dr.size());
+#pragma omp parallel for schedule(static)
+      for (long i = 0; i < n; ++i) d[i] *= 2.0f * std::max(u[i], 0.0f);
+    }
     kernels::gemm_atb(dr.data(), saved_input(s.h2q, s.h2), N, F, D, grads[matrix_index(l, 4)].data());
     kernels::gemm_ab(dr.data(), w(matrix_index(l, 4)), N, F, D, dhn.data());
     rmsnorm_backward(s.x_mid.data(), p_[gain_index(l, 1)].w.data(), dhn.data(), N, D, tmp.data(),
@@ -759,6 +771,7 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   for (std::size_t k = 0; k < position_table.size(); ++k) position_table[k] = table_integer(p_[1].w[k]);
   with_rounding(f, [&](const arith::Format& fr, auto) {
     const int n = D;
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < N; ++t) {
       const std::int64_t* e = token_table.data() + static_cast<std::size_t>(tokens[t]) * D;
       const std::int64_t* pos = position_table.data() + static_cast<std::size_t>(t % T) * D;
