@@ -423,9 +423,15 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
   const auto saved_input = [&](const std::vector<float>& quantized, const std::vector<float>& real) {
     return quantized_pass_ ? quantized.data() : real.data();
   };
-  for (std::vector<float>* b : {&dx_, &dh_, &tmp_, &dq_, &dk_, &dv_, &datt_}) b->resize(nd);
+  for (std::vector<float>* b : {&dx_, &dh_, &tmp_, &datt_}) b->resize(nd);
+  // dQ, dK and dV side by side in each token's row (3 x width), for one GEMM of the three.
+  const std::size_t ld3 = 3 * static_cast<std::size_t>(D);
+  dqkv_.resize(static_cast<std::size_t>(N) * ld3);
+  gqkv_.resize(ld3 * D);
+  wqkv_.resize(ld3 * D);
   dr_.resize(static_cast<std::size_t>(N) * F);
-  std::vector<float>&dx = dx_, &dhn = dh_, &tmp = tmp_, &dq = dq_, &dk = dk_, &dv = dv_, &datt = datt_, &dr = dr_;
+  std::vector<float>&dx = dx_, &dhn = dh_, &tmp = tmp_, &datt = datt_, &dr = dr_;
+  float* dqkv = dqkv_.data();
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
 
   const std::size_t head = head_index();
@@ -477,12 +483,12 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
           for (int j = 0; j < count; ++j) sum += p[j] * dp[j];
           float* dst = ds.data() + static_cast<std::size_t>(t) * T;
           for (int j = 0; j < count; ++j) dst[j] = p[j] * (dp[j] - sum) * inv_sqrt;
-          weighted_rows(dst, 1, s.k.data() + a0, D, 0, count, dh, dq.data() + at);
+          weighted_rows(dst, 1, s.k.data() + a0, D, 0, count, dh, dqkv + static_cast<std::size_t>(b * T + t) * ld3 + h * dh);
         }
         for (int j = 0; j < T; ++j) {
-          const std::size_t aj = a0 + static_cast<std::size_t>(j) * D;
-          weighted_rows(ds.data() + j, T, s.q.data() + a0, D, j, T, dh, dk.data() + aj);
-          weighted_rows(p0 + j, T, datt.data() + a0, D, j, T, dh, dv.data() + aj);
+          float* row = dqkv + static_cast<std::size_t>(b * T + j) * ld3 + h * dh;
+          weighted_rows(ds.data() + j, T, s.q.data() + a0, D, j, T, dh, row + D);
+          weighted_rows(p0 + j, T, datt.data() + a0, D, j, T, dh, row + 2 * D);
         }
       }
     }
@@ -491,7 +497,7 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
       // step's gradient, taken to its logarithm, scaled by 1 / sqrt(width x qmax).
       const double q = qmax_;
       for (int which = 0; which < 2; ++which) {
-        std::vector<float>& g = which ? dv : dk;
+        float* g = dqkv + (which ? 2 * D : D);  // dK or dV in each token's row
         const std::vector<float>& raw = which ? s.vraw : s.kraw;
         const std::vector<float>& quantized = which ? s.v : s.k;
         const double step = which ? v_step(l) : k_step(l);
@@ -500,17 +506,19 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
 #pragma omp parallel for schedule(static)
         for (int tok = 0; tok < N; ++tok) {
           const std::size_t i0 = static_cast<std::size_t>(tok) * D;
+          float* gt = g + static_cast<std::size_t>(tok) * ld3;
           double sum = 0;
-          for (std::size_t i = i0; i < i0 + static_cast<std::size_t>(D); ++i) {
+          for (int e = 0; e < D; ++e) {
+            const std::size_t i = i0 + e;
             const double t = raw[i] / step;
             if (t < -q) {
-              sum -= g[i] * q;
-              g[i] = 0;
+              sum -= gt[e] * q;
+              gt[e] = 0;
             } else if (t > q) {
-              sum += g[i] * q;
-              g[i] = 0;
+              sum += gt[e] * q;
+              gt[e] = 0;
             } else {
-              sum += g[i] * (quantized[i] / step - t);
+              sum += gt[e] * (quantized[i] / step - t);
             }
           }
           lsq_sums_[tok] = sum;
@@ -520,14 +528,15 @@ void TransformerNet::backward(const std::vector<float>& dlogits, std::vector<std
         scales[1 + 2 * l + which] = static_cast<float>(ds * step / std::sqrt(static_cast<double>(D) * q));
       }
     }
-    kernels::gemm_atb(dq.data(), saved_input(s.h1q, s.h1), N, D, D, grads[matrix_index(l, 0)].data());
-    kernels::gemm_atb(dk.data(), saved_input(s.h1q, s.h1), N, D, D, grads[matrix_index(l, 1)].data());
-    kernels::gemm_atb(dv.data(), saved_input(s.h1q, s.h1), N, D, D, grads[matrix_index(l, 2)].data());
-    kernels::gemm_ab(dq.data(), w(matrix_index(l, 0)), N, D, D, dhn.data());
-    kernels::gemm_ab(dk.data(), w(matrix_index(l, 1)), N, D, D, tmp.data());
-    add_into(dhn.data(), tmp.data(), nd);
-    kernels::gemm_ab(dv.data(), w(matrix_index(l, 2)), N, D, D, tmp.data());
-    add_into(dhn.data(), tmp.data(), nd);
+    // Wq, Wk and Wv as one 3 width x width matrix: their gradients in one GEMM, and
+    // d(loss)/d(h1) = dQ Wq + dK Wk + dV Wv in another.
+    kernels::gemm_atb(dqkv, saved_input(s.h1q, s.h1), N, 3 * D, D, gqkv_.data());
+    const std::size_t dd = static_cast<std::size_t>(D) * D;
+    for (int m = 0; m < 3; ++m) {
+      std::copy_n(gqkv_.data() + m * dd, dd, grads[matrix_index(l, m)].data());
+      std::copy_n(w(matrix_index(l, m)), dd, wqkv_.data() + m * dd);
+    }
+    kernels::gemm_ab(dqkv, wqkv_.data(), N, 3 * D, D, dhn.data());
     rmsnorm_backward(s.x.data(), p_[gain_index(l, 0)].w.data(), dhn.data(), N, D, tmp.data(),
                      grads[gain_index(l, 0)].data());
     add_into(dx.data(), tmp.data(), nd);

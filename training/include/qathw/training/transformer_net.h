@@ -186,7 +186,8 @@ class TransformerNet {
   std::vector<SavedLayer> saved_;
   std::vector<float> xf_, hf_, hfq_, logits_;  // the final norm's input and output, the head's input
   // Buffers of a step, kept between steps: the forward's branch, the backward's gradients.
-  std::vector<float> branch_, dx_, dh_, tmp_, dq_, dk_, dv_, datt_, dr_;
+  std::vector<float> branch_, dx_, dh_, tmp_, datt_, dr_;
+  std::vector<float> dqkv_, gqkv_, wqkv_;  // dQ dK dV per token; Wq Wk Wv's gradients and weights stacked
   std::vector<double> lsq_sums_;  // per token: the K or V step's gradient sum
 };
 
