@@ -191,8 +191,12 @@ const std::vector<float>& SpecNet::forward(const float* input, int batch) {
           float acc = max ? -std::numeric_limits<float>::infinity() : 0.0f;
           long best = -1;
           arith::for_each_window_index(in.height, in.width, in.channels, l.window, oy, ox, c, [&](long k) {
-            if (!max) acc += xb[k];
-            else if (xb[k] > acc) acc = xb[k], best = k;
+            if (!max) {
+              acc += xb[k];
+              return;
+            }
+            if (best < 0) best = k;  // a window of -inf or NaN only: its first position takes the gradient
+            if (xb[k] > acc) acc = xb[k], best = k;
           });
           y[at] = max ? acc : acc / area;
           if (max) argmax_[i][at] = static_cast<std::int32_t>(best);
