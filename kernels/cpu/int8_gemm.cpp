@@ -22,6 +22,7 @@ void set_int8_gemm_enabled(bool enabled) { g_enabled = enabled; }
 
 void pack_int8_rows(const float* codes, int rows, int cols, std::int8_t* packed, std::int32_t* offsets) {
   const int ld = padded_row(cols);
+#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols > 32768)
   for (int r = 0; r < rows; ++r) {
     std::int32_t sum = 0;
     for (int k = 0; k < ld; ++k) {

@@ -29,6 +29,7 @@ float quantize_weights(const float* w, int out, int in, const arith::Format& f, 
     const float scale = arith::weight_scale(arith::mean_from_abs_fixed(sum, static_cast<std::uint64_t>(total)), f.weights);
     std::fill(scales, scales + out, scale);
   } else {
+#pragma omp parallel for schedule(static) if (static_cast<long>(out) * in > 32768)
     for (int n = 0; n < out; ++n) {
       float amax = 0;
 #pragma omp simd reduction(max : amax)

@@ -232,11 +232,14 @@ void backward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, Ac
       dx = &act.grad_scratch[next];
       dx->resize(static_cast<std::size_t>(batch) * layer.in);
       kernels::gemm_ab(dy->data(), ql.dequantized.data(), batch, layer.out, layer.in, dx->data());
-      const std::vector<std::int32_t>& z = act.z[l - 1];  // ReLU'd integers feeding this layer
-      for (std::size_t i = 0; i < dx->size(); ++i)
-        if (z[i] <= 0) (*dx)[i] = 0.0f;
+      const std::int32_t* __restrict z = act.z[l - 1].data();  // ReLU'd integers feeding this layer
+      float* __restrict d = dx->data();
+      const long count = static_cast<long>(dx->size());
+#pragma omp parallel for simd schedule(static) if (count > 32768)
+      for (long i = 0; i < count; ++i) d[i] = z[i] > 0 ? d[i] : 0.0f;
     }
     const std::vector<float>& s = act.code_scale[l];
+#pragma omp parallel for schedule(static) if (static_cast<long>(batch) * layer.out > 32768)
     for (int b = 0; b < batch; ++b) {
       float* row = dy->data() + static_cast<std::size_t>(b) * layer.out;
       for (int n = 0; n < layer.out; ++n) row[n] *= s[b];
