@@ -79,7 +79,7 @@ nlohmann::json phase_json(const training::PhaseResult& r) {
           {"train_seconds", r.train_seconds}, {"epochs_resumed", r.epochs_resumed}};
 }
 
-// The options a transformer run takes from the command line over its model file's recipe.
+// The recipe fields the command line gives (--weight-decay: weight_decay), over a model file's recipe.
 std::set<std::string> recipe_fields_given(const TrainOptions& o) {
   std::set<std::string> user_set;
   for (const std::string& option : o.given) {
@@ -218,14 +218,7 @@ int run_train(const TrainOptions& o) {
   if (!o.model.empty()) {
     model_spec = model::resolve_model(o.model, train.classes);
     // Options on the command line (--weight-decay) are the recipe's fields (weight_decay).
-    std::set<std::string> user_set;
-    for (const std::string& option : o.given) {
-      std::string field = option.substr(2);
-      for (char& c : field)
-        if (c == '-') c = '_';
-      user_set.insert(field);
-    }
-    training::apply_recipe(model_spec->recipe, config, user_set);
+    training::apply_recipe(model_spec->recipe, config, recipe_fields_given(o));
     training::check_model_input(*model_spec, train, o.data);
     const auto hidden = training::mlp_hidden_sizes(*model_spec);
     if (hidden && spec.format.act_quantizer == arith::ActQuantizer::DynamicPerTokenAbsmax) {
