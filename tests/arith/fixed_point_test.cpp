@@ -121,6 +121,63 @@ TEST(Reciprocal, ZeroAndClampedShifts) {
   EXPECT_EQ(sat.mantissa, 255);
 }
 
+// A pair times an integer: the worked examples of docs/arith.md ("Pairs that follow the token").
+TEST(ScalePair, WorkedExamples) {
+  const Format f = format_with(16);
+  // 52429 x 3 = 157287 < 2^18: two bits too many, 157287 / 4 = 39321.75 -> 39322, shift 19 - 2.
+  FixedPointResult r = scale_pair({52429, 19}, 3, f);
+  ASSERT_EQ(r.status, FixedPointStatus::Ok);
+  EXPECT_EQ(r.value.mantissa, 39322);
+  EXPECT_EQ(r.value.shift, 17);
+  // A product within 16 bits is kept exactly.
+  r = scale_pair({1000, 30}, 65, f);
+  EXPECT_EQ(r.value.mantissa, 65000);
+  EXPECT_EQ(r.value.shift, 30);
+  // Rounding carries into bit 16: 65535 x 65537 = 2^32 - 1, 16 bits dropped round up to 2^16, so
+  // the mantissa is 2^15 with one bit more dropped.
+  r = scale_pair({65535, 40}, 65537, f);
+  EXPECT_EQ(r.value.mantissa, 32768);
+  EXPECT_EQ(r.value.shift, 40 - 17);
+  // Zero, and a shift that would fall below shift_min.
+  r = scale_pair({52429, 19}, 0, f);
+  EXPECT_EQ(r.status, FixedPointStatus::Ok);
+  EXPECT_EQ(r.value.mantissa, 0);
+  r = scale_pair({52429, 2}, 1 << 20, f);
+  EXPECT_EQ(r.status, FixedPointStatus::TooLarge);
+  // token_pair folds the factors in order and stops at the first failure.
+  const std::int64_t factors[] = {3, 5};
+  r = token_pair({52429, 19}, factors, 2, f);
+  EXPECT_EQ(r.value.mantissa, scale_pair(scale_pair({52429, 19}, 3, f).value, 5, f).value.mantissa);
+}
+
+// The product's value within half an LSB of the result's mantissa, against an exact product.
+TEST(ScalePair, RandomAgainstWideIntegerReference) {
+  const std::uint64_t seed = test::test_seed();
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 200000; ++i) {
+    const int m_bits = 8 + static_cast<int>(rng() % 24);
+    const Rounding mode = rng() % 2 ? Rounding::HalfEven : Rounding::HalfAwayFromZero;
+    const Format f = format_with(m_bits, mode, 0, 62);
+    const FixedPoint p{static_cast<std::int64_t>(rng() % (std::uint64_t{1} << m_bits)), 62};
+    const std::int64_t n = static_cast<std::int64_t>(rng() % (std::uint64_t{1} << (rng() % 33)));
+    const FixedPointResult r = scale_pair(p, n, f);
+    ASSERT_EQ(r.status, FixedPointStatus::Ok) << test::seed_note(seed);
+    ASSERT_LT(r.value.mantissa, std::int64_t{1} << m_bits) << test::seed_note(seed);
+    const test::i128 exact = static_cast<test::i128>(p.mantissa) * n;
+    const int drop = p.shift - r.value.shift;
+    ASSERT_GE(drop, 0) << test::seed_note(seed);
+    if (drop == 0) {
+      ASSERT_EQ(static_cast<test::i128>(r.value.mantissa), exact) << test::seed_note(seed);
+      continue;
+    }
+    const test::i128 rounded = test::reference_round_pow2(exact, drop, mode);
+    // Either the rounded product, or (after a carry into bit M) exactly half of it.
+    ASSERT_TRUE(static_cast<test::i128>(r.value.mantissa) == rounded ||
+                static_cast<test::i128>(r.value.mantissa) * 2 == test::reference_round_pow2(exact, drop - 1, mode))
+        << "m=" << p.mantissa << " n=" << n << " bits=" << m_bits << " " << test::seed_note(seed);
+  }
+}
+
 TEST(Requantize, RandomAgainstWideIntegerReference) {
   const std::uint64_t seed = test::test_seed();
   std::mt19937_64 rng(seed);

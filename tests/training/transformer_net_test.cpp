@@ -146,15 +146,26 @@ struct Reference {
     return sy;
   }
 
-  // BitLinear: per-token codes, the array's dot products, the epilogue.
+  // A static pair times a token's absmax factors, one after another (arith::token_pair).
+  arith::FixedPoint follow(double base, std::initializer_list<std::int64_t> factors) const {
+    const arith::FixedPointResult r = arith::token_pair(pair_of(base, f), factors.begin(), static_cast<int>(factors.size()), f);
+    EXPECT_EQ(r.status, arith::FixedPointStatus::Ok) << base;
+    return r.value;
+  }
+  double reference(const std::string& matrix) const {
+    return static_cast<double>(net.quantized(index_of(net, matrix)).reference);
+  }
+
+  // BitLinear: per-token codes (their absmax in amax), the array's dot products, the epilogue.
   void linear(const std::vector<std::int32_t>& x, int in, const std::vector<double>& unit_in, const std::string& matrix,
-              std::vector<std::int32_t>& z, std::vector<double>& unit_out) const {
+              std::vector<std::int32_t>& z, std::vector<double>& unit_out, std::vector<std::int64_t>& amaxes) const {
     const std::size_t m = index_of(net, matrix);
     const TransformerNet::QuantizedMatrix& q = net.quantized(m);
     const int out = net.params()[m].rows;
     const std::size_t tokens = x.size() / in;
     z.resize(tokens * out);
     unit_out.resize(tokens);
+    amaxes.resize(tokens);
     std::vector<std::int32_t> codes(in);
     std::vector<std::int8_t> w(in);
     for (std::size_t t = 0; t < tokens; ++t) {
@@ -168,15 +179,16 @@ struct Reference {
         z[t * out + o] = static_cast<std::int32_t>(arith::epilogue(acc, q.requant[o], false, f));
       }
       unit_out[t] = static_cast<double>(amax) * unit_in[t] / qmax * static_cast<double>(q.reference);
+      amaxes[t] = amax;
     }
   }
 
-  void add(const std::vector<std::int32_t>& x, const std::vector<std::int32_t>& branch, const std::vector<double>& unit,
-           std::vector<std::int32_t>& y) const {
+  void add(const std::vector<std::int32_t>& x, const std::vector<std::int32_t>& branch,
+           const std::vector<arith::FixedPoint>& pairs, std::vector<std::int32_t>& y) const {
     const arith::FixedPoint one = pair_of(1.0, f);
     y.resize(x.size());
-    for (std::size_t t = 0; t < unit.size(); ++t) {
-      const arith::FixedPoint p = pair_of(unit[t] / net.stream_scale(), f);
+    for (std::size_t t = 0; t < pairs.size(); ++t) {
+      const arith::FixedPoint p = pairs[t];
       for (int i = 0; i < D; ++i) y[t * D + i] = static_cast<std::int32_t>(arith::add_aligned(x[t * D + i], one, branch[t * D + i], p, f));
     }
   }
@@ -201,16 +213,19 @@ struct Reference {
     const std::int64_t qp = arith::prob_qmax(kProbBits);
     std::vector<std::int32_t> n1, q, k, v, o, xm, n2, up, act, down, pv;
     std::vector<double> un, uq, uk, uv, uo, uu, ur, ud;
+    std::vector<std::int64_t> a1, a_unused, a_att, a2, a_r;
+    std::vector<arith::FixedPoint> add_pairs(N);
     for (int l = 0; l < net.spec().layers; ++l) {
       const TransformerNet::LayerIntegers& g = got.layers[l];
       const std::string p = "layer" + std::to_string(l) + ".";
       const std::string at = what + " layer " + std::to_string(l);
       ASSERT_EQ(g.x, x) << at << " stream";
-      un.assign(N, norm(x, p + "attention_norm", n1));
+      const double s1 = norm(x, p + "attention_norm", n1);
+      un.assign(N, s1);
       ASSERT_EQ(g.norm1, n1) << at << " norm1";
-      linear(n1, D, un, p + "wq", q, uq);
-      linear(n1, D, un, p + "wk", k, uk);
-      linear(n1, D, un, p + "wv", v, uv);
+      linear(n1, D, un, p + "wq", q, uq, a1);
+      linear(n1, D, un, p + "wk", k, uk, a1);
+      linear(n1, D, un, p + "wv", v, uv, a1);
       ASSERT_EQ(g.q, q) << at << " q";
       ASSERT_EQ(g.k, k) << at << " k";
       ASSERT_EQ(g.v, v) << at << " v";
@@ -218,14 +233,15 @@ struct Reference {
       std::vector<std::int8_t> qc(x.size()), kc(x.size()), vc(x.size());
       std::vector<double> qs(static_cast<std::size_t>(N) * H);
       for (int t = 0; t < N; ++t) {
-        const arith::FixedPoint kp = pair_of(uk[t] / ks, f), vp = pair_of(uv[t] / vs, f);
+        const arith::FixedPoint kp = follow(s1 / qmax * reference(p + "wk") / ks, {a1[t]}),
+                                vp = follow(s1 / qmax * reference(p + "wv") / vs, {a1[t]});
         for (int h = 0; h < H; ++h) {
           std::int64_t amax = 0;
           for (int e = 0; e < dh; ++e) amax = std::max<std::int64_t>(amax, std::llabs(q[t * D + h * dh + e]));
           const arith::FixedPoint inv = arith::token_inv_scale(amax, f);
           for (int e = 0; e < dh; ++e)
             qc[t * D + h * dh + e] = static_cast<std::int8_t>(arith::quantize_act(q[t * D + h * dh + e], inv, f.act_bits, f.rounding));
-          qs[t * H + h] = static_cast<double>(amax) * uq[t] / qmax;
+          qs[t * H + h] = static_cast<double>(amax);
         }
         for (int i = 0; i < D; ++i) {
           kc[t * D + i] = static_cast<std::int8_t>(arith::quantize_act(k[t * D + i], kp, f.act_bits, f.rounding));
@@ -240,7 +256,9 @@ struct Reference {
         for (int h = 0; h < H; ++h)
           for (int t = 0; t < T; ++t) {
             const int row = b * T + t;
-            const arith::FixedPoint rp = pair_of(TransformerNet::score_pair_value(qs[row * H + h], ks, dh), f);
+            const arith::FixedPoint rp =
+                follow(TransformerNet::score_pair_value(s1 / qmax * reference(p + "wq") / qmax, ks, dh),
+                       {a1[row], static_cast<std::int64_t>(qs[row * H + h])});
             std::vector<std::int32_t> z(T, 0);
             std::vector<std::uint8_t> pr(T, 0);
             for (int j = 0; j < T; ++j) {
@@ -261,13 +279,16 @@ struct Reference {
             }
           }
       ASSERT_EQ(g.attention, pv) << at << " P V";
-      linear(pv, D, std::vector<double>(N, vs / static_cast<double>(qp)), p + "wo", o, uo);
+      linear(pv, D, std::vector<double>(N, vs / static_cast<double>(qp)), p + "wo", o, uo, a_att);
       ASSERT_EQ(g.o, o) << at << " o";
-      add(x, o, uo, xm);
+      for (int t = 0; t < N; ++t)
+        add_pairs[t] = follow(vs / static_cast<double>(qp) / qmax * reference(p + "wo") / sx, {a_att[t]});
+      add(x, o, add_pairs, xm);
       ASSERT_EQ(g.x_mid, xm) << at << " x_mid";
-      un.assign(N, norm(xm, p + "ffn_norm", n2));
+      const double s2 = norm(xm, p + "ffn_norm", n2);
+      un.assign(N, s2);
       ASSERT_EQ(g.norm2, n2) << at << " norm2";
-      linear(n2, D, un, p + "wup", up, uu);
+      linear(n2, D, un, p + "wup", up, uu, a2);
       ASSERT_EQ(g.up, up) << at << " up";
       const std::int64_t bound = arith::dot_abs_bound(D, f);
       const int in_bits = std::min(f.acc_bits, arith::bit_length(static_cast<std::uint64_t>(bound)) + 1);
@@ -280,16 +301,20 @@ struct Reference {
           act[t * F + i] = static_cast<std::int32_t>(arith::squared_relu(up[t * F + i], shift, f.acc_bits, f.rounding));
       }
       ASSERT_EQ(g.act, act) << at << " squared ReLU";
-      linear(act, F, ur, p + "wdown", down, ud);
+      linear(act, F, ur, p + "wdown", down, ud, a_r);
       ASSERT_EQ(g.down, down) << at << " down";
-      add(xm, down, ud, x);
+      const double up_unit = s2 / qmax * reference(p + "wup");
+      for (int t = 0; t < N; ++t)
+        add_pairs[t] = follow(std::ldexp(up_unit * up_unit, shift) / qmax * reference(p + "wdown") / sx,
+                              {a_r[t], a2[t], a2[t]});
+      add(xm, down, add_pairs, x);
     }
     ASSERT_EQ(got.x_out, x) << what << " stream out";
     std::vector<std::int32_t> nf, logits;
     std::vector<double> ul;
     un.assign(N, norm(x, "final_norm", nf));
     ASSERT_EQ(got.norm, nf) << what << " final norm";
-    linear(nf, D, un, "head", logits, ul);
+    linear(nf, D, un, "head", logits, ul, a_unused);
     ASSERT_EQ(got.logits, logits) << what << " logits";
     ASSERT_EQ(got.logit_unit, ul) << what << " logit units";
   }

@@ -237,6 +237,15 @@ arith::FixedPoint pair_or_fail(double value, const arith::Format& f, const std::
   return r.value;
 }
 
+// A static pair times a token's absmax factors (arith::token_pair); what names it in the error.
+arith::FixedPoint token_pair_or_fail(arith::FixedPoint base, std::initializer_list<std::int64_t> factors,
+                                     const arith::Format& f, const std::string& what) {
+  const arith::FixedPointResult r = arith::token_pair(base, factors.begin(), static_cast<int>(factors.size()), f);
+  if (r.status != arith::FixedPointStatus::Ok)
+    throw std::runtime_error(what + ": a token's pair exceeds the target's scale format");
+  return r.value;
+}
+
 // Calls fn with a copy of f whose rounding mode is a compile-time constant, so that the arith
 // rules inlined into fn's loops lose their run-time branches on the mode (the same integers).
 template <typename Fn>
@@ -604,6 +613,55 @@ void TransformerNet::quantize_weights(const arith::Format& f) {
   }
 }
 
+TransformerNet::Datapath TransformerNet::datapath(const arith::Format& f) const {
+  const int D = spec_.width;
+  const double sx = stream_scale(), qmax = static_cast<double>(arith::act_qmax(f.act_bits)),
+               qp = static_cast<double>(arith::prob_qmax(kProbBits));
+  Datapath d;
+  d.one = pair_or_fail(1.0, f, "the stream's own pair");
+  d.eps = static_cast<std::uint64_t>(std::llround(kRmsNormEps / (sx * sx)));
+  d.norm_in_bits = std::min(f.acc_bits, arith::rmsnorm_max_input_bits(D));
+  d.relu_shift = squared_relu_shift(f);
+  const auto table = [&](const Param& p, std::vector<std::int32_t>& out) {
+    out.resize(p.w.size());
+    for (std::size_t k = 0; k < p.w.size(); ++k)
+      out[k] = static_cast<std::int32_t>(arith::saturate(
+          static_cast<std::int64_t>(arith::round_to_integer(static_cast<double>(p.w[k]) / sx, f.rounding)), f.acc_bits));
+  };
+  table(p_[0], d.token_table);
+  table(p_[1], d.position_table);
+  const auto norm = [&](std::size_t gains) {
+    NormConstants n;
+    const float* lg = p_[gains].w.data();
+    n.scale = norm_output_scale(lg, D);
+    n.gains.resize(static_cast<std::size_t>(D));
+    for (int i = 0; i < D; ++i)
+      n.gains[i] = pair_or_fail(static_cast<double>(std::exp(lg[i])) / n.scale, f, p_[gains].name, "'s gain pair");
+    return n;
+  };
+  // A BitLinear's output integer is worth (its input codes' absmax) x (the input's unit) / qmax x
+  // the matrix's reference scale; the pairs below are those products' static parts.
+  for (int l = 0; l < spec_.layers; ++l) {
+    LayerConstants c;
+    c.attention_norm = norm(gain_index(l, 0));
+    c.ffn_norm = norm(gain_index(l, 1));
+    const auto ref = [&](int which) { return static_cast<double>(q_[matrix_index(l, which)].reference); };
+    const auto& name = [&](int which) -> const std::string& { return p_[matrix_index(l, which)].name; };
+    const double s1 = c.attention_norm.scale / qmax;
+    c.k = pair_or_fail(s1 * ref(1) / k_step(l), f, name(1), "'s static quantizer");
+    c.v = pair_or_fail(s1 * ref(2) / v_step(l), f, name(2), "'s static quantizer");
+    c.scores = pair_or_fail(score_pair_value(s1 * ref(0) / qmax, k_step(l), spec_.head_dim()), f, name(0),
+                            "'s score row pair");
+    c.o_add = pair_or_fail(v_step(l) / qp / qmax * ref(3) / sx, f, name(3), "'s alignment to the stream");
+    const double up = c.ffn_norm.scale / qmax * ref(4);
+    c.down_add = pair_or_fail(std::ldexp(up * up, d.relu_shift) / qmax * ref(5) / sx, f, name(5),
+                              "'s alignment to the stream");
+    d.layers.push_back(std::move(c));
+  }
+  d.final_norm = norm(final_gain_index());
+  return d;
+}
+
 const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* tokens, int batch,
                                                             const arith::Format& f, int lanes) {
   if (!calibrated()) throw std::logic_error("forward_quantized: the stream scale and K/V steps are not calibrated");
@@ -625,20 +683,20 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   const std::int64_t qp = arith::prob_qmax(kProbBits);
   const arith::Exp2Table table = arith::exp2_table(kExp2IndexBits, kExp2ValueBits, f.rounding);
   const double sx = stream_scale();
-  const int norm_in_bits = std::min(f.acc_bits, arith::rmsnorm_max_input_bits(D));
-  const std::uint64_t eps = static_cast<std::uint64_t>(std::llround(kRmsNormEps / (sx * sx)));
-  const arith::FixedPoint one = pair_or_fail(1.0, f, "the stream's own pair");
-  const int relu_shift = squared_relu_shift(f);
+  const Datapath dp = datapath(f);
+  const int norm_in_bits = dp.norm_in_bits;
+  const std::uint64_t eps = dp.eps;
+  const arith::FixedPoint one = dp.one;
+  const int relu_shift = dp.relu_shift;
 
-  // A BitLinear's input: per-token codes (arith's dynamic quantizer), the real value c of one code
-  // per token (absmax x unit / qmax), and the codes' real values for the backward pass.
-  // With the int8 GEMM, also the codes + 128 as bytes, rows padded to 4 bytes.
+  // A BitLinear's input: per-token codes (arith's dynamic quantizer) and their absmax, the real
+  // value c of one code per token (absmax x unit / qmax), and the codes' real values for the
+  // backward pass. With the int8 GEMM, also the codes + 128 as bytes, rows padded to 4 bytes.
   std::vector<float> codes;
   std::vector<std::uint8_t> code_bytes;
-  std::vector<std::int64_t> amax;
   const bool int8 = kernels::int8_gemm_enabled() && f.act_bits <= 8;
   const auto quantize_input = [&](const std::int32_t* x, const std::vector<double>& unit_in, int cols,
-                                  std::vector<double>& c, float* real) {
+                                  std::vector<double>& c, float* real, std::vector<std::int64_t>& amax) {
     codes.resize(static_cast<std::size_t>(N) * cols);
     amax.resize(static_cast<std::size_t>(N));
     if (int8) code_bytes.resize(static_cast<std::size_t>(N) * kernels::padded_depth(cols));
@@ -682,13 +740,10 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     for (int t = 0; t < N; ++t) unit_out[t] = c[t] * static_cast<double>(m.reference);
   };
   // RMSNorm of the stream's integers with a norm's gain pairs; the output's unit is s_y.
-  const auto norm = [&](const std::vector<std::int32_t>& x, std::size_t gains, std::vector<std::int32_t>& y,
+  const auto norm = [&](const std::vector<std::int32_t>& x, const NormConstants& nc, std::vector<std::int32_t>& y,
                         std::vector<double>& unit) {
-    const float* lg = p_[gains].w.data();
-    const double sy = norm_output_scale(lg, D);
-    std::vector<arith::FixedPoint> pairs(static_cast<std::size_t>(D));
-    for (int i = 0; i < D; ++i)
-      pairs[i] = pair_or_fail(static_cast<double>(std::exp(lg[i])) / sy, f, p_[gains].name, "'s gain pair");
+    const double sy = nc.scale;
+    const std::vector<arith::FixedPoint>& pairs = nc.gains;
     y.resize(x.size());
     // arith::rmsnorm_token's steps with the rounding mode fixed, and arith::rmsnorm_value's two
     // roundings in two loops over the token's features: the first at the token's shift, the
@@ -740,11 +795,9 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     });
     unit.assign(static_cast<std::size_t>(N), sy);
   };
-  // x + branch: the branch aligned to the stream's scale by each token's pair (unit / s_x).
+  // x + branch: the branch aligned to the stream's scale by each token's pair (its unit / s_x).
   const auto residual_add = [&](const std::vector<std::int32_t>& x, const std::vector<std::int32_t>& branch,
-                                const std::vector<double>& unit, std::vector<std::int32_t>& y, const std::string& what) {
-    std::vector<arith::FixedPoint> pairs(static_cast<std::size_t>(N));
-    for (int t = 0; t < N; ++t) pairs[t] = pair_or_fail(unit[t] / sx, f, what, "'s alignment to the stream");
+                                const std::vector<arith::FixedPoint>& pairs, std::vector<std::int32_t>& y) {
     y.resize(x.size());
     with_rounding(f, [&](const arith::Format& fr, auto mode) {
 #pragma omp parallel
@@ -793,33 +846,32 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
 
   // The embeddings: the token's and the position's table integers at the stream's scale, added.
   std::vector<std::int32_t> x(nd);
-  const auto table_integer = [&](float e) {
-    return arith::saturate(static_cast<std::int64_t>(arith::round_to_integer(static_cast<double>(e) / sx, f.rounding)),
-                           f.acc_bits);
-  };
-  // Both tables' integers once (vocabulary + context rows), then each token's two rows added.
-  std::vector<std::int64_t> token_table(p_[0].w.size()), position_table(p_[1].w.size());
-  for (std::size_t k = 0; k < token_table.size(); ++k) token_table[k] = table_integer(p_[0].w[k]);
-  for (std::size_t k = 0; k < position_table.size(); ++k) position_table[k] = table_integer(p_[1].w[k]);
+  const std::vector<std::int32_t>& token_table = dp.token_table;
+  const std::vector<std::int32_t>& position_table = dp.position_table;
   with_rounding(f, [&](const arith::Format& fr, auto) {
     const int n = D;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; ++t) {
-      const std::int64_t* e = token_table.data() + static_cast<std::size_t>(tokens[t]) * D;
-      const std::int64_t* pos = position_table.data() + static_cast<std::size_t>(t % T) * D;
+      const std::int32_t* e = token_table.data() + static_cast<std::size_t>(tokens[t]) * D;
+      const std::int32_t* pos = position_table.data() + static_cast<std::size_t>(t % T) * D;
       std::int32_t* xt = x.data() + static_cast<std::size_t>(t) * D;
       const arith::FixedPoint unit_pair = one;
       for (int i = 0; i < n; ++i) xt[i] = static_cast<std::int32_t>(arith::add_aligned(e[i], unit_pair, pos[i], unit_pair, fr));
     }
   });
   std::vector<double> c, unit_n, unit_q, unit_k, unit_v, unit_o, unit_u, unit_r, unit_d;
+  // Per token: the absmax of the attention norm's codes, of O's, the FFN norm's and Down's input
+  // codes (the factors of the pairs that follow the token), and a branch's alignment pairs.
+  std::vector<std::int64_t> amax_n1, amax_att, amax_n2, amax_r, amax_head;
+  std::vector<arith::FixedPoint> add_pairs(static_cast<std::size_t>(N));
   for (int l = 0; l < spec_.layers; ++l) {
     SavedLayer& s = saved_[l];
     LayerIntegers& z = ints_.layers[l];
+    const LayerConstants& lc = dp.layers[l];
     z.x = x;
     real_of(z.x, sx, s.x);
-    norm(z.x, gain_index(l, 0), z.norm1, unit_n);
-    quantize_input(z.norm1.data(), unit_n, D, c, s.h1q.data());
+    norm(z.x, lc.attention_norm, z.norm1, unit_n);
+    quantize_input(z.norm1.data(), unit_n, D, c, s.h1q.data(), amax_n1);
     apply(matrix_index(l, 0), D, c, z.q, unit_q);
     apply(matrix_index(l, 1), D, c, z.k, unit_k);
     apply(matrix_index(l, 2), D, c, z.v, unit_v);
@@ -830,10 +882,11 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     z.k_codes.resize(nd);
     z.v_codes.resize(nd);
     std::vector<double> q_scale(static_cast<std::size_t>(N) * H);
+    std::vector<std::int64_t> q_amax(static_cast<std::size_t>(N) * H);
     std::vector<arith::FixedPoint> k_pair(static_cast<std::size_t>(N)), v_pair(static_cast<std::size_t>(N));
     for (int t = 0; t < N; ++t) {
-      k_pair[t] = pair_or_fail(unit_k[t] / ks, f, p_[matrix_index(l, 1)].name, "'s static quantizer");
-      v_pair[t] = pair_or_fail(unit_v[t] / vs, f, p_[matrix_index(l, 2)].name, "'s static quantizer");
+      k_pair[t] = token_pair_or_fail(lc.k, {amax_n1[t]}, f, p_[matrix_index(l, 1)].name + "'s static quantizer");
+      v_pair[t] = token_pair_or_fail(lc.v, {amax_n1[t]}, f, p_[matrix_index(l, 2)].name + "'s static quantizer");
     }
     with_rounding(f, [&](const arith::Format& fr, auto mode) {
       constexpr arith::Rounding kMode = decltype(mode)::value;
@@ -843,6 +896,7 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
           const std::size_t at = static_cast<std::size_t>(t) * D + h * dh;
           const arith::TokenQuantizer tq = arith::quantize_token(z.q.data() + at, dh, z.q_codes.data() + at, fr);
           q_scale[static_cast<std::size_t>(t) * H + h] = static_cast<double>(tq.amax) * unit_q[t] / qmax;
+          q_amax[static_cast<std::size_t>(t) * H + h] = tq.amax;
         }
         const std::size_t k0 = static_cast<std::size_t>(t) * D;
         const arith::FixedPoint kp = k_pair[t], vp = v_pair[t];
@@ -868,10 +922,9 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
       }
     });
     // Scores, softmax and P V on the vector unit, per sequence and head.
-    static const std::string kRowPairName = "a score row's log2-domain pair";
     std::vector<arith::FixedPoint> row_pair(static_cast<std::size_t>(N) * H);
     for (std::size_t r = 0; r < row_pair.size(); ++r)
-      row_pair[r] = pair_or_fail(score_pair_value(q_scale[r], ks, dh), f, kRowPairName);
+      row_pair[r] = token_pair_or_fail(lc.scores, {amax_n1[r / H], q_amax[r]}, f, "a score row's log2-domain pair");
     // Sums any order may form (vector_dot_order_free), below 2^31 so int32 holds them exactly.
     const std::int64_t code_max = arith::act_qmax(f.act_bits);
     const bool qk_order_free = arith::vector_dot_order_free(dh, code_max, code_max, vu) &&
@@ -940,13 +993,15 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     });
     const std::vector<double> unit_att(static_cast<std::size_t>(N), vs / static_cast<double>(qp));
     real_of(z.attention, unit_att[0], s.att);
-    quantize_input(z.attention.data(), unit_att, D, c, s.attq.data());
+    quantize_input(z.attention.data(), unit_att, D, c, s.attq.data(), amax_att);
     apply(matrix_index(l, 3), D, c, z.o, unit_o);
-    residual_add(z.x, z.o, unit_o, z.x_mid, p_[matrix_index(l, 3)].name);
+    for (int t = 0; t < N; ++t)
+      add_pairs[t] = token_pair_or_fail(lc.o_add, {amax_att[t]}, f, p_[matrix_index(l, 3)].name + "'s alignment to the stream");
+    residual_add(z.x, z.o, add_pairs, z.x_mid);
     real_of(z.x_mid, sx, s.x_mid);
     // FFN.
-    norm(z.x_mid, gain_index(l, 1), z.norm2, unit_n);
-    quantize_input(z.norm2.data(), unit_n, D, c, s.h2q.data());
+    norm(z.x_mid, lc.ffn_norm, z.norm2, unit_n);
+    quantize_input(z.norm2.data(), unit_n, D, c, s.h2q.data(), amax_n2);
     apply(matrix_index(l, 4), D, c, z.up, unit_u);
     z.act.resize(nf);
     unit_r.resize(static_cast<std::size_t>(N));
@@ -973,14 +1028,17 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
         for (int i = 0; i < n; ++i) u[i] = static_cast<float>(up[i] * unit);
       }
     });
-    quantize_input(z.act.data(), unit_r, F, c, s.rq.data());
+    quantize_input(z.act.data(), unit_r, F, c, s.rq.data(), amax_r);
     apply(matrix_index(l, 5), F, c, z.down, unit_d);
-    residual_add(z.x_mid, z.down, unit_d, x, p_[matrix_index(l, 5)].name);
+    for (int t = 0; t < N; ++t)
+      add_pairs[t] = token_pair_or_fail(lc.down_add, {amax_r[t], amax_n2[t], amax_n2[t]}, f,
+                                        p_[matrix_index(l, 5)].name + "'s alignment to the stream");
+    residual_add(z.x_mid, z.down, add_pairs, x);
   }
   ints_.x_out = x;
   real_of(x, sx, xf_);
-  norm(x, final_gain_index(), ints_.norm, unit_n);
-  quantize_input(ints_.norm.data(), unit_n, D, c, hfq_.data());
+  norm(x, dp.final_norm, ints_.norm, unit_n);
+  quantize_input(ints_.norm.data(), unit_n, D, c, hfq_.data(), amax_head);
   apply(head_index(), D, c, ints_.logits, ints_.logit_unit);
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; ++t) {

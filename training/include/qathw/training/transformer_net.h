@@ -108,6 +108,31 @@ class TransformerNet {
   // Quantizes every matrix for the target (arith's weight quantizer), once per step.
   void quantize_weights(const arith::Format& f);
 
+  // The static integers of the accelerator's datapath for the current scales and quantized
+  // weights: what forward_quantized computes with and the exported op graph stores. A pair that
+  // follows the token is a static pair here, times the token's absmax factors (arith::token_pair).
+  struct NormConstants {
+    std::vector<arith::FixedPoint> gains;  // g_i / s_y
+    double scale = 0;                      // s_y, the real value of one output integer
+  };
+  struct LayerConstants {
+    NormConstants attention_norm, ffn_norm;
+    arith::FixedPoint k, v;      // K's and V's quantizer: x the attention norm codes' absmax
+    arith::FixedPoint scores;    // a score row: x the attention norm codes' absmax x the head's Q absmax
+    arith::FixedPoint o_add;     // the attention branch to the stream: x O's input codes' absmax
+    arith::FixedPoint down_add;  // the FFN branch: x Down's input absmax x the FFN norm codes' absmax twice
+  };
+  struct Datapath {
+    arith::FixedPoint one;                 // the stream's own pair (1)
+    std::uint64_t eps = 0;                 // RMSNorm's eps in units of the stream squared
+    int norm_in_bits = 0, relu_shift = 0;  // RMSNorm's input saturation, the squared ReLU's shift
+    std::vector<std::int32_t> token_table, position_table;  // the embeddings at the stream's scale
+    std::vector<LayerConstants> layers;
+    NormConstants final_norm;
+  };
+  // Throws std::runtime_error naming the scale that has no pair in the target's scale format.
+  Datapath datapath(const arith::Format& f) const;
+
   // The integers the accelerator computes for `batch` sequences (docs/transformer.md), and the
   // logits' real values (each token's LM head integers times its unit).
   const std::vector<float>& forward_quantized(const std::uint8_t* tokens, int batch, const arith::Format& f,

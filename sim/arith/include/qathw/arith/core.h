@@ -85,6 +85,16 @@ QATHW_HD constexpr std::int64_t round_shift(std::int64_t v, int shift, Rounding 
   return floor + (up ? 1 : 0);
 }
 
+// round(v / 2^shift) for an unsigned v < 2^64 and shift in [1, 63], ties by `mode` (round_shift
+// for values that do not fit int64).
+QATHW_HD constexpr std::uint64_t round_shift_unsigned(std::uint64_t v, int shift, Rounding mode) {
+  const std::uint64_t q = v >> shift;
+  const std::uint64_t rem = v & ((std::uint64_t{1} << shift) - 1);
+  const std::uint64_t half = std::uint64_t{1} << (shift - 1);
+  const bool up = rem > half || (rem == half && (mode == Rounding::HalfAwayFromZero || (q & 1) != 0));
+  return q + (up ? 1 : 0);
+}
+
 // round(num / den) for num >= 0, den > 0, ties by `mode`.
 QATHW_HD constexpr std::uint64_t round_div(std::uint64_t num, std::uint64_t den, Rounding mode) {
   const std::uint64_t q = num / den;

@@ -89,6 +89,44 @@ QATHW_HD inline FixedPoint reciprocal(std::int64_t amax, std::int64_t qmax, cons
   return FixedPoint{static_cast<std::int64_t>(m), shift};
 }
 
+// A pair times an unsigned integer, as the hardware forms a scale that follows the token (a
+// static pair times the token's absmax): the exact product m n, then, where it needs more than
+// mantissa_bits bits, rounded by the target's mode to its top mantissa_bits bits and the shift
+// lowered by as many (a carry into bit M halves the mantissa exactly). n == 0 gives {0,
+// shift_min}. TooLarge when the shift would fall below shift_min (the value is then the largest
+// mantissa at shift_min). Requires 0 <= n < 2^32 and a mantissa below 2^31 (the format's bound).
+QATHW_HD inline FixedPointResult scale_pair(FixedPoint p, std::int64_t n, const Format& f) {
+  FixedPointResult out;
+  const std::uint64_t product = static_cast<std::uint64_t>(p.mantissa) * static_cast<std::uint64_t>(n);
+  if (product == 0) {
+    out.value = FixedPoint{0, f.scale_shift_min};
+    return out;
+  }
+  const int m_bits = f.scale_mantissa_bits;
+  const int drop = bit_length(product) > m_bits ? bit_length(product) - m_bits : 0;
+  std::uint64_t m = drop > 0 ? round_shift_unsigned(product, drop, f.rounding) : product;
+  int shift = p.shift - drop;
+  if (m >> m_bits) {  // rounding carried into bit M: m == 2^M
+    m >>= 1;
+    --shift;
+  }
+  if (shift < f.scale_shift_min) {
+    out.value = FixedPoint{(std::int64_t{1} << m_bits) - 1, f.scale_shift_min};
+    out.status = FixedPointStatus::TooLarge;
+    return out;
+  }
+  out.value = FixedPoint{static_cast<std::int64_t>(m), shift};
+  return out;
+}
+
+// A static pair times a token's factors, one scale_pair after another in the order given: the
+// pair of a token's scale (docs/arith.md, "Pairs that follow the token").
+QATHW_HD inline FixedPointResult token_pair(FixedPoint base, const std::int64_t* factors, int count, const Format& f) {
+  FixedPointResult r{base, FixedPointStatus::Ok};
+  for (int i = 0; i < count && r.status == FixedPointStatus::Ok; ++i) r = scale_pair(r.value, factors[i], f);
+  return r;
+}
+
 // Multiplies an integer by a fixed-point scale, rounds by the target's mode and saturates to
 // `out_bits`: the requantization unit. Requires |v| <= 2^31 and mantissa < 2^31.
 QATHW_HD constexpr std::int64_t requantize(std::int64_t v, FixedPoint scale, Rounding mode, int out_bits) {

@@ -36,16 +36,6 @@ QATHW_HD constexpr std::uint64_t isqrt(std::uint64_t n, int input_bits = 64) {
   return root;
 }
 
-// round(v / 2^shift) for an unsigned v < 2^64 and shift in [1, 63], ties by `mode` (round_shift
-// for values that do not fit int64).
-QATHW_HD constexpr std::uint64_t round_shift_unsigned(std::uint64_t v, int shift, Rounding mode) {
-  const std::uint64_t q = v >> shift;
-  const std::uint64_t rem = v & ((std::uint64_t{1} << shift) - 1);
-  const std::uint64_t half = std::uint64_t{1} << (shift - 1);
-  const bool up = rem > half || (rem == half && (mode == Rounding::HalfAwayFromZero || (q & 1) != 0));
-  return q + (up ? 1 : 0);
-}
-
 // v * 2^-shift rounded by `mode`, for a shift of either sign: a left shift when shift < 0 (exact;
 // the caller keeps |v| 2^-shift below 2^62), round_shift for shift in [0, 62], and 0 beyond (|v| <
 // 2^62 is then below half an LSB). The ops below scale by pairs whose shifts can leave [0, 62].
