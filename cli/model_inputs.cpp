@@ -24,6 +24,9 @@ ModelInputs load_model_inputs(const std::string& model, const std::string& targe
   std::unique_ptr<target::TargetSpec> expected;
   if (!target.empty()) expected = std::make_unique<target::TargetSpec>(target::resolve_target(target));
   ModelInputs in{model::load_bundle(model, expected.get()), {}, 0};
+  if (in.bundle.sequence())
+    throw std::invalid_argument(model + ": a sequence bundle (input: " + std::to_string(in.bundle.context) +
+                                " byte tokens); this command runs bundles of images only");
   in.test = training::load_split(data, training::Split::Test, in.bundle.classes);
   if (in.test.rows != static_cast<std::size_t>(in.bundle.rows) || in.test.cols != static_cast<std::size_t>(in.bundle.cols))
     throw training::DataError(in.test.source + ": images are " + std::to_string(in.test.rows) + "x" +

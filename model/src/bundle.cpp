@@ -20,6 +20,8 @@ namespace {
 constexpr const char* kFormatName = "qat-hw-bundle";
 constexpr const char* kWeightLayout = "row-major out x in; code i at bits (i % per_byte) * code_bits";
 constexpr const char* kInputEncoding = "uint8 pixels";
+constexpr const char* kSequenceEncoding = "uint8 byte tokens";
+constexpr const char* kTableLayout = "int32 little-endian, row-major rows x width";
 
 std::uint32_t crc32_of(const std::uint8_t* bytes, std::size_t size) {
   return static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0), bytes, static_cast<uInt>(size)));
@@ -136,7 +138,37 @@ struct WeightBlock {
   std::string field;  // the op's manifest field, "ops[4]"
   std::uint64_t offset = 0, bytes = 0;
   std::uint32_t crc = 0;
+  std::string key = "weights";  // the block's object in the op: "weights", "embed.token_table"
 };
+
+// An embedding table's block object {offset, bytes, crc32, layout} at `key` of the embed object:
+// `rows` x `width` int32 integers.
+void read_table(const Manifest& m, const nlohmann::json& e, const char* key, const std::string& field,
+                std::int64_t rows, std::int64_t width, std::vector<WeightBlock>& blocks) {
+  const std::string tf = field + ".embed." + key;
+  const nlohmann::json& w = m.object(e, key, tf, {"offset", "bytes", "crc32", "layout"});
+  const std::string layout = m.string(w, "layout", tf + ".layout");
+  if (layout != kTableLayout)
+    m.fail(tf + ".layout", "must be \"" + std::string(kTableLayout) + "\", not " + Manifest::shown(layout));
+  const std::uint64_t offset = static_cast<std::uint64_t>(
+      m.integer(w, "offset", tf + ".offset", 0, std::numeric_limits<std::int64_t>::max()));
+  const std::uint64_t bytes = static_cast<std::uint64_t>(m.integer(w, "bytes", tf + ".bytes", 0, 4 * kMaxWidth));
+  const std::uint32_t crc = static_cast<std::uint32_t>(m.integer(w, "crc32", tf + ".crc32", 0, 0xFFFFFFFFll));
+  const std::uint64_t expected = static_cast<std::uint64_t>(rows) * static_cast<std::uint64_t>(width) * 4;
+  if (bytes != expected)
+    m.fail(tf + ".bytes", std::to_string(bytes) + " does not match rows x width int32 (" + std::to_string(expected) +
+                              " bytes)");
+  blocks.push_back({field, offset, bytes, crc, std::string("embed.") + key});
+}
+
+// An embedding table's integers as weights.bin holds them (int32, little-endian).
+nlohmann::json table_json(const std::vector<std::int32_t>& table, std::vector<std::uint8_t>& blob) {
+  const std::size_t offset = blob.size();
+  for (const std::int32_t v : table)
+    for (int b = 0; b < 4; ++b) blob.push_back(static_cast<std::uint8_t>((static_cast<std::uint32_t>(v) >> (8 * b)) & 0xff));
+  const std::size_t bytes = blob.size() - offset;
+  return {{"offset", offset}, {"bytes", bytes}, {"crc32", crc32_of(blob.data() + offset, bytes)}, {"layout", kTableLayout}};
+}
 
 // The features a linear op's input or output tensor declares, when the manifest names one; `in`
 // and `out` are checked against them first, so that a wrong width is blamed on its own field.
@@ -206,11 +238,13 @@ arith::Window read_window(const Manifest& m, const nlohmann::json& j, const std:
   return w;
 }
 
-// `count` requantization pairs [mantissa, shift] in the target's scale format.
+// `count` requantization pairs [mantissa, shift] in the target's scale format (kAnyCount: as many
+// as the array holds; the graph's checks count them).
+constexpr std::size_t kAnyCount = static_cast<std::size_t>(-1);
 std::vector<arith::FixedPoint> read_pairs(const Manifest& m, const nlohmann::json& j, const char* key,
                                           const std::string& field, std::size_t count, const arith::Format& f) {
   const nlohmann::json& a = m.array(j, key, field);
-  if (a.size() != count)
+  if (count != kAnyCount && a.size() != count)
     m.fail(field, "has " + std::to_string(a.size()) + " pairs; needs " + std::to_string(count));
   std::vector<arith::FixedPoint> pairs;
   for (std::size_t n = 0; n < a.size(); ++n) {
@@ -229,18 +263,37 @@ std::vector<arith::FixedPoint> read_pairs(const Manifest& m, const nlohmann::jso
 void read_weights(Graph& g, const std::vector<WeightBlock>& blocks, const std::string& blob,
                   const std::string& blob_file) {
   std::size_t next = 0;
-  for (Op& op : g.ops) {
-    if (op.type != OpType::Linear && op.type != OpType::Conv2d) continue;
+  // The next block's bytes, in the file and matching its CRC-32.
+  const auto place = [&](const char* what) -> std::pair<const WeightBlock*, const std::uint8_t*> {
     const WeightBlock& w = blocks.at(next++);
-    LinearParams& p = op.linear;
     if (w.offset > blob.size() || w.bytes > blob.size() - w.offset)
-      throw BundleError(blob_file + ": truncated: field '" + w.field + ".weights' places " + std::to_string(w.bytes) +
-                        " bytes at offset " + std::to_string(w.offset) + ", beyond the file's " +
-                        std::to_string(blob.size()) + " bytes");
+      throw BundleError(blob_file + ": truncated: field '" + w.field + "." + w.key + "' places " +
+                        std::to_string(w.bytes) + " bytes at offset " + std::to_string(w.offset) +
+                        ", beyond the file's " + std::to_string(blob.size()) + " bytes");
     const auto* data = reinterpret_cast<const std::uint8_t*>(blob.data()) + w.offset;
+    if (crc32_of(data, w.bytes) != w.crc)
+      throw BundleError(blob_file + ": checksum mismatch in " + w.field + (w.key == "weights" ? "" : "." + w.key) +
+                        " (corrupt " + what + ")");
+    return {&w, data};
+  };
+  for (Op& op : g.ops) {
+    if (op.type == OpType::Embed) {
+      for (std::vector<std::int32_t>* table : {&op.embed.tokens, &op.embed.positions_table}) {
+        const auto [w, data] = place("embedding table");
+        table->resize(w->bytes / 4);
+        for (std::size_t k = 0; k < table->size(); ++k)
+          (*table)[k] = static_cast<std::int32_t>(static_cast<std::uint32_t>(data[4 * k]) |
+                                                  static_cast<std::uint32_t>(data[4 * k + 1]) << 8 |
+                                                  static_cast<std::uint32_t>(data[4 * k + 2]) << 16 |
+                                                  static_cast<std::uint32_t>(data[4 * k + 3]) << 24);
+      }
+      continue;
+    }
+    if (op.type != OpType::Linear && op.type != OpType::Conv2d) continue;
+    const auto [wp, data] = place("weights");
+    const WeightBlock& w = *wp;
+    LinearParams& p = op.linear;
     p.packed.assign(data, data + w.bytes);
-    if (crc32_of(p.packed.data(), p.packed.size()) != w.crc)
-      throw BundleError(blob_file + ": checksum mismatch in " + w.field + " (corrupt weights)");
     // Codes beyond the quantizer's range (the ternary field 0b10, INT4 -8) are in the weights file.
     const int qmax = arith::weight_qmax(p.format);
     const std::size_t count = static_cast<std::size_t>(p.in) * static_cast<std::size_t>(p.out);
@@ -276,6 +329,58 @@ Graph read_layers_v1(const Manifest& m, const nlohmann::json& j, const Bundle& b
   return mlp_graph(b.rows * b.cols, std::move(params), relu);
 }
 
+// The fields of the transformer's ops (and the groups and factors of quantize and add): docs/bundle.md,
+// "Transformer ops". The graph's checks (validate) state what each must be.
+void read_transformer_fields(const Manifest& m, const nlohmann::json& o, const std::string& field,
+                             const arith::Format& f, const Graph& g, Op& op, std::vector<WeightBlock>& blocks) {
+  const OpType t = op.type;
+  if (t == OpType::Quantize && o.contains("groups"))
+    op.groups = static_cast<int>(m.integer(o, "groups", field + ".groups", 1, std::int64_t{1} << 26));
+  if (t == OpType::Scores || t == OpType::Softmax || t == OpType::Attend)
+    op.groups = static_cast<int>(m.integer(o, "groups", field + ".groups", 1, 1 << 16));
+  if ((t == OpType::Quantize || t == OpType::Add || t == OpType::Scores) && o.contains("factors")) {
+    const nlohmann::json& a = m.array(o, "factors", field + ".factors");
+    if (a.size() > 8) m.fail(field + ".factors", "has " + std::to_string(a.size()) + " tensors; at most 8");
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      if (!a[k].is_string())
+        m.fail(field + ".factors[" + std::to_string(k) + "]", "must be a tensor name, not " + Manifest::shown(a[k]));
+      op.factors.push_back(a[k].get<std::string>());
+    }
+  }
+  if (t == OpType::Scores) op.residual = m.string(o, "keys", field + ".keys");
+  if (t == OpType::Attend) op.residual = m.string(o, "values", field + ".values");
+  if (t == OpType::Scores) op.pairs = read_pairs(m, o, "pairs", field + ".pairs", 1, f);
+  if (t == OpType::Embed) op.pairs = read_pairs(m, o, "pairs", field + ".pairs", 2, f);
+  if (t == OpType::RmsNorm) {
+    // A gain pair per feature of the input.
+    const auto x = g.find_tensor(op.input);
+    op.pairs = read_pairs(m, o, "pairs", field + ".pairs", x ? static_cast<std::size_t>(g.tensors[*x].features) : kAnyCount, f);
+    op.eps = static_cast<std::uint64_t>(
+        m.integer(o, "eps", field + ".eps", 0, std::numeric_limits<std::int64_t>::max()));
+  }
+  if (t == OpType::SquaredRelu) op.shift = static_cast<int>(m.integer(o, "shift", field + ".shift", 0, arith::kMaxShift));
+  if (t == OpType::Softmax) {
+    const nlohmann::json& s = m.object(o, "softmax", field + ".softmax", {"index_bits", "value_bits", "prob_bits"});
+    op.softmax.index_bits =
+        static_cast<int>(m.integer(s, "index_bits", field + ".softmax.index_bits", 0, arith::kMaxExp2IndexBits));
+    op.softmax.value_bits =
+        static_cast<int>(m.integer(s, "value_bits", field + ".softmax.value_bits", 1, arith::kMaxExp2ValueBits));
+    op.softmax.prob_bits = static_cast<int>(m.integer(s, "prob_bits", field + ".softmax.prob_bits", 1, 15));
+  }
+  if (t == OpType::Embed) {
+    const nlohmann::json& e = m.object(o, "embed", field + ".embed",
+                                       {"vocabulary", "positions", "width", "token_table", "position_table"});
+    EmbedParams& p = op.embed;
+    p.vocabulary = static_cast<int>(m.integer(e, "vocabulary", field + ".embed.vocabulary", 1, 1 << 16));
+    p.positions = static_cast<int>(m.integer(e, "positions", field + ".embed.positions", 1, 1 << 16));
+    p.width = static_cast<int>(m.integer(e, "width", field + ".embed.width", 1, kMaxWidth));
+    const std::int64_t rows = std::max(p.vocabulary, p.positions);
+    if (rows * p.width > kMaxWidth) m.fail(field + ".embed.width", "a table of more than 2^26 integers");
+    read_table(m, e, "token_table", field, p.vocabulary, p.width, blocks);
+    read_table(m, e, "position_table", field, p.positions, p.width, blocks);
+  }
+}
+
 Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b, std::vector<WeightBlock>& blocks) {
   Graph g;
   const nlohmann::json& tensors = m.array(j, "tensors", "tensors");
@@ -287,7 +392,8 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
     t.name = m.string(tensors[i], "name", field + ".name");
     const std::string dtype = m.string(tensors[i], "dtype", field + ".dtype");
     const auto d = dtype_from_string(dtype);
-    if (!d) m.fail(field + ".dtype", Manifest::shown(dtype) + " is not one of \"uint8\", \"values\", \"codes\"");
+    if (!d)
+      m.fail(field + ".dtype", Manifest::shown(dtype) + " is not one of \"uint8\", \"values\", \"codes\", \"probs\"");
     t.dtype = *d;
     const nlohmann::json& shape = m.array(tensors[i], "shape", field + ".shape");
     if (shape.size() == 3) {  // a feature map [height, width, channels]
@@ -315,7 +421,8 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
     const auto t = op_type_from_string(type);
     if (!t)
       m.fail(field + ".type", Manifest::shown(type) + " is not an op type (\"quantize\", \"linear\", \"relu\", "
-                              "\"conv2d\", \"max_pool\", \"avg_pool\", \"add\", \"flatten\")");
+                              "\"conv2d\", \"max_pool\", \"avg_pool\", \"add\", \"flatten\", \"embed\", "
+                              "\"rms_norm\", \"squared_relu\", \"scores\", \"softmax\", \"attend\")");
     op.type = *t;
     const std::vector<std::string> plain = {"name", "type", "input", "output"};
     const std::vector<std::string> kernel = {"name", "type", "input", "output", "in", "out", "weights", "requant",
@@ -330,8 +437,14 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
       case OpType::Conv2d: m.check_object(ops[i], field, with(with(kernel, window), {"groups"})); break;
       case OpType::MaxPool: m.check_object(ops[i], field, with(plain, window)); break;
       case OpType::AvgPool: m.check_object(ops[i], field, with(with(plain, window), {"pairs"})); break;
-      case OpType::Add: m.check_object(ops[i], field, with(plain, {"residual", "pairs"})); break;
-      case OpType::Quantize: m.check_object(ops[i], field, with(plain, {"pairs"})); break;
+      case OpType::Add: m.check_object(ops[i], field, with(plain, {"residual", "pairs", "factors"})); break;
+      case OpType::Quantize: m.check_object(ops[i], field, with(plain, {"pairs", "groups", "factors"})); break;
+      case OpType::Embed: m.check_object(ops[i], field, with(plain, {"pairs", "embed"})); break;
+      case OpType::RmsNorm: m.check_object(ops[i], field, with(plain, {"pairs", "eps"})); break;
+      case OpType::SquaredRelu: m.check_object(ops[i], field, with(plain, {"shift"})); break;
+      case OpType::Scores: m.check_object(ops[i], field, with(plain, {"keys", "groups", "pairs", "factors"})); break;
+      case OpType::Softmax: m.check_object(ops[i], field, with(plain, {"groups", "softmax"})); break;
+      case OpType::Attend: m.check_object(ops[i], field, with(plain, {"values", "groups"})); break;
       default: m.check_object(ops[i], field, plain); break;
     }
     op.name = m.string(ops[i], "name", field + ".name");
@@ -353,6 +466,7 @@ Graph read_graph_v2(const Manifest& m, const nlohmann::json& j, const Bundle& b,
       op.residual = m.string(ops[i], "residual", field + ".residual");
       op.pairs = read_pairs(m, ops[i], "pairs", field + ".pairs", 2, b.target.format);
     }
+    read_transformer_fields(m, ops[i], field, b.target.format, g, op, blocks);
     g.ops.push_back(std::move(op));
   }
   g.input = m.string(j, "input_tensor", "input_tensor");
@@ -405,12 +519,21 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
     throw BundleError(e.what());
   }
   b.target_hash = m.string(j, "target_hash", "target_hash");
-  const nlohmann::json& input = m.object(j, "input", "input", {"rows", "cols", "encoding"});
-  b.rows = static_cast<int>(m.integer(input, "rows", "input.rows", 1, 1 << 13));
-  b.cols = static_cast<int>(m.integer(input, "cols", "input.cols", 1, 1 << 13));
-  const std::string encoding = m.string(input, "encoding", "input.encoding");
-  if (encoding != kInputEncoding)
-    m.fail("input.encoding", std::string("must be \"") + kInputEncoding + "\", not " + Manifest::shown(encoding));
+  const nlohmann::json& input_json = m.at(j, "input", "input");
+  if (input_json.is_object() && input_json.contains("encoding") && input_json["encoding"] == kSequenceEncoding) {
+    // A sequence of `tokens` bytes (a transformer's sample).
+    const nlohmann::json& input = m.object(j, "input", "input", {"tokens", "encoding"});
+    b.input_kind = InputKind::Sequence;
+    b.context = static_cast<int>(m.integer(input, "tokens", "input.tokens", 1, 1 << 16));
+  } else {
+    const nlohmann::json& input = m.object(j, "input", "input", {"rows", "cols", "encoding"});
+    b.rows = static_cast<int>(m.integer(input, "rows", "input.rows", 1, 1 << 13));
+    b.cols = static_cast<int>(m.integer(input, "cols", "input.cols", 1, 1 << 13));
+    const std::string encoding = m.string(input, "encoding", "input.encoding");
+    if (encoding != kInputEncoding)
+      m.fail("input.encoding", std::string("must be \"") + kInputEncoding + "\", not " + Manifest::shown(encoding) +
+                                   " (a sequence's is \"" + kSequenceEncoding + "\", with input.tokens)");
+  }
   b.classes = static_cast<int>(m.integer(j, "classes", "classes", 1, std::int64_t{1} << 26));
   // Provenance: free-form, but an object (readers look up its keys), and shallow enough to copy
   // and write back (both recurse).
@@ -468,10 +591,25 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
     m.fail(e.field(), e.what());
   }
   const Tensor& in = b.graph.tensor(b.graph.input);
+  const Tensor& out = b.graph.tensor(b.graph.output);
+  if (b.sequence()) {
+    if (in.is_map() || in.tokens != b.context || in.features != 1)
+      m.fail("input.tokens", std::to_string(b.context) + " byte tokens do not match the input tensor " +
+                                 std::to_string(in.tokens) + " x " + std::to_string(in.features) +
+                                 " (a sequence's is [tokens, 1])");
+    if (out.features != b.classes || out.tokens != b.context)
+      m.fail("classes", std::to_string(b.classes) + " does not match the output tensor's [" +
+                            std::to_string(out.tokens) + ", " + std::to_string(out.features) +
+                            "] (a row of classes per token)");
+    return b;
+  }
   if (in.size() != b.features())
     m.fail("input", "rows x cols = " + std::to_string(b.features()) + " does not match the input tensor's " +
                         std::to_string(in.size()) + " elements");
-  const Tensor& out = b.graph.tensor(b.graph.output);
+  for (std::size_t i = 0; i < b.graph.ops.size(); ++i)
+    if (b.graph.ops[i].type == OpType::Embed)
+      m.fail("input.encoding", "op '" + b.graph.ops[i].name + "' embeds byte tokens: the input must be \"" +
+                                   kSequenceEncoding + "\"");
   if (out.size() != static_cast<std::size_t>(b.classes))
     m.fail("classes", std::to_string(b.classes) + " does not match the output tensor's " + std::to_string(out.size()) +
                           " elements");
@@ -501,12 +639,33 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
       o["stride"] = {w.stride_h, w.stride_w};
       o["padding"] = {w.pad_h, w.pad_w};
     }
-    if (op.type == OpType::Conv2d) o["groups"] = op.groups;
-    if (op.type == OpType::Add) o["residual"] = op.residual;
-    if (op.type == OpType::AvgPool || op.type == OpType::Add || (op.type == OpType::Quantize && !op.pairs.empty())) {
+    const OpType t = op.type;
+    if (t == OpType::Conv2d || t == OpType::Scores || t == OpType::Softmax || t == OpType::Attend ||
+        (t == OpType::Quantize && op.groups != 1))
+      o["groups"] = op.groups;
+    if (t == OpType::Add) o["residual"] = op.residual;
+    if (t == OpType::Scores) o["keys"] = op.residual;
+    if (t == OpType::Attend) o["values"] = op.residual;
+    if (t == OpType::AvgPool || t == OpType::Add || t == OpType::Embed || t == OpType::RmsNorm ||
+        t == OpType::Scores || (t == OpType::Quantize && !op.pairs.empty())) {
       nlohmann::json pairs = nlohmann::json::array();
       for (const arith::FixedPoint& p : op.pairs) pairs.push_back({p.mantissa, p.shift});
       o["pairs"] = pairs;
+    }
+    if ((t == OpType::Quantize || t == OpType::Add || t == OpType::Scores) && !op.factors.empty())
+      o["factors"] = op.factors;
+    if (t == OpType::RmsNorm) o["eps"] = op.eps;
+    if (t == OpType::SquaredRelu) o["shift"] = op.shift;
+    if (t == OpType::Softmax)
+      o["softmax"] = {{"index_bits", op.softmax.index_bits},
+                      {"value_bits", op.softmax.value_bits},
+                      {"prob_bits", op.softmax.prob_bits}};
+    if (t == OpType::Embed) {
+      const EmbedParams& e = op.embed;
+      nlohmann::json embed = {{"vocabulary", e.vocabulary}, {"positions", e.positions}, {"width", e.width}};
+      embed["token_table"] = table_json(e.tokens, blob);
+      embed["position_table"] = table_json(e.positions_table, blob);
+      o["embed"] = std::move(embed);
     }
     ops.push_back(std::move(o));
   }
@@ -514,7 +673,8 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
                                    {"version", kBundleVersion},
                                    {"target", target::to_json(b.target)},
                                    {"target_hash", b.target_hash},
-                                   {"input", {{"rows", b.rows}, {"cols", b.cols}, {"encoding", kInputEncoding}}},
+                                   {"input", b.sequence() ? nlohmann::json{{"tokens", b.context}, {"encoding", kSequenceEncoding}}
+                                                          : nlohmann::json{{"rows", b.rows}, {"cols", b.cols}, {"encoding", kInputEncoding}}},
                                    {"classes", b.classes},
                                    {"weights_file", "weights.bin"},
                                    {"input_tensor", b.graph.input},

@@ -1,5 +1,6 @@
 #include "qathw/model/graph.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -56,7 +57,9 @@ namespace {
 const std::pair<OpType, const char*> kOpNames[] = {
     {OpType::Quantize, "quantize"}, {OpType::Linear, "linear"},    {OpType::Relu, "relu"},
     {OpType::Conv2d, "conv2d"},     {OpType::MaxPool, "max_pool"}, {OpType::AvgPool, "avg_pool"},
-    {OpType::Add, "add"},           {OpType::Flatten, "flatten"}};
+    {OpType::Add, "add"},           {OpType::Flatten, "flatten"},  {OpType::Embed, "embed"},
+    {OpType::RmsNorm, "rms_norm"},  {OpType::SquaredRelu, "squared_relu"}, {OpType::Scores, "scores"},
+    {OpType::Softmax, "softmax"},   {OpType::Attend, "attend"}};
 
 std::string shape_text(const Tensor& t) {
   if (t.is_map())
@@ -69,7 +72,13 @@ bool same_shape(const Tensor& a, const Tensor& b) {
 }
 
 const std::pair<DType, const char*> kDTypeNames[] = {
-    {DType::Pixels, "uint8"}, {DType::Values, "values"}, {DType::Codes, "codes"}};
+    {DType::Pixels, "uint8"}, {DType::Values, "values"}, {DType::Codes, "codes"}, {DType::Probs, "probs"}};
+
+// The vector unit the attention ops run on (arith's default: the one the trainer computes with).
+constexpr arith::VectorUnit kVectorUnit{};
+
+// Most tensors one op's pair may follow (factors), and the exp2 table's limits.
+constexpr std::size_t kMaxFactors = 8;
 
 // The work of one window op on one sample (multiply-accumulates, or pooled reads): a bound that
 // keeps every engine's run of a loaded bundle finite in time (a ResNet-50 layer is below 2^30).
@@ -190,6 +199,48 @@ void validate(const Graph& g, const arith::Format& f) {
     auto expect = [&](bool ok, const std::string& key, const std::string& rule) {
       if (!ok) throw GraphError(field + "." + key, where + ": " + rule);
     };
+    // The second input (add's residual, the keys of scores, the values of attend), named in the
+    // manifest by `key`: defined and written before the op.
+    auto second = [&](const char* key) -> const Tensor& {
+      expect(g.find_tensor(op.residual).has_value(), key, "tensor '" + op.residual + "' is not defined");
+      expect(written.count(op.residual) > 0 && op.residual != op.output, key,
+             "reads '" + op.residual + "' before any op writes it");
+      return g.tensor(op.residual);
+    };
+    // The tensors whose per-token absmax the op's last pair follows (arith::token_pair): each the
+    // codes of `tokens` tokens written by an earlier dynamic quantize op of one group, or, where
+    // heads > 1 (scores), of one group per head.
+    auto check_factors = [&](int tokens, int heads) {
+      expect(op.factors.size() <= kMaxFactors, "factors", "at most " + std::to_string(kMaxFactors) + " factors");
+      for (std::size_t k = 0; k < op.factors.size(); ++k) {
+        const std::string key = "factors[" + std::to_string(k) + "]";
+        const std::string& name = op.factors[k];
+        expect(g.find_tensor(name).has_value(), key, "factor tensor '" + name + "' is not defined");
+        const auto p = g.producer(name);
+        expect(p && *p < i, key, "factor '" + name + "' is not written before the op");
+        const Op& q = g.ops[*p];
+        expect(q.type == OpType::Quantize && q.pairs.empty(), key,
+               "factor '" + name + "' is not the codes of a dynamic quantize op (whose per-token absmax it gives)");
+        expect(q.groups == 1 || (heads > 1 && q.groups == heads), key,
+               "factor '" + name + "' is quantized in " + std::to_string(q.groups) + " groups; a factor has one " +
+                   (heads > 1 ? "or one per head (" + std::to_string(heads) + ")" : std::string("group")));
+        expect(g.tensor(name).tokens == tokens, key,
+               "factor '" + name + "' has " + std::to_string(g.tensor(name).tokens) + " tokens, the op " +
+                   std::to_string(tokens));
+      }
+    };
+    // The heads of an attention op: dividing the model width `features`.
+    auto check_heads = [&](int features) {
+      expect(op.groups >= 1 && features % op.groups == 0, "groups",
+             "groups = " + std::to_string(op.groups) + " (the heads) must divide the width (" +
+                 std::to_string(features) + ")");
+    };
+    auto plain = [](const Tensor& t) { return !t.is_map(); };
+    const bool grouped = op.type == OpType::Conv2d || op.type == OpType::Quantize || op.type == OpType::Scores ||
+                         op.type == OpType::Softmax || op.type == OpType::Attend;
+    expect(grouped || op.groups == 1, "groups", "only conv2d, quantize and the attention ops have groups");
+    expect(op.factors.empty() || op.type == OpType::Quantize || op.type == OpType::Add || op.type == OpType::Scores,
+           "factors", "only quantize (static), add and scores have a pair that follows the token");
     switch (op.type) {
       case OpType::Quantize:
         expect(x.dtype == DType::Pixels || x.dtype == DType::Values, "input", "input must be uint8 or values");
@@ -197,6 +248,13 @@ void validate(const Graph& g, const arith::Format& f) {
         expect(same_shape(x, y), "output", "output shape must equal the input shape " + shape_text(x));
         expect(op.pairs.size() <= 1, "pairs", "a quantizer has no pair (dynamic) or one: 1 / scale (static)");
         for (const arith::FixedPoint& pair : op.pairs) check_pair(pair, "pairs", f, expect);
+        expect(op.groups >= 1 && x.features % op.groups == 0, "groups",
+               "groups = " + std::to_string(op.groups) + " must divide the features (" + std::to_string(x.features) +
+                   ")");
+        expect(op.pairs.empty() || op.groups == 1, "groups", "a static quantizer has one pair: groups must be 1");
+        expect(op.factors.empty() || op.pairs.size() == 1, "factors",
+               "a dynamic quantizer has no pair for its factors to multiply");
+        check_factors(x.tokens, 1);
         break;
       case OpType::Relu:
         expect(x.dtype == DType::Values, "input", "input and output must be values");
@@ -255,15 +313,14 @@ void validate(const Graph& g, const arith::Format& f) {
         break;
       }
       case OpType::Add: {
-        expect(g.find_tensor(op.residual).has_value(), "residual", "residual tensor '" + op.residual + "' is not defined");
-        expect(written.count(op.residual) > 0, "residual", "reads '" + op.residual + "' before any op writes it");
-        const Tensor& r = g.tensor(op.residual);
+        const Tensor& r = second("residual");
         expect(x.dtype == DType::Values && r.dtype == DType::Values, "input", "both inputs must be values");
         expect(same_shape(x, r), "residual",
                "the inputs' shapes differ: " + shape_text(x) + " and " + shape_text(r));
         expect(y.dtype == DType::Values && same_shape(x, y), "output", "output must be values of the inputs' shape");
         expect(op.pairs.size() == 2, "pairs", "an add has two pairs: the input's and the residual's");
         for (const arith::FixedPoint& pair : op.pairs) check_pair(pair, "pairs", f, expect);
+        check_factors(x.tokens, 1);
         break;
       }
       case OpType::Flatten:
@@ -271,6 +328,112 @@ void validate(const Graph& g, const arith::Format& f) {
         expect(y.dtype == x.dtype && !y.is_map() && y.tokens == 1 && y.features == x.features, "output",
                "output must be [1, " + std::to_string(x.features) + "] of the input's type");
         break;
+      case OpType::Embed: {
+        const EmbedParams& e = op.embed;
+        expect(x.dtype == DType::Pixels && plain(x) && x.features == 1, "input", "input must be byte tokens [T, 1] (uint8)");
+        expect(y.dtype == DType::Values && plain(y) && y.tokens == x.tokens, "output",
+               "output must be values [" + std::to_string(x.tokens) + ", width]");
+        expect(e.vocabulary == 256, "embed.vocabulary",
+               "vocabulary = " + std::to_string(e.vocabulary) + " must be 256 (a row per byte value)");
+        expect(e.width == y.features, "embed.width",
+               "width = " + std::to_string(e.width) + " does not match the output's features " +
+                   std::to_string(y.features));
+        expect(e.positions >= x.tokens, "embed.positions",
+               "positions = " + std::to_string(e.positions) + " is fewer than the " + std::to_string(x.tokens) +
+                   " tokens of the input");
+        const auto check_table = [&](const std::vector<std::int32_t>& table, int rows, const char* key) {
+          expect(table.size() == static_cast<std::size_t>(rows) * static_cast<std::size_t>(e.width), key,
+                 "holds " + std::to_string(table.size()) + " integers, not rows x width = " +
+                     std::to_string(static_cast<std::size_t>(rows) * static_cast<std::size_t>(e.width)));
+          for (std::size_t k = 0; k < table.size(); ++k)
+            expect(arith::saturate(table[k], f.acc_bits) == table[k], key,
+                   "integer " + std::to_string(table[k]) + " at index " + std::to_string(k) + " outside the " +
+                       std::to_string(f.acc_bits) + "-bit accumulator range");
+        };
+        check_table(e.tokens, e.vocabulary, "embed.token_table");
+        check_table(e.positions_table, e.positions, "embed.position_table");
+        expect(op.pairs.size() == 2, "pairs", "an embedding has two pairs: the token table's and the position table's");
+        for (const arith::FixedPoint& pair : op.pairs) check_pair(pair, "pairs", f, expect);
+        break;
+      }
+      case OpType::RmsNorm: {
+        expect(x.dtype == DType::Values && plain(x), "input", "input must be values [tokens, features]");
+        expect(y.dtype == DType::Values && same_shape(x, y), "output", "output must be values of the input's shape");
+        expect(x.features <= arith::kRmsNormMaxFeatures, "input",
+               "more than " + std::to_string(arith::kRmsNormMaxFeatures) + " features per token");
+        expect(op.pairs.size() == static_cast<std::size_t>(x.features), "pairs",
+               "has " + std::to_string(op.pairs.size()) + " pairs; needs a gain pair per feature (" +
+                   std::to_string(x.features) + ")");
+        for (const arith::FixedPoint& pair : op.pairs) check_pair(pair, "pairs", f, expect);
+        const int in_bits = std::min(f.acc_bits, arith::rmsnorm_max_input_bits(x.features));
+        expect(op.eps < (std::uint64_t{1} << 63) && arith::rmsnorm_sum_fits(x.features, in_bits, op.eps), "eps",
+               "eps = " + std::to_string(op.eps) + ": the sum of squares of " + std::to_string(x.features) + " " +
+                   std::to_string(in_bits) + "-bit inputs plus features x eps exceeds 64 bits");
+        break;
+      }
+      case OpType::SquaredRelu:
+        expect(x.dtype == DType::Values, "input", "input and output must be values");
+        expect(y.dtype == DType::Values && same_shape(x, y), "output", "output must be values of the input's shape");
+        expect(op.shift >= 0 && op.shift <= arith::kMaxShift, "shift",
+               "shift = " + std::to_string(op.shift) + " is not in [0, " + std::to_string(arith::kMaxShift) + "]");
+        break;
+      case OpType::Scores: {
+        expect(x.dtype == DType::Codes && plain(x), "input", "input must be the query codes [tokens, width]");
+        const Tensor& k = second("keys");
+        expect(k.dtype == DType::Codes && same_shape(x, k), "keys",
+               "keys must be codes of the queries' shape " + shape_text(x) + ", not " + shape_text(k));
+        check_heads(x.features);
+        expect(y.dtype == DType::Values && plain(y) && y.tokens == x.tokens &&
+                   y.features == op.groups * x.tokens, "output",
+               "output must be values [" + std::to_string(x.tokens) + ", heads x tokens = " +
+                   std::to_string(op.groups * x.tokens) + "]");
+        expect(f.act_bits <= kVectorUnit.operand_bits, "input",
+               std::to_string(f.act_bits) + "-bit codes are wider than the vector unit's " +
+                   std::to_string(kVectorUnit.operand_bits) + "-bit operands");
+        expect(op.pairs.size() == 1, "pairs", "scores have one pair: the rows' static pair");
+        check_pair(op.pairs[0], "pairs", f, expect);
+        check_factors(x.tokens, op.groups);
+        break;
+      }
+      case OpType::Softmax: {
+        expect(x.dtype == DType::Values && plain(x), "input", "input must be the score values [tokens, heads x tokens]");
+        expect(op.groups >= 1 && x.features == op.groups * x.tokens, "groups",
+               "groups = " + std::to_string(op.groups) + " heads of " + std::to_string(x.tokens) +
+                   " tokens do not make the input's " + std::to_string(x.features) + " features");
+        expect(y.dtype == DType::Probs && same_shape(x, y), "output", "output must be probs of the input's shape");
+        const SoftmaxParams& s = op.softmax;
+        expect(s.index_bits >= 0 && s.index_bits <= arith::kMaxExp2IndexBits, "softmax.index_bits",
+               "index_bits = " + std::to_string(s.index_bits) + " is not in [0, " +
+                   std::to_string(arith::kMaxExp2IndexBits) + "]");
+        expect(s.value_bits >= 1 && s.value_bits <= arith::kMaxExp2ValueBits, "softmax.value_bits",
+               "value_bits = " + std::to_string(s.value_bits) + " is not in [1, " +
+                   std::to_string(arith::kMaxExp2ValueBits) + "]");
+        // Probabilities are unsigned operands of the vector unit, and the reciprocal unit's qmax.
+        const int prob_max = std::min(kVectorUnit.operand_bits, 15);
+        expect(s.prob_bits >= 1 && s.prob_bits <= prob_max, "softmax.prob_bits",
+               "prob_bits = " + std::to_string(s.prob_bits) + " is not in [1, " + std::to_string(prob_max) +
+                   "] (the vector unit's operands)");
+        expect(arith::softmax_sum_fits(x.tokens, s.value_bits), "softmax.value_bits",
+               "a row of " + std::to_string(x.tokens) + " exp values of " + std::to_string(s.value_bits) +
+                   " fraction bits may exceed the reciprocal unit's 2^31");
+        break;
+      }
+      case OpType::Attend: {
+        expect(x.dtype == DType::Probs && plain(x), "input", "input must be the probabilities [tokens, heads x tokens]");
+        const Tensor& v = second("values");
+        expect(v.dtype == DType::Codes && plain(v) && v.tokens == x.tokens, "values",
+               "values must be codes [" + std::to_string(x.tokens) + ", width], not " + shape_text(v));
+        check_heads(v.features);
+        expect(x.features == op.groups * x.tokens, "input",
+               "input must be [" + std::to_string(x.tokens) + ", heads x tokens = " +
+                   std::to_string(op.groups * x.tokens) + "]");
+        expect(y.dtype == DType::Values && same_shape(v, y), "output", "output must be values of the values' shape " +
+                                                                         shape_text(v));
+        expect(f.act_bits <= kVectorUnit.operand_bits, "values",
+               std::to_string(f.act_bits) + "-bit codes are wider than the vector unit's " +
+                   std::to_string(kVectorUnit.operand_bits) + "-bit operands");
+        break;
+      }
     }
   }
   if (!g.find_tensor(g.output)) throw GraphError("output_tensor", "output tensor '" + g.output + "' is not defined");
@@ -371,6 +534,9 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
                         "op after it");
         if (g.tensor(op.input).tokens != 1)
           return refuse(where + "the accelerator's quantizer takes one token per sample");
+        if (op.groups != 1 || !op.factors.empty())
+          return refuse(where + "the accelerator's quantizer has one scale per token, from its own absmax or one "
+                        "static pair (no groups, no factors)");
         const auto from = source(op.input);
         if (!from) return refuse(where + "quantizes a tensor the accelerator does not hold");
         const Op& k = g.ops[i + 1];
@@ -397,6 +563,8 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
         l.out = static_cast<int>(g.tensor(op.output).size());
         l.pairs = op.pairs;
         if (op.type == OpType::Add) {
+          if (!op.factors.empty())
+            return refuse(where + "the accelerator's adder aligns by static pairs only (no factors)");
           l.kind = AcceleratorOp::Add;
           const auto res = source(op.residual);
           if (!res || *res == AcceleratorLayer::kPixels)
@@ -415,6 +583,14 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
       case OpType::Linear:
       case OpType::Conv2d:
         return refuse(where + "the accelerator's array reads codes of the quantize op just before it");
+      case OpType::Embed:
+      case OpType::RmsNorm:
+      case OpType::SquaredRelu:
+      case OpType::Scores:
+      case OpType::Softmax:
+      case OpType::Attend:
+        return refuse(where + "the accelerator's fused engines do not run the transformer's ops yet (the integer " +
+                      "engine does)");
     }
     r.layers.push_back(l);
     layer_of[g.ops[i].output] = r.layers.size() - 1;

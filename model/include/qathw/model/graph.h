@@ -27,9 +27,10 @@ class GraphError : public std::runtime_error {
 
 // What a tensor's integers are.
 enum class DType : std::uint8_t {
-  Pixels,  // uint8 input samples
+  Pixels,  // uint8 input samples: an image's pixels, or a sequence's byte tokens
   Values,  // datapath integers: requantized accumulators (signed, acc_bits)
   Codes,   // activation codes (signed, act_bits)
+  Probs,   // softmax probability codes (unsigned, prob_bits: 2^prob_bits - 1 is 1)
 };
 
 // A tensor of `tokens` rows of `features` integers. The per-token quantizer works on each row.
@@ -58,6 +59,14 @@ enum class OpType : std::uint8_t {
   AvgPool,   // each window's sum, requantized by the pair of 1 / area: Values map -> Values map
   Add,       // two Values tensors of one shape aligned by their pairs and added: -> Values
   Flatten,   // a map as a plain tensor of one token, the integers unchanged: map -> [1, H W C]
+  // The transformer's ops (docs/bundle.md, "Transformer ops"); a sequence is one sample of
+  // `context` tokens, attention's heads are `groups` equal slices of a token's features.
+  Embed,        // byte tokens [T, 1] -> Values [T, width]: token table row + position table row
+  RmsNorm,      // per token: RMSNorm with gain pairs: Values -> Values
+  SquaredRelu,  // relu(v)^2 shifted right by `shift`: Values -> Values
+  Scores,       // per token and head: Q codes . each visible key's codes, requantized: -> Values [T, heads x T]
+  Softmax,      // per token and head: the causal row's integer softmax: Values [T, heads x T] -> Probs
+  Attend,       // per token and head: probabilities . the value codes' columns: Probs, Codes -> Values [T, width]
 };
 
 // A linear op's parameters: weight codes packed as the weight SRAM holds them (row-major out x
@@ -74,17 +83,41 @@ struct LinearParams {
   std::vector<std::int8_t> codes() const;  // all codes, unpacked, row-major out x in
 };
 
+// An embedding's integer tables at the stream's scale: a row per token value and per position.
+struct EmbedParams {
+  int vocabulary = 0, positions = 0, width = 0;
+  std::vector<std::int32_t> tokens;     // vocabulary x width
+  std::vector<std::int32_t> positions_table;  // positions x width
+};
+
+// The softmax unit's sizes: the exp2 table's index and value bits, the probability codes' bits.
+struct SoftmaxParams {
+  int index_bits = 0, value_bits = 0, prob_bits = 0;
+};
+
 struct Op {
   OpType type = OpType::Relu;
   std::string name;
   std::string input, output;  // tensor names
   LinearParams linear;        // Linear and Conv2d (a kernel is a row of in = patch codes)
   arith::Window window{};     // Conv2d, MaxPool, AvgPool
-  int groups = 1;             // Conv2d
-  std::string residual{};     // Add: the second input, added to `input`
-  // Quantize: {} dynamic per-token absmax, {1 / scale} static per tensor; AvgPool: {1 / area};
-  // Add: {input's, residual's}.
+  // Conv2d: its groups; Quantize (dynamic): a scale per group of a token's features; Scores,
+  // Softmax, Attend: the attention heads.
+  int groups = 1;
+  // The second input: Add's residual (added to `input`), Scores' key codes, Attend's value codes.
+  std::string residual{};
+  // Quantize: {} dynamic per-token (per group) absmax, {1 / scale} static; AvgPool: {1 / area};
+  // Add: {input's, residual's}; RmsNorm: a gain pair per feature; Embed: {token's, position's};
+  // Scores: {the row's static pair}.
   std::vector<arith::FixedPoint> pairs{};
+  // A pair that follows the token: the codes tensors (each written by a dynamic Quantize) whose
+  // per-token absmax multiply the op's last pair, in this order (arith::token_pair): static
+  // Quantize, Add (the residual's pair) and Scores (a factor of `groups` groups gives the head's).
+  std::vector<std::string> factors{};
+  int shift = 0;           // SquaredRelu
+  std::uint64_t eps = 0;   // RmsNorm: eps in units of the input squared
+  SoftmaxParams softmax{};  // Softmax
+  EmbedParams embed{};      // Embed
 
   // A convolution's shape from its input tensor (a map) and its own fields.
   arith::Conv2dShape conv_shape(const Tensor& input) const;

@@ -29,7 +29,9 @@ class IntEngine {
   Bundle bundle_;  // a copy: an engine outlives the bundle it was made from
   std::vector<std::vector<std::int8_t>> codes_;  // per op: linear weight codes, unpacked once
   std::vector<std::size_t> input_of_;            // per op: the op producing its input, or npos for the input
-  std::vector<std::size_t> residual_of_;         // per add op: the op producing its residual input
+  std::vector<std::size_t> residual_of_;         // per add, scores, attend op: the op producing its second input
+  std::vector<std::vector<std::size_t>> factors_of_;  // per op: the dynamic quantize ops of its factors
+  std::vector<arith::Exp2Table> tables_;         // per softmax op: its exp2 table, built once
   std::size_t output_op_ = 0;
 };
 
