@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   qathw::cli::add_synth_command(app, exit_code);
   qathw::cli::add_profile_command(app, exit_code);
   qathw::cli::add_sweep_command(app, exit_code);
+  qathw::cli::add_generate_command(app, exit_code);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {

@@ -92,7 +92,8 @@ std::set<std::string> recipe_fields_given(const TrainOptions& o) {
 }
 
 // qat-hw train --model bitnet-tiny --data text:PATH: the transformer's FP32 twin, PTQ and QAT on a
-// text corpus, reported in bits per byte on the validation split (no bundle yet).
+// text corpus, reported in bits per byte on the validation split; the QAT network exported as a
+// bundle whose integer engine must give the trainer's logits on every validation sequence.
 int run_train_text(const TrainOptions& o, const std::optional<training::TransformerSpec>& found,
                    const kernels::DeviceChoice& device) {
   const bool text = o.data.rfind("text:", 0) == 0;
@@ -144,7 +145,7 @@ int run_train_text(const TrainOptions& o, const std::optional<training::Transfor
                   training::kProgressSequences, p.steps_per_s, p.eta_s);
     std::cerr << line << std::flush;
   };
-  const training::TextTrainResult r =
+  training::TextTrainResult r =
       training::train_transformer(spec_m, spec, config, steps_per_epoch, corpus, out / "checkpoints", o.resume, progress);
   nlohmann::json cfg = training::to_json(config);
   for (const char* k : {"hidden", "fit_threads", "distill"}) cfg.erase(k);
@@ -168,6 +169,32 @@ int run_train_text(const TrainOptions& o, const std::optional<training::Transfor
     report["ptq"] = {{"validation_bits_per_byte", r.ptq.validation_bpb}};
   }
   report["qat"] = phase(r.qat);
+
+  // The bundle, and its integer engine against the trainer's integers on every validation sequence.
+  nlohmann::json provenance = {{"model", training::to_json(spec_m)}, {"config", cfg},
+                               {"qat_validation_bits_per_byte", r.qat.validation_bpb}};
+  const std::filesystem::path bundle_path = out / "model.qhw";
+  model::save_bundle(bundle_path, training::make_bundle(*r.qat_net, spec, provenance));
+  const model::Bundle bundle = model::load_bundle(bundle_path, &spec);
+  training::SequenceIntegers trained;
+  training::bits_per_byte(*r.qat_net, corpus.validation, true, spec, 0, &trained);
+  std::cerr << "train: the integer engine on " << trained.sequences << " validation sequences\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<std::int32_t> engine = model::IntEngine(bundle).run_batch(trained.inputs.data(), trained.sequences);
+  const double engine_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  long mismatches = 0;
+  std::int64_t largest = 0;
+  for (std::size_t i = 0; i < engine.size(); ++i) {
+    const std::int64_t d = std::llabs(static_cast<std::int64_t>(engine[i]) - trained.logits[i]);
+    if (d != 0) ++mismatches;
+    largest = std::max(largest, d);
+  }
+  report["bundle"] = bundle_path.string();
+  report["agreement"] = {{"sequences", trained.sequences},
+                         {"output_integers", engine.size()},
+                         {"mismatches", mismatches},
+                         {"largest_difference_lsb", largest},
+                         {"int_engine_sequences_per_s", static_cast<double>(trained.sequences) / engine_seconds}};
   util::write_file_atomic(out / "report.json", report.dump(2) + "\n");
   const auto bpb = [](double v) {
     char buf[32];
@@ -180,8 +207,11 @@ int run_train_text(const TrainOptions& o, const std::optional<training::Transfor
   }
   std::cout << "QAT         validation " << bpb(r.qat.validation_bpb) << " bits/byte  (" << std::fixed
             << std::setprecision(2) << r.qat.steps_per_s << " steps/s)\n";
-  std::cout << "report " << (out / "report.json").string() << "\n";
-  return kExitOk;
+  std::cout << "integer engine vs trainer: " << trained.sequences << " validation sequences, " << mismatches
+            << " mismatching logit integers" << (mismatches ? " (largest " + std::to_string(largest) + " LSB)" : std::string())
+            << "\n";
+  std::cout << "bundle " << bundle_path.string() << ", report " << (out / "report.json").string() << "\n";
+  return mismatches == 0 ? kExitOk : kExitMismatch;
 }
 
 int run_train(const TrainOptions& o) {

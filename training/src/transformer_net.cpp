@@ -1057,8 +1057,9 @@ double TransformerNet::score_pair_value(double q_scale, double k_step, int head_
 // ---- evaluation -------------------------------------------------------------------------------
 
 double bits_per_byte(TransformerNet& net, const std::vector<std::uint8_t>& tokens, bool quantized,
-                     const target::TargetSpec& target, std::size_t max_sequences) {
+                     const target::TargetSpec& target, std::size_t max_sequences, SequenceIntegers* integers) {
   const int T = net.spec().context, V = net.spec().vocabulary;
+  if (integers && !quantized) throw std::logic_error("bits_per_byte: integers come from the quantized forward");
   const SequenceSampler sampler(tokens, T, 0, "evaluation");
   std::size_t count = sampler.tiled();
   if (max_sequences) count = std::min(count, max_sequences);
@@ -1066,6 +1067,11 @@ double bits_per_byte(TransformerNet& net, const std::vector<std::uint8_t>& token
   if (quantized) net.quantize_weights(target.format);
   constexpr std::size_t kBatch = 32;
   std::vector<std::uint8_t> in(kBatch * T), out(kBatch * T);
+  if (integers) {
+    integers->sequences = count;
+    integers->inputs.resize(count * T);
+    integers->logits.resize(count * T * V);
+  }
   double nats = 0;
   for (std::size_t start = 0; start < count; start += kBatch) {
     const int batch = static_cast<int>(std::min(kBatch, count - start));
@@ -1073,6 +1079,12 @@ double bits_per_byte(TransformerNet& net, const std::vector<std::uint8_t>& token
       sampler.sequence((start + b) * static_cast<std::size_t>(T), in.data() + b * T, out.data() + b * T);
     const std::vector<float>& logits =
         quantized ? net.forward_quantized(in.data(), batch, target.format, target.array.lanes) : net.forward(in.data(), batch);
+    if (integers) {
+      std::copy(in.begin(), in.begin() + batch * T, integers->inputs.begin() + static_cast<long>(start * T));
+      const std::vector<std::int32_t>& z = net.integers().logits;
+      std::copy(z.begin(), z.begin() + static_cast<long>(batch) * T * V,
+                integers->logits.begin() + static_cast<long>(start * T * V));
+    }
     for (int t = 0; t < batch * T; ++t) {
       const float* row = logits.data() + static_cast<std::size_t>(t) * V;
       const float top = *std::max_element(row, row + V);
@@ -1227,6 +1239,7 @@ TextTrainResult train_transformer(const TransformerSpec& spec, const target::Tar
   TransformerNet qat = config.qat_from_fp32 && config.train_fp32 ? fp32 : TransformerNet(spec, config.seed);
   r.qat = run_text_phase(Phase::Qat, spec, target, config, steps_per_epoch, corpus, checkpoint_dir / "qat.ckpt", resume,
                          progress, qat);
+  r.qat_net = std::move(qat);
   return r;
 }
 

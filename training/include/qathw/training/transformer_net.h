@@ -219,8 +219,16 @@ class TransformerNet {
 // Bits per byte of a network on a token stream: the mean cross-entropy, in bits, of every target of
 // the tiled sequences (SequenceSampler::tiled) of the stream, at most `max_sequences` of them (0:
 // all). `quantized`: through forward_quantized (the weights are quantized first).
+// With `integers` (quantized only), also every sequence's input tokens and its LM head integers:
+// what the exported bundle's integer engine must reproduce.
+struct SequenceIntegers {
+  std::size_t sequences = 0;
+  std::vector<std::uint8_t> inputs;   // sequences x context tokens
+  std::vector<std::int32_t> logits;   // sequences x context x vocabulary
+};
 double bits_per_byte(TransformerNet& net, const std::vector<std::uint8_t>& tokens, bool quantized,
-                     const target::TargetSpec& target, std::size_t max_sequences = 0);
+                     const target::TargetSpec& target, std::size_t max_sequences = 0,
+                     SequenceIntegers* integers = nullptr);
 
 // ---- the training run -------------------------------------------------------------------------
 
@@ -248,6 +256,7 @@ inline constexpr std::size_t kProgressSequences = 128;
 struct TextTrainResult {
   TextPhaseResult fp32, ptq, qat;
   long steps_per_epoch = 0;
+  std::optional<TransformerNet> qat_net;  // the trained (calibrated) QAT network, to export
 };
 
 // FP32 twin, PTQ of its weights and QAT of a transformer on a text corpus (config.epochs epochs of
