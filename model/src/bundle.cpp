@@ -354,11 +354,13 @@ void read_transformer_fields(const Manifest& m, const nlohmann::json& o, const s
   if (t == OpType::RmsNorm) {
     // A gain pair per feature of the input.
     const auto x = g.find_tensor(op.input);
-    op.pairs = read_pairs(m, o, "pairs", field + ".pairs", x ? static_cast<std::size_t>(g.tensors[*x].features) : kAnyCount, f);
+    const std::size_t count = x ? static_cast<std::size_t>(g.tensors[*x].features) : kAnyCount;
+    op.pairs = read_pairs(m, o, "pairs", field + ".pairs", count, f);
     op.eps = static_cast<std::uint64_t>(
         m.integer(o, "eps", field + ".eps", 0, std::numeric_limits<std::int64_t>::max()));
   }
-  if (t == OpType::SquaredRelu) op.shift = static_cast<int>(m.integer(o, "shift", field + ".shift", 0, arith::kMaxShift));
+  if (t == OpType::SquaredRelu)
+    op.shift = static_cast<int>(m.integer(o, "shift", field + ".shift", 0, arith::kMaxShift));
   if (t == OpType::Softmax) {
     const nlohmann::json& s = m.object(o, "softmax", field + ".softmax", {"index_bits", "value_bits", "prob_bits"});
     op.softmax.index_bits =
@@ -669,12 +671,14 @@ void save_bundle(const std::filesystem::path& path, const Bundle& b) {
     }
     ops.push_back(std::move(o));
   }
+  const nlohmann::json input =
+      b.sequence() ? nlohmann::json{{"tokens", b.context}, {"encoding", kSequenceEncoding}}
+                   : nlohmann::json{{"rows", b.rows}, {"cols", b.cols}, {"encoding", kInputEncoding}};
   const nlohmann::json manifest = {{"format", kFormatName},
                                    {"version", kBundleVersion},
                                    {"target", target::to_json(b.target)},
                                    {"target_hash", b.target_hash},
-                                   {"input", b.sequence() ? nlohmann::json{{"tokens", b.context}, {"encoding", kSequenceEncoding}}
-                                                          : nlohmann::json{{"rows", b.rows}, {"cols", b.cols}, {"encoding", kInputEncoding}}},
+                                   {"input", input},
                                    {"classes", b.classes},
                                    {"weights_file", "weights.bin"},
                                    {"input_tensor", b.graph.input},
