@@ -94,10 +94,22 @@ OpOutputs IntEngine::run(const std::uint8_t* input) const {
         // Codes are at most 16 bits: the dot product runs on int16, twice the int32 SIMD width.
         const std::vector<std::int16_t> codes(x.begin(), x.end());
         y.resize(static_cast<std::size_t>(shape.tokens) * p.out);
+        // Where no order of the additions changes the accumulator (arith::accumulation_order_free)
+        // and the exact sum fits int32, the exact sum in one vectorised pass, the overflow rule once.
+        const bool order_free = arith::accumulation_order_free(p.in, f) &&
+                                arith::dot_abs_bound(p.in, f) < (std::int64_t{1} << 31);
         for (int t = 0; t < shape.tokens; ++t) {
           const std::int16_t* xt = codes.data() + static_cast<std::size_t>(t) * p.in;
           for (int n = 0; n < p.out; ++n) {
-            const std::int64_t acc = arith::dot(xt, w + static_cast<std::size_t>(n) * p.in, p.in, lanes, f);
+            const std::int8_t* wn = w + static_cast<std::size_t>(n) * p.in;
+            std::int64_t acc;
+            if (order_free) {
+              std::int32_t sum = 0;
+              for (int k = 0; k < p.in; ++k) sum += static_cast<std::int32_t>(xt[k]) * wn[k];
+              acc = arith::accumulator_of_exact_sum(sum, f);
+            } else {
+              acc = arith::dot(xt, wn, p.in, lanes, f);
+            }
             y[static_cast<std::size_t>(t) * p.out + n] = static_cast<std::int32_t>(arith::epilogue(acc, p.requant[n], false, f));
           }
         }
