@@ -29,7 +29,7 @@ struct SliceOptions {
 };
 
 int run_verify_slice(const SliceOptions& o) {
-  const ModelInputs in = load_model_inputs(o.model, "", o.data, 0);
+  const ModelInputs in = load_model_inputs(o.model, "", o.data, 0, true);
   if (o.first < 0 || o.count < 1 || static_cast<std::size_t>(o.first + o.count) > in.count)
     throw std::invalid_argument("verify-slice: samples " + std::to_string(o.first) + " + " + std::to_string(o.count) +
                                 " lie outside the " + std::to_string(in.count) + " test images");

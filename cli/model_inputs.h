@@ -19,7 +19,10 @@ struct ModelInputs {
 long parse_samples(const std::string& text);
 
 // `target` empty: any target; `samples` 0: the whole test split, more than it holds: an error.
+// With `sequences`, a language-model bundle is accepted: its samples are the tiled validation
+// sequences of a text corpus (`data` text:PATH, or the default corpus when `data` is the image
+// default), `test` then holds them as count x context tokens; without, it is refused.
 ModelInputs load_model_inputs(const std::string& model, const std::string& target, const std::string& data,
-                              long samples);
+                              long samples, bool sequences = false);
 
 }  // namespace qathw::cli

@@ -58,7 +58,8 @@ std::vector<std::string> parse_engines(const std::string& text) {
 
 int run_verify(const VerifyOptions& o) {
   std::vector<std::string> names = parse_engines(o.engines);
-  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, parse_samples(o.samples));
+  const ModelInputs in = load_model_inputs(o.model, o.target, o.data, parse_samples(o.samples), true);
+  const std::string unit = in.bundle.sequence() ? "sequences" : "images";
   // Each engine says whether it can run the bundle. Named with --engines, one that cannot is an
   // error; by default it is left out with its reason.
   std::vector<std::string> runnable;
@@ -81,12 +82,12 @@ int run_verify(const VerifyOptions& o) {
   const bool workers = plan.workers;
   const auto t0 = Clock::now();
   if (workers) {
-    std::cerr << "verify: " << names.size() << " engines on " << in.count << " images in up to " << jobs
+    std::cerr << "verify: " << names.size() << " engines on " << in.count << " " << unit << " in up to " << jobs
               << " worker processes\n";
     runs = run_engines_in_workers(o.model, o.data, names, in, jobs, plan.smallest, failed);
   } else {
     for (const auto& name : names) {
-      std::cerr << "verify: running " << name << " on " << in.count << " images\n";
+      std::cerr << "verify: running " << name << " on " << in.count << " " << unit << "\n";
       try {
         runs[name] = verify::find_engine(name)->run(in.bundle, in.test.pixels.data(), in.count);
       } catch (const std::exception& e) {
@@ -111,14 +112,14 @@ int run_verify(const VerifyOptions& o) {
     const verify::EngineRun& r = runs[name];
     nlohmann::json e = r.stats;
     e["seconds"] = r.seconds;
-    e["images_per_s"] = r.seconds > 0 ? in.count / r.seconds : 0.0;
+    e[unit + "_per_s"] = r.seconds > 0 ? in.count / r.seconds : 0.0;
     report["engines"][name] = e;
   }
   bool agree = true;
   std::optional<std::size_t> failing_sample;
   const std::string& ref = names.front();
-  std::printf("verify %s (target %s): %zu images, every op both engines observe compared exactly\n", o.model.c_str(),
-              in.bundle.target.name.c_str(), in.count);
+  std::printf("verify %s (target %s): %zu %s, every op both engines observe compared exactly\n", o.model.c_str(),
+              in.bundle.target.name.c_str(), in.count, unit.c_str());
   for (std::size_t k = 1; k < names.size(); ++k) {
     const verify::Comparison c =
         verify::compare(in.bundle.graph, ref, runs[ref].outputs, names[k], runs[names[k]].outputs);
@@ -138,14 +139,15 @@ int run_verify(const VerifyOptions& o) {
     if (c.first) {
       agree = false;
       if (!failing_sample) failing_sample = c.first->sample;
-      std::printf("  %s vs %s: %zu of %zu images differ; first: %s%s\n", ref.c_str(), names[k].c_str(),
-                  c.mismatching_samples, c.samples, verify::describe(*c.first).c_str(), at_cycle.c_str());
+      std::printf("  %s vs %s: %zu of %zu %s differ; first: %s%s\n", ref.c_str(), names[k].c_str(),
+                  c.mismatching_samples, c.samples, unit.c_str(), verify::describe(*c.first).c_str(), at_cycle.c_str());
     } else {
       std::printf("  %s vs %s: identical on %zu ops\n", ref.c_str(), names[k].c_str(), c.ops.size());
     }
   }
   for (const auto& name : names)
-    std::printf("  %-8s %.2f s (%.0f images/s)\n", name.c_str(), runs[name].seconds, in.count / runs[name].seconds);
+    std::printf("  %-8s %.2f s (%.0f %s/s)\n", name.c_str(), runs[name].seconds, in.count / runs[name].seconds,
+                unit.c_str());
   std::printf("  wall time %.2f s (%s)\n", wall,
               workers ? (std::to_string(jobs) + " worker processes at a time").c_str() : "one process");
   report["wall_seconds"] = wall;
@@ -190,8 +192,9 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--engines", o->engines, "Comma-separated engines (int, systemc, rtl, hls, cuda); the first is the reference")
       ->capture_default_str()
       ->each([o](const std::string&) { o->engines_given = true; });
-  cmd->add_option("--samples", o->samples, "Number of test images, or 'all'")->capture_default_str();
-  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files")->capture_default_str()->check(NonEmptyPath);
+  cmd->add_option("--samples", o->samples, "Number of test images (a language model: validation sequences), or 'all'")->capture_default_str();
+  cmd->add_option("--data", o->data, "Folder with MNIST-style IDX files, or text:PATH for a language model "
+                  "(default: the fortunes corpus)")->capture_default_str()->check(NonEmptyPath);
   cmd->add_option("--target", o->target, "Require the bundle to be built for this target")->check(NonEmptyTarget);
   cmd->add_option("--json", o->json, "Write a JSON summary to this file")->check(NonEmptyPath);
   cmd->add_option("--trace", o->trace, "Write the RTL's FST waveform of the first differing sample (or of sample 0)");
