@@ -119,14 +119,13 @@ QATHW_HD Real round_to_integer(Real x, Rounding mode) {
   return up ? away : t;
 }
 
-// Number of significant bits of v (0 for 0).
+// Number of significant bits of v (0 for 0): a leading-zero count.
 QATHW_HD constexpr int bit_length(std::uint64_t v) {
-  int n = 0;
-  while (v != 0) {
-    v >>= 1;
-    ++n;
-  }
-  return n;
+#if defined(__CUDA_ARCH__)
+  return 64 - __clzll(static_cast<long long>(v));
+#else
+  return v == 0 ? 0 : 64 - __builtin_clzll(v);
+#endif
 }
 
 }  // namespace qathw::arith

@@ -25,12 +25,11 @@ QATHW_HD constexpr std::uint64_t isqrt(std::uint64_t n, int input_bits = 64) {
   std::uint64_t bit = std::uint64_t{1} << (2 * (steps - 1));  // the trial bit, squared: 4^(steps-1)
   for (int i = 0; i < steps; ++i) {
     // root holds the result so far shifted left by the bits still to come; root + bit < 2^64.
-    if (rem >= root + bit) {
-      rem -= root + bit;
-      root = (root >> 1) + bit;
-    } else {
-      root >>= 1;
-    }
+    // Written as selects: the digit's branch would be taken at random.
+    const std::uint64_t trial = root + bit;
+    const bool fits = rem >= trial;
+    rem -= fits ? trial : 0;
+    root = (root >> 1) + (fits ? bit : 0);
     bit >>= 2;
   }
   return root;
