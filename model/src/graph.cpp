@@ -484,7 +484,25 @@ std::string to_string(AcceleratorOp k) {
   return "?";
 }
 
-AcceleratorLowering accelerator_layers(const Graph& g) {
+std::string to_string(TransformerOp k) {
+  switch (k) {
+    case TransformerOp::None: return "none";
+    case TransformerOp::Embed: return "embed";
+    case TransformerOp::RmsNorm: return "rms_norm";
+    case TransformerOp::Quantize: return "quantize";
+    case TransformerOp::SquaredRelu: return "squared_relu";
+    case TransformerOp::Scores: return "scores";
+    case TransformerOp::Softmax: return "softmax";
+    case TransformerOp::Attend: return "attend";
+  }
+  return "?";
+}
+
+std::string kind_name(const AcceleratorLayer& l) {
+  return l.unit != TransformerOp::None ? to_string(l.unit) : to_string(l.kind);
+}
+
+AcceleratorLowering accelerator_layers(const Graph& g, bool transformer_units) {
   AcceleratorLowering r;
   auto refuse = [&](const std::string& why) {
     r.layers.clear();
@@ -494,21 +512,42 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
   std::map<std::string, int> readers;
   for (const Op& op : g.ops) {
     ++readers[op.input];
-    if (op.type == OpType::Add) ++readers[op.residual];
+    if (op.type == OpType::Add || op.type == OpType::Scores || op.type == OpType::Attend) ++readers[op.residual];
   }
   ++readers[g.output];
+  // With transformer units every layer runs per token: sizes below are per token.
+  const int T = transformer_units ? g.tensor(g.input).tokens : 1;
+  r.tokens = T;
+  const auto per_token = [&](const std::string& tensor) { return static_cast<int>(g.tensor(tensor).size() / T); };
   // Tensor -> the layer holding its integers (kPixels: the input), as the ops are walked.
   std::map<std::string, std::size_t> layer_of = {{g.input, AcceleratorLayer::kPixels}};
+  // Codes tensor of a dynamic quantizer -> the layer whose quantizer finds its per-token absmax.
+  std::map<std::string, std::size_t> amax_of;
   const auto source = [&](const std::string& tensor) -> std::optional<std::size_t> {
     const auto it = layer_of.find(tensor);
     if (it == layer_of.end()) return std::nullopt;
     return it->second;
+  };
+  const auto unit_of = [&](std::optional<std::size_t> layer) {
+    return !layer || *layer == AcceleratorLayer::kPixels ? TransformerOp::None : r.layers[*layer].unit;
   };
   for (std::size_t i = 0; i < g.ops.size(); ++i) {
     const Op& op = g.ops[i];
     const std::string where = "op '" + op.name + "' (" + to_string(op.type) + "): ";
     AcceleratorLayer l;
     l.linear_op = l.output_op = i;
+    if (transformer_units && g.tensor(op.output).tokens != T)
+      return refuse(where + "the controller runs every layer on the sequence's " + std::to_string(T) +
+                    " tokens, one at a time; its output has " + std::to_string(g.tensor(op.output).tokens));
+    const auto factor_layers = [&]() -> std::optional<std::string> {
+      for (const std::string& name : op.factors) {
+        const auto it = amax_of.find(name);
+        if (it == amax_of.end())
+          return where + "factor '" + name + "' is not the codes of a dynamic quantizer the accelerator runs";
+        l.factors.push_back(it->second);
+      }
+      return std::nullopt;
+    };
     switch (op.type) {
       case OpType::Flatten: {
         const auto from = source(op.input);
@@ -519,6 +558,7 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
       case OpType::Relu: {
         const auto from = source(op.input);
         if (!from || *from == AcceleratorLayer::kPixels || r.layers[*from].relu ||
+            r.layers[*from].unit != TransformerOp::None ||
             g.ops[r.layers[*from].output_op].output != op.input || readers[op.input] != 1)
           return refuse(where + "the accelerator applies ReLU only in the unit of the op before it, whose " +
                         "output nothing else reads");
@@ -528,11 +568,27 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
         continue;
       }
       case OpType::Quantize: {
-        if (i + 1 >= g.ops.size() || (g.ops[i + 1].type != OpType::Linear && g.ops[i + 1].type != OpType::Conv2d) ||
-            g.ops[i + 1].input != op.output || readers[op.output] != 1)
+        const bool fused = i + 1 < g.ops.size() &&
+                           (g.ops[i + 1].type == OpType::Linear || g.ops[i + 1].type == OpType::Conv2d) &&
+                           g.ops[i + 1].input == op.output && readers[op.output] == 1;
+        if (transformer_units && (!fused || op.groups != 1 || !op.factors.empty())) {
+          // A quantize layer of its own: codes per token (and group), dynamic or by its pair.
+          const auto from = source(op.input);
+          if (!from || *from == AcceleratorLayer::kPixels)
+            return refuse(where + "the accelerator's quantize layer reads the values of an earlier layer");
+          if (const auto why = factor_layers()) return refuse(*why);
+          l.kind = AcceleratorOp::Add;
+          l.unit = TransformerOp::Quantize;
+          l.input = *from;
+          l.in = l.out = per_token(op.input);
+          l.pairs = op.pairs;
+          if (op.pairs.empty()) amax_of[op.output] = r.layers.size();
+          break;
+        }
+        if (!fused)
           return refuse(where + "the accelerator quantizes activations only as the input of the linear or conv2d " +
                         "op after it");
-        if (g.tensor(op.input).tokens != 1)
+        if (!transformer_units && g.tensor(op.input).tokens != 1)
           return refuse(where + "the accelerator's quantizer takes one token per sample");
         if (op.groups != 1 || !op.factors.empty())
           return refuse(where + "the accelerator's quantizer has one scale per token, from its own absmax or one "
@@ -546,9 +602,10 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
         l.params = &k.linear;
         l.quantizer = op.pairs;
         l.input = *from;
-        l.in = static_cast<int>(g.tensor(op.input).size());
-        l.out = static_cast<int>(g.tensor(k.output).size());
+        l.in = per_token(op.input);
+        l.out = per_token(k.output);
         if (l.kind == AcceleratorOp::Conv2d) l.map = k.conv_shape(g.tensor(op.output));
+        if (op.pairs.empty()) amax_of[op.output] = r.layers.size();
         ++i;  // the kernel op
         break;
       }
@@ -559,12 +616,13 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
         if (!from || *from == AcceleratorLayer::kPixels)
           return refuse(where + "the accelerator's units read the values of an earlier layer, not the pixels");
         l.input = *from;
-        l.in = static_cast<int>(g.tensor(op.input).size());
-        l.out = static_cast<int>(g.tensor(op.output).size());
+        l.in = per_token(op.input);
+        l.out = per_token(op.output);
         l.pairs = op.pairs;
         if (op.type == OpType::Add) {
-          if (!op.factors.empty())
+          if (!op.factors.empty() && !transformer_units)
             return refuse(where + "the accelerator's adder aligns by static pairs only (no factors)");
+          if (const auto why = factor_layers()) return refuse(*why);
           l.kind = AcceleratorOp::Add;
           const auto res = source(op.residual);
           if (!res || *res == AcceleratorLayer::kPixels)
@@ -581,16 +639,66 @@ AcceleratorLowering accelerator_layers(const Graph& g) {
         break;
       }
       case OpType::Linear:
-      case OpType::Conv2d:
-        return refuse(where + "the accelerator's array reads codes of the quantize op just before it");
+      case OpType::Conv2d: {
+        const auto from = source(op.input);
+        if (!transformer_units || op.type != OpType::Linear || unit_of(from) != TransformerOp::Quantize)
+          return refuse(where + "the accelerator's array reads codes of the quantize op just before it");
+        // The codes of a quantize layer (Q, K and V share one quantization of the norm's output).
+        l.kind = AcceleratorOp::Linear;
+        l.codes_input = true;
+        l.quantize_op = g.producer(op.input).value();
+        l.params = &op.linear;
+        l.input = *from;
+        l.in = per_token(op.input);
+        l.out = per_token(op.output);
+        break;
+      }
       case OpType::Embed:
       case OpType::RmsNorm:
       case OpType::SquaredRelu:
       case OpType::Scores:
       case OpType::Softmax:
-      case OpType::Attend:
-        return refuse(where + "the accelerator's fused engines do not run the transformer's ops yet (the integer " +
-                      "engine does)");
+      case OpType::Attend: {
+        if (!transformer_units)
+          return refuse(where + "the RTL, HLS and CUDA engines do not run the transformer's ops (the integer " +
+                        "engine and the SystemC model do)");
+        const auto from = source(op.input);
+        l.kind = AcceleratorOp::Add;
+        l.in = per_token(op.input);
+        l.out = per_token(op.output);
+        l.pairs = op.pairs;
+        if (op.type == OpType::Embed) {
+          if (!from || *from != AcceleratorLayer::kPixels)
+            return refuse(where + "the accelerator's embedding unit reads the tokens");
+          l.unit = TransformerOp::Embed;
+          break;
+        }
+        if (!from || *from == AcceleratorLayer::kPixels)
+          return refuse(where + "the accelerator's units read an earlier layer's output, not the tokens");
+        l.input = *from;
+        switch (op.type) {
+          case OpType::RmsNorm: l.unit = TransformerOp::RmsNorm; break;
+          case OpType::SquaredRelu: l.unit = TransformerOp::SquaredRelu; break;
+          case OpType::Softmax:
+            l.unit = TransformerOp::Softmax;
+            if (unit_of(from) != TransformerOp::Scores)
+              return refuse(where + "the accelerator's softmax unit reads the scores layer's rows");
+            break;
+          default: {  // scores, attend: the second operand is a KV cache, written by a quantize layer
+            l.unit = op.type == OpType::Scores ? TransformerOp::Scores : TransformerOp::Attend;
+            const auto res = source(op.residual);
+            if (unit_of(from) != (op.type == OpType::Scores ? TransformerOp::Quantize : TransformerOp::Softmax) ||
+                unit_of(res) != TransformerOp::Quantize)
+              return refuse(where + "the accelerator's vector unit reads " +
+                            (op.type == OpType::Scores ? "query" : "probability") +
+                            " rows of the layer before and a KV cache of codes a quantize layer writes");
+            l.residual = *res;
+            if (const auto why = factor_layers()) return refuse(*why);
+            break;
+          }
+        }
+        break;
+      }
     }
     r.layers.push_back(l);
     layer_of[g.ops[i].output] = r.layers.size() - 1;

@@ -692,8 +692,8 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   // A BitLinear's input: per-token codes (arith's dynamic quantizer) and their absmax, the real
   // value c of one code per token (absmax x unit / qmax), and the codes' real values for the
   // backward pass. With the int8 GEMM, also the codes + 128 as bytes, rows padded to 4 bytes.
-  std::vector<float> codes;
-  std::vector<std::uint8_t> code_bytes;
+  std::vector<float>& codes = qf_.codes;
+  std::vector<std::uint8_t>& code_bytes = qf_.code_bytes;
   const bool int8 = kernels::int8_gemm_enabled() && f.act_bits <= 8;
   const auto quantize_input = [&](const std::int32_t* x, const std::vector<double>& unit_in, int cols,
                                   std::vector<double>& c, float* real, std::vector<std::int64_t>& amax) {
@@ -714,9 +714,9 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   };
   // The array on the current codes: exact accumulators, the requantization epilogue; the output's
   // unit per token is c x the matrix's reference scale.
-  std::vector<float> acc;
-  std::vector<std::int32_t> acc_i32;
-  std::vector<std::int64_t> acc_exact;
+  std::vector<float>& acc = qf_.acc;
+  std::vector<std::int32_t>& acc_i32 = qf_.acc_i32;
+  std::vector<std::int64_t>& acc_exact = qf_.acc_exact;
   const auto apply = [&](std::size_t param, int in, const std::vector<double>& c, std::vector<std::int32_t>& z,
                          std::vector<double>& unit_out) {
     const QuantizedMatrix& m = q_[param];
@@ -845,7 +845,8 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   };
 
   // The embeddings: the token's and the position's table integers at the stream's scale, added.
-  std::vector<std::int32_t> x(nd);
+  std::vector<std::int32_t>& x = qf_.x;
+  x.resize(nd);
   const std::vector<std::int32_t>& token_table = dp.token_table;
   const std::vector<std::int32_t>& position_table = dp.position_table;
   with_rounding(f, [&](const arith::Format& fr, auto) {

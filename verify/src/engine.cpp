@@ -30,12 +30,35 @@ EngineRun run_int(const model::Bundle& b, const std::uint8_t* inputs, std::size_
 EngineRun run_systemc(const model::Bundle& b, const std::uint8_t* inputs, std::size_t count) {
   sim::SimRun s = sim::run_systemc(b, inputs, count, true);
   EngineRun r;
-  r.outputs = fused_to_ops(b, std::move(s.outputs));
+  // The model's own lowering (with the transformer's units; an image graph lowers as for the
+  // other fused engines): a sequence's layers hold every token's row, as the ops' tensors do.
+  const model::AcceleratorLowering lowering = model::accelerator_layers(b.graph, true);
+  for (auto& sample : s.outputs) r.outputs.push_back(model::op_outputs(b.graph, lowering.layers, std::move(sample)));
   r.seconds = s.wall_seconds;
   nlohmann::json layers = nlohmann::json::array();
   if (!s.stats.empty()) {
-    for (const auto& l : s.stats.front().layers) layers.push_back(l.cycles);
-    r.stats = {{"cycles_per_inference", s.stats.front().total.cycles}, {"cycles_per_layer", layers}};
+    const sim::InferenceStats& st = s.stats.front();  // the counts depend on the shapes only
+    for (const auto& l : st.layers) layers.push_back(l.cycles);
+    r.stats = {{"cycles_per_inference", st.total.cycles}, {"cycles_per_layer", layers}};
+    if (b.sequence()) {
+      // Per op (layer): the whole sequence, token by token, and the last position's step alone:
+      // what one generated token costs with the KV cache.
+      const auto per_layer = [&](const std::vector<sim::LayerStats>& ls) {
+        nlohmann::json j = nlohmann::json::array();
+        for (std::size_t l = 0; l < ls.size() && l < lowering.layers.size(); ++l)
+          j.push_back({{"op", b.graph.ops[lowering.layers[l].output_op].name},
+                       {"kind", model::kind_name(lowering.layers[l])},
+                       {"cycles", ls[l].cycles},
+                       {"energy_pj", sim::energy_pj(ls[l], b.target)}});
+        return j;
+      };
+      r.stats["tokens"] = b.context;
+      r.stats["energy_pj_per_inference"] = sim::energy_pj(st.total, b.target);
+      r.stats["layers"] = per_layer(st.layers);
+      r.stats["per_token"] = {{"cycles", st.last_token.cycles},
+                              {"energy_pj", sim::energy_pj(st.last_token, b.target)},
+                              {"layers", per_layer(st.last_token_layers)}};
+    }
   }
   return r;
 }

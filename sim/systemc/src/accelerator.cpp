@@ -8,6 +8,12 @@ namespace {
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 
+// An a x b array multiplier as adds: b partial products of a + b bits (b the narrower operand).
+std::uint64_t multiplier_bits(std::uint64_t a, std::uint64_t b) { return a < b ? a * (a + b) : b * (a + b); }
+
+// Cycles of the RMSNorm unit's mean: a restoring divider, one bit of the 64-bit dividend per cycle.
+constexpr std::uint64_t kRmsNormDivideCycles = 64;
+
 }  // namespace
 
 LayerStats& LayerStats::operator+=(const LayerStats& o) {
@@ -23,6 +29,8 @@ LayerStats& LayerStats::operator+=(const LayerStats& o) {
   act_read_bits += o.act_read_bits;
   act_write_bits += o.act_write_bits;
   register_write_bits += o.register_write_bits;
+  multiplies += o.multiplies;
+  multiplier_bits += o.multiplier_bits;
   return *this;
 }
 
@@ -57,12 +65,13 @@ ActivationQuantizer::ActivationQuantizer(sc_core::sc_module_name name, const tar
     : sc_module(name), target_(t) {}
 
 template <typename Value, typename Code>
-std::uint64_t ActivationQuantizer::quantize(const Value* values, std::uint32_t count, Code* codes,
-                                            LayerStats& s) const {
+std::uint64_t ActivationQuantizer::quantize(const Value* values, std::uint32_t count, Code* codes, LayerStats& s,
+                                            std::int64_t* amax) const {
   const arith::Format& f = target_.format;
   // Pass 1: absmax, `lanes` comparisons per cycle; the reciprocal, one mantissa bit per cycle;
   // pass 2: the codes.
-  arith::quantize_token(values, static_cast<int>(count), codes, f);
+  const std::int64_t a = arith::quantize_token(values, static_cast<int>(count), codes, f).amax;
+  if (amax) *amax = a;
   const std::uint64_t passes = ceil_div(count, static_cast<std::uint64_t>(target_.array.lanes));
   const std::uint64_t in_bits = sizeof(Value) == 1 ? 8 : static_cast<std::uint64_t>(f.acc_bits);
   s.act_read_bits += 2 * count * in_bits;
@@ -217,9 +226,10 @@ std::uint64_t PoolUnit::run(const std::int32_t* map, const LayerDescriptor& d, s
 AddUnit::AddUnit(sc_core::sc_module_name name, const target::TargetSpec& t) : sc_module(name), target_(t) {}
 
 std::uint64_t AddUnit::run(const std::int32_t* a, const std::int32_t* b, const LayerDescriptor& d, std::int32_t* z,
-                           LayerStats& s) const {
+                           LayerStats& s, const arith::FixedPoint* residual_pair) const {
   const arith::Format& f = target_.format;
-  const arith::FixedPoint pair_a{d.pair_mantissa[0], d.pair_shift[0]}, pair_b{d.pair_mantissa[1], d.pair_shift[1]};
+  const arith::FixedPoint pair_a{d.pair_mantissa[0], d.pair_shift[0]};
+  const arith::FixedPoint pair_b = residual_pair ? *residual_pair : arith::FixedPoint{d.pair_mantissa[1], d.pair_shift[1]};
   for (std::uint32_t k = 0; k < d.out; ++k) {
     const std::int64_t v = arith::add_aligned(a[k], pair_a, b[k], pair_b, f);
     z[k] = static_cast<std::int32_t>(d.relu ? arith::relu(v) : v);
@@ -229,6 +239,151 @@ std::uint64_t AddUnit::run(const std::int32_t* a, const std::int32_t* b, const L
   s.act_read_bits += 2 * n * static_cast<std::uint64_t>(f.acc_bits);
   s.act_write_bits += n * static_cast<std::uint64_t>(f.acc_bits);
   return ceil_div(n, static_cast<std::uint64_t>(target_.array.lanes));
+}
+
+TransformerUnits::TransformerUnits(sc_core::sc_module_name name, const target::TargetSpec& t)
+    : sc_module(name), target_(t) {}
+
+std::uint64_t TransformerUnits::token_pair(arith::FixedPoint base, const std::int64_t* factors, std::uint32_t count,
+                                           arith::FixedPoint& pair, LayerStats& s) const {
+  const arith::Format& f = target_.format;
+  pair = arith::token_pair(base, factors, static_cast<int>(count), f).value;
+  // One mantissa x absmax multiply (and its normalisation) per factor, one after another.
+  s.multiplies += count;
+  s.multiplier_bits += count * multiplier_bits(static_cast<std::uint64_t>(f.scale_mantissa_bits),
+                                               static_cast<std::uint64_t>(f.acc_bits));
+  return count;
+}
+
+namespace {
+std::int64_t table_value(const std::uint8_t* row, std::size_t k, std::size_t bytes) {
+  std::uint64_t u = 0;
+  for (std::size_t b = 0; b < bytes; ++b) u |= static_cast<std::uint64_t>(row[k * bytes + b]) << (8 * b);
+  const unsigned bits = static_cast<unsigned>(8 * bytes);
+  const std::uint64_t sign = std::uint64_t{1} << (bits - 1);
+  return static_cast<std::int64_t>((u ^ sign) - sign);  // sign-extended from `bits`
+}
+}  // namespace
+
+std::uint64_t TransformerUnits::embed(const std::uint8_t* token_row, const std::uint8_t* position_row,
+                                      const LayerDescriptor& d, std::int32_t* z, LayerStats& s) const {
+  const arith::Format& f = target_.format;
+  const std::size_t tb = table_bytes(f);
+  const arith::FixedPoint pair_a{d.pair_mantissa[0], d.pair_shift[0]}, pair_b{d.pair_mantissa[1], d.pair_shift[1]};
+  for (std::uint32_t k = 0; k < d.out; ++k)
+    z[k] = static_cast<std::int32_t>(
+        arith::add_aligned(table_value(token_row, k, tb), pair_a, table_value(position_row, k, tb), pair_b, f));
+  const std::uint64_t n = d.out;
+  s.adds += n;
+  s.weight_read_bits += 2 * n * 8 * tb;
+  s.act_read_bits += 8;  // the token's byte
+  s.act_write_bits += n * static_cast<std::uint64_t>(f.acc_bits);
+  return ceil_div(n, static_cast<std::uint64_t>(target_.array.lanes));  // the adder's `lanes` per cycle
+}
+
+std::uint64_t TransformerUnits::rms_norm(const std::int32_t* x, const std::int32_t* gains, const LayerDescriptor& d,
+                                         std::int32_t* z, LayerStats& s) const {
+  const arith::Format& f = target_.format;
+  const std::uint32_t n = d.out;
+  const int in_bits = std::min(f.acc_bits, arith::rmsnorm_max_input_bits(static_cast<int>(n)));
+  const std::uint64_t eps = static_cast<std::uint64_t>(d.eps_low) | static_cast<std::uint64_t>(d.eps_high) << 32;
+  std::vector<arith::FixedPoint> g(n);
+  for (std::uint32_t k = 0; k < n; ++k) g[k] = arith::FixedPoint{gains[2 * k], gains[2 * k + 1]};
+  arith::rmsnorm_token(x, static_cast<int>(n), in_bits, eps, g.data(), f.acc_bits, z, f);
+  const std::uint64_t N = n, I = static_cast<std::uint64_t>(in_bits), B = static_cast<std::uint64_t>(f.acc_bits);
+  const std::uint64_t M = static_cast<std::uint64_t>(f.scale_mantissa_bits);
+  // Squares (I x I), then per feature x times 1/rms (I x M) and the result times its gain (B x M).
+  s.multiplies += 3 * N;
+  s.multiplier_bits += N * (multiplier_bits(I, I) + multiplier_bits(I, M) + multiplier_bits(B, M));
+  s.adds += N;  // the sum of squares
+  s.weight_read_bits += N * 64;  // the gain pairs
+  s.act_read_bits += 2 * N * B;  // the sum's pass and the multiplies' pass
+  s.act_write_bits += N * B;
+  const std::uint64_t lanes = static_cast<std::uint64_t>(unit.lanes);
+  return ceil_div(N, lanes) + kRmsNormDivideCycles + static_cast<std::uint64_t>(arith::isqrt_steps(64)) + M +
+         ceil_div(N, lanes);
+}
+
+std::uint64_t TransformerUnits::squared_relu(const std::int32_t* x, const LayerDescriptor& d, std::int32_t* z,
+                                             LayerStats& s) const {
+  const arith::Format& f = target_.format;
+  for (std::uint32_t k = 0; k < d.out; ++k)
+    z[k] = static_cast<std::int32_t>(arith::squared_relu(x[k], static_cast<int>(d.shift), f.acc_bits, f.rounding));
+  const std::uint64_t n = d.out, B = static_cast<std::uint64_t>(f.acc_bits);
+  s.multiplies += n;
+  s.multiplier_bits += n * multiplier_bits(B, B);
+  s.act_read_bits += n * B;
+  s.act_write_bits += n * B;
+  return ceil_div(n, static_cast<std::uint64_t>(unit.lanes));
+}
+
+std::uint64_t TransformerUnits::scores(const std::int8_t* q, const std::int8_t* keys, std::uint32_t t,
+                                       std::uint32_t tokens, const arith::FixedPoint* pairs, const LayerDescriptor& d,
+                                       std::int32_t* z, LayerStats& s) const {
+  const arith::Format& f = target_.format;
+  const std::uint32_t H = d.groups, D = d.in, dh = D / H, T = tokens;
+  const std::uint32_t n = static_cast<std::uint32_t>(arith::causal_count(static_cast<int>(t)));
+  for (std::uint32_t h = 0; h < H; ++h) {
+    std::int32_t* row = z + static_cast<std::size_t>(h) * T;
+    for (std::uint32_t j = 0; j < T; ++j)
+      row[j] = j >= n ? 0
+                      : static_cast<std::int32_t>(arith::requantize(
+                            arith::vector_dot(q + h * dh, keys + static_cast<std::size_t>(j) * D + h * dh,
+                                              static_cast<int>(dh), unit),
+                            pairs[h], f.rounding, 32));
+  }
+  const std::uint64_t rows = static_cast<std::uint64_t>(H) * n, A = static_cast<std::uint64_t>(f.act_bits);
+  const std::uint64_t M = static_cast<std::uint64_t>(f.scale_mantissa_bits), O = static_cast<std::uint64_t>(unit.operand_bits) + 1;
+  s.multiplies += rows * dh + rows;  // the products; each score's requantization
+  s.multiplier_bits += rows * dh * multiplier_bits(O, O) + rows * multiplier_bits(32, M);
+  s.adds += rows * dh;
+  s.act_read_bits += static_cast<std::uint64_t>(D) * A + static_cast<std::uint64_t>(n) * D * A;  // the query, the keys
+  s.act_write_bits += static_cast<std::uint64_t>(H) * T * 32;  // the row, masked entries 0
+  // Per head and visible key: the head's dh products `lanes` per cycle; the last score's
+  // requantization after them (the others overlap the next dot product).
+  return rows * ceil_div(dh, static_cast<std::uint64_t>(unit.lanes)) + 1;
+}
+
+std::uint64_t TransformerUnits::softmax(const std::int32_t* x, std::uint32_t t, std::uint32_t tokens,
+                                        const LayerDescriptor& d, std::uint8_t* p, LayerStats& s) const {
+  const arith::Format& f = target_.format;
+  const std::uint32_t H = d.groups, T = tokens;
+  const int n = arith::causal_count(static_cast<int>(t));
+  const arith::Exp2Table table =
+      arith::exp2_table(static_cast<int>(d.index_bits), static_cast<int>(d.value_bits), f.rounding);
+  for (std::uint32_t h = 0; h < H; ++h)
+    arith::softmax_row(x + static_cast<std::size_t>(h) * T, static_cast<int>(T), n, table, static_cast<int>(d.prob_bits),
+                       f, p + static_cast<std::size_t>(h) * T);
+  const std::uint64_t rows = H, N = static_cast<std::uint64_t>(n), M = static_cast<std::uint64_t>(f.scale_mantissa_bits);
+  s.multiplies += rows * N;  // each exp value times the reciprocal
+  s.multiplier_bits += rows * N * multiplier_bits(static_cast<std::uint64_t>(d.value_bits) + 1, M);
+  s.adds += 2 * rows * N;  // the maximum's comparisons, the sum
+  s.act_read_bits += 3 * rows * N * 32;
+  s.act_write_bits += rows * T * static_cast<std::uint64_t>(d.prob_bits);
+  // Per row: the maximum, the exp sum (one table lookup per lane and cycle), the reciprocal (one
+  // mantissa bit per cycle), the codes (the lookup again and a multiply per lane).
+  return rows * (3 * ceil_div(N, static_cast<std::uint64_t>(unit.lanes)) + M);
+}
+
+std::uint64_t TransformerUnits::attend(const std::uint8_t* p, const std::int8_t* values, std::uint32_t t,
+                                       std::uint32_t tokens, const LayerDescriptor& d, std::int32_t* z,
+                                       LayerStats& s) const {
+  const arith::Format& f = target_.format;
+  const std::uint32_t H = d.groups, D = d.out, dh = D / H, T = tokens;
+  const int n = arith::causal_count(static_cast<int>(t));
+  for (std::uint32_t h = 0; h < H; ++h)
+    for (std::uint32_t e = 0; e < dh; ++e)
+      z[h * dh + e] = static_cast<std::int32_t>(
+          arith::vector_dot(p + static_cast<std::size_t>(h) * T, values + h * dh + e, n, unit, static_cast<int>(D)));
+  const std::uint64_t N = static_cast<std::uint64_t>(n), A = static_cast<std::uint64_t>(f.act_bits);
+  const std::uint64_t O = static_cast<std::uint64_t>(unit.operand_bits) + 1;
+  s.multiplies += D * N;
+  s.multiplier_bits += D * N * multiplier_bits(O, O);
+  s.adds += D * N;
+  s.act_read_bits += H * N * static_cast<std::uint64_t>(d.prob_bits) + N * D * A;  // the rows, the value columns
+  s.act_write_bits += static_cast<std::uint64_t>(D) * static_cast<std::uint64_t>(f.acc_bits);
+  // Per output feature: the row's n probabilities times the value column, `lanes` per cycle.
+  return D * ceil_div(N, static_cast<std::uint64_t>(unit.lanes));
 }
 
 Accelerator::Accelerator(sc_core::sc_module_name name, const target::TargetSpec& t)
@@ -242,7 +397,8 @@ Accelerator::Accelerator(sc_core::sc_module_name name, const target::TargetSpec&
       array_("pe_array", t),
       requant_("requant", t),
       pool_("pool", t),
-      adder_("adder", t) {
+      adder_("adder", t),
+      transformer_("transformer_units", t) {
   socket.register_b_transport(this, &Accelerator::b_transport);
 }
 
@@ -274,6 +430,9 @@ void Accelerator::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time&
           std::memcpy(&n, data, 4);
           layers_.assign(n, LayerDescriptor{});
           decoded_valid_ = false;
+        } else if (addr == address::kTokens && write && len == 4) {
+          std::memcpy(&tokens_, data, 4);
+          if (tokens_ == 0) throw std::runtime_error("a sequence of 0 tokens");
         } else if (addr >= address::kDescriptors && write &&
                    (addr - address::kDescriptors) % sizeof(LayerDescriptor) == 0 && len == sizeof(LayerDescriptor) &&
                    (addr - address::kDescriptors) / sizeof(LayerDescriptor) < layers_.size()) {
@@ -315,24 +474,31 @@ const std::int32_t* Accelerator::values(std::uint32_t offset, std::uint32_t coun
 
 // The input's codes, by the layer's static pair or the dynamic absmax quantizer.
 template <typename Code>
-std::uint64_t Accelerator::quantize_input(const LayerDescriptor& d, Code* codes, LayerStats& s) {
+std::uint64_t Accelerator::quantize_input(const LayerDescriptor& d, Code* codes, LayerStats& s, std::int64_t* amax) {
   const arith::FixedPoint pair{d.quant_mantissa, d.quant_shift};
   if (d.input_bits == 8) {
     const std::uint8_t* in = activations_.at(d.input_offset, d.in);
     return d.static_quantizer ? quantizer_.quantize_static(in, d.in, pair, codes, s)
-                              : quantizer_.quantize(in, d.in, codes, s);
+                              : quantizer_.quantize(in, d.in, codes, s, amax);
   }
   const std::int32_t* in = values(d.input_offset, d.in);
   return d.static_quantizer ? quantizer_.quantize_static(in, d.in, pair, codes, s)
-                            : quantizer_.quantize(in, d.in, codes, s);
+                            : quantizer_.quantize(in, d.in, codes, s, amax);
 }
 
 // A linear or conv2d layer: the input's codes (int8 or int16 as the target's act_bits need) into
 // the scratch area, the PE array, the requantization units.
 template <typename Code>
-void Accelerator::run_kernel_layer(const LayerDescriptor& d, const std::vector<std::int8_t>& weights, LayerStats& s) {
-  Code* codes = reinterpret_cast<Code*>(activations_.at(d.code_offset, sizeof(Code) * std::size_t{d.in}));
-  s.quantizer_cycles = quantize_input(d, codes, s);
+void Accelerator::run_kernel_layer(const LayerDescriptor& d, std::size_t layer, LayerStats& s) {
+  const std::vector<std::int8_t>& weights = decoded_[layer];
+  // A quantize layer's codes, or the input quantized into the scratch area (its absmax kept for
+  // the pairs that follow the token).
+  Code* codes = reinterpret_cast<Code*>(
+      activations_.at(d.codes_input ? d.input_offset : d.code_offset, sizeof(Code) * std::size_t{d.in}));
+  if (!d.codes_input) {
+    amax_[layer].assign(1, 0);
+    s.quantizer_cycles = quantize_input(d, codes, s, amax_[layer].data());
+  }
   const bool conv = static_cast<Opcode>(d.opcode) == Opcode::Conv2d;
   acc_.assign(d.out, 0);
   s.array_cycles = conv ? array_.run_conv(codes, weights.data(), d.map(), acc_.data(), s)
@@ -343,41 +509,180 @@ void Accelerator::run_kernel_layer(const LayerDescriptor& d, const std::vector<s
   s.requant_cycles = requant_.run(acc_.data(), pairs, d.out, channels, d.relu != 0, z, s);
 }
 
+const std::int64_t* Accelerator::factors(const LayerDescriptor& d, std::uint32_t head) {
+  factor_values_.clear();
+  for (std::uint32_t i = 0; i < d.factor_count && i < kMaxFactors; ++i) {
+    const std::vector<std::int64_t>& a = amax_.at(d.factor_layer[i]);
+    if (a.empty()) throw std::runtime_error("factor layer " + std::to_string(d.factor_layer[i]) + " has no absmax");
+    factor_values_.push_back(a.size() == 1 ? a[0] : a.at(head));
+  }
+  return factor_values_.data();
+}
+
+// A quantize layer: codes per token (and group) by the dynamic absmax quantizer, or by its pair
+// (times its factors' absmax for this token); a KV cache's token t goes to row t.
+template <typename Code>
+void Accelerator::run_quantize_layer(const LayerDescriptor& d, std::size_t layer, LayerStats& s) {
+  const std::int32_t* x = values(d.input_offset, d.in);
+  const std::size_t row = d.cache ? static_cast<std::size_t>(token_) * d.out * sizeof(Code) : 0;
+  Code* y = reinterpret_cast<Code*>(activations_.at(d.output_offset + row, sizeof(Code) * std::size_t{d.out}));
+  if (d.static_quantizer) {
+    arith::FixedPoint pair{d.quant_mantissa, d.quant_shift};
+    if (d.factor_count) s.quantizer_cycles += transformer_.token_pair(pair, factors(d, 0), d.factor_count, pair, s);
+    s.quantizer_cycles += quantizer_.quantize_static(x, d.out, pair, y, s);
+    return;
+  }
+  const std::uint32_t groups = std::max<std::uint32_t>(1, d.groups), width = d.out / groups;
+  amax_[layer].assign(groups, 0);
+  for (std::uint32_t g = 0; g < groups; ++g)
+    s.quantizer_cycles += quantizer_.quantize(x + g * width, width, y + g * width, s, &amax_[layer][g]);
+}
+
+// A transformer layer for the current token; `seen` gets its output integers (the observation port).
+void Accelerator::run_transformer_layer(const LayerDescriptor& d, std::size_t layer, std::vector<std::int32_t>& seen,
+                                        LayerStats& s) {
+  const arith::Format& f = target_.format;
+  const std::uint32_t t = token_, T = tokens_;
+  seen.resize(d.out);
+  const auto int32_out = [&]() {
+    return reinterpret_cast<std::int32_t*>(activations_.at(d.output_offset, 4 * std::size_t{d.out}));
+  };
+  const auto codes_at = [&](std::uint32_t offset, std::size_t count) {
+    if (code_bytes(f) != 1) throw std::runtime_error("the vector unit takes codes of at most 8 bits");
+    return reinterpret_cast<const std::int8_t*>(activations_.at(offset, count));
+  };
+  switch (static_cast<Opcode>(d.opcode)) {
+    case Opcode::Embed: {
+      const std::size_t row = table_bytes(f) * d.out;
+      const std::uint8_t id = *activations_.at(d.input_offset + t, 1);
+      s.unit_cycles = transformer_.embed(weights_.at(d.weight_offset + id * row, row),
+                                         weights_.at(d.requant_offset + t * row, row), d, int32_out(), s);
+      break;
+    }
+    case Opcode::RmsNorm: {
+      const auto* gains = reinterpret_cast<const std::int32_t*>(weights_.at(d.requant_offset, 8 * std::size_t{d.out}));
+      s.unit_cycles = transformer_.rms_norm(values(d.input_offset, d.in), gains, d, int32_out(), s);
+      break;
+    }
+    case Opcode::SquaredRelu:
+      s.unit_cycles = transformer_.squared_relu(values(d.input_offset, d.in), d, int32_out(), s);
+      break;
+    case Opcode::Quantize: {
+      const std::size_t row = d.cache ? static_cast<std::size_t>(t) * d.out * code_bytes(f) : 0;
+      if (code_bytes(f) == 1) {
+        run_quantize_layer<std::int8_t>(d, layer, s);
+        const auto* y = reinterpret_cast<const std::int8_t*>(activations_.at(d.output_offset + row, d.out));
+        std::copy(y, y + d.out, seen.begin());
+      } else {
+        run_quantize_layer<std::int16_t>(d, layer, s);
+        const auto* y = reinterpret_cast<const std::int16_t*>(activations_.at(d.output_offset + row, 2 * std::size_t{d.out}));
+        std::copy(y, y + d.out, seen.begin());
+      }
+      return;
+    }
+    case Opcode::Scores: {
+      // The row's pair per head: the static pair times the factors' absmax of this token and head.
+      std::vector<arith::FixedPoint> pairs(d.groups);
+      std::uint64_t pair_cycles = 0;
+      for (std::uint32_t h = 0; h < d.groups; ++h) {
+        pairs[h] = arith::FixedPoint{d.pair_mantissa[0], d.pair_shift[0]};
+        pair_cycles += transformer_.token_pair(pairs[h], factors(d, h), d.factor_count, pairs[h], s);
+      }
+      s.unit_cycles = pair_cycles + transformer_.scores(codes_at(d.input_offset, d.in),
+                                                        codes_at(d.residual_offset, std::size_t{T} * d.in), t, T,
+                                                        pairs.data(), d, int32_out(), s);
+      break;
+    }
+    case Opcode::Softmax: {
+      auto* p = activations_.at(d.output_offset, d.out);
+      s.unit_cycles = transformer_.softmax(values(d.input_offset, d.in), t, T, d, p, s);
+      std::copy(p, p + d.out, seen.begin());
+      return;
+    }
+    case Opcode::Attend:
+      s.unit_cycles = transformer_.attend(activations_.at(d.input_offset, d.in),
+                                          codes_at(d.residual_offset, std::size_t{T} * d.out), t, T, d, int32_out(), s);
+      break;
+    default:
+      throw std::runtime_error("layer " + std::to_string(layer) + ": unknown opcode " + std::to_string(d.opcode));
+  }
+  const std::int32_t* z = values(d.output_offset, d.out);
+  std::copy(z, z + d.out, seen.begin());
+}
+
 void Accelerator::run_inference(sc_core::sc_time& delay) {
   if (!decoded_valid_) decode_weights();
   stats_ = InferenceStats{};
-  for (std::size_t l = 0; l < layers_.size(); ++l) {
-    const LayerDescriptor& d = layers_[l];
-    LayerStats s;
-    auto* z = reinterpret_cast<std::int32_t*>(activations_.at(d.output_offset, 4 * std::size_t{d.out}));
-    switch (static_cast<Opcode>(d.opcode)) {
-      case Opcode::Linear:
-      case Opcode::Conv2d:
-        if (code_bytes(target_.format) == 1)
-          run_kernel_layer<std::int8_t>(d, decoded_[l], s);
-        else
-          run_kernel_layer<std::int16_t>(d, decoded_[l], s);
-        break;
-      case Opcode::MaxPool:
-      case Opcode::AvgPool:
-        s.unit_cycles = pool_.run(values(d.input_offset, d.in), d, z, s);
-        // An average's requantization follows the pool's last sum, one cycle.
-        s.requant_cycles = static_cast<Opcode>(d.opcode) == Opcode::AvgPool ? 1 : 0;
-        break;
-      case Opcode::Add:
-        s.unit_cycles = adder_.run(values(d.input_offset, d.in), values(d.residual_offset, d.out), d, z, s);
-        break;
-      default:
-        throw std::runtime_error("layer " + std::to_string(l) + ": unknown opcode " + std::to_string(d.opcode));
+  stats_.layers.assign(layers_.size(), LayerStats{});
+  amax_.assign(layers_.size(), {});
+  std::vector<std::int32_t> seen;
+  // Token-serial, as a decoder with a KV cache: every layer for token 0, then for token 1, ...
+  for (token_ = 0; token_ < tokens_; ++token_) {
+    std::vector<LayerStats> token_layers;
+    LayerStats token_total;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const LayerDescriptor& d = layers_[l];
+      LayerStats s;
+      const std::int32_t* z = nullptr;
+      switch (static_cast<Opcode>(d.opcode)) {
+        case Opcode::Linear:
+        case Opcode::Conv2d:
+          if (code_bytes(target_.format) == 1)
+            run_kernel_layer<std::int8_t>(d, l, s);
+          else
+            run_kernel_layer<std::int16_t>(d, l, s);
+          z = values(d.output_offset, d.out);
+          break;
+        case Opcode::MaxPool:
+        case Opcode::AvgPool: {
+          auto* out = reinterpret_cast<std::int32_t*>(activations_.at(d.output_offset, 4 * std::size_t{d.out}));
+          s.unit_cycles = pool_.run(values(d.input_offset, d.in), d, out, s);
+          // An average's requantization follows the pool's last sum, one cycle.
+          s.requant_cycles = static_cast<Opcode>(d.opcode) == Opcode::AvgPool ? 1 : 0;
+          z = out;
+          break;
+        }
+        case Opcode::Add: {
+          auto* out = reinterpret_cast<std::int32_t*>(activations_.at(d.output_offset, 4 * std::size_t{d.out}));
+          if (d.factor_count) {  // the residual's pair follows the token
+            arith::FixedPoint pair{d.pair_mantissa[1], d.pair_shift[1]};
+            s.unit_cycles = transformer_.token_pair(pair, factors(d, 0), d.factor_count, pair, s);
+            s.unit_cycles += adder_.run(values(d.input_offset, d.in), values(d.residual_offset, d.out), d, out, s, &pair);
+          } else {
+            s.unit_cycles = adder_.run(values(d.input_offset, d.in), values(d.residual_offset, d.out), d, out, s);
+          }
+          z = out;
+          break;
+        }
+        case Opcode::Embed:
+        case Opcode::RmsNorm:
+        case Opcode::Quantize:
+        case Opcode::SquaredRelu:
+        case Opcode::Scores:
+        case Opcode::Softmax:
+        case Opcode::Attend:
+          run_transformer_layer(d, l, seen, s);
+          z = seen.data();
+          break;
+        default:
+          throw std::runtime_error("layer " + std::to_string(l) + ": unknown opcode " + std::to_string(d.opcode));
+      }
+      s.cycles = s.quantizer_cycles + s.array_cycles + s.requant_cycles + s.unit_cycles;
+      if (observer_) observer_(l, z, d.out);
+      // Loosely timed: the layer's time is annotated, then the initiator and the kernel synchronise.
+      delay += period_ * static_cast<double>(s.cycles);
+      sc_core::wait(delay);
+      delay = sc_core::SC_ZERO_TIME;
+      stats_.layers[l] += s;
+      stats_.total += s;
+      token_total += s;
+      token_layers.push_back(s);
     }
-    s.cycles = s.quantizer_cycles + s.array_cycles + s.requant_cycles + s.unit_cycles;
-    if (observer_) observer_(l, z, d.out);
-    // Loosely timed: the layer's time is annotated, then the initiator and the kernel synchronise.
-    delay += period_ * static_cast<double>(s.cycles);
-    sc_core::wait(delay);
-    delay = sc_core::SC_ZERO_TIME;
-    stats_.layers.push_back(s);
-    stats_.total += s;
+    stats_.token_cycles.push_back(token_total.cycles);
+    if (token_ + 1 == tokens_) {
+      stats_.last_token_layers = std::move(token_layers);
+      stats_.last_token = token_total;
+    }
   }
 }
 
@@ -386,7 +691,8 @@ double energy_pj(const LayerStats& s, const target::TargetSpec& t) {
   return static_cast<double>(s.adds) * t.format.acc_bits * e.add_pj_per_bit +
          static_cast<double>(s.weight_read_bits + s.act_read_bits) * e.sram_read_pj_per_bit +
          static_cast<double>(s.act_write_bits) * e.sram_write_pj_per_bit +
-         static_cast<double>(s.register_write_bits) * e.register_pj_per_bit;
+         static_cast<double>(s.register_write_bits) * e.register_pj_per_bit +
+         static_cast<double>(s.multiplier_bits) * e.add_pj_per_bit;
 }
 
 nlohmann::json to_json(const LayerStats& s) {
@@ -402,7 +708,9 @@ nlohmann::json to_json(const LayerStats& s) {
           {"weight_read_bits", s.weight_read_bits},
           {"act_read_bits", s.act_read_bits},
           {"act_write_bits", s.act_write_bits},
-          {"register_write_bits", s.register_write_bits}};
+          {"register_write_bits", s.register_write_bits},
+          {"multiplies", s.multiplies},
+          {"multiplier_bits", s.multiplier_bits}};
 }
 
 }  // namespace qathw::sim

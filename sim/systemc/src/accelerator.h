@@ -24,6 +24,7 @@ namespace qathw::sim {
 namespace address {
 inline constexpr std::uint64_t kControl = 0x0000'0000;      // write 1: run one inference
 inline constexpr std::uint64_t kLayerCount = 0x0000'0008;   // number of layer descriptors
+inline constexpr std::uint64_t kTokens = 0x0000'0010;       // tokens of a sequence (1: an image)
 inline constexpr std::uint64_t kDescriptors = 0x0000'1000;  // LayerDescriptor[layer count]
 inline constexpr std::uint64_t kWeights = 0x1000'0000;      // weight SRAM: packed codes, then requant pairs
 inline constexpr std::uint64_t kActivations = 0x2000'0000;  // activation SRAM
@@ -33,8 +34,19 @@ inline constexpr std::uint64_t kRegionMask = 0xF000'0000;
 // Bytes of one activation code in the activation SRAM's code scratch area.
 inline std::size_t code_bytes(const arith::Format& f) { return f.act_bits <= 8 ? 1 : 2; }
 
+// Bytes of one embedding table integer in the weight SRAM: acc_bits rounded up to bytes, little-endian,
+// two's complement (sign-extended when read).
+inline std::size_t table_bytes(const arith::Format& f) { return (static_cast<std::size_t>(f.acc_bits) + 7) / 8; }
+
 // What a layer descriptor asks of the controller: the unit that runs it.
-enum class Opcode : std::uint32_t { Linear = 0, Conv2d = 1, MaxPool = 2, AvgPool = 3, Add = 4 };
+enum class Opcode : std::uint32_t {
+  Linear = 0, Conv2d = 1, MaxPool = 2, AvgPool = 3, Add = 4,
+  // The transformer's layers (docs/sim.md, "Transformer layers").
+  Embed = 5, RmsNorm = 6, Quantize = 7, SquaredRelu = 8, Scores = 9, Softmax = 10, Attend = 11,
+};
+
+// Most factors a pair that follows the token may name (docs/bundle.md, `ops[i].factors`).
+inline constexpr std::size_t kMaxFactors = 8;
 
 // One layer as the controller executes it: 32-bit words, byte offsets into the SRAMs
 // (docs/sim.md, "Layer descriptors").
@@ -42,8 +54,9 @@ struct LayerDescriptor {
   std::uint32_t opcode = 0;          // Opcode
   std::uint32_t in = 0, out = 0;     // integers per sample read (the input) and written
   std::uint32_t relu = 0;            // 1: ReLU fused after the layer's unit
-  std::uint32_t weight_offset = 0;   // linear, conv2d: packed codes, row-major out x patch
-  std::uint32_t requant_offset = 0;  // linear, conv2d: out channels' pairs of {int32 mantissa, int32 shift}
+  std::uint32_t weight_offset = 0;   // linear, conv2d: packed codes, row-major out x patch; embed: the token table
+  std::uint32_t requant_offset = 0;  // linear, conv2d: out channels' pairs of {int32 mantissa, int32 shift};
+                                     // rms_norm: the gain pairs; embed: the position table
   std::uint32_t input_offset = 0;    // activation SRAM: the layer's input values
   std::uint32_t input_bits = 0;      // 8: uint8 pixels; 32: int32 outputs of an earlier layer
   std::uint32_t output_offset = 0;   // activation SRAM: int32 outputs
@@ -53,15 +66,24 @@ struct LayerDescriptor {
   // conv2d: its shape; pools: the input map (in_c = out_c) and the window.
   std::uint32_t in_h = 0, in_w = 0, in_c = 0, out_c = 0;
   std::uint32_t kernel_h = 0, kernel_w = 0, stride_h = 0, stride_w = 0, pad_h = 0, pad_w = 0;
-  std::uint32_t groups = 0;
-  std::uint32_t static_quantizer = 0;  // linear, conv2d: 1: codes by the quant pair; 0: dynamic absmax
+  std::uint32_t groups = 0;            // conv2d; quantize: scales per token; scores, softmax, attend: heads
+  std::uint32_t static_quantizer = 0;  // linear, conv2d, quantize: 1: codes by the quant pair; 0: dynamic absmax
   std::int32_t quant_mantissa = 0, quant_shift = 0;
-  // avg_pool: pair 0 is 1 / area; add: pair 0 the input's, pair 1 the residual's.
+  // avg_pool: pair 0 is 1 / area; add, embed: pair 0 the input's, pair 1 the residual's; scores:
+  // pair 0 the rows' static pair.
   std::int32_t pair_mantissa[2] = {0, 0}, pair_shift[2] = {0, 0};
+  // The transformer's layers.
+  std::uint32_t cache = 0;        // quantize: 1: the output is a KV cache of `tokens` rows, token t's at row t
+  std::uint32_t codes_input = 0;  // linear: 1: the input is a quantize layer's codes (no quantizer of its own)
+  std::uint32_t eps_low = 0, eps_high = 0;  // rms_norm: eps, 64 bits
+  std::uint32_t shift = 0;                  // squared_relu
+  std::uint32_t index_bits = 0, value_bits = 0, prob_bits = 0;  // softmax: the exp2 table, the codes
+  std::uint32_t factor_count = 0;           // quantize (static), add, scores: factors of the last pair
+  std::uint32_t factor_layer[kMaxFactors] = {};  // the layers whose absmax registers they are
 
   arith::Conv2dShape map() const;
 };
-static_assert(sizeof(LayerDescriptor) == 29 * 4, "docs/sim.md, \"Layer descriptors\": 29 words");
+static_assert(sizeof(LayerDescriptor) == 46 * 4, "docs/sim.md, \"Layer descriptors\": 46 words");
 
 // Behavioural single-port SRAM.
 class Sram {
@@ -82,7 +104,8 @@ class ActivationQuantizer : public sc_core::sc_module {
  public:
   ActivationQuantizer(sc_core::sc_module_name name, const target::TargetSpec& t);
   template <typename Value, typename Code>
-  std::uint64_t quantize(const Value* values, std::uint32_t count, Code* codes, LayerStats& s) const;
+  std::uint64_t quantize(const Value* values, std::uint32_t count, Code* codes, LayerStats& s,
+                         std::int64_t* amax = nullptr) const;
   template <typename Value, typename Code>
   std::uint64_t quantize_static(const Value* values, std::uint32_t count, arith::FixedPoint pair, Code* codes,
                                 LayerStats& s) const;
@@ -144,20 +167,54 @@ class PoolUnit : public sc_core::sc_module {
 class AddUnit : public sc_core::sc_module {
  public:
   AddUnit(sc_core::sc_module_name name, const target::TargetSpec& t);
+  // residual_pair: the residual's pair of this token (a pair that follows the token), in place of
+  // the descriptor's.
   std::uint64_t run(const std::int32_t* a, const std::int32_t* b, const LayerDescriptor& d, std::int32_t* z,
-                    LayerStats& s) const;
+                    LayerStats& s, const arith::FixedPoint* residual_pair = nullptr) const;
+
+ private:
+  const target::TargetSpec& target_;
+};
+
+// The transformer's units beside the array (docs/sim.md, "Transformer layers"): the vector unit
+// (arith::VectorUnit: Q K^T and P V, `lanes` products per cycle), the softmax unit, the RMSNorm
+// unit, the squared ReLU, and the per-token pairs (arith::token_pair). Each runs one token of its
+// layer; values come from the arith core. Return cycles.
+class TransformerUnits : public sc_core::sc_module {
+ public:
+  TransformerUnits(sc_core::sc_module_name name, const target::TargetSpec& t);
+  // The pair of a layer's token: `base` times the factors' absmax, one multiply per factor.
+  std::uint64_t token_pair(arith::FixedPoint base, const std::int64_t* factors, std::uint32_t count,
+                           arith::FixedPoint& pair, LayerStats& s) const;
+  // The token's and the position's table rows (table_bytes per integer) added.
+  std::uint64_t embed(const std::uint8_t* token_row, const std::uint8_t* position_row, const LayerDescriptor& d,
+                      std::int32_t* z, LayerStats& s) const;
+  std::uint64_t rms_norm(const std::int32_t* x, const std::int32_t* gains, const LayerDescriptor& d, std::int32_t* z,
+                         LayerStats& s) const;
+  std::uint64_t squared_relu(const std::int32_t* x, const LayerDescriptor& d, std::int32_t* z, LayerStats& s) const;
+  // Row t of the scores: query codes q (one token) against keys [0, t] of the cache.
+  std::uint64_t scores(const std::int8_t* q, const std::int8_t* keys, std::uint32_t t, std::uint32_t tokens,
+                       const arith::FixedPoint* pairs, const LayerDescriptor& d, std::int32_t* z, LayerStats& s) const;
+  std::uint64_t softmax(const std::int32_t* x, std::uint32_t t, std::uint32_t tokens, const LayerDescriptor& d,
+                        std::uint8_t* p, LayerStats& s) const;
+  std::uint64_t attend(const std::uint8_t* p, const std::int8_t* values, std::uint32_t t, std::uint32_t tokens,
+                       const LayerDescriptor& d, std::int32_t* z, LayerStats& s) const;
+
+  const arith::VectorUnit unit{};
 
  private:
   const target::TargetSpec& target_;
 };
 
 // The accelerator: SRAMs, units, and the controller that executes the layer descriptors when the
-// host writes the control register. Loosely timed: one wait per layer.
+// host writes the control register: every layer for token 0, then every layer for token 1, ...
+// (an image is one token). Loosely timed: one wait per layer and token.
 class Accelerator : public sc_core::sc_module {
  public:
   tlm_utils::simple_target_socket<Accelerator> socket;
   // An observation port, not SRAM traffic: each finished layer's outputs, handed over before a
   // later layer may reuse their buffer.
+  // A sequence's layers hand over one token's output at a time, in token order.
   using LayerObserver = std::function<void(std::size_t layer, const std::int32_t* z, std::uint32_t count)>;
 
   Accelerator(sc_core::sc_module_name name, const target::TargetSpec& t);
@@ -169,9 +226,15 @@ class Accelerator : public sc_core::sc_module {
   void run_inference(sc_core::sc_time& delay);
   void decode_weights();
   template <typename Code>
-  void run_kernel_layer(const LayerDescriptor& d, const std::vector<std::int8_t>& weights, LayerStats& s);
+  void run_kernel_layer(const LayerDescriptor& d, std::size_t layer, LayerStats& s);
   template <typename Code>
-  std::uint64_t quantize_input(const LayerDescriptor& d, Code* codes, LayerStats& s);
+  std::uint64_t quantize_input(const LayerDescriptor& d, Code* codes, LayerStats& s, std::int64_t* amax);
+  template <typename Code>
+  void run_quantize_layer(const LayerDescriptor& d, std::size_t layer, LayerStats& s);
+  void run_transformer_layer(const LayerDescriptor& d, std::size_t layer, std::vector<std::int32_t>& seen,
+                             LayerStats& s);
+  // The factors' absmax registers of the current token (a head's where the factor has one per head).
+  const std::int64_t* factors(const LayerDescriptor& d, std::uint32_t head);
   const std::int32_t* values(std::uint32_t offset, std::uint32_t count);
 
   const target::TargetSpec& target_;
@@ -180,12 +243,18 @@ class Accelerator : public sc_core::sc_module {
   std::vector<LayerDescriptor> layers_;
   std::vector<std::vector<std::int8_t>> decoded_;  // weight codes as the PE rows see them
   std::vector<std::int64_t> acc_;                   // the array's accumulators of one layer
+  std::uint32_t tokens_ = 1;                        // the sequence's tokens (the kTokens register)
+  std::uint32_t token_ = 0;                         // the token the controller is running
+  // Per layer with a dynamic quantizer: the current token's absmax, per group (registers).
+  std::vector<std::vector<std::int64_t>> amax_;
+  std::vector<std::int64_t> factor_values_;
   bool decoded_valid_ = false;
   ActivationQuantizer quantizer_;
   PeArray array_;
   RequantUnit requant_;
   PoolUnit pool_;
   AddUnit adder_;
+  TransformerUnits transformer_;
   LayerObserver observer_;
   InferenceStats stats_;
 };

@@ -2,7 +2,14 @@
 // the array or a unit beside it, with what it fuses: a kernel layer (linear or conv2d) takes the
 // quantize op before it, and a relu joins the layer whose output it alone reads. Flatten is no
 // layer (a map is stored channels last, so flattening moves nothing). The engines observe each
-// layer's output, not the codes.
+// layer's output, not the codes it fuses.
+//
+// With the transformer's units (the SystemC model has them; the RTL, HLS and CUDA engines do not)
+// a sequence graph lowers too: every layer runs per token (`AcceleratorLowering::tokens` rows), the
+// transformer's ops are layers of their own (`TransformerOp`), a quantize op that is not the sole
+// input of the kernel op after it (groups, factors, or several readers) is a layer writing codes,
+// and a kernel layer may read such a layer's codes (`codes_input`). docs/sim.md, "Transformer
+// layers".
 #pragma once
 
 #include <limits>
@@ -16,33 +23,52 @@ namespace qathw::model {
 
 enum class AcceleratorOp : std::uint8_t { Linear, Conv2d, MaxPool, AvgPool, Add };
 
+// A transformer layer's unit; None for the layers of `AcceleratorOp` (a layer of the transformer
+// unit has `kind` Add and no meaning in it: only the SystemC model lowers them).
+enum class TransformerOp : std::uint8_t { None, Embed, RmsNorm, Quantize, SquaredRelu, Scores, Softmax, Attend };
+
 struct AcceleratorLayer {
   static constexpr std::size_t kPixels = std::numeric_limits<std::size_t>::max();
 
   AcceleratorOp kind = AcceleratorOp::Linear;
   std::size_t quantize_op = 0;  // kernel layers: the quantize op before the kernel
-  std::size_t linear_op = 0;    // the layer's own op (its linear, conv2d, pool or add)
+  std::size_t linear_op = 0;    // the layer's own op (its linear, conv2d, pool, add or transformer op)
   std::size_t output_op = 0;    // the op whose output the layer writes (its relu, else its own op)
-  int in = 0, out = 0;          // integers per sample read (the input) and written
+  int in = 0, out = 0;          // integers per token read (the input) and written (an image: per sample)
   bool relu = false;
   const LinearParams* params = nullptr;      // kernel layers; points into the graph
   arith::Conv2dShape map{};                  // conv2d: its shape; pools: the input map and window
   std::vector<arith::FixedPoint> quantizer;  // kernel layers: {} dynamic, {pair} static
-  std::vector<arith::FixedPoint> pairs;      // avg_pool: {1 / area}; add: {input's, residual's}
+  std::vector<arith::FixedPoint> pairs;      // avg_pool: {1 / area}; add: {input's, residual's}; the
+                                             // transformer's layers: their op's pairs
   std::size_t input = kPixels;               // the layer whose output it reads, or the pixels
-  std::size_t residual = kPixels;            // add: the layer of its second operand
+  std::size_t residual = kPixels;            // add: the layer of its second operand; scores: the key
+                                             // codes' layer; attend: the value codes' layer
+  // The transformer's layers (only with transformer units): the unit, and for a layer of the
+  // array whether it reads the codes of a quantize layer (`input`) instead of quantizing itself.
+  TransformerOp unit = TransformerOp::None;
+  bool codes_input = false;
+  // Quantize (static), add, scores: the layers whose quantizer's per-token absmax multiply the last
+  // pair (the op's `factors`, in order; a kernel layer's fused quantizer or a quantize layer).
+  std::vector<std::size_t> factors;
 };
 
 std::string to_string(AcceleratorOp k);
+std::string to_string(TransformerOp k);
+// The layer's kind as the engines name it: its transformer unit, else its AcceleratorOp.
+std::string kind_name(const AcceleratorLayer& l);
 
 // The layers of a graph, or the reason it does not map onto the accelerator's controller.
 struct AcceleratorLowering {
   std::vector<AcceleratorLayer> layers;
   std::optional<std::string> unsupported;
+  int tokens = 1;  // rows of every layer's input and output: the controller runs each layer per token
 };
-AcceleratorLowering accelerator_layers(const Graph& g);
+// transformer_units: lower the transformer's ops and sequences (the SystemC model); without, a
+// graph with them is refused naming the op, as the RTL, HLS and CUDA engines need.
+AcceleratorLowering accelerator_layers(const Graph& g, bool transformer_units = false);
 
-// Per fused layer, the output integers of one sample.
+// Per fused layer, the output integers of one sample (a sequence: every token's row, in order).
 using LayerOutputs = std::vector<std::vector<std::int32_t>>;
 
 // A fused engine's per-layer outputs placed at their ops (the other ops' entries empty).

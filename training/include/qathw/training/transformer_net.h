@@ -214,6 +214,14 @@ class TransformerNet {
   std::vector<float> branch_, dx_, dh_, tmp_, datt_, dr_;
   std::vector<float> dqkv_, gqkv_, wqkv_;  // dQ dK dV per token; Wq Wk Wv's gradients and weights stacked
   std::vector<double> lsq_sums_;  // per token: the K or V step's gradient sum
+  // The quantized forward's scratch, kept between steps: a BitLinear's input codes (float and
+  // bytes), its accumulators, the residual stream.
+  struct QuantizedScratch {
+    std::vector<float> codes, acc;
+    std::vector<std::uint8_t> code_bytes;
+    std::vector<std::int32_t> acc_i32, x;
+    std::vector<std::int64_t> acc_exact;
+  } qf_;
 };
 
 // Bits per byte of a network on a token stream: the mean cross-entropy, in bits, of every target of

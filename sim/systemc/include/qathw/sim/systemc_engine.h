@@ -17,8 +17,9 @@
 namespace qathw::sim {
 
 struct SimRun {
-  std::vector<model::LayerOutputs> outputs;  // per sample, per layer of model::accelerator_layers (only the
-                                             // last unless keep_layers)
+  std::vector<model::LayerOutputs> outputs;  // per sample, per layer of model::accelerator_layers with the
+                                             // transformer units (only the last unless keep_layers); a
+                                             // sequence's layers hold every token's row, in order
   std::vector<InferenceStats> stats;            // per sample
   double wall_seconds = 0;
   double simulated_seconds = 0;
@@ -29,7 +30,8 @@ struct SimRun {
 // nothing when it can.
 std::optional<std::string> systemc_unsupported(const model::Bundle& bundle);
 
-// Runs `count` samples (row-major uint8 pixels) through the model. Throws std::runtime_error when
+// Runs `count` samples (row-major uint8 pixels, or a sequence bundle's `context` byte tokens each)
+// through the model; a sequence runs token by token (docs/sim.md, "Transformer layers"). Throws std::runtime_error when
 // the model cannot run it (systemc_unsupported), or if called twice in one process.
 SimRun run_systemc(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count, bool keep_layers);
 
