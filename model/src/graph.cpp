@@ -660,8 +660,9 @@ AcceleratorLowering accelerator_layers(const Graph& g, bool transformer_units) {
       case OpType::Softmax:
       case OpType::Attend: {
         if (!transformer_units)
-          return refuse(where + "the RTL, HLS and CUDA engines do not run the transformer's ops (the integer " +
-                        "engine and the SystemC model do)");
+          return refuse(where + "the layer chain without the transformer units (the RTL's, the CUDA engine's, " +
+                        "the HLS image tops') does not run the transformer's ops (the integer engine and the " +
+                        "SystemC model do)");
         const auto from = source(op.input);
         l.kind = AcceleratorOp::Add;
         l.in = per_token(op.input);

@@ -4,12 +4,12 @@
 // layer (a map is stored channels last, so flattening moves nothing). The engines observe each
 // layer's output, not the codes it fuses.
 //
-// With the transformer's units (the SystemC model has them; the RTL, HLS and CUDA engines do not)
-// a sequence graph lowers too: every layer runs per token (`AcceleratorLowering::tokens` rows), the
-// transformer's ops are layers of their own (`TransformerOp`), a quantize op that is not the sole
-// input of the kernel op after it (groups, factors, or several readers) is a layer writing codes,
-// and a kernel layer may read such a layer's codes (`codes_input`). docs/sim.md, "Transformer
-// layers".
+// With the transformer's units (the SystemC model has them; the RTL, the CUDA engine and the HLS
+// image tops do not) a sequence graph lowers too: every layer runs per token
+// (`AcceleratorLowering::tokens` rows), the transformer's ops are layers of their own
+// (`TransformerOp`), a quantize op that is not the sole input of the kernel op after it (groups,
+// factors, or several readers) is a layer writing codes, and a kernel layer may read such a
+// layer's codes (`codes_input`). docs/sim.md, "Transformer layers".
 #pragma once
 
 #include <limits>
@@ -65,7 +65,7 @@ struct AcceleratorLowering {
   int tokens = 1;  // rows of every layer's input and output: the controller runs each layer per token
 };
 // transformer_units: lower the transformer's ops and sequences (the SystemC model); without, a
-// graph with them is refused naming the op, as the RTL, HLS and CUDA engines need.
+// graph with them is refused naming the op, as the RTL, the CUDA engine and the HLS image tops need.
 AcceleratorLowering accelerator_layers(const Graph& g, bool transformer_units = false);
 
 // Per fused layer, the output integers of one sample (a sequence: every token's row, in order).
