@@ -660,9 +660,8 @@ AcceleratorLowering accelerator_layers(const Graph& g, bool transformer_units) {
       case OpType::Softmax:
       case OpType::Attend: {
         if (!transformer_units)
-          return refuse(where + "the layer chain without the transformer units (the RTL's, the CUDA engine's, " +
-                        "the HLS image tops') does not run the transformer's ops (the integer engine and the " +
-                        "SystemC model do)");
+          return refuse(where + "the engines without the transformer units (the RTL, the CUDA engine, the HLS " +
+                        "image tops) do not run the transformer's ops (the integer engine and the SystemC model do)");
         const auto from = source(op.input);
         l.kind = AcceleratorOp::Add;
         l.in = per_token(op.input);
