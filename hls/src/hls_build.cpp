@@ -1,6 +1,7 @@
 // The HLS tops of targets with no top compiled in: the same templates CMake fills for the built-in
-// targets (hls_target.h.in, src/layer_top.cpp.in, src/tops_table.cpp.in), filled from the target's
-// generated header and compiled at run time into a cached shared object, loaded with dlopen.
+// targets (hls_target.h.in, src/layer_top.cpp.in, src/transformer_top.cpp.in,
+// src/tops_table.cpp.in), filled from the target's generated header and compiled at run time into
+// a cached shared object, loaded with dlopen.
 #include "hls_build.h"
 
 #include <dlfcn.h>
@@ -43,12 +44,16 @@ Sources sources_of(const target::TargetSpec& t) {
     text = replace_all(text, "@STRUCT@", "Target_" + id);
     text = replace_all(text, "@P_HEADER@", "target_" + id + ".h");
     text = replace_all(text, "@QATHW_HLS_MAX_MAP@", std::to_string(kMaxMap));
+    text = replace_all(text, "@QATHW_HLS_MAX_CONTEXT@", std::to_string(kMaxContext));
+    text = replace_all(text, "@QATHW_HLS_MAX_FFN@", std::to_string(kMaxFfn));
+    text = replace_all(text, "@QATHW_HLS_MAX_HEADS@", std::to_string(kMaxHeads));
     return replace_all(text, "@QATHW_HLS_MAX_WIDTH@", std::to_string(kMaxWidth));
   };
   Sources s;
   s.target_header = target::cpp_header(t);
   s.hls_header = fill(util::read_file(fs::path(kHlsDir) / "hls_target.h.in"));
   s.top = fill(util::read_file(fs::path(kHlsDir) / "src" / "layer_top.cpp.in")) + "\n" +
+          fill(util::read_file(fs::path(kHlsDir) / "src" / "transformer_top.cpp.in")) + "\n" +
           fill(util::read_file(fs::path(kHlsDir) / "src" / "tops_table.cpp.in")) +
           "\n// The shared object's one exported symbol: the table of its tops, found with dlsym.\n"
           "extern \"C\" __attribute__((visibility(\"default\"))) const void* qathw_hls_tops() {\n"

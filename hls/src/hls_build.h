@@ -8,6 +8,11 @@ namespace qathw::hls {
 
 inline constexpr int kMaxWidth = QATHW_HLS_MAX_WIDTH;  // the tops' Target::kMaxWidth
 inline constexpr int kMaxMap = QATHW_HLS_MAX_MAP;      // the tops' Target::kMaxMap
+inline constexpr int kMaxContext = QATHW_HLS_MAX_CONTEXT;  // the tops' Target::kMaxContext
+inline constexpr int kMaxFfn = QATHW_HLS_MAX_FFN;          // the tops' Target::kMaxFfn
+inline constexpr int kMaxHeads = QATHW_HLS_MAX_HEADS;      // the tops' Target::kMaxHeads
+inline constexpr int kMaxFactors = 4;                      // the tops' Target::kMaxFactors
+inline constexpr long kMaxTokenWeightBytes = static_cast<long>(kMaxWidth) * kMaxFfn;  // Target::kMaxTokenWeightBytes
 
 // The tops of `t`, compiled (once per target and source version) and loaded. Throws
 // std::runtime_error when the compiler fails or is missing.

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "hls_build.h"
+#include "qathw/hls/sequence_engine.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/util/process.h"
 
@@ -146,6 +147,7 @@ std::vector<model::LayerOutputs> run_layers(const model::Bundle& bundle, const s
 std::optional<std::string> hls_unsupported(const model::Bundle& bundle) {
   if (!builtin_tops(bundle) && !util::program_available("c++"))
     return "no HLS top for target '" + bundle.target.name + "' and no C++ compiler (c++) to build one";
+  if (bundle.sequence()) return sequence_unsupported(bundle);  // the transformer's tops (run_hls_sequences)
   const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
   if (lowering.unsupported) return lowering.unsupported;
   return beyond_limits(bundle.graph, lowering.layers);

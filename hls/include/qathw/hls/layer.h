@@ -40,9 +40,11 @@ fault:
 #endif
 }
 
-// One tile: kRows output channels of one input, kLanes products per row per cycle.
-template <class T>
-void pe_tile(const std::int16_t codes[T::kMaxWidth], const std::uint8_t weights[T::kMaxWeightBytes], int in_n,
+// One tile: kRows output channels of one input, kLanes products per row per cycle. MaxIn and
+// MaxWeightBytes are the ports' static sizes: kMaxWidth and kMaxWeightBytes for the layer and
+// convolution tops, kMaxFfn and kMaxTokenWeightBytes for the transformer's linear top.
+template <class T, int MaxIn = T::kMaxWidth, int MaxWeightBytes = T::kMaxWeightBytes>
+void pe_tile(const std::int16_t codes[MaxIn], const std::uint8_t weights[MaxWeightBytes], int in_n,
              int out_n, int n0, std::int64_t acc[T::kRows]) {
   constexpr arith::Format f = T::format();
 rows_clear:
@@ -51,7 +53,7 @@ rows_clear:
     acc[r] = 0;
   }
 chunks:
-  for (int base = 0; base < T::kMaxWidth; base += T::kLanes) {
+  for (int base = 0; base < MaxIn; base += T::kLanes) {
 #pragma HLS PIPELINE II = 1
     if (base < in_n) {
     rows:
