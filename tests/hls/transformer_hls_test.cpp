@@ -1,10 +1,11 @@
 // The transformer on the HLS tops: random tiny BitNet transformers (training::make_bundle of a
-// random TransformerNet calibrated on random tokens) on both built-in targets and one target file
-// whose tops are built at run time (a 13 x 11 array, 24-bit accumulators), every op of every
-// position equal to the integer engine on a few random sequences, directly and through the verify
-// registry's hls engine; greedy generation on it; a model over the tops' static sizes refused naming the field; and the C
-// simulation's speed on a bitnet-tiny-sized model (context 64, width 128, 4 heads, ffn 512, 2
-// layers), printed.
+// random TransformerNet calibrated on random tokens) on both built-in targets, a target file
+// whose tops are built at run time (a 13 x 11 array, 24-bit accumulators) and a narrow target
+// (5 x 7 array, 10-bit saturating accumulators, kernels whose running sums saturate), every op of
+// every position equal to the integer engine on a few random sequences, directly and through the
+// verify registry's hls engine; greedy generation on it; a model over the tops' static sizes
+// refused naming the field; and the C simulation's speed on a bitnet-tiny-sized model (context
+// 64, width 128, 4 heads, ffn 512, 2 layers), printed.
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -30,7 +31,23 @@ using training::TransformerNet;
 
 void use_test_cache() { setenv("QATHW_CACHE_DIR", QATHW_TEST_CACHE_DIR, 0); }
 
+// ternary-asic with a 5 x 7 array and 10-bit saturating accumulators (tops built at run time):
+// with the kernels of saturating_kernels, the linear layers' running sums saturate, so the PE
+// array's chunks of kLanes decide the result.
+target::TargetSpec narrow_target() {
+  nlohmann::json j = target::to_json(target::builtin_target("ternary-asic"));
+  j["name"] = "narrow-hls-transformer";
+  j["array"]["rows"] = 5;
+  j["array"]["lanes"] = 7;
+  j["arithmetic"]["accumulator_bits"] = 10;
+  j["arithmetic"]["overflow"] = "saturate";
+  j.erase("hash");
+  j.erase("origin");
+  return target::target_from_json(j, "narrow-hls-transformer (test)");
+}
+
 target::TargetSpec target_named(const std::string& name) {
+  if (name == "narrow") return narrow_target();
   if (name.find(".toml") != std::string::npos)
     return target::load_target_file(std::string(QATHW_TEST_TARGETS_DIR) + "/" + name);
   return target::builtin_target(name);
@@ -68,6 +85,21 @@ model::Bundle random_bundle(const Shape& shape, const target::TargetSpec& t, std
   return training::make_bundle(net, t, {{"test", "transformer_hls_test"}});
 }
 
+// In every linear layer, channel 0's weights all +1 and channel 1's +1 then -1 from the middle of
+// its row: on a narrow saturating accumulator the first saturates (the FFN's down projection reads
+// the squared ReLU's codes, all >= 0) and the second's running sum saturates and comes back, which
+// an exact sum saturated once would not give.
+void saturating_kernels(model::Bundle& b) {
+  for (model::Op& op : b.graph.ops) {
+    model::LinearParams& k = op.linear;
+    if (op.type != model::OpType::Linear || k.out < 2) continue;
+    for (int i = 0; i < k.in; ++i) {
+      arith::store_code(k.packed.data(), static_cast<std::size_t>(i), 1, k.format);
+      arith::store_code(k.packed.data(), static_cast<std::size_t>(k.in + i), i < k.in / 2 ? 1 : -1, k.format);
+    }
+  }
+}
+
 void expect_equal_ops(const model::Bundle& b, const std::vector<model::OpOutputs>& got,
                       const std::vector<model::OpOutputs>& want, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
@@ -93,7 +125,8 @@ TEST_P(TransformerHls, EveryOpOfEveryPositionEqualsTheIntegerEngine) {
     for (std::uint64_t seed : {41u, 42u}) {
       const std::string what = t.name + ", context " + std::to_string(shape.context) + ", width " +
                                std::to_string(shape.width) + ", seed " + std::to_string(seed);
-      const model::Bundle b = random_bundle(shape, t, seed);
+      model::Bundle b = random_bundle(shape, t, seed);
+      if (GetParam() == "narrow") saturating_kernels(b);
       ASSERT_TRUE(b.sequence()) << what;
       const std::optional<std::string> why = hls_unsupported(b);
       ASSERT_FALSE(why.has_value()) << what << ": " << *why;
@@ -109,7 +142,7 @@ TEST_P(TransformerHls, EveryOpOfEveryPositionEqualsTheIntegerEngine) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, TransformerHls, ::testing::Values("ternary-asic", "int4-fpga", "array-13x11.toml"),
+INSTANTIATE_TEST_SUITE_P(Targets, TransformerHls, ::testing::Values("ternary-asic", "int4-fpga", "array-13x11.toml", "narrow"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param.substr(0, info.param.find('.'));
                            for (char& ch : name)
