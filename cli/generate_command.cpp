@@ -2,6 +2,7 @@
 // generation with a language-model bundle on one engine; prints the text and tokens/s.
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "commands.h"
@@ -39,6 +40,27 @@ int run_generate(const GenerateOptions& o) {
   std::snprintf(line, sizeof line, "generate: engine %s, %zu tokens in %.2f s: %.1f tokens/s\n", o.engine.c_str(),
                 generated, g.seconds, rate);
   std::cerr << line;
+  // The SystemC model's step of one token with the KV cache (the window full): cycles and energy,
+  // by kind of layer.
+  const nlohmann::json& last = g.stats.empty() ? nlohmann::json() : g.stats.back();
+  if (last.is_object() && last.contains("per_token")) {
+    const nlohmann::json& step = last["per_token"];
+    const double cycles = step["cycles"].get<double>(), energy = step["energy_pj"].get<double>();
+    std::snprintf(line, sizeof line, "generate: %s: a token step with the KV cache: %.0f cycles (%.1f us at %g MHz), %.1f nJ\n",
+                  o.engine.c_str(), cycles, cycles / bundle.target.clock_mhz, bundle.target.clock_mhz, energy / 1000);
+    std::cerr << line;
+    std::map<std::string, std::pair<double, double>> by_kind;  // cycles, pJ
+    for (const nlohmann::json& l : step["layers"]) {
+      auto& k = by_kind[l["kind"].get<std::string>()];
+      k.first += l["cycles"].get<double>();
+      k.second += l["energy_pj"].get<double>();
+    }
+    for (const auto& [kind, v] : by_kind) {
+      std::snprintf(line, sizeof line, "  %-14s %8.0f cycles (%4.1f%%)  %8.1f nJ (%4.1f%%)\n", kind.c_str(), v.first,
+                    100 * v.first / cycles, v.second / 1000, 100 * v.second / energy);
+      std::cerr << line;
+    }
+  }
   if (!o.json.empty()) {
     const nlohmann::json j = {{"engine", o.engine},
                               {"model", o.model},
