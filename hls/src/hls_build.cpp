@@ -116,4 +116,24 @@ const Tops& runtime_tops(const target::TargetSpec& t) {
   return *(loaded[hash] = static_cast<const Tops*>(entry()));
 }
 
+// One table of tops per built-in target, compiled in (hls/CMakeLists.txt generates the list).
+struct BuiltinTop {
+  const char* target;
+  const Tops* tops;
+};
+extern const BuiltinTop kBuiltinTops[];
+extern const int kBuiltinTopCount;
+
+const Tops* builtin_tops(const model::Bundle& bundle) {
+  for (int i = 0; i < kBuiltinTopCount; ++i)
+    if (target::content_hash(target::builtin_target(kBuiltinTops[i].target)) == bundle.target_hash)
+      return kBuiltinTops[i].tops;
+  return nullptr;
+}
+
+const Tops& tops_of(const model::Bundle& bundle) {
+  const Tops* tops = builtin_tops(bundle);
+  return tops ? *tops : runtime_tops(bundle.target);
+}
+
 }  // namespace qathw::hls

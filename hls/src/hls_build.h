@@ -18,4 +18,10 @@ inline constexpr long kMaxTokenWeightBytes = static_cast<long>(kMaxWidth) * kMax
 // std::runtime_error when the compiler fails or is missing.
 const Tops& runtime_tops(const target::TargetSpec& t);
 
+// The tops compiled in for the bundle's target (a built-in one), or null.
+const Tops* builtin_tops(const model::Bundle& bundle);
+
+// The bundle's tops: compiled in, else built at run time (runtime_tops).
+const Tops& tops_of(const model::Bundle& bundle);
+
 }  // namespace qathw::hls

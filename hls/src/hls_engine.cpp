@@ -10,25 +10,10 @@
 
 namespace qathw::hls {
 
-// One table of tops per built-in target, compiled in (hls/CMakeLists.txt generates the list).
-struct BuiltinTop {
-  const char* target;
-  const Tops* tops;
-};
-extern const BuiltinTop kBuiltinTops[];
-extern const int kBuiltinTopCount;
-
 namespace {
 
 using model::AcceleratorLayer;
 using model::AcceleratorOp;
-
-const Tops* builtin_tops(const model::Bundle& bundle) {
-  for (int i = 0; i < kBuiltinTopCount; ++i)
-    if (target::content_hash(target::builtin_target(kBuiltinTops[i].target)) == bundle.target_hash)
-      return kBuiltinTops[i].tops;
-  return nullptr;
-}
 
 // A linear layer with a static quantizer runs on the conv top: a 1 x 1 map of `in` channels,
 // whose one patch is the whole input (layer_top's quantizer is the dynamic one).
@@ -155,8 +140,7 @@ std::optional<std::string> hls_unsupported(const model::Bundle& bundle) {
 
 std::vector<model::LayerOutputs> run_hls(const model::Bundle& bundle, const std::uint8_t* pixels,
                                          std::size_t count) {
-  const Tops* tops = builtin_tops(bundle);
-  return run_layers(bundle, pixels, count, tops ? *tops : runtime_tops(bundle.target));
+  return run_layers(bundle, pixels, count, tops_of(bundle));
 }
 
 }  // namespace qathw::hls

@@ -15,14 +15,6 @@
 
 namespace qathw::hls {
 
-// One table of tops per built-in target, compiled in (hls/CMakeLists.txt generates the list).
-struct BuiltinTop {
-  const char* target;
-  const Tops* tops;
-};
-extern const BuiltinTop kBuiltinTops[];
-extern const int kBuiltinTopCount;
-
 namespace {
 
 using model::Op;
@@ -80,13 +72,6 @@ std::optional<std::string> op_unsupported(const model::Graph& g, const Op& op) {
     default:
       return "op '" + op.name + "' (" + model::to_string(op.type) + "): no HLS top runs it in a sequence bundle";
   }
-}
-
-const Tops& tops_of(const model::Bundle& bundle) {
-  for (int i = 0; i < kBuiltinTopCount; ++i)
-    if (target::content_hash(target::builtin_target(kBuiltinTops[i].target)) == bundle.target_hash)
-      return *kBuiltinTops[i].tops;
-  return runtime_tops(bundle.target);
 }
 
 // What the controller holds per op before the first sequence: where its inputs come from, its
