@@ -17,6 +17,7 @@
 #include "qathw/training/export.h"
 #include "qathw/training/transformer_net.h"
 #include "qathw/verify/generate.h"
+#include "random_transformer.h"
 
 namespace qathw {
 namespace {
@@ -24,28 +25,10 @@ namespace {
 using training::TransformerNet;
 
 TransformerNet random_net(int context, std::uint64_t seed) {
-  training::TransformerSpec s;
-  s.name = "tiny";
-  s.origin = "test";
-  s.width = 16;
-  s.heads = 2;
-  s.ffn = 32;
-  s.layers = 2;
-  s.context = context;
-  TransformerNet net(s, seed);
-  std::mt19937_64 rng(seed);
-  for (TransformerNet::Param& p : net.params())  // gains away from 1
-    if (p.rows == 1 && p.name != "log_scales")
-      for (float& g : p.w) g = std::uniform_real_distribution<float>(-0.7f, 0.7f)(rng);
-  return net;
+  return test::random_transformer(test::TransformerShape{context, 16, 2, 32, 2}, seed);
 }
 
-std::vector<std::uint8_t> random_tokens(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::uint8_t> t(n);
-  for (auto& v : t) v = static_cast<std::uint8_t>(rng() % 256);
-  return t;
-}
+using test::random_tokens;
 
 std::size_t op_index(const model::Graph& g, const std::string& name) {
   for (std::size_t i = 0; i < g.ops.size(); ++i)

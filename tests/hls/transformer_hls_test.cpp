@@ -23,6 +23,7 @@
 #include "qathw/training/transformer_net.h"
 #include "qathw/verify/engine.h"
 #include "qathw/verify/generate.h"
+#include "../engines/random_transformer.h"
 
 namespace qathw::hls {
 namespace {
@@ -53,36 +54,11 @@ target::TargetSpec target_named(const std::string& name) {
   return target::builtin_target(name);
 }
 
-struct Shape {
-  int context, width, heads, ffn, layers;
-};
+using Shape = test::TransformerShape;
+using test::random_tokens;
 
-std::vector<std::uint8_t> random_tokens(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::uint8_t> t(n);
-  for (auto& v : t) v = static_cast<std::uint8_t>(rng() % 256);
-  return t;
-}
-
-// A random transformer (gains away from 1) calibrated on random tokens, exported for target t.
 model::Bundle random_bundle(const Shape& shape, const target::TargetSpec& t, std::uint64_t seed) {
-  training::TransformerSpec s;
-  s.name = "tiny";
-  s.origin = "test";
-  s.context = shape.context;
-  s.width = shape.width;
-  s.heads = shape.heads;
-  s.ffn = shape.ffn;
-  s.layers = shape.layers;
-  TransformerNet net(s, seed);
-  std::mt19937_64 rng(seed);
-  for (TransformerNet::Param& p : net.params())
-    if (p.rows == 1 && p.name != "log_scales")
-      for (float& g : p.w) g = std::uniform_real_distribution<float>(-0.7f, 0.7f)(rng);
-  const int batch = 3;
-  const std::vector<std::uint8_t> calibration = random_tokens(static_cast<std::size_t>(batch) * shape.context, seed + 1);
-  net.calibrate(calibration.data(), batch, t.format, 0.99);
-  return training::make_bundle(net, t, {{"test", "transformer_hls_test"}});
+  return test::random_transformer_bundle(shape, t, seed);
 }
 
 // In every linear layer, channel 0's weights all +1 and channel 1's +1 then -1 from the middle of

@@ -19,6 +19,7 @@
 #include "qathw/training/export.h"
 #include "qathw/training/transformer_net.h"
 #include "qathw/verify/engine.h"
+#include "../engines/random_transformer.h"
 
 namespace qathw::sim {
 namespace {
@@ -27,35 +28,13 @@ using training::TransformerNet;
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 
-struct Shape {
-  int context = 7, width = 16, heads = 2, ffn = 32, layers = 2;
-};
-
-std::vector<std::uint8_t> random_tokens(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::uint8_t> t(n);
-  for (auto& v : t) v = static_cast<std::uint8_t>(rng() % 256);
-  return t;
-}
+using Shape = test::TransformerShape;
+using test::random_tokens;
+using test::random_transformer_bundle;
 
 // A random network of the shape, calibrated on `batch` random sequences, as a bundle.
 model::Bundle random_bundle(const Shape& shape, const target::TargetSpec& t, std::uint64_t seed, int batch = 3) {
-  training::TransformerSpec s;
-  s.name = "tiny";
-  s.origin = "test";
-  s.width = shape.width;
-  s.heads = shape.heads;
-  s.ffn = shape.ffn;
-  s.layers = shape.layers;
-  s.context = shape.context;
-  TransformerNet net(s, seed);
-  std::mt19937_64 rng(seed);
-  for (TransformerNet::Param& p : net.params())  // gains away from 1
-    if (p.rows == 1 && p.name != "log_scales")
-      for (float& g : p.w) g = std::uniform_real_distribution<float>(-0.7f, 0.7f)(rng);
-  const std::vector<std::uint8_t> tokens = random_tokens(static_cast<std::size_t>(batch) * shape.context, seed + 1);
-  net.calibrate(tokens.data(), batch, t.format, 0.99);
-  return training::make_bundle(net, t, {{"test", "transformer_systemc_test"}});
+  return random_transformer_bundle(shape, t, seed, batch);
 }
 
 // ternary-asic with a 5 x 7 array: tiles and chunks that divide nothing.
