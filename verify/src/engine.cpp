@@ -107,7 +107,7 @@ EngineRun run_cuda(const model::Bundle& b, const std::uint8_t* inputs, std::size
 const std::vector<Engine>& engines() {
   static const std::vector<Engine> all = {
       {"int", "integer reference engine (model/)", [](const model::Bundle&) { return std::optional<std::string>(); },
-       run_int},
+       run_int, true},
       {"systemc", "SystemC model of the accelerator", sim::systemc_unsupported, run_systemc},
       {"rtl", "the accelerator's RTL, Verilated (built at run time for targets without a built-in model)",
        rtl::rtl_unsupported, run_rtl},

@@ -81,9 +81,8 @@ Generation generate(const Engine& engine, const model::Bundle& bundle, const std
   for (int i = 0; i < count; ++i) {
     const std::size_t last = next_token_window(g.tokens, T, window.data());
     const auto t0 = std::chrono::steady_clock::now();
-    // The integer engine runs in this process; the others each token in a child of its own.
-    EngineRun run = engine.name == "int" ? engine.run(bundle, window.data(), 1)
-                                         : run_in_child(engine, bundle, window.data());
+    EngineRun run = engine.runs_repeatedly ? engine.run(bundle, window.data(), 1)
+                                           : run_in_child(engine, bundle, window.data());
     g.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<std::int32_t>& logits = run.outputs.at(0).at(out_op);
     if (logits.size() != static_cast<std::size_t>(T) * V)

@@ -30,6 +30,9 @@ struct Engine {
   std::function<std::optional<std::string>(const model::Bundle&)> unsupported;
   // Runs `count` samples of the bundle's input size. The SystemC engine runs once per process.
   std::function<EngineRun(const model::Bundle&, const std::uint8_t* inputs, std::size_t count)> run;
+  // Whether `run` may be called again and again in one process (generation's token after token);
+  // the others run each call in a child process.
+  bool runs_repeatedly = false;
 };
 
 const std::vector<Engine>& engines();
