@@ -114,7 +114,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void packed_tile(const st
     const int j = (block0 + v) * kColumns;
     const int left = n - j;
     const __mmask16 mask = left >= kColumns ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
-    const __m512i offset = _mm512_maskz_loadu_epi32(mask, b_offset + j);
+    const __m512i offset = b_offset ? _mm512_maskz_loadu_epi32(mask, b_offset + j) : _mm512_setzero_si512();
     for (int r = 0; r < R && i0 + r < m; ++r)
       _mm512_mask_storeu_epi32(c + static_cast<long>(i0 + r) * ldc + j, mask, _mm512_sub_epi32(acc[r][v], offset));
   }
@@ -130,7 +130,88 @@ void packed_row_tile(const std::uint8_t* a, int lda, int m, int i0, const std::i
   for (; block < blocks; ++block) packed_tile<R, 1>(a, lda, m, i0, b, groups, block, n, b_offset, c, ldc);
 }
 
+// ---- chunked saturating accumulation ----------------------------------------------------------
+
+// A tile of R rows by NV blocks of 16 columns: per chunk the exact partial sums (the high bytes'
+// and, Wide, the low bytes'), then acc = clamp(acc + partial, lo, hi) in registers.
+template <int R, int NV, bool Wide>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void chunked_tile(const ChunkedOperands& x, int m, int i0,
+                                                                         int block0, int n, std::int32_t* c, int ldc) {
+  const int groups = x.chunks * x.chunk_groups;
+  const std::uint8_t* high[R];
+  const std::uint8_t* low[R];
+  for (int r = 0; r < R; ++r) {
+    const long row = static_cast<long>(std::min(i0 + r, m - 1)) * x.lda;
+    high[r] = x.a_high + row;
+    low[r] = Wide ? x.a_low + row : nullptr;
+  }
+  const std::int8_t* bblock[NV];
+  __mmask16 mask[NV];
+  for (int v = 0; v < NV; ++v) {
+    bblock[v] = x.packed_b + static_cast<long>(block0 + v) * groups * kGroupBytes;
+    const int left = n - (block0 + v) * kColumns;
+    mask[v] = left >= kColumns ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+  }
+  const __m512i lo = _mm512_set1_epi32(x.lo), hi = _mm512_set1_epi32(x.hi);
+  __m512i acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
+  for (int chunk = 0; chunk < x.chunks; ++chunk) {
+    __m512i p[R][NV], q[R][NV];
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) p[r][v] = q[r][v] = _mm512_setzero_si512();
+    const int g0 = chunk * x.chunk_groups;
+    for (int g = g0; g < g0 + x.chunk_groups; ++g) {
+      __m512i bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(bblock[v] + static_cast<long>(g) * kGroupBytes);
+      for (int r = 0; r < R; ++r) {
+        std::int32_t four;
+        std::memcpy(&four, high[r] + 4 * g, 4);
+        const __m512i av = _mm512_set1_epi32(four);
+        for (int v = 0; v < NV; ++v) p[r][v] = _mm512_dpbusd_epi32(p[r][v], av, bv[v]);
+        if (Wide) {
+          std::memcpy(&four, low[r] + 4 * g, 4);
+          const __m512i al = _mm512_set1_epi32(four);
+          for (int v = 0; v < NV; ++v) q[r][v] = _mm512_dpbusd_epi32(q[r][v], al, bv[v]);
+        }
+      }
+    }
+    for (int v = 0; v < NV; ++v) {
+      const __m512i offset =
+          _mm512_maskz_loadu_epi32(mask[v], x.chunk_offsets + static_cast<long>(chunk) * n + (block0 + v) * kColumns);
+      for (int r = 0; r < R; ++r) {
+        __m512i partial = _mm512_sub_epi32(p[r][v], offset);
+        if (Wide) partial = _mm512_add_epi32(_mm512_slli_epi32(partial, 8), q[r][v]);
+        acc[r][v] = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(acc[r][v], partial), lo), hi);
+      }
+    }
+  }
+  for (int v = 0; v < NV; ++v)
+    for (int r = 0; r < R && i0 + r < m; ++r)
+      _mm512_mask_storeu_epi32(c + static_cast<long>(i0 + r) * ldc + (block0 + v) * kColumns, mask[v], acc[r][v]);
+}
+
+template <int R, int NV, bool Wide>
+void chunked_row_tile(const ChunkedOperands& x, int m, int i0, int n, std::int32_t* c, int ldc) {
+  const int blocks = column_blocks(n);
+  int block = 0;
+  for (; block + NV <= blocks; block += NV) chunked_tile<R, NV, Wide>(x, m, i0, block, n, c, ldc);
+  for (; block < blocks; ++block) chunked_tile<R, 1, Wide>(x, m, i0, block, n, c, ldc);
+}
+
 }  // namespace
+
+void gemm_u8s8_chunked_saturate(const ChunkedOperands& x, int m, int n, std::int32_t* c, int ldc) {
+  // Accumulators, partial sums (two with low bytes) and operands within the 32 vector registers.
+  const int rows = 4;
+  const int tiles = (m + rows - 1) / rows;
+  const long work = static_cast<long>(m) * n * x.chunks * x.chunk_groups;
+#pragma omp parallel for schedule(static) if (work > (1L << 20))
+  for (int t = 0; t < tiles; ++t) {
+    if (x.a_low) chunked_row_tile<rows, 2, true>(x, m, t * rows, n, c, ldc);
+    else chunked_row_tile<rows, 3, false>(x, m, t * rows, n, c, ldc);
+  }
+}
 
 std::size_t packed_columns_bytes(int n, int k) {
   return static_cast<std::size_t>(column_blocks(n)) * (padded_depth(k) / 4) * kGroupBytes;

@@ -1,7 +1,10 @@
 #include "qathw/kernels/quant_ops.h"
 
+#include "qathw/kernels/int8_gemm.h"
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -217,8 +220,116 @@ bool int8_accumulation_exact(int in, const arith::Format& f) {
   return f.act_bits <= 8 && arith::dot_abs_bound(in, f) < (std::int64_t{1} << 31) && arith::accumulation_order_free(in, f);
 }
 
+namespace {
+
+// The int8 GEMM's layout of accumulate_exact: the k axis in chunks of the adder tree's `lanes`
+// codes (the whole row where the order of summation is free), each padded to whole groups of 4.
+struct ChunkLayout {
+  int chunk, chunks, chunk_groups, depth;  // depth: the padded k
+  bool wide;                               // codes above 8 bits: split into high and low bytes
+};
+
+ChunkLayout chunk_layout(int in, int lanes, const arith::Format& f) {
+  ChunkLayout l;
+  l.chunk = arith::accumulation_order_free(in, f) ? in : std::max(1, lanes);
+  l.chunks = (in + l.chunk - 1) / l.chunk;
+  l.chunk_groups = padded_depth(l.chunk) / 4;
+  l.depth = l.chunks * l.chunk_groups * 4;
+  l.wide = f.act_bits > 8;
+  return l;
+}
+
+// Whether the int8 GEMM forms the accumulators exactly: codes up to 16 bits (two bytes), weight
+// codes in a byte, and, when chunks accumulate under saturation, every accumulator plus a chunk's
+// partial sum within int32.
+bool int8_chunks_exact(int in, int lanes, const arith::Format& f) {
+  if (in < 1 || !int8_gemm_enabled() || f.act_bits > 16 || arith::weight_qmax(f.weights) > 127) return false;
+  if (arith::accumulation_order_free(in, f)) return true;
+  const std::int64_t chunk_bound = static_cast<std::int64_t>(std::min(in, std::max(1, lanes))) *
+                                   arith::act_qmax(f.act_bits) * arith::weight_qmax(f.weights);
+  return -arith::signed_min(f.acc_bits) + chunk_bound <= arith::signed_max(32);
+}
+
+// accumulate_exact on the int8 GEMM. Codes above 8 bits are split x = 256 hi + lo (hi signed, lo
+// unsigned), each half an exact int32 product (|hi| <= 128, lo <= 255). Order-free formats: one
+// product of the whole row, the overflow rule applied once; otherwise the chunked, saturating
+// kernel (arith::dot's accumulation, chunk by chunk).
+void accumulate_exact_int8(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
+                           const arith::Format& f, std::int64_t* acc) {
+  const ChunkLayout l = chunk_layout(in, lanes, f);
+  // Weights in the padded layout, packed once (pack_int8_columns' layout, written directly: blocks
+  // of 16 columns, each chunk's groups of 4 codes per column); each chunk's offsets 128 sum(b).
+  std::vector<std::int8_t> packed(packed_columns_bytes(out, l.depth), 0);
+  std::vector<std::int32_t> chunk_offsets(static_cast<std::size_t>(l.chunks) * out, 0);
+  {
+    std::vector<std::int8_t> row(l.depth, 0);
+    for (int n = 0; n < out; ++n) {
+      const float* w = weight_codes + static_cast<std::size_t>(n) * in;
+      for (int c = 0; c < l.chunks; ++c) {
+        const int k0 = c * l.chunk, len = std::min(l.chunk, in - k0);
+        std::int8_t* dst = row.data() + static_cast<std::size_t>(c) * l.chunk_groups * 4;
+        std::int32_t sum = 0;
+        for (int j = 0; j < len; ++j) {
+          dst[j] = static_cast<std::int8_t>(w[k0 + j]);
+          sum += dst[j];
+        }
+        chunk_offsets[static_cast<std::size_t>(c) * out + n] = 128 * sum;
+      }
+      std::int8_t* block = packed.data() + static_cast<std::size_t>(n / 16) * (l.depth / 4) * 64 + (n % 16) * 4;
+      for (int g = 0; g < l.depth / 4; ++g) std::memcpy(block + static_cast<std::size_t>(g) * 64, row.data() + 4 * g, 4);
+    }
+  }
+  // The codes as bytes in the padded layout (padding bytes multiply zero weights).
+  std::vector<std::uint8_t> high(static_cast<std::size_t>(rows) * l.depth, 128), low;
+  if (l.wide) low.assign(high.size(), 0);
+#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * in > 32768)
+  for (int r = 0; r < rows; ++r) {
+    const float* x = codes + static_cast<std::size_t>(r) * in;
+    for (int c = 0; c < l.chunks; ++c) {
+      const int k0 = c * l.chunk, len = std::min(l.chunk, in - k0);
+      const std::size_t at = static_cast<std::size_t>(r) * l.depth + static_cast<std::size_t>(c) * l.chunk_groups * 4;
+      std::uint8_t* __restrict h = high.data() + at;
+      if (l.wide) {
+        std::uint8_t* __restrict lo = low.data() + at;
+        for (int j = 0; j < len; ++j) {
+          const int v = static_cast<int>(x[k0 + j]);
+          h[j] = static_cast<std::uint8_t>((v >> 8) + 128);  // floor(v / 256), in [-128, 127]
+          lo[j] = static_cast<std::uint8_t>(v & 255);
+        }
+      } else {
+        for (int j = 0; j < len; ++j) h[j] = static_cast<std::uint8_t>(static_cast<int>(x[k0 + j]) + 128);
+      }
+    }
+  }
+  const std::size_t size = static_cast<std::size_t>(rows) * out;
+  std::vector<std::int32_t> part(size);
+  if (l.chunks == 1 && f.overflow == arith::Overflow::Wrap) {
+    // One product of the whole row (order-free): the exact sum, then the overflow rule once.
+    gemm_u8s8_packed(high.data(), l.depth, packed.data(), chunk_offsets.data(), rows, out, l.depth, part.data(), out);
+    std::vector<std::int32_t> part_low(l.wide ? size : 0);
+    if (l.wide)
+      gemm_u8s8_packed(low.data(), l.depth, packed.data(), nullptr, rows, out, l.depth, part_low.data(), out);
+    const arith::Format g = f;
+    for (std::size_t i = 0; i < size; ++i)
+      acc[i] = arith::accumulate(0, l.wide ? 256 * static_cast<std::int64_t>(part[i]) + part_low[i] : part[i], g);
+    return;
+  }
+  // Saturating (order-free or not: one chunk is the whole row where no partial sum can saturate).
+  const ChunkedOperands x{high.data(),  l.wide ? low.data() : nullptr,
+                          l.depth,      packed.data(),
+                          chunk_offsets.data(), l.chunks,
+                          l.chunk_groups,       static_cast<std::int32_t>(arith::signed_min(f.acc_bits)),
+                          static_cast<std::int32_t>(arith::signed_max(f.acc_bits))};
+  gemm_u8s8_chunked_saturate(x, rows, out, part.data(), out);
+  for (std::size_t i = 0; i < size; ++i) acc[i] = part[i];
+}
+
+}  // namespace
+
 void accumulate_exact(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
                       const arith::Format& f, std::int64_t* acc) {
+  if (int8_chunks_exact(in, lanes, f))
+    return accumulate_exact_int8(codes, weight_codes, rows, out, in, lanes, f, acc);
   const bool order_free = arith::accumulation_order_free(in, f);
   const int chunk = order_free ? in : std::max(1, lanes);
   const std::int64_t wmax = arith::weight_qmax(f.weights), float_exact = std::int64_t{1} << 24;

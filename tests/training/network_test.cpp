@@ -791,11 +791,14 @@ TEST(Int8Gemm, PackedColumnsGiveTheExactProduct) {
 
 // The vectorised accumulation equals arith::dot, the array's rule, for every kind of format:
 // saturating accumulators that do saturate (rows of one sign), wrapping ones, activations up to
-// 16 bits (partial sums beyond float's 2^24, formed in exact pieces), any adder-tree width.
+// 16 bits (partial sums beyond float's 2^24, formed in exact pieces; on the int8 GEMM split into
+// two bytes), any adder-tree width (chunks not a multiple of the GEMM's groups of 4). Both paths:
+// the int8 GEMM's chunked kernel where the processor has it, and the float pieces.
 TEST(AccumulateExact, EqualsTheArraysChunkedDotProduct) {
   const std::uint64_t seed = 1129;
   std::mt19937_64 rng(seed);
   const int rows = 11, out = 37, in = 300;
+  for (const bool int8 : {true, false})
   for (const auto weights : {qathw::arith::WeightFormat::Ternary, qathw::arith::WeightFormat::Int4})
     for (int act_bits : {8, 12, 16})
       for (int acc_bits : {10, 16, 24, 32})
@@ -819,7 +822,9 @@ TEST(AccumulateExact, EqualsTheArraysChunkedDotProduct) {
               }
             for (int k = 0; k < in; ++k) x[k] = static_cast<float>(qa);
             std::vector<std::int64_t> acc(static_cast<std::size_t>(rows) * out);
+            qathw::kernels::set_int8_gemm_enabled(int8);
             qathw::kernels::accumulate_exact(x.data(), w.data(), rows, out, in, lanes, f, acc.data());
+            qathw::kernels::set_int8_gemm_enabled(true);
             std::vector<std::int64_t> xi(in), wi(in);
             for (int r = 0; r < rows; ++r)
               for (int n = 0; n < out; ++n) {
@@ -832,7 +837,7 @@ TEST(AccumulateExact, EqualsTheArraysChunkedDotProduct) {
                     << "row " << r << " channel " << n << ", act " << act_bits << " bits, acc " << acc_bits
                     << " bits, " << (overflow == qathw::arith::Overflow::Saturate ? "saturate" : "wrap") << ", lanes "
                     << lanes << ", " << (weights == qathw::arith::WeightFormat::Ternary ? "ternary" : "int4")
-                    << " (seed " << seed << ")";
+                    << (int8 ? ", int8 GEMM" : ", float pieces") << " (seed " << seed << ")";
               }
           }
 }

@@ -46,8 +46,27 @@ void pack_int8_columns(const float* codes, int n, int k, std::int8_t* packed, st
 
 // c[m x n] (rows ldc apart) = (a - 128)[m x k] . b[n x k]^T, exact in int32, b packed by
 // pack_int8_columns. Rows of a are `lda` >= padded_depth(k) bytes apart; bytes past k are read
-// but multiply zero codes. Requires |result| < 2^31 and int8_gemm_available().
+// but multiply zero codes. With b_offset null, a's bytes are taken as they are (unsigned):
+// c = a . b^T. Requires |result| < 2^31 and int8_gemm_available().
 void gemm_u8s8_packed(const std::uint8_t* a, int lda, const std::int8_t* packed_b, const std::int32_t* b_offset, int m,
                       int n, int k, std::int32_t* c, int ldc);
+
+// ---- the array's chunked, saturating accumulation -------------------------------------------
+// arith::dot with a saturating accumulator: per chunk of the adder tree's `lanes` codes the exact
+// partial sum, then acc = clamp(acc + partial, lo, hi). Each chunk is `chunk_groups` groups of 4
+// codes of b packed by pack_int8_columns (a chunk shorter than that is padded with zero codes).
+struct ChunkedOperands {
+  const std::uint8_t* a_high;          // codes + 128, or with a_low: floor(code / 256) + 128
+  const std::uint8_t* a_low;           // null, or code mod 256 (unsigned): code = 256 hi + lo
+  int lda;                             // bytes between rows of a: chunks * chunk_groups * 4 at least
+  const std::int8_t* packed_b;         // pack_int8_columns of n rows of chunks * chunk_groups * 4 codes
+  const std::int32_t* chunk_offsets;   // [chunks][n]: 128 * each chunk's sum of each b row
+  int chunks, chunk_groups;
+  std::int32_t lo, hi;                 // the accumulator's range
+};
+
+// c[m x n] (rows ldc apart): the accumulators. Requires |acc| + |partial| < 2^31 for every chunk
+// (the caller's bound) and int8_gemm_available().
+void gemm_u8s8_chunked_saturate(const ChunkedOperands& x, int m, int n, std::int32_t* c, int ldc);
 
 }  // namespace qathw::kernels

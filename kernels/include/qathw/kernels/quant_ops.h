@@ -45,9 +45,12 @@ bool int8_accumulation_exact(int in, const arith::Format& f);
 // The accumulators of `rows` tokens as the array forms them (arith::dot: the adder tree's partial
 // sum of each `lanes` products, accumulated under the overflow rule), for layers where
 // float_accumulation_exact is false: a saturating accumulator that can saturate, or codes too
-// wide for float or int8 GEMMs. Vectorised over output channels: each partial sum is formed in
-// float in pieces whose sums of |products| stay below 2^24 (so exactly), then accumulated in
-// int64 with arith::accumulate. Order-free formats take one chunk of the whole row.
+// wide for float or int8 GEMMs. With AVX-512 VNNI (codes up to 16 bits as one or two bytes, every
+// accumulator plus a chunk's partial sum within int32): the int8 GEMM's chunked kernel, each
+// chunk's exact sum saturated into the accumulator in registers. Otherwise vectorised over
+// output channels: each partial sum formed in float in pieces whose sums of |products| stay
+// below 2^24 (so exactly), then accumulated in int64 with arith::accumulate. Order-free formats
+// take one chunk of the whole row.
 void accumulate_exact(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
                       const arith::Format& f, std::int64_t* acc);
 
