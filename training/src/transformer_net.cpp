@@ -662,12 +662,16 @@ TransformerNet::Datapath TransformerNet::datapath(const arith::Format& f) const 
   return d;
 }
 
-const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* tokens, int batch,
-                                                            const arith::Format& f, int lanes) {
-  if (!calibrated()) throw std::logic_error("forward_quantized: the stream scale and K/V steps are not calibrated");
+void TransformerNet::check_target(const arith::Format& f) {
   if (f.act_bits > vector_unit().operand_bits)
     throw std::runtime_error("the vector unit takes " + std::to_string(vector_unit().operand_bits) +
                              "-bit operands; the target's activation codes have " + std::to_string(f.act_bits));
+}
+
+const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* tokens, int batch,
+                                                            const arith::Format& f, int lanes) {
+  if (!calibrated()) throw std::logic_error("forward_quantized: the stream scale and K/V steps are not calibrated");
+  check_target(f);
   const int T = spec_.context, D = spec_.width, H = spec_.heads, dh = spec_.head_dim(), F = spec_.ffn,
             V = spec_.vocabulary;
   const int N = batch * T;
@@ -1224,6 +1228,9 @@ TextTrainResult train_transformer(const TransformerSpec& spec, const target::Tar
       corpus.validation.size() <= static_cast<std::size_t>(spec.context))
     throw std::runtime_error(corpus.source + ": each split needs more than the context's " +
                              std::to_string(spec.context) + " tokens");
+  // Before the first phase: a target the quantized network cannot run on stops here, not after
+  // the FP32 twin has trained.
+  TransformerNet::check_target(target.format);
   kernels::set_threads(config.threads);
   std::filesystem::create_directories(checkpoint_dir);
   TextTrainResult r;

@@ -186,6 +186,9 @@ class TransformerNet {
   static double score_pair_value(double q_scale, double k_step, int head_dim);
   // The vector unit attention runs on (arith's defaults).
   static arith::VectorUnit vector_unit() { return arith::VectorUnit{}; }
+  // Throws std::runtime_error, naming both widths, when the target's activation codes are wider
+  // than the vector unit's operands (attention's Q, K, V codes are its operands).
+  static void check_target(const arith::Format& f);
 
  private:
   // The real values of one decoder layer that the backward pass reads: the FP32 forward's, or in QAT
