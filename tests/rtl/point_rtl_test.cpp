@@ -2,6 +2,8 @@
 // a shared object, cached, loaded, and agrees with the integer engine on every layer; its cache
 // key follows the RTL parameters and nothing else of the target.
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <ostream>
 #include <random>
 #include <string>
@@ -45,6 +47,37 @@ TEST(PointRtl, KeyFollowsRtlParametersOnly) {
   EXPECT_EQ(rtl_build_key(a), rtl_build_key(b));
   EXPECT_NE(rtl_build_key(a), rtl_build_key(small_target(4, 8, 16)));
   EXPECT_NE(rtl_build_key(a), rtl_build_key(small_target(4, 4, 18)));
+  EXPECT_NE(rtl_build_key(a), rtl_build_key(a, true));  // tracing compiled in: another build
+}
+
+// The Verilator runtime's objects are compiled by the first build of a cache and reused by the
+// next (its log compiles none), whose model still runs right; tracing is compiled in only when
+// a waveform is asked for.
+TEST(PointRtl, LaterBuildsReuseTheVerilatorRuntime) {
+  const std::uint64_t seed = test::test_seed(59);
+  RtlBuildSettings s = settings();
+  s.cache_dir = std::filesystem::path(QATHW_TEST_BINARY_DIR) / "rtl-cache-runtime";
+  std::filesystem::remove_all(s.cache_dir);
+  const auto build_log = [&](const target::TargetSpec& t) {
+    std::ifstream in(build_rtl(t, s).parent_path() / "build.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto compiles_runtime = [&](const target::TargetSpec& t) {
+    return build_log(t).find("-o verilated.o") != std::string::npos;
+  };
+  EXPECT_TRUE(compiles_runtime(small_target(3, 4, 14)));
+  const target::TargetSpec t = small_target(3, 4, 15);
+  EXPECT_FALSE(compiles_runtime(t));
+  const model::Bundle bundle = training::make_bundle(training::make_mlp(27, {5}, 3, seed), t, 3, 9, {});  // 3 x 9 images
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint8_t> pixels(4 * 27);
+  for (auto& p : pixels) p = static_cast<std::uint8_t>(rng() % 256);
+  const auto reference = model::IntEngine(bundle).run_all(pixels.data(), 4);
+  RtlRun run = run_rtl_any(bundle, pixels.data(), 4, "", s);
+  const verify::Comparison c =
+      verify::compare(bundle.graph, "int", reference, "rtl", verify::fused_to_ops(bundle, std::move(run.outputs)));
+  EXPECT_FALSE(c.first) << verify::describe(*c.first) << "; " << test::seed_note(seed);
+  EXPECT_EQ(build_log(t).find("trace"), std::string::npos);
 }
 
 TEST(PointRtl, RunTimeBuildAgreesWithTheIntegerEngine) {

@@ -78,10 +78,40 @@ RtlRunFunction* load(const fs::path& so) {
   return loaded[so.string()] = entry();
 }
 
+// The Verilator runtime's objects: the same for every design built with the same tools and flags,
+// and a third of a build's compile time. The first build keeps them beside the builds; later ones
+// start with copies in their object folder, which make finds up to date (newer than the sources).
+std::vector<std::string> runtime_objects(bool trace) {
+  std::vector<std::string> objects = {"verilated.o", "verilated_threads.o"};
+  if (trace) objects.push_back("verilated_fst_c.o");
+  return objects;
+}
+
+void start_with_runtime(const fs::path& runtime, const fs::path& obj, bool trace) {
+  if (!fs::exists(runtime)) return;
+  std::error_code ec;
+  for (const std::string& o : runtime_objects(trace)) fs::copy_file(runtime / o, obj / o, ec);
+}
+
+void keep_runtime(const fs::path& obj, const fs::path& runtime, bool trace) {
+  if (fs::exists(runtime)) return;
+  const fs::path staged = runtime.string() + ".staged." + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(staged, ec);
+  fs::create_directories(staged);
+  for (const std::string& o : runtime_objects(trace))
+    if (!fs::copy_file(obj / o, staged / o, ec)) {
+      fs::remove_all(staged, ec);
+      return;  // a Verilator that names its objects otherwise: every build compiles its own
+    }
+  fs::rename(staged, runtime, ec);  // fails when another build kept them first: the same objects
+  if (ec) fs::remove_all(staged, ec);
+}
+
 }  // namespace
 
-std::string rtl_build_key(const target::TargetSpec& t) {
-  std::string inputs;
+std::string rtl_build_key(const target::TargetSpec& t, bool trace) {
+  std::string inputs = trace ? "trace-fst\n" : "";
   for (const std::string& a : parameter_args(t)) inputs += a + "\n";
   for (const std::string& f : split(kRtlSources)) inputs += util::read_file(f);
   inputs += util::read_file(kHarness) + include_contents() + tool_versions();
@@ -90,7 +120,7 @@ std::string rtl_build_key(const target::TargetSpec& t) {
 
 fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
   const fs::path cache = cache_dir_of(s);
-  const std::string key = rtl_build_key(t);
+  const std::string key = rtl_build_key(t, s.trace);
   const fs::path done = cache / key, so = done / "qathw_rtl_point.so";
   if (fs::exists(so)) return so;
   fs::create_directories(cache);
@@ -106,19 +136,34 @@ fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
   std::string cflags = "-fPIC -fvisibility=hidden -std=c++17 -DQATHW_RTL_SHARED -DQATHW_RTL_MODEL=Vaccel "
                        "-DQATHW_RTL_ENTRY=run_rtl_point";
   for (const std::string& i : split(kIncludes)) cflags += " -I" + i;
-  std::vector<std::string> argv = {"verilator", "--cc", "--exe", "--build", "-j", std::to_string(std::max(1, s.jobs)),
-                                   "-Wall", "-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-                                   "--trace-fst", "--top-module", "qathw_accel", "--prefix", "Vaccel",
-                                   "--Mdir", (work / "obj").string(), "-o", so.filename().string(),
+  const fs::path obj = work / "obj";
+  const fs::path runtime = cache / ("verilator-runtime-" + util::fnv1a64_hex(tool_versions() + cflags +
+                                                                           (s.trace ? " trace-fst" : "")));
+  // Verilate, then compile: the kept runtime objects go in between, newer than the makefile.
+  std::vector<std::string> argv = {"verilator", "--cc", "--exe", "-Wall", "-Wno-fatal", "-O3", "--x-assign", "fast",
+                                   "--x-initial", "fast", "--top-module", "qathw_accel", "--prefix", "Vaccel",
+                                   "--Mdir", obj.string(), "-o", so.filename().string(),
                                    "-CFLAGS", cflags, "-LDFLAGS", "-shared -Wl,-Bsymbolic"};
+  if (s.trace) argv.push_back("--trace-fst");
   for (const std::string& a : parameter_args(t)) argv.push_back(a);
   for (const std::string& f : split(kRtlSources)) argv.push_back(f);
   argv.push_back(kHarness);
-  const util::ProgramRun r = util::run_program(argv, log);
-  const fs::path built = work / "obj" / so.filename();
-  if (r.status != 0 || !fs::exists(built))
-    throw std::runtime_error(r.status == 127 ? "verilator is not installed (the Debian package verilator)"
-                                             : "the RTL build of " + t.name + " failed, see " + log.string());
+  util::ProgramRun r = util::run_program(argv, work / "verilate.log");
+  if (r.status == 0) {
+    start_with_runtime(runtime, obj, s.trace);
+    r = util::run_program({"make", "-C", obj.string(), "-f", "Vaccel.mk", "-j", std::to_string(std::max(1, s.jobs)),
+                           so.filename().string()},
+                          log);
+  }
+  const fs::path built = obj / so.filename();
+  if (r.status != 0 || !fs::exists(built)) {
+    std::error_code ec;
+    if (fs::exists(work / "verilate.log") && !fs::exists(log)) fs::rename(work / "verilate.log", log, ec);
+    throw std::runtime_error(r.status == 127 && !fs::exists(obj / "Vaccel.mk")
+                                 ? "verilator is not installed (the Debian package verilator)"
+                                 : "the RTL build of " + t.name + " failed, see " + log.string());
+  }
+  keep_runtime(obj, runtime, s.trace);
   // Publish the shared object and its log alone; the object files are not needed again.
   const fs::path staged = cache / (key + ".staged." + std::to_string(::getpid()));
   fs::remove_all(staged, ec);
@@ -134,7 +179,11 @@ fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
 RtlRun run_rtl_any(const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                    const std::string& fst_path, const RtlBuildSettings& settings) {
   RtlRunFunction* run = builtin_rtl(bundle);
-  if (!run) run = load(build_rtl(bundle.target, settings));
+  if (!run) {
+    RtlBuildSettings s = settings;
+    s.trace = s.trace || !fst_path.empty();
+    run = load(build_rtl(bundle.target, s));
+  }
   return run_rtl_entry(run, bundle, pixels, count, fst_path);
 }
 

@@ -6,7 +6,9 @@
 #include <stdexcept>
 
 #include <verilated.h>
+#if VM_TRACE
 #include <verilated_fst_c.h>
+#endif
 
 #include <memory>
 
@@ -24,6 +26,17 @@ namespace qathw::rtl {
 namespace {
 
 namespace cp = target::config_port;
+
+#if VM_TRACE
+using Waveform = VerilatedFstC;
+#else
+// A build without tracing compiled in (a run-time build unless a waveform is asked for): no
+// waveform is ever opened.
+struct Waveform {
+  void dump(std::uint64_t) {}
+  void close() {}
+};
+#endif
 
 template <typename Port>
 void put_field(Port& port, const cp::Field& f, std::uint64_t value) {
@@ -45,11 +58,15 @@ class Harness {
   }
 
   void trace_to(const std::string& path) {
+#if VM_TRACE
     Verilated::traceEverOn(true);
-    fst_ = std::make_unique<VerilatedFstC>();
+    fst_ = std::make_unique<Waveform>();
     m_.trace(fst_.get(), 99);
     fst_->open(path.c_str());
     if (!fst_->isOpen()) throw std::runtime_error(path + ": cannot open the waveform file");
+#else
+    throw std::logic_error(path + ": this RTL build has no tracing compiled in");
+#endif
   }
 
   void close_trace() {
@@ -181,7 +198,7 @@ class Harness {
   const std::vector<model::AcceleratorLayer>& layers_;
   const int rows_, lanes_;
   QATHW_RTL_MODEL m_;
-  std::unique_ptr<VerilatedFstC> fst_;
+  std::unique_ptr<Waveform> fst_;
   std::uint64_t cycles_ = 0;
 };
 

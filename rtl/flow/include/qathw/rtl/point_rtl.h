@@ -15,10 +15,11 @@ struct RtlBuildSettings {
   std::filesystem::path cache_dir;  // empty: ~/.cache/qat-hw/rtl
   int jobs = 2;                     // compiler processes of one build
   bool quiet = false;               // no progress line on stderr
+  bool trace = false;               // FST tracing compiled in (a waveform; the build takes longer)
 };
 
-// The cache key of a target's RTL build: sources, harness, parameters, tool versions.
-std::string rtl_build_key(const target::TargetSpec& target);
+// The cache key of a target's RTL build: sources, harness, parameters, tool versions, tracing.
+std::string rtl_build_key(const target::TargetSpec& target, bool trace = false);
 
 // The shared object of the target's RTL, built when not cached. Safe under concurrent builders:
 // each builds in a folder of its own and the first to finish publishes it with one rename.
