@@ -237,13 +237,22 @@ arith::FixedPoint pair_or_fail(double value, const arith::Format& f, const std::
   return r.value;
 }
 
-// A static pair times a token's absmax factors (arith::token_pair); what names it in the error.
-arith::FixedPoint token_pair_or_fail(arith::FixedPoint base, std::initializer_list<std::int64_t> factors,
-                                     const arith::Format& f, const std::string& what) {
-  const arith::FixedPointResult r = arith::token_pair(base, factors.begin(), static_cast<int>(factors.size()), f);
-  if (r.status != arith::FixedPointStatus::Ok)
-    throw std::runtime_error(what + ": a token's pair exceeds the target's scale format");
-  return r.value;
+// A static pair times each of `count` tokens' absmax factors (arith::token_pair), the tokens in
+// parallel: factors(i, fs) writes token i's factors (at most 3) and returns how many. what()
+// names the pair in the error when a token's pair exceeds the target's scale format.
+template <typename Factors, typename What>
+void token_pairs(arith::FixedPoint base, int count, Factors factors, const arith::Format& f,
+                 std::vector<arith::FixedPoint>& out, What what) {
+  out.resize(static_cast<std::size_t>(count));
+  int bad = count;  // the first token without a pair
+#pragma omp parallel for schedule(static) reduction(min : bad) if (count > 4096)
+  for (int i = 0; i < count; ++i) {
+    std::int64_t fs[3];
+    const arith::FixedPointResult r = arith::token_pair(base, fs, factors(i, fs), f);
+    if (r.status == arith::FixedPointStatus::Ok) out[static_cast<std::size_t>(i)] = r.value;
+    else bad = std::min(bad, i);
+  }
+  if (bad < count) throw std::runtime_error(what() + ": a token's pair exceeds the target's scale format");
 }
 
 // Calls fn with a copy of f whose rounding mode is a compile-time constant, so that the arith
@@ -888,11 +897,13 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     z.v_codes.resize(nd);
     std::vector<double> q_scale(static_cast<std::size_t>(N) * H);
     std::vector<std::int64_t> q_amax(static_cast<std::size_t>(N) * H);
-    std::vector<arith::FixedPoint> k_pair(static_cast<std::size_t>(N)), v_pair(static_cast<std::size_t>(N));
-    for (int t = 0; t < N; ++t) {
-      k_pair[t] = token_pair_or_fail(lc.k, {amax_n1[t]}, f, p_[matrix_index(l, 1)].name + "'s static quantizer");
-      v_pair[t] = token_pair_or_fail(lc.v, {amax_n1[t]}, f, p_[matrix_index(l, 2)].name + "'s static quantizer");
-    }
+    std::vector<arith::FixedPoint> k_pair, v_pair;
+    const auto norm_codes = [&](int t, std::int64_t* fs) {
+      fs[0] = amax_n1[t];
+      return 1;
+    };
+    token_pairs(lc.k, N, norm_codes, f, k_pair, [&] { return p_[matrix_index(l, 1)].name + "'s static quantizer"; });
+    token_pairs(lc.v, N, norm_codes, f, v_pair, [&] { return p_[matrix_index(l, 2)].name + "'s static quantizer"; });
     with_rounding(f, [&](const arith::Format& fr, auto mode) {
       constexpr arith::Rounding kMode = decltype(mode)::value;
 #pragma omp parallel for schedule(static)
@@ -927,9 +938,13 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
       }
     });
     // Scores, softmax and P V on the vector unit, per sequence and head.
-    std::vector<arith::FixedPoint> row_pair(static_cast<std::size_t>(N) * H);
-    for (std::size_t r = 0; r < row_pair.size(); ++r)
-      row_pair[r] = token_pair_or_fail(lc.scores, {amax_n1[r / H], q_amax[r]}, f, "a score row's log2-domain pair");
+    std::vector<arith::FixedPoint> row_pair;
+    const auto row_factors = [&](int r, std::int64_t* fs) {
+      fs[0] = amax_n1[r / H];
+      fs[1] = q_amax[r];
+      return 2;
+    };
+    token_pairs(lc.scores, N * H, row_factors, f, row_pair, [] { return std::string("a score row's log2-domain pair"); });
     // Sums any order may form (vector_dot_order_free), below 2^31 so int32 holds them exactly.
     const std::int64_t code_max = arith::act_qmax(f.act_bits);
     const bool qk_order_free = arith::vector_dot_order_free(dh, code_max, code_max, vu) &&
@@ -1000,8 +1015,12 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     real_of(z.attention, unit_att[0], s.att);
     quantize_input(z.attention.data(), unit_att, D, c, s.attq.data(), amax_att);
     apply(matrix_index(l, 3), D, c, z.o, unit_o);
-    for (int t = 0; t < N; ++t)
-      add_pairs[t] = token_pair_or_fail(lc.o_add, {amax_att[t]}, f, p_[matrix_index(l, 3)].name + "'s alignment to the stream");
+    const auto o_factors = [&](int t, std::int64_t* fs) {
+      fs[0] = amax_att[t];
+      return 1;
+    };
+    token_pairs(lc.o_add, N, o_factors, f, add_pairs,
+                [&] { return p_[matrix_index(l, 3)].name + "'s alignment to the stream"; });
     residual_add(z.x, z.o, add_pairs, z.x_mid);
     real_of(z.x_mid, sx, s.x_mid);
     // FFN.
@@ -1035,9 +1054,13 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
     });
     quantize_input(z.act.data(), unit_r, F, c, s.rq.data(), amax_r);
     apply(matrix_index(l, 5), F, c, z.down, unit_d);
-    for (int t = 0; t < N; ++t)
-      add_pairs[t] = token_pair_or_fail(lc.down_add, {amax_r[t], amax_n2[t], amax_n2[t]}, f,
-                                        p_[matrix_index(l, 5)].name + "'s alignment to the stream");
+    const auto down_factors = [&](int t, std::int64_t* fs) {
+      fs[0] = amax_r[t];
+      fs[1] = fs[2] = amax_n2[t];
+      return 3;
+    };
+    token_pairs(lc.down_add, N, down_factors, f, add_pairs,
+                [&] { return p_[matrix_index(l, 5)].name + "'s alignment to the stream"; });
     residual_add(z.x_mid, z.down, add_pairs, x);
   }
   ints_.x_out = x;
