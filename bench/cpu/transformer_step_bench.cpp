@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   });
   const double qat = only == "fp32" ? 0 : best_time_ms(5, reps, [&] {
     net.quantize_weights(t.format);
-    training::softmax_cross_entropy(net.forward_quantized(in.data(), batch, t.format, t.array.lanes), out.data(), n, V,
+    training::softmax_cross_entropy(net.forward_quantized(in.data(), batch, t), out.data(), n, V,
                                     dlogits, correct);
     net.backward(dlogits, grads);
   });

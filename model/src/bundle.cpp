@@ -587,7 +587,7 @@ Bundle read_bundle(const std::filesystem::path& path, const target::TargetSpec* 
   read_weights(b.graph, blocks, blob, blob_file);
   if (used != blob.size()) throw trailing(blob.size());
   try {
-    validate(b.graph, b.target.format);
+    validate(b.graph, b.target.format, b.target.vector_unit);
   } catch (const GraphError& e) {
     if (e.field().empty()) throw BundleError(m.file() + ": " + e.what());
     m.fail(e.field(), e.what());

@@ -74,9 +74,6 @@ bool same_shape(const Tensor& a, const Tensor& b) {
 const std::pair<DType, const char*> kDTypeNames[] = {
     {DType::Pixels, "uint8"}, {DType::Values, "values"}, {DType::Codes, "codes"}, {DType::Probs, "probs"}};
 
-// The vector unit the attention ops run on (arith's default: the one the trainer computes with).
-constexpr arith::VectorUnit kVectorUnit{};
-
 // Most tensors one op's pair may follow (factors), and the exp2 table's limits.
 constexpr std::size_t kMaxFactors = 8;
 
@@ -156,7 +153,7 @@ std::optional<DType> dtype_from_string(const std::string& s) {
   return std::nullopt;
 }
 
-void validate(const Graph& g, const arith::Format& f) {
+void validate(const Graph& g, const arith::Format& f, const arith::VectorUnit& vector_unit) {
   std::set<std::string> names;
   for (std::size_t i = 0; i < g.tensors.size(); ++i) {
     const Tensor& t = g.tensors[i];
@@ -387,9 +384,9 @@ void validate(const Graph& g, const arith::Format& f) {
                    y.features == op.groups * x.tokens, "output",
                "output must be values [" + std::to_string(x.tokens) + ", heads x tokens = " +
                    std::to_string(op.groups * x.tokens) + "]");
-        expect(f.act_bits <= kVectorUnit.operand_bits, "input",
+        expect(f.act_bits <= vector_unit.operand_bits, "input",
                std::to_string(f.act_bits) + "-bit codes are wider than the vector unit's " +
-                   std::to_string(kVectorUnit.operand_bits) + "-bit operands");
+                   std::to_string(vector_unit.operand_bits) + "-bit operands");
         expect(op.pairs.size() == 1, "pairs", "scores have one pair: the rows' static pair");
         check_pair(op.pairs[0], "pairs", f, expect);
         check_factors(x.tokens, op.groups);
@@ -409,7 +406,7 @@ void validate(const Graph& g, const arith::Format& f) {
                "value_bits = " + std::to_string(s.value_bits) + " is not in [1, " +
                    std::to_string(arith::kMaxExp2ValueBits) + "]");
         // Probabilities are unsigned operands of the vector unit, and the reciprocal unit's qmax.
-        const int prob_max = std::min(kVectorUnit.operand_bits, 15);
+        const int prob_max = std::min(vector_unit.operand_bits, 15);
         expect(s.prob_bits >= 1 && s.prob_bits <= prob_max, "softmax.prob_bits",
                "prob_bits = " + std::to_string(s.prob_bits) + " is not in [1, " + std::to_string(prob_max) +
                    "] (the vector unit's operands)");
@@ -429,9 +426,9 @@ void validate(const Graph& g, const arith::Format& f) {
                    std::to_string(op.groups * x.tokens) + "]");
         expect(y.dtype == DType::Values && same_shape(v, y), "output", "output must be values of the values' shape " +
                                                                          shape_text(v));
-        expect(f.act_bits <= kVectorUnit.operand_bits, "values",
+        expect(f.act_bits <= vector_unit.operand_bits, "values",
                std::to_string(f.act_bits) + "-bit codes are wider than the vector unit's " +
-                   std::to_string(kVectorUnit.operand_bits) + "-bit operands");
+                   std::to_string(vector_unit.operand_bits) + "-bit operands");
         break;
       }
     }

@@ -45,7 +45,7 @@ OpOutputs IntEngine::run(const std::uint8_t* input) const {
     }
     return static_cast<int>(factors.size());
   };
-  const arith::VectorUnit vu{};
+  const arith::VectorUnit vu = bundle_.target.vector_unit;
   for (std::size_t i = 0; i < g.ops.size(); ++i) {
     const Op& op = g.ops[i];
     const std::vector<std::int32_t>& x = input_of_[i] == kFromInput ? pixels : out[input_of_[i]];

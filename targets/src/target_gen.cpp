@@ -157,6 +157,14 @@ std::string cpp_header(const TargetSpec& spec) {
       << "    f.scale_shift_max = " << f.scale_shift_max << ";\n"
       << "    return f;\n"
       << "  }\n"
+      << "  static constexpr arith::VectorUnit vector_unit() {\n"
+      << "    arith::VectorUnit u;\n"
+      << "    u.lanes = " << spec.vector_unit.lanes << ";\n"
+      << "    u.operand_bits = " << spec.vector_unit.operand_bits << ";\n"
+      << "    u.acc_bits = " << spec.vector_unit.acc_bits << ";\n"
+      << "    u.overflow = " << cpp_enumerator(spec.vector_unit.overflow) << ";\n"
+      << "    return u;\n"
+      << "  }\n"
       << "};\n\n"
       << "}  // namespace qathw::target::generated\n";
   return out.str();

@@ -202,8 +202,8 @@ namespace {
 // The one validating reader behind every way a target arrives (TOML file, built-in, JSON).
 TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   const Reader r(origin);
-  r.only(root, "", {"name", "description", "weights", "activations", "arithmetic", "scale", "array", "memory",
-                    "clock", "energy"});
+  r.only(root, "", {"name", "description", "weights", "activations", "arithmetic", "scale", "array", "vector_unit",
+                    "memory", "clock", "energy"});
 
   TargetSpec spec;
   spec.origin = origin;
@@ -263,6 +263,21 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   r.only(arr, "array.", {"rows", "lanes"});
   spec.array.rows = static_cast<int>(r.integer(arr, "array", "rows", 1, 1024));
   spec.array.lanes = static_cast<int>(r.integer(arr, "array", "lanes", 1, 1024));
+
+  // Optional, every key too: a missing one keeps arith's default.
+  if (root.get("vector_unit")) {
+    const toml::table& vu = r.table(root, "vector_unit");
+    r.only(vu, "vector_unit.", {"lanes", "operand_bits", "accumulator_bits", "overflow"});
+    arith::VectorUnit& u = spec.vector_unit;
+    if (vu.get("lanes")) u.lanes = static_cast<int>(r.integer(vu, "vector_unit", "lanes", 1, 1024));
+    if (vu.get("operand_bits"))
+      u.operand_bits = static_cast<int>(
+          r.integer(vu, "vector_unit", "operand_bits", arith::kMinVectorOperandBits, arith::kMaxVectorOperandBits));
+    if (vu.get("accumulator_bits"))
+      u.acc_bits =
+          static_cast<int>(r.integer(vu, "vector_unit", "accumulator_bits", arith::kMinAccBits, arith::kMaxAccBits));
+    if (vu.get("overflow")) u.overflow = r.choice(vu, "vector_unit", "overflow", kOverflows);
+  }
 
   const toml::table& mem = r.table(root, "memory");
   r.only(mem, "memory.", {"weight_sram_kib", "activation_sram_kib"});
@@ -403,6 +418,11 @@ nlohmann::json to_json(const TargetSpec& s) {
       {"scale",
        {{"mantissa_bits", f.scale_mantissa_bits}, {"shift_min", f.scale_shift_min}, {"shift_max", f.scale_shift_max}}},
       {"array", {{"rows", s.array.rows}, {"lanes", s.array.lanes}}},
+      {"vector_unit",
+       {{"lanes", s.vector_unit.lanes},
+        {"operand_bits", s.vector_unit.operand_bits},
+        {"accumulator_bits", s.vector_unit.acc_bits},
+        {"overflow", to_string(s.vector_unit.overflow)}}},
       {"memory", {{"weight_sram_kib", s.memory.weight_sram_kib}, {"activation_sram_kib", s.memory.activation_sram_kib}}},
       {"clock", {{"frequency_mhz", s.clock_mhz}}},
       {"energy",
@@ -419,6 +439,8 @@ std::string content_hash(const TargetSpec& spec) {
   j.erase("name");
   j.erase("description");
   j["energy"].erase("source");
+  // A default vector unit is no field the hash has ever covered (targets before it keep theirs).
+  if (j["vector_unit"] == to_json(TargetSpec{})["vector_unit"]) j.erase("vector_unit");
   return util::fnv1a64_hex(j.dump());
 }
 

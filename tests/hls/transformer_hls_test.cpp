@@ -1,7 +1,8 @@
 // The transformer on the HLS tops: random tiny BitNet transformers (training::make_bundle of a
 // random TransformerNet calibrated on random tokens) on both built-in targets, a target file
 // whose tops are built at run time (a 13 x 11 array, 24-bit accumulators) and a narrow target
-// (5 x 7 array, 10-bit saturating accumulators, kernels whose running sums saturate), every op of
+// (5 x 7 array, 10-bit saturating accumulators, kernels whose running sums saturate; a vector
+// unit of 3 lanes into 12 saturating bits), every op of
 // every position equal to the integer engine on a few random sequences, directly and through the
 // verify registry's hls engine; greedy generation on it; a model over the tops' static sizes
 // refused naming the field; and the C simulation's speed on a bitnet-tiny-sized model (context
@@ -42,6 +43,7 @@ target::TargetSpec narrow_target() {
   j["array"]["lanes"] = 7;
   j["arithmetic"]["accumulator_bits"] = 10;
   j["arithmetic"]["overflow"] = "saturate";
+  j["vector_unit"] = {{"lanes", 3}, {"operand_bits", 8}, {"accumulator_bits", 12}, {"overflow", "saturate"}};
   j.erase("hash");
   j.erase("origin");
   return target::target_from_json(j, "narrow-hls-transformer (test)");

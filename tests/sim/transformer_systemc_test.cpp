@@ -38,11 +38,14 @@ model::Bundle random_bundle(const Shape& shape, const target::TargetSpec& t, std
 }
 
 // ternary-asic with a 5 x 7 array: tiles and chunks that divide nothing.
+// A 5 x 7 array whose vector unit sums 5 products a cycle into a 12-bit saturating accumulator:
+// Q K^T and P V saturate chunk by chunk, which an engine on arith's default unit would not.
 target::TargetSpec odd_array() {
   nlohmann::json j = target::to_json(target::builtin_target("ternary-asic"));
   j["name"] = "odd-5x7";
   j["array"]["rows"] = 5;
   j["array"]["lanes"] = 7;
+  j["vector_unit"] = {{"lanes", 5}, {"operand_bits", 8}, {"accumulator_bits", 12}, {"overflow", "saturate"}};
   j.erase("hash");
   j.erase("origin");
   return target::target_from_json(j, "odd-5x7 (test)");
@@ -100,7 +103,8 @@ void check_sequences(const target::TargetSpec& t, const Shape& shape, std::uint6
   for (const auto& l : st.at("layers")) sum += l.at("cycles").get<std::uint64_t>();
   EXPECT_EQ(sum, st.at("cycles_per_inference").get<std::uint64_t>());
 
-  const std::uint64_t Lv = arith::VectorUnit{}.lanes, M = static_cast<std::uint64_t>(t.format.scale_mantissa_bits);
+  const std::uint64_t Lv = static_cast<std::uint64_t>(t.vector_unit.lanes);
+  const std::uint64_t M = static_cast<std::uint64_t>(t.format.scale_mantissa_bits);
   const std::uint64_t H = static_cast<std::uint64_t>(shape.heads), D = static_cast<std::uint64_t>(shape.width);
   const std::uint64_t T = static_cast<std::uint64_t>(shape.context), dh = D / H;
   const std::uint64_t L = static_cast<std::uint64_t>(t.array.lanes), R = static_cast<std::uint64_t>(t.array.rows);
@@ -143,8 +147,17 @@ TEST(TransformerSystemC, Int4FpgaEqualsTheIntegerEngineOnEveryOp) {
 }
 
 TEST(TransformerSystemC, OddArrayEqualsTheIntegerEngineOnEveryOp) {
-  // Heads of 12 features (not a multiple of the vector unit's 16 lanes), an FFN of 40.
+  // Heads of 12 features (not a multiple of the vector unit's 5 lanes), an FFN of 40.
   check_sequences(odd_array(), Shape{9, 24, 2, 40, 2}, 33, 2);
+  // The narrow vector unit is what the engines computed with: on arith's default unit the same
+  // model gives other scores (its 12-bit accumulator saturated).
+  model::Bundle b = random_bundle(Shape{9, 24, 2, 40, 2}, odd_array(), 33);
+  const std::vector<std::uint8_t> tokens = random_tokens(2 * 9, 33 + 7);
+  const model::OpOutputs narrow = model::IntEngine(b).run_all(tokens.data(), 2)[1];
+  b.target.vector_unit = arith::VectorUnit{};
+  const model::OpOutputs wide = model::IntEngine(b).run_all(tokens.data(), 2)[1];
+  const std::size_t scores = *b.graph.producer("layer0.scores");
+  EXPECT_NE(narrow[scores], wide[scores]);
 }
 
 // The SystemC run itself: every token's cycles add up to the sequence's, layer by layer; an

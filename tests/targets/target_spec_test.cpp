@@ -239,6 +239,44 @@ TEST(MalformedTargets, MissingFileIsAnError) {
   EXPECT_THROW(load_target_file("/nonexistent/target.toml"), TargetError);
 }
 
+// [vector_unit] is optional, and so is each of its keys (arith's defaults); a default unit, written
+// out or not, leaves the hash as it was before the table existed; each key is validated.
+TEST(VectorUnit, OptionalFieldsDefaultsHashAndErrors) {
+  const std::string base = read_text(fs::path(QATHW_BUILTIN_TARGETS_DIR) / "ternary-asic.toml");
+  const TargetSpec plain = parse_target(base, "a.toml");
+  EXPECT_EQ(plain.vector_unit.lanes, arith::VectorUnit{}.lanes);
+  EXPECT_EQ(plain.vector_unit.acc_bits, arith::VectorUnit{}.acc_bits);
+  EXPECT_EQ(content_hash(plain), "7b6bd217e58fa2df");  // ternary-asic's hash of the bundles on disk
+  const TargetSpec written =
+      parse_target(base + "[vector_unit]\nlanes = 16\noperand_bits = 8\naccumulator_bits = 32\noverflow = \"saturate\"\n",
+                   "b.toml");
+  EXPECT_EQ(content_hash(written), content_hash(plain));
+  const TargetSpec narrow = parse_target(base + "[vector_unit]\nlanes = 5\naccumulator_bits = 12\n", "c.toml");
+  EXPECT_EQ(narrow.vector_unit.lanes, 5);
+  EXPECT_EQ(narrow.vector_unit.acc_bits, 12);
+  EXPECT_EQ(narrow.vector_unit.operand_bits, 8);
+  EXPECT_NE(content_hash(narrow), content_hash(plain));
+  const nlohmann::json j = to_json(narrow);
+  EXPECT_EQ(j["vector_unit"]["lanes"], 5);
+  EXPECT_EQ(j["vector_unit"]["overflow"], "saturate");
+  EXPECT_EQ(content_hash(target_from_json(j, "d.json")), content_hash(narrow));
+  const auto error_of = [&](const std::string& table) {
+    try {
+      parse_target(base + table, "e.toml");
+    } catch (const TargetError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("[vector_unit]\nlanes = 0\n").find("e.toml: field 'vector_unit.lanes': must be an integer in [1, 1024]"),
+            std::string::npos);
+  EXPECT_NE(error_of("[vector_unit]\noperand_bits = 17\n").find("field 'vector_unit.operand_bits'"), std::string::npos);
+  EXPECT_NE(error_of("[vector_unit]\naccumulator_bits = 40\n").find("field 'vector_unit.accumulator_bits'"),
+            std::string::npos);
+  EXPECT_NE(error_of("[vector_unit]\noverflow = \"clip\"\n").find("field 'vector_unit.overflow'"), std::string::npos);
+  EXPECT_NE(error_of("[vector_unit]\nmultipliers = 4\n").find("vector_unit.multipliers"), std::string::npos);
+}
+
 TEST(ToJson, RoundTripsEveryField) {
   const TargetSpec s = builtin_target("int4-fpga");
   const nlohmann::json j = to_json(s);

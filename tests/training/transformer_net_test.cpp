@@ -337,7 +337,7 @@ TEST(TransformerNet, QuantizedForwardMatchesTheIntegerReference) {
       net.calibrate(tokens.data(), batch, t.format, 0.99);
       ASSERT_TRUE(net.calibrated());
       net.quantize_weights(t.format);
-      const std::vector<float> logits = net.forward_quantized(tokens.data(), batch, t.format, t.array.lanes);
+      const std::vector<float> logits = net.forward_quantized(tokens.data(), batch, t);
       const std::string what = std::string(target_name) + " seed " + std::to_string(seed) +
                                (kernels::int8_gemm_enabled() ? " (int8 GEMM)" : " (float GEMM)");
       Reference(net, t).check(tokens, batch, what);
@@ -365,7 +365,7 @@ TEST(TransformerNet, ResultsDoNotDependOnTheThreadCount) {
     kernels::set_threads(threads);
     net.quantize_weights(t.format);
     std::vector<float> dlogits;
-    cross_entropy(net.forward_quantized(in.data(), batch, t.format, t.array.lanes), out, 256, &dlogits);
+    cross_entropy(net.forward_quantized(in.data(), batch, t), out, 256, &dlogits);
     logits[threads - 1] = net.integers().logits;
     net.backward(dlogits, grads[threads - 1]);
   }
@@ -386,7 +386,7 @@ TEST(TransformerNet, QuantizedForwardMatchesTheIntegerReferenceOnWideHeads) {
     const std::vector<std::uint8_t> tokens = random_tokens(static_cast<std::size_t>(batch) * 20, seed + 1);
     net.calibrate(tokens.data(), batch, t.format, 0.99);
     net.quantize_weights(t.format);
-    net.forward_quantized(tokens.data(), batch, t.format, t.array.lanes);
+    net.forward_quantized(tokens.data(), batch, t);
     Reference(net, t).check(tokens, batch, std::string(target_name) + " seed " + std::to_string(seed) + " (wide heads)");
   }
 }
@@ -450,7 +450,7 @@ TEST(TransformerNet, LossFallsOnATinyCorpus) {
       const SequenceBatch b = sampler.next(8);
       if (quantized) net.quantize_weights(t.format);
       const std::vector<float>& logits =
-          quantized ? net.forward_quantized(b.inputs.data(), 8, t.format, t.array.lanes) : net.forward(b.inputs.data(), 8);
+          quantized ? net.forward_quantized(b.inputs.data(), 8, t) : net.forward(b.inputs.data(), 8);
       std::vector<float> dlogits;
       const double loss = cross_entropy(logits, b.targets, 256, &dlogits) / b.targets.size();
       for (float& d : dlogits) d /= static_cast<float>(b.targets.size());

@@ -177,7 +177,7 @@ model::Bundle make_bundle(TransformerNet& net, const target::TargetSpec& target,
   }
   matrix("head", quantize(norm("final_norm", x, dp.final_norm), D), "logits");
   g.output = "logits";
-  model::validate(g, f);
+  model::validate(g, f, target.vector_unit);
   return b;
 }
 

@@ -671,16 +671,18 @@ TransformerNet::Datapath TransformerNet::datapath(const arith::Format& f) const 
   return d;
 }
 
-void TransformerNet::check_target(const arith::Format& f) {
-  if (f.act_bits > vector_unit().operand_bits)
-    throw std::runtime_error("the vector unit takes " + std::to_string(vector_unit().operand_bits) +
-                             "-bit operands; the target's activation codes have " + std::to_string(f.act_bits));
+void TransformerNet::check_target(const target::TargetSpec& t) {
+  if (t.format.act_bits > t.vector_unit.operand_bits)
+    throw std::runtime_error("the vector unit takes " + std::to_string(t.vector_unit.operand_bits) +
+                             "-bit operands; the target's activation codes have " + std::to_string(t.format.act_bits));
 }
 
 const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* tokens, int batch,
-                                                            const arith::Format& f, int lanes) {
+                                                            const target::TargetSpec& t) {
   if (!calibrated()) throw std::logic_error("forward_quantized: the stream scale and K/V steps are not calibrated");
-  check_target(f);
+  check_target(t);
+  const arith::Format& f = t.format;
+  const int lanes = t.array.lanes;
   const int T = spec_.context, D = spec_.width, H = spec_.heads, dh = spec_.head_dim(), F = spec_.ffn,
             V = spec_.vocabulary;
   const int N = batch * T;
@@ -690,7 +692,7 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
   tokens_.assign(tokens, tokens + N);
   resize_saved(N);
   ints_.layers.resize(static_cast<std::size_t>(spec_.layers));
-  const arith::VectorUnit vu = vector_unit();
+  const arith::VectorUnit vu = t.vector_unit;
   const double qmax = static_cast<double>(arith::act_qmax(f.act_bits));
   qmax_ = qmax;
   const std::int64_t qp = arith::prob_qmax(kProbBits);
@@ -1106,7 +1108,7 @@ double bits_per_byte(TransformerNet& net, const std::vector<std::uint8_t>& token
     for (int b = 0; b < batch; ++b)
       sampler.sequence((start + b) * static_cast<std::size_t>(T), in.data() + b * T, out.data() + b * T);
     const std::vector<float>& logits =
-        quantized ? net.forward_quantized(in.data(), batch, target.format, target.array.lanes) : net.forward(in.data(), batch);
+        quantized ? net.forward_quantized(in.data(), batch, target) : net.forward(in.data(), batch);
     if (integers) {
       std::copy(in.begin(), in.begin() + batch * T, integers->inputs.begin() + static_cast<long>(start * T));
       const std::vector<std::int32_t>& z = net.integers().logits;
@@ -1203,7 +1205,7 @@ TextPhaseResult run_text_phase(Phase phase, const TransformerSpec& spec, const t
       const int n = b.batch * b.context;
       if (quantized) net.quantize_weights(target.format);
       const std::vector<float>& logits = quantized
-                                             ? net.forward_quantized(b.inputs.data(), b.batch, target.format, target.array.lanes)
+                                             ? net.forward_quantized(b.inputs.data(), b.batch, target)
                                              : net.forward(b.inputs.data(), b.batch);
       int correct = 0;
       loss_sum += softmax_cross_entropy(logits, b.targets.data(), n, V, dlogits, correct);
@@ -1253,7 +1255,7 @@ TextTrainResult train_transformer(const TransformerSpec& spec, const target::Tar
                              std::to_string(spec.context) + " tokens");
   // Before the first phase: a target the quantized network cannot run on stops here, not after
   // the FP32 twin has trained.
-  TransformerNet::check_target(target.format);
+  TransformerNet::check_target(target);
   kernels::set_threads(config.threads);
   std::filesystem::create_directories(checkpoint_dir);
   TextTrainResult r;

@@ -242,7 +242,7 @@ std::uint64_t AddUnit::run(const std::int32_t* a, const std::int32_t* b, const L
 }
 
 TransformerUnits::TransformerUnits(sc_core::sc_module_name name, const target::TargetSpec& t)
-    : sc_module(name), target_(t) {}
+    : sc_module(name), unit(t.vector_unit), target_(t) {}
 
 std::uint64_t TransformerUnits::token_pair(arith::FixedPoint base, const std::int64_t* factors, std::uint32_t count,
                                            arith::FixedPoint& pair, LayerStats& s) const {

@@ -177,7 +177,7 @@ class AddUnit : public sc_core::sc_module {
 };
 
 // The transformer's units beside the array (docs/sim.md, "Transformer layers"): the vector unit
-// (arith::VectorUnit: Q K^T and P V, `lanes` products per cycle), the softmax unit, the RMSNorm
+// (the target's arith::VectorUnit: Q K^T and P V, `lanes` products per cycle), the softmax unit, the RMSNorm
 // unit, the squared ReLU, and the per-token pairs (arith::token_pair). Each runs one token of its
 // layer; values come from the arith core. Return cycles.
 class TransformerUnits : public sc_core::sc_module {
@@ -200,7 +200,7 @@ class TransformerUnits : public sc_core::sc_module {
   std::uint64_t attend(const std::uint8_t* p, const std::int8_t* values, std::uint32_t t, std::uint32_t tokens,
                        const LayerDescriptor& d, std::int32_t* z, LayerStats& s) const;
 
-  const arith::VectorUnit unit{};
+  const arith::VectorUnit unit;  // the target's
 
  private:
   const target::TargetSpec& target_;

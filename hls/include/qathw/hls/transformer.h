@@ -2,15 +2,16 @@
 // head) per call: the embedding lookup and add, RMSNorm, the per-group dynamic quantizer, the
 // static quantizer whose pair follows the token, the linear layer on the PE array (pe_tile),
 // the squared ReLU, the residual add whose pair follows the token, and attention's three units
-// on the vector unit (arith::VectorUnit{}): the scores of one query against the cached keys, the
+// on the target's vector unit (T::vector_unit()): the scores of one query against the cached keys, the
 // causal softmax row, and the row's probabilities times the cached values. Synthesizable: static
 // loop bounds, fixed-size arrays, no allocation, no recursion, no I/O; every element rule is a call
 // into the arith core (docs/bundle.md, "Transformer ops", states the ops; docs/arith.md the rules).
 //
-// T is a target's constants struct (hls_target.h.in): besides kRows, kLanes and format(), the
-// transformer's static sizes kMaxContext (tokens of a sequence: the key and value caches' rows,
-// an attention row), kMaxWidth (a token's features in the residual stream), kMaxFfn (a token's
-// features anywhere: the FFN's hidden layer; a linear layer's inputs and outputs), kMaxHeads,
+// T is a target's constants struct (hls_target.h.in): besides kRows, kLanes, format() and
+// vector_unit(), the transformer's static sizes kMaxContext (tokens of a sequence: the key and
+// value caches' rows, an attention row), kMaxWidth (a token's features in the residual stream),
+// kMaxFfn (a token's features anywhere: the FFN's hidden layer; a linear layer's inputs and
+// outputs), kMaxHeads,
 // kMaxFactors (the absmax values a pair follows) and kMaxTokenWeightBytes (a linear layer's
 // packed weights). Tensors travel as the graph's integers (int32 ports): activation codes in
 // act_bits, probabilities in prob_bits.
@@ -168,7 +169,7 @@ elements:
 
 // The scores of query position `position` and head `head` (features [head dh, (head + 1) dh) of
 // `width`, dh = width / heads): its codes against each visible key of the key cache (a row of
-// `width` codes per position) on the vector unit (arith::vector_dot, arith::VectorUnit{}), each
+// `width` codes per position) on the vector unit (arith::vector_dot, T::vector_unit()), each
 // requantized to 32 bits by the pair that follows the token and head (arith::token_pair); the
 // row's `context` entries past causal_count(position) are 0.
 template <class T>
@@ -183,7 +184,7 @@ void scores_top(const std::int32_t query[T::kMaxWidth], const std::int32_t keys[
 #pragma HLS INTERFACE s_axilite port = context
 #pragma HLS INTERFACE s_axilite port = return
   constexpr arith::Format f = T::format();
-  const arith::VectorUnit vu{};
+  constexpr arith::VectorUnit vu = T::vector_unit();
   const int dh = width / heads, count = arith::causal_count(position);
   const arith::FixedPoint p = arith::token_pair(pair, factors, factor_count, f).value;
 keys_loop:
@@ -212,7 +213,7 @@ void softmax_top(const std::int32_t scores[T::kMaxContext], int position, int co
 
 // P V of query position `position` and head `head`: the row's probabilities times each of the
 // head's dh value columns of the value cache (stride `width`) on the vector unit
-// (arith::vector_dot, arith::VectorUnit{}), written to the head's features of `out`.
+// (arith::vector_dot, T::vector_unit()), written to the head's features of `out`.
 template <class T>
 void attend_top(const std::int32_t probs[T::kMaxContext], const std::int32_t values[T::kMaxContext * T::kMaxWidth],
                 int width, int heads, int head, int position, std::int32_t out[T::kMaxWidth]) {
@@ -222,7 +223,7 @@ void attend_top(const std::int32_t probs[T::kMaxContext], const std::int32_t val
 #pragma HLS INTERFACE s_axilite port = head
 #pragma HLS INTERFACE s_axilite port = position
 #pragma HLS INTERFACE s_axilite port = return
-  const arith::VectorUnit vu{};
+  constexpr arith::VectorUnit vu = T::vector_unit();
   const int dh = width / heads, count = arith::causal_count(position);
 columns:
   for (int e = 0; e < T::kMaxWidth; ++e) {

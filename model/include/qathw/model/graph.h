@@ -143,8 +143,9 @@ std::optional<DType> dtype_from_string(const std::string& s);
 // written before it is read, each op's input and output types and shapes as its rule requires,
 // the weights in the target's format with codes in range and requantization pairs in its scale
 // format, every tensor but the input written by an op, and one output tensor of Values. Throws
-// GraphError naming the op or tensor, with the manifest field (field()).
-void validate(const Graph& g, const arith::Format& f);
+// GraphError naming the op or tensor, with the manifest field (field()). The attention ops'
+// operands must fit the target's vector unit.
+void validate(const Graph& g, const arith::Format& f, const arith::VectorUnit& vector_unit = {});
 
 // The MLP graph as the trainer builds it: per layer quantize -> linear [-> relu]. `layers` gives
 // each layer's parameters; relu[l] whether layer l ends in a ReLU.

@@ -37,6 +37,8 @@ struct TargetSpec {
   std::string description;
   arith::Format format;
   ArrayGeometry array;
+  // The attention's multiply-accumulate unit ([vector_unit], optional: arith's defaults).
+  arith::VectorUnit vector_unit;
   Memory memory;
   double clock_mhz = 0;
   Energy energy;
@@ -63,7 +65,8 @@ nlohmann::json to_json(const TargetSpec& spec);
 // The inverse, validated like a TOML file (keys "hash" and "origin" are ignored).
 TargetSpec target_from_json(const nlohmann::json& json, const std::string& origin);
 // Stable 64-bit FNV-1a hash (16 hex digits) of every field that describes the hardware: all but
-// name, description and the energy citation. Independent of field order and formatting.
+// name, description and the energy citation. Independent of field order and formatting, and of
+// whether a default vector unit is written out (a target without [vector_unit] hashes as before).
 std::string content_hash(const TargetSpec& spec);
 
 std::string_view to_string(arith::WeightFormat v);

@@ -135,8 +135,7 @@ class TransformerNet {
 
   // The integers the accelerator computes for `batch` sequences (docs/transformer.md), and the
   // logits' real values (each token's LM head integers times its unit).
-  const std::vector<float>& forward_quantized(const std::uint8_t* tokens, int batch, const arith::Format& f,
-                                              int lanes);
+  const std::vector<float>& forward_quantized(const std::uint8_t* tokens, int batch, const target::TargetSpec& t);
 
   // One matrix as the hardware holds it for a step.
   struct QuantizedMatrix {
@@ -184,11 +183,9 @@ class TransformerNet {
   // The real value of a score row's log2-domain pair: q's code scale x K's step x log2(e) /
   // sqrt(head_dim) x 2^kExp2IndexBits (the pair requantizes the row's Q K^T accumulators).
   static double score_pair_value(double q_scale, double k_step, int head_dim);
-  // The vector unit attention runs on (arith's defaults).
-  static arith::VectorUnit vector_unit() { return arith::VectorUnit{}; }
   // Throws std::runtime_error, naming both widths, when the target's activation codes are wider
-  // than the vector unit's operands (attention's Q, K, V codes are its operands).
-  static void check_target(const arith::Format& f);
+  // than its vector unit's operands (attention's Q, K, V codes are its operands).
+  static void check_target(const target::TargetSpec& t);
 
  private:
   // The real values of one decoder layer that the backward pass reads: the FP32 forward's, or in QAT

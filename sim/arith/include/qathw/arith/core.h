@@ -39,6 +39,20 @@ struct Format {
   int scale_shift_max = 62;
 };
 
+// The attention datapath's multiply-accumulate unit (a target's [vector_unit]; these defaults when
+// the target has none): `lanes` products of two operands per cycle, summed exactly by the adder
+// tree, each partial sum accumulated under the overflow rule (the linear op's accumulate, with
+// this unit's width). Operands are signed codes of operand_bits (|a| <= 2^(operand_bits-1) - 1:
+// Q, K, V) or unsigned codes below 2^operand_bits (softmax probabilities); the multiplier is
+// operand_bits + 1 bits signed so it takes both. transformer.h has its rules (vector_dot).
+struct VectorUnit {
+  int lanes = 16;
+  int operand_bits = 8;
+  int acc_bits = 32;
+  Overflow overflow = Overflow::Saturate;
+};
+inline constexpr int kMinVectorOperandBits = 2, kMaxVectorOperandBits = 16;
+
 // ---- two's-complement ranges -------------------------------------------------------------
 
 QATHW_HD constexpr std::int64_t signed_max(int bits) { return (std::int64_t{1} << (bits - 1)) - 1; }

@@ -46,17 +46,7 @@ QATHW_HD constexpr std::int64_t shift_round(std::int64_t v, int shift, Rounding 
 
 // ---- the vector unit: INT8 x INT8 dot products ------------------------------------------------
 
-// The attention datapath's multiply-accumulate unit: `lanes` products of two operands per cycle,
-// summed exactly by the adder tree, each partial sum accumulated under the overflow rule (the
-// linear op's accumulate, with this unit's width). Operands are signed codes of operand_bits
-// (|a| <= 2^(operand_bits-1) - 1: Q, K, V) or unsigned codes below 2^operand_bits (softmax
-// probabilities); the multiplier is operand_bits + 1 bits signed so it takes both.
-struct VectorUnit {
-  int lanes = 16;
-  int operand_bits = 8;
-  int acc_bits = 32;
-  Overflow overflow = Overflow::Saturate;
-};
+// The unit is arith::VectorUnit (core.h: a target's [vector_unit]).
 
 // The accumulator format of the unit, for the core's accumulate.
 QATHW_HD constexpr Format vector_accumulator(const VectorUnit& u) {
