@@ -1,9 +1,11 @@
 // The reciprocal unit: qmax / amax as a normalised fixed-point pair (mantissa, shift), by a
 // restoring divider that produces one mantissa bit per cycle; MantBits cycles from start to done
 // whatever the input. Bit-exact with arith::reciprocal (normalisation, shift limits, rounding).
+// qmax = 2^qbits_i - 1: the activation quantizer's 2^(ActBits-1) - 1 (qbits_i = ActBits - 1, a
+// constant there), the softmax's 2^prob_bits - 1, the RMSNorm's 1.
 module qathw_reciprocal #(
   parameter int InBits = 32,    // amax is unsigned, below 2^InBits
-  parameter int ActBits = 8,    // qmax = 2^(ActBits-1) - 1
+  parameter int ActBits = 8,    // qbits_i <= ActBits - 1
   parameter int MantBits = 16,
   parameter int ShiftMin = 0,
   parameter int ShiftMax = 62,
@@ -13,28 +15,31 @@ module qathw_reciprocal #(
   input  logic                rst_ni,
   input  logic                start_i,
   input  logic [InBits-1:0]   amax_i,
+  input  logic [4:0]          qbits_i,     // bit length of qmax, in [1, ActBits - 1]; read with start_i
   output logic                busy_o,
   output logic                done_o,      // one cycle, MantBits cycles after start_i
   output logic [MantBits-1:0] mantissa_o,  // valid with done_o, held until the next start
   output logic [5:0]          shift_o
 );
   localparam int NumBits = MantBits + InBits + 1;  // q << shift < 2^M * amax
-  localparam int QBits = ActBits - 1;              // bit length of qmax
-  localparam logic [NumBits-1:0] QMax = NumBits'((64'd1 << (ActBits - 1)) - 1);
+  localparam int QBitsMax = ActBits - 1;
   localparam logic [MantBits:0] Limit = (MantBits + 1)'(1) << MantBits;
   localparam logic [MantBits-1:0] MantMax = '1;
 
-  // Start-of-division set-up (combinational on amax_i).
+  // Start-of-division set-up (combinational on amax_i and qbits_i).
+  logic [NumBits-1:0] qmax;
   int bl_a;
   int d;
   int shift_norm;
   logic below;
   always_comb begin
+    qmax = '0;
+    for (int i = 0; i < QBitsMax; i++) if (32'(i) < {27'd0, qbits_i}) qmax[i] = 1'b1;
     bl_a = 0;
     for (int i = 0; i < InBits; i++) if (amax_i[i]) bl_a = i + 1;
-    d = bl_a - QBits;
-    if (d >= 0) below = (QMax << d) < NumBits'(amax_i);
-    else below = QMax < (NumBits'(amax_i) << (-d));
+    d = bl_a - $signed({27'd0, qbits_i});
+    if (d >= 0) below = (qmax << d) < NumBits'(amax_i);
+    else below = qmax < (NumBits'(amax_i) << (-d));
     shift_norm = (MantBits - 1) + d + (below ? 1 : 0);
   end
 
@@ -91,9 +96,9 @@ module qathw_reciprocal #(
         zero_q <= amax_i == '0;
         saturate_q <= s < ShiftMin;
         shift_q <= 6'(s < ShiftMin ? ShiftMin : s);
-        num_q <= QMax << (s < ShiftMin ? ShiftMin : s);
+        num_q <= qmax << (s < ShiftMin ? ShiftMin : s);
         // The quotient fits MantBits bits, so the bits above them are below amax: start there.
-        rem_q <= InBits'((QMax << (s < ShiftMin ? ShiftMin : s)) >> MantBits);
+        rem_q <= InBits'((qmax << (s < ShiftMin ? ShiftMin : s)) >> MantBits);
         quo_q <= '0;
         count_q <= MantBits - 1;
         busy_q <= 1'b1;

@@ -69,8 +69,8 @@ module qathw_datapath #(
     .InBits(AccBits + 1), .ActBits(ActBits), .MantBits(MantBits), .ShiftMin(ShiftMin), .ShiftMax(ShiftMax),
     .HalfEven(HalfEven)
   ) u_recip (
-    .clk_i, .rst_ni, .start_i(recip_start_i), .amax_i(amax_o), .busy_o(unused_busy), .done_o(recip_done_o),
-    .mantissa_o(inv_mant), .shift_o(inv_shift)
+    .clk_i, .rst_ni, .start_i(recip_start_i), .amax_i(amax_o), .qbits_i(5'(ActBits - 1)), .busy_o(unused_busy),
+    .done_o(recip_done_o), .mantissa_o(inv_mant), .shift_o(inv_shift)
   );
 
   // A static quantizer's calibrated pair replaces the token's reciprocal.

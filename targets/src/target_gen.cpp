@@ -1,5 +1,6 @@
 #include "qathw/target/target_gen.h"
 
+#include "qathw/arith/transformer.h"
 #include "qathw/target/config_port.h"
 #include "qathw/target/rtl_memories.h"
 
@@ -78,6 +79,14 @@ std::vector<std::string> verilator_memory_args(const TargetSpec& spec) {
   return args;
 }
 
+std::vector<RtlParameter> vector_unit_parameters() {
+  const arith::VectorUnit u{};
+  return {{"VecLanes", u.lanes},
+          {"VecOperandBits", u.operand_bits},
+          {"VecAccBits", u.acc_bits},
+          {"VecSaturate", u.overflow == arith::Overflow::Saturate ? 1 : 0}};
+}
+
 std::string cmake_variable_suffix(const std::string& rtl_name) {
   std::string out;
   for (std::size_t i = 0; i < rtl_name.size(); ++i) {
@@ -132,6 +141,11 @@ std::string cmake_fragment(const TargetSpec& spec, const std::string& prefix) {
   for (const std::string& a : verilator_memory_args(spec)) margs += (margs.empty() ? "" : ";") + a;
   out << "set(" << prefix << "_MEMORY_ARGS \"" << margs << "\")\n";
   names += ";" + prefix + "_MEMORY_ARGS";
+  std::string vargs;
+  for (const RtlParameter& p : vector_unit_parameters())
+    vargs += (vargs.empty() ? "" : ";") + ("-G" + p.name + "=" + std::to_string(p.value));
+  out << "set(" << prefix << "_VECTOR_ARGS \"" << vargs << "\")\n";
+  names += ";" + prefix + "_VECTOR_ARGS";
   out << "set(" << prefix << "_VARIABLES \"" << names << "\")\n";
   return out.str();
 }

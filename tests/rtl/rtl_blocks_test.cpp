@@ -218,6 +218,7 @@ TEST(RtlReciprocal, EqualsArithReciprocalInMantissaBitsCycles) {
     std::int64_t amax = static_cast<std::int64_t>(rng() % (std::uint64_t{1} << (1 + rng() % (f.acc_bits - 1))));
     if (i < 64) amax = i < 32 ? i : top - (i - 32);  // small values, and the largest magnitudes
     m.amax_i = static_cast<std::uint32_t>(amax);
+    m.qbits_i = static_cast<std::uint8_t>(f.act_bits - 1);
     m.start_i = 1;
     tick(m);
     m.start_i = 0;
