@@ -1,6 +1,5 @@
 #include "qathw/target/target_gen.h"
 
-#include "qathw/arith/transformer.h"
 #include "qathw/target/config_port.h"
 #include "qathw/target/rtl_memories.h"
 
@@ -79,8 +78,8 @@ std::vector<std::string> verilator_memory_args(const TargetSpec& spec) {
   return args;
 }
 
-std::vector<RtlParameter> vector_unit_parameters() {
-  const arith::VectorUnit u{};
+std::vector<RtlParameter> vector_unit_parameters(const TargetSpec& spec) {
+  const arith::VectorUnit& u = spec.vector_unit;
   return {{"VecLanes", u.lanes},
           {"VecOperandBits", u.operand_bits},
           {"VecAccBits", u.acc_bits},
@@ -142,7 +141,7 @@ std::string cmake_fragment(const TargetSpec& spec, const std::string& prefix) {
   out << "set(" << prefix << "_MEMORY_ARGS \"" << margs << "\")\n";
   names += ";" + prefix + "_MEMORY_ARGS";
   std::string vargs;
-  for (const RtlParameter& p : vector_unit_parameters())
+  for (const RtlParameter& p : vector_unit_parameters(spec))
     vargs += (vargs.empty() ? "" : ";") + ("-G" + p.name + "=" + std::to_string(p.value));
   out << "set(" << prefix << "_VECTOR_ARGS \"" << vargs << "\")\n";
   names += ";" + prefix + "_VECTOR_ARGS";

@@ -82,13 +82,18 @@ TEST(CmakeFragment, SetsEveryParameterUnderThePrefix) {
     EXPECT_NE(text.find(line), std::string::npos) << "no " << line << "in:\n" << text;
   EXPECT_NE(text.find("set(P_VERILATOR_ARGS \"-GRows=16;-GLanes=16;"), std::string::npos) << text;
   EXPECT_NE(text.find("set(P_VARIABLES \"P_NAME;P_HASH;P_ROWS;P_LANES;"), std::string::npos) << text;
-  // The transformer units' vector unit: arith::VectorUnit{}, whatever the target.
+  // The transformer units' vector unit: the target's (ternary-asic: arith's defaults).
   const arith::VectorUnit u{};
   const std::string vector = "set(P_VECTOR_ARGS \"-GVecLanes=" + std::to_string(u.lanes) + ";-GVecOperandBits=" +
                              std::to_string(u.operand_bits) + ";-GVecAccBits=" + std::to_string(u.acc_bits) +
                              ";-GVecSaturate=" + (u.overflow == arith::Overflow::Saturate ? "1" : "0") + "\")\n";
   EXPECT_NE(text.find(vector), std::string::npos) << text;
   EXPECT_NE(text.find(";P_VECTOR_ARGS\")"), std::string::npos) << text;
+  TargetSpec narrow = builtin_target("ternary-asic");
+  narrow.vector_unit = arith::VectorUnit{5, 6, 12, arith::Overflow::Wrap};
+  EXPECT_NE(cmake_fragment(narrow, "P").find(
+                "set(P_VECTOR_ARGS \"-GVecLanes=5;-GVecOperandBits=6;-GVecAccBits=12;-GVecSaturate=0\")\n"),
+            std::string::npos);
   EXPECT_THROW(cmake_fragment(builtin_target("ternary-asic"), "9P"), std::invalid_argument);
   EXPECT_THROW(cmake_fragment(builtin_target("ternary-asic"), "P-Q"), std::invalid_argument);
 }

@@ -33,9 +33,9 @@ std::vector<RtlParameter> rtl_memory_parameters(const TargetSpec& spec);
 // The same as Verilator overrides: "-GMaxLayers=16", ...
 std::vector<std::string> verilator_memory_args(const TargetSpec& spec);
 
-// The transformer's vector unit (arith::VectorUnit{}: the same for every target) as the parameters
-// of the RTL's transformer units: VecLanes, VecOperandBits, VecAccBits, VecSaturate.
-std::vector<RtlParameter> vector_unit_parameters();
+// The target's vector unit ([vector_unit]) as the parameters of the RTL's transformer units:
+// VecLanes, VecOperandBits, VecAccBits, VecSaturate.
+std::vector<RtlParameter> vector_unit_parameters(const TargetSpec& spec);
 
 // An RTL parameter name as a CMake variable suffix: "ActBits" -> "ACT_BITS", "WeightInt4" ->
 // "WEIGHT_INT4".
@@ -51,7 +51,9 @@ std::string sv_package(const TargetSpec& spec);
 
 // A CMake fragment that sets PREFIX_<SUFFIX> for every RTL parameter (PREFIX_ROWS, ...),
 // PREFIX_NAME, PREFIX_HASH, PREFIX_VERILATOR_ARGS (the -G list), PREFIX_MEMORY_ARGS (the -G list
-// of rtl_memory_parameters), PREFIX_VECTOR_ARGS (the -G list of vector_unit_parameters) and PREFIX_VARIABLES (the names of all of these). `prefix` must be a CMake identifier ([A-Za-z_][A-Za-z0-9_]*).
+// of rtl_memory_parameters), PREFIX_VECTOR_ARGS (the -G list of vector_unit_parameters) and
+// PREFIX_VARIABLES (the names of all of these). `prefix` must be a CMake identifier
+// ([A-Za-z_][A-Za-z0-9_]*).
 std::string cmake_fragment(const TargetSpec& spec, const std::string& prefix);
 
 // A C++ header: struct qathw::target::generated::Target_<id> with `static constexpr int k<Name>`
