@@ -94,9 +94,10 @@ QATHW_HD constexpr std::int64_t round_shift(std::int64_t v, int shift, Rounding 
     return v < 0 ? -mag : mag;
   }
   const std::int64_t floor = v >> shift;  // arithmetic shift: rounds toward -infinity
-  const std::int64_t rem = v - floor * one;  // in [0, 2^shift)
-  const bool up = rem > half || (rem == half && (floor & 1) != 0);
-  return floor + (up ? 1 : 0);
+  const std::int64_t rem = v & (one - 1);  // v - floor 2^shift, in [0, 2^shift)
+  // Up when rem > half, or rem == half and floor is odd: adding floor's low bit to rem says both
+  // in one comparison (no branch for the tie).
+  return floor + (rem + (floor & 1) > half ? 1 : 0);
 }
 
 // round(v / 2^shift) for an unsigned v < 2^64 and shift in [1, 63], ties by `mode` (round_shift
@@ -105,8 +106,9 @@ QATHW_HD constexpr std::uint64_t round_shift_unsigned(std::uint64_t v, int shift
   const std::uint64_t q = v >> shift;
   const std::uint64_t rem = v & ((std::uint64_t{1} << shift) - 1);
   const std::uint64_t half = std::uint64_t{1} << (shift - 1);
-  const bool up = rem > half || (rem == half && (mode == Rounding::HalfAwayFromZero || (q & 1) != 0));
-  return q + (up ? 1 : 0);
+  // A tie goes up away from zero, or to even when q is odd: one comparison, as in round_shift.
+  const std::uint64_t tie_up = mode == Rounding::HalfAwayFromZero ? 1 : (q & 1);
+  return q + (rem + tie_up > half ? 1 : 0);
 }
 
 // round(num / den) for num >= 0, den > 0, ties by `mode`.
