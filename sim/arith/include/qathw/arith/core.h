@@ -86,7 +86,8 @@ QATHW_HD constexpr std::int64_t apply_overflow(std::int64_t v, int bits, Overflo
 // 0 <= shift <= 62. With round_div (the reciprocal's division) the accelerator's only integer
 // rounding.
 QATHW_HD constexpr std::int64_t round_shift(std::int64_t v, int shift, Rounding mode) {
-  if (shift == 0) return v;
+  // Written without branches on the value or the shift (shift 0 included: half is then 0 and
+  // rem 0), as the callers' loops run it on data.
   const std::int64_t one = std::int64_t{1} << shift;
   const std::int64_t half = one >> 1;
   if (mode == Rounding::HalfAwayFromZero) {
@@ -95,9 +96,9 @@ QATHW_HD constexpr std::int64_t round_shift(std::int64_t v, int shift, Rounding 
   }
   const std::int64_t floor = v >> shift;  // arithmetic shift: rounds toward -infinity
   const std::int64_t rem = v & (one - 1);  // v - floor 2^shift, in [0, 2^shift)
-  // Up when rem > half, or rem == half and floor is odd: adding floor's low bit to rem says both
-  // in one comparison (no branch for the tie).
-  return floor + (rem + (floor & 1) > half ? 1 : 0);
+  // Up when rem > half, or rem == half and floor is odd: 2 rem plus floor's low bit against
+  // 2^shift says both in one comparison (and never for shift 0).
+  return floor + (2 * rem + (floor & 1) > one ? 1 : 0);
 }
 
 // round(v / 2^shift) for an unsigned v < 2^64 and shift in [1, 63], ties by `mode` (round_shift

@@ -230,7 +230,9 @@ QATHW_HD constexpr Exp2Table exp2_table(int index_bits, int value_bits, Rounding
 QATHW_HD constexpr std::int64_t exp2_neg(std::int64_t e, const Exp2Table& t, Rounding mode) {
   const std::int64_t whole = e >> t.index_bits;
   const std::int64_t entry = t.entry[e & ((std::int64_t{1} << t.index_bits) - 1)];
-  return whole > kMaxShift ? 0 : round_shift(entry, static_cast<int>(whole), mode);
+  // Beyond kMaxShift the value is 0, and so is the entry (< 2^25) shifted by kMaxShift: a select,
+  // not a branch on the score.
+  return round_shift(entry, static_cast<int>(whole < kMaxShift ? whole : kMaxShift), mode);
 }
 
 // Whether a row of n scores keeps the softmax sum within the reciprocal unit's input:
