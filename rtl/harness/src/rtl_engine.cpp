@@ -22,17 +22,26 @@ RtlRunFunction* builtin_rtl(const model::Bundle& bundle) {
   return nullptr;
 }
 
+namespace {
+// The RTL runs the transformer's layers (Transformer builds: every built-in target's, and a
+// run-time build of a sequence bundle).
+RtlSequence sequence_of(const model::Bundle& bundle, const model::AcceleratorLowering& lowering) {
+  return {&bundle.graph, bundle.sequence() ? lowering.tokens : 0, bundle.target.format.acc_bits};
+}
+}  // namespace
+
 std::optional<std::string> rtl_unsupported(const model::Bundle& bundle) {
-  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph, true);
   if (lowering.unsupported) return lowering.unsupported;
-  return rtl_memory_misfit(lowering.layers, bundle.target);
+  return rtl_memory_misfit(lowering.layers, bundle.target, sequence_of(bundle, lowering));
 }
 
 RtlRun run_rtl_entry(RtlRunFunction* entry, const model::Bundle& bundle, const std::uint8_t* pixels, std::size_t count,
                      const std::string& fst_path) {
-  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph, true);
   if (lowering.unsupported) throw std::runtime_error("RTL: " + *lowering.unsupported);
-  if (const auto misfit = rtl_memory_misfit(lowering.layers, bundle.target)) throw std::runtime_error("RTL: " + *misfit);
+  if (const auto misfit = rtl_memory_misfit(lowering.layers, bundle.target, sequence_of(bundle, lowering)))
+    throw std::runtime_error("RTL: " + *misfit);
   return entry(bundle, lowering.layers, pixels, count, fst_path);
 }
 
