@@ -124,5 +124,18 @@ TEST(TransformerRtl, SequenceBuildsAreKeyedApart) {
   EXPECT_NE(rtl_build_key(t, false, true), rtl_build_key(t, false, false));
 }
 
+// Each built-in target has an image-only model and one with the transformer's units; the
+// engine takes the one the bundle needs.
+TEST(TransformerRtl, BuiltInTargetsHaveAnImageAndASequenceModel) {
+  for (const char* name : {"ternary-asic", "int4-fpga"}) {
+    const target::TargetSpec t = target::builtin_target(name);
+    const model::Bundle sequence = test::random_transformer_bundle(Shape{}, t, 1);
+    const model::Bundle image = training::make_bundle(training::make_mlp(27, {8}, 5, 1), t, 3, 9, {});
+    ASSERT_NE(builtin_rtl(sequence), nullptr) << name;
+    ASSERT_NE(builtin_rtl(image), nullptr) << name;
+    EXPECT_NE(builtin_rtl(sequence), builtin_rtl(image)) << name;
+  }
+}
+
 }  // namespace
 }  // namespace qathw::rtl

@@ -10,7 +10,8 @@ namespace qathw::rtl {
 // One entry point per RTL build compiled in (rtl/harness/CMakeLists.txt generates the table).
 struct BuiltinModel {
   const char* target;
-  RtlRunFunction* run;
+  RtlRunFunction* run;           // image bundles
+  RtlRunFunction* run_sequence;  // sequence bundles: the transformer's units built in
 };
 extern const BuiltinModel kBuiltinModels[];
 extern const int kBuiltinModelCount;
@@ -18,7 +19,7 @@ extern const int kBuiltinModelCount;
 RtlRunFunction* builtin_rtl(const model::Bundle& bundle) {
   for (int i = 0; i < kBuiltinModelCount; ++i)
     if (target::content_hash(target::builtin_target(kBuiltinModels[i].target)) == bundle.target_hash)
-      return kBuiltinModels[i].run;
+      return bundle.sequence() ? kBuiltinModels[i].run_sequence : kBuiltinModels[i].run;
   return nullptr;
 }
 
