@@ -514,12 +514,13 @@ module qathw_accel #(
   //   scores        SPair (heads x factors), SDot (per head and visible key ceil(dh / VecLanes)
   //                 chunks; each score requantized in the next cycle), SLast (the last score)
   //   softmax       XRow: per head one qathw_softmax_row, 3 ceil(n / VecLanes) + MantBits
-  //   attend        ADot (per output feature ceil(n / VecLanes) chunks), ALast (the last feature)
+  //   attend        ADot (per output feature ceil(n / VecLanes) chunks, the feature written in its
+//                 last chunk's cycle)
   if (Transformer != 0) begin : g_transformer
     localparam int OpBits = VecOperandBits + 1;
     localparam int TbBits = $clog2(TableDepth);
     localparam int AmBits = $clog2(MaxLayers * MaxGroups);
-    typedef enum logic [3:0] { TIdle, NSum, NWait, NApply, SqApply, SPair, SDot, SLast, XRow, ADot, ALast } phase_e;
+    typedef enum logic [3:0] { TIdle, NSum, NWait, NApply, SqApply, SPair, SDot, SLast, XRow, ADot } phase_e;
 
     // The descriptor's transformer fields.
     logic [63:0] d_eps;
@@ -659,7 +660,7 @@ module qathw_accel #(
     // The vector unit: Q K^T (SDot) and P V (ADot).
     logic [VecLanes*OpBits-1:0] va, vb;
     logic [VecLanes-1:0] vd_on;
-    logic [VecAccBits-1:0] dot;
+    logic [VecAccBits-1:0] dot, dot_sum;
     always_comb begin
       for (int i = 0; i < VecLanes; i++) begin
         int k;
@@ -679,7 +680,7 @@ module qathw_accel #(
     qathw_vector_dot #(.VecLanes(VecLanes), .VecOperandBits(VecOperandBits), .VecAccBits(VecAccBits),
                        .VecSaturate(VecSaturate)) u_dot (
       .clk_i, .rst_ni, .clear_i(tc_q == 0), .valid_i(ph == SDot || ph == ADot), .a_i(va), .b_i(vb), .lane_en_i(vd_on),
-      .acc_o(dot)
+      .acc_o(dot), .sum_o(dot_sum)
     );
     // A score: the dot product requantized to 32 bits by its head's pair (the static pair without factors).
     logic [MantBits-1:0] s_mant;
@@ -715,12 +716,14 @@ module qathw_accel #(
     logic sm_last;  // the last chunk of a row's codes
     assign sm_last = ph == XRow && sm_valid && 32'(sm_chunk) == key_chunks - 1;
 
+    logic a_last;  // the last chunk of an attend feature
+    assign a_last = ph == ADot && tc_q == key_chunks - 1;
     assign unit_done = (ph == NApply && tc_q == feat_chunks - 1) || (ph == NWait && rms_done && feat_chunks == 1) ||
-                       (ph == SqApply && tc_q == feat_chunks - 1) || ph == SLast || ph == ALast ||
-                       (sm_last && th_q == d_groups - 1);
+                       (ph == SqApply && tc_q == feat_chunks - 1) || ph == SLast ||
+                       (a_last && te_q == d_hdim - 1 && th_q == d_groups - 1) || (sm_last && th_q == d_groups - 1);
 
-    // Writes: VecLanes features (rms_norm, squared_relu), a chunk of codes (softmax), one score or
-    // feature of the vector unit (the cycle after its last chunk).
+    // Writes: VecLanes features (rms_norm, squared_relu), a chunk of codes (softmax), an attend
+    // feature (its sum, in its last chunk's cycle), a score (the cycle after its last chunk).
     always_comb begin
       tf_wr_any = 1'b0;
       for (int p = 0; p < Ports; p++) begin
@@ -742,11 +745,16 @@ module qathw_accel #(
           tf_wr_at[i] = d_obase + th_q * tokens + 32'(sm_chunk) * VecLanes + i;
           tf_wr_val[i] = ValBits'(sm_code[i*VecOperandBits +: VecOperandBits]);
         end
+      end else if (a_last) begin
+        tf_wr_any = 1'b1;
+        tf_wr_on[0] = 1'b1;
+        tf_wr_at[0] = d_obase + th_q * d_hdim + te_q;
+        tf_wr_val[0] = ValBits'($signed(dot_sum));
       end else if (pend_q) begin
         tf_wr_any = 1'b1;
         tf_wr_on[0] = 1'b1;
         tf_wr_at[0] = pend_at_q;
-        tf_wr_val[0] = d_op == qathw_cfg_pkg::OpScores ? ValBits'($signed(score)) : ValBits'($signed(dot));
+        tf_wr_val[0] = ValBits'($signed(score));
       end
     end
 
@@ -838,16 +846,13 @@ module qathw_accel #(
             ADot: begin
               if (tc_q != key_chunks - 1) begin
                 tc_q <= tc_q + 1;
-              end else begin
+              end else begin  // the feature is written this cycle (the last one ends the layer)
                 tc_q <= 0;
-                pend_q <= 1'b1;
-                pend_at_q <= d_obase + th_q * d_hdim + te_q;
                 if (te_q != d_hdim - 1) begin
                   te_q <= te_q + 1;
                 end else begin
                   te_q <= 0;
-                  if (th_q != d_groups - 1) th_q <= th_q + 1;
-                  else ph_q <= ALast;
+                  th_q <= th_q + 1;
                 end
               end
             end
