@@ -657,9 +657,9 @@ AcceleratorLowering accelerator_layers(const Graph& g, bool transformer_units) {
       case OpType::Softmax:
       case OpType::Attend: {
         if (!transformer_units)
-          return refuse(where + "the engines without the transformer units (the RTL, the CUDA engine, the HLS " +
-                        "image tops) do not run the transformer's ops (the integer engine, the SystemC model and the " +
-                        "HLS transformer tops do)");
+          return refuse(where + "the engines without the transformer units (the CUDA engine, the HLS image " +
+                        "tops) do not run the transformer's ops (the integer engine, the SystemC model, the RTL and " +
+                        "the HLS transformer tops do)");
         const auto from = source(op.input);
         l.kind = AcceleratorOp::Add;
         l.in = per_token(op.input);

@@ -14,8 +14,9 @@
 // arith::for_each_patch_run, Lanes elements per chunk, padding positions giving code 0. A linear
 // layer is a 1 x 1 map of `in` channels. Samples arrive as a stream of Lanes pixels per beat;
 // every layer's outputs leave as a stream of Lanes values per beat (valid/ready) after the last
-// layer. The configuration port's layout (generated from qathw/target/config_port.h), unless the
-// build lists the package itself.
+// layer. A Transformer build also runs a sequence's layers token by token (docs/rtl.md,
+// "Transformer layers": g_transformer below). The configuration port's layout (generated from
+// qathw/target/config_port.h), unless the build lists the package itself.
 `ifndef QATHW_CFG_PKG_SV
 `include "qathw_cfg_pkg.sv"
 `endif
@@ -31,12 +32,22 @@ module qathw_accel #(
   parameter int WeightInt4 = 0,
   parameter int Saturate = 1,
   parameter int HalfEven = 0,
+  // The transformer's layers (opcodes Embed .. Attend, docs/rtl.md "Transformer layers"): 1 builds
+  // the units of rtl/transformer/ beside the array, the table and absmax memories and the token
+  // loop; 0 (an image-only build) leaves them out. The vector unit: the target's [vector_unit].
+  parameter int Transformer = 0,
+  parameter int VecLanes = 16,
+  parameter int VecOperandBits = 8,
+  parameter int VecAccBits = 32,
+  parameter int VecSaturate = 1,
   // Memory sizes: every build passes those of qathw/target/rtl_memories.h (docs/rtl.md, "Memories").
   parameter int MaxLayers = 16,
   parameter int ActWords = 262144,   // activation memory: the pixels and every layer's outputs
   parameter int CodeDepth = 65536,   // code memory: one linear or conv2d layer's input codes
   parameter int WeightWords = 4096,  // weight memory words of Rows x Lanes codes (at most 2^16)
   parameter int RequantDepth = 2048,  // requantization pairs, one per output channel of every layer
+  parameter int TableDepth = 65536,   // embedding table integers (Transformer builds)
+  parameter int MaxGroups = 16,       // absmax registers per layer: a dynamic quantizer's groups
   // Fault injection, for proving that verification catches a wrong datapath: in this layer the
   // activation quantizer clamps to qmax - 1 instead of qmax. -1: no fault (every real build).
   parameter int FaultClampLayer = -1,
@@ -48,7 +59,11 @@ module qathw_accel #(
   localparam int WBits = WeightInt4 != 0 ? 4 : 2,  // bits of one weight code: arith::code_bits
   // A weight word, and at least a descriptor word or a requantization pair (qathw_cfg_pkg).
   localparam int CfgBits = Rows * Lanes * WBits > qathw_cfg_pkg::DataMinBits ? Rows * Lanes * WBits
-                                                                              : qathw_cfg_pkg::DataMinBits
+                                                                              : qathw_cfg_pkg::DataMinBits,
+  // A stored value: a pixel (0..255) or a layer output; a Transformer build also holds the
+  // scores (32 bits) and the vector unit's sums.
+  localparam int ValBits = Transformer != 0 ? (AccBits > 32 ? AccBits : 32) : (AccBits > 9 ? AccBits : 9),
+  localparam int OutBits = Transformer != 0 ? ValBits : AccBits
 ) (
   input  logic                       clk_i,
   input  logic                       rst_ni,
@@ -64,18 +79,22 @@ module qathw_accel #(
   input  logic                       in_valid_i,
   output logic                       in_ready_o,
   input  logic [Lanes*8-1:0]         in_data_i,
+  // A sequence (the token count written): one beat per token, its byte in bits [7:0].
   // Every layer's outputs, layer after layer, Lanes per beat: value b Lanes + i of the layer in
-  // bits [i AccBits +: AccBits], zero past its last; out_last_o marks the sample's last beat.
+  // bits [i OutBits +: OutBits] (out_bits_o: AccBits, or 32 in a Transformer build), zero past its
+  // last; out_last_o marks the sample's last beat. A sequence's layers leave after each token.
   output logic                       out_valid_o,
   input  logic                       out_ready_i,
-  output logic [Lanes*AccBits-1:0]   out_data_o,
+  output logic [Lanes*OutBits-1:0]   out_data_o,
+  output logic [5:0]                 out_bits_o,
   output logic [7:0]                 out_layer_o,
   output logic                       out_last_o,
   // Which layer is computing (for cycle counts and waveforms).
   output logic                       computing_o,
   output logic [7:0]                 layer_o
 );
-  localparam int ValBits = AccBits > 9 ? AccBits : 9;  // holds a pixel (0..255) or a layer output
+  // The quantizer's absmax: one bit above the widest value it reads.
+  localparam int AmaxBits = Transformer != 0 && ValBits > AccBits ? ValBits + 1 : AccBits + 1;
   localparam int WordBits = Rows * Lanes * WBits;        // a weight word
   localparam int DescBits = qathw_cfg_pkg::DescWords * qathw_cfg_pkg::DescWordBits;
   localparam int AwBits = $clog2(ActWords);
@@ -83,12 +102,16 @@ module qathw_accel #(
   localparam int WaBits = $clog2(WeightWords);
   localparam int RaBits = $clog2(RequantDepth);
   localparam int LBits = $clog2(MaxLayers);          // index of a layer
-  localparam int Ports = Rows > Lanes ? Rows : Lanes;  // activation memory writes per cycle
+  localparam int Ports0 = Rows > Lanes ? Rows : Lanes;
+  localparam int Ports = Transformer != 0 && VecLanes > Ports0 ? VecLanes : Ports0;  // activation memory writes per cycle
   // An average pool's window sum (up to 2^16 positions), and at least 34 bits: it saturates to 32.
   localparam int SumBits = AccBits + 18 > 34 ? AccBits + 18 : 34;
 
   typedef enum logic [3:0] {
-    Idle, Load, Absmax, Recip, Codes, Array, RequantLast, Pool, PoolLast, AddUnit, Output
+    Idle, Load, Absmax, Recip, Codes, Array, RequantLast, Pool, PoolLast, AddUnit, Output,
+    Pair,   // a pair that follows the token: the base times its factors, one per cycle
+    Embed,  // the adder on the embedding tables' rows
+    Unit    // a transformer unit (rms_norm, squared_relu, scores, softmax, attend): g_transformer
   } state_e;
 
   // ---- memories ---------------------------------------------------------------------------
@@ -99,6 +122,7 @@ module qathw_accel #(
   logic [qathw_cfg_pkg::RequantShiftBits-1:0] rq_shift_q [RequantDepth];
   logic [DescBits-1:0] desc_q [MaxLayers];
   logic [qathw_cfg_pkg::LayerCountBits-1:0] layers_q;
+  logic [qathw_cfg_pkg::TokenCountBits-1:0] tokens_q;  // a sequence's tokens; 0: an image
 
   initial begin
     if (WeightInit != "") $readmemh(WeightInit, wmem_q);
@@ -131,9 +155,13 @@ module qathw_accel #(
   // The layer count, zero after reset: the controller stays idle until the host has written it
   // (last, after the descriptors).
   always_ff @(posedge clk_i or negedge rst_ni) begin
-    if (!rst_ni) layers_q <= '0;
-    else if (cfg_we_i && cfg_kind_i == qathw_cfg_pkg::KindLayerCount)
+    if (!rst_ni) begin
+      layers_q <= '0;
+      tokens_q <= '0;
+    end else if (cfg_we_i && cfg_kind_i == qathw_cfg_pkg::KindLayerCount) begin
       layers_q <= cfg_data_i[qathw_cfg_pkg::LayerCountLsb +: qathw_cfg_pkg::LayerCountBits];
+      tokens_q <= cfg_data_i[qathw_cfg_pkg::TokenCountLsb +: qathw_cfg_pkg::TokenCountBits];
+    end
   end
 
   // ---- controller state --------------------------------------------------------------------
@@ -144,7 +172,18 @@ module qathw_accel #(
   int group_q, tile_q, oy_q, ox_q, ch_q;
   int out_q;                // a pool's output value
   logic [7:0] recip_q;      // cycles spent in Recip
-  logic [AccBits:0] amax_q;
+  logic [AmaxBits-1:0] amax_q;
+  int token_q;              // the sequence's token the layers run for
+  logic seq;                // a sequence: the layers run per token, their outputs leave per token
+  int tokens;
+  assign seq = Transformer != 0 && tokens_q != '0;
+  assign tokens = 32'(tokens_q);
+  // The transformer units' writes into the activation memory, and the end of a Unit layer
+  // (g_transformer).
+  logic [Ports-1:0] tf_wr_on;
+  int tf_wr_at [Ports];
+  logic [ValBits-1:0] tf_wr_val [Ports];
+  logic tf_wr_any, unit_done;
 
   // ---- this layer's descriptor -------------------------------------------------------------
   logic [LBits-1:0] li;
@@ -194,21 +233,42 @@ module qathw_accel #(
   assign d_ashift = d[qathw_cfg_pkg::DescPairAShiftLsb +: qathw_cfg_pkg::DescPairAShiftBits];
   assign d_bmant = d[qathw_cfg_pkg::DescPairBMantissaLsb +: MantBits];
   assign d_bshift = d[qathw_cfg_pkg::DescPairBShiftLsb +: qathw_cfg_pkg::DescPairBShiftBits];
+  int d_hdim, d_factor_count;
+  logic d_cache;
+  assign d_hdim = 32'(d[qathw_cfg_pkg::DescHeadDimLsb +: qathw_cfg_pkg::DescHeadDimBits]);
+  assign d_factor_count = 32'(d[qathw_cfg_pkg::DescFactorCountLsb +: qathw_cfg_pkg::DescFactorCountBits]);
+  assign d_cache = d[qathw_cfg_pkg::DescCacheLsb];
 
   // The first state of a layer: its quantizer's (a kernel layer) or its unit's.
   function automatic state_e first_state(input logic [DescBits-1:0] desc);
     int op;
+    logic factors;  // the layer's last pair follows the token
     op = 32'(desc[qathw_cfg_pkg::DescOpcodeLsb +: qathw_cfg_pkg::DescOpcodeBits]);
+    factors = desc[qathw_cfg_pkg::DescFactorCountLsb +: qathw_cfg_pkg::DescFactorCountBits] != '0;
     if (op == qathw_cfg_pkg::OpMaxPool || op == qathw_cfg_pkg::OpAvgPool) return Pool;
-    if (op == qathw_cfg_pkg::OpAdd) return AddUnit;
+    if (op == qathw_cfg_pkg::OpAdd) return Transformer != 0 && factors ? Pair : AddUnit;
+    if (Transformer != 0) begin
+      if (op == qathw_cfg_pkg::OpEmbed) return Embed;
+      if (op == qathw_cfg_pkg::OpRmsNorm || op == qathw_cfg_pkg::OpSquaredRelu || op == qathw_cfg_pkg::OpScores ||
+          op == qathw_cfg_pkg::OpSoftmax || op == qathw_cfg_pkg::OpAttend)
+        return Unit;
+      if (op == qathw_cfg_pkg::OpQuantize && desc[qathw_cfg_pkg::DescStaticLsb]) return factors ? Pair : Codes;
+      if (op == qathw_cfg_pkg::OpLinear && desc[qathw_cfg_pkg::DescCodesInputLsb]) return Array;
+    end
     return desc[qathw_cfg_pkg::DescStaticLsb] ? Codes : Absmax;
   endfunction
 
-  logic kernel, average;
-  int pass_chunks, patch_chunks, tiles;
+  logic kernel, average, quantize;
+  int pass_len, pass_chunks, patch_chunks, tiles, q_off, orow;
   assign kernel = d_op == qathw_cfg_pkg::OpLinear || d_op == qathw_cfg_pkg::OpConv2d;
   assign average = d_op == qathw_cfg_pkg::OpAvgPool;
-  assign pass_chunks = ((kernel ? d_in : d_out) + Lanes - 1) / Lanes;  // quantizer passes; the add
+  assign quantize = Transformer != 0 && d_op == qathw_cfg_pkg::OpQuantize;
+  // The quantizer's pass: a kernel layer's input, a quantize layer's group (DescHeadDim features,
+  // group group_q at q_off); the add's and the embedding's output.
+  assign pass_len = kernel ? d_in : quantize ? d_hdim : d_out;
+  assign q_off = quantize ? group_q * d_hdim : 0;
+  assign orow = Transformer != 0 && d_cache ? token_q * d_out : 0;  // a KV cache's row of this token
+  assign pass_chunks = (pass_len + Lanes - 1) / Lanes;  // quantizer passes; the add
   assign patch_chunks = (d_patch + Lanes - 1) / Lanes;
   assign tiles = (d_gout + Rows - 1) / Rows;
 
@@ -220,8 +280,8 @@ module qathw_accel #(
   assign quantizing = state_q == Absmax || state_q == Codes;
   always_comb begin
     for (int i = 0; i < Lanes; i++) begin
-      lane_on[i] = chunk_q * Lanes + i < (kernel ? d_in : d_out);
-      chunk_val[i*ValBits +: ValBits] = quantizing && lane_on[i] ? act_q[AwBits'(d_ibase + chunk_q * Lanes + i)] : '0;
+      lane_on[i] = chunk_q * Lanes + i < pass_len;
+      chunk_val[i*ValBits +: ValBits] = quantizing && lane_on[i] ? act_q[AwBits'(d_ibase + q_off + chunk_q * Lanes + i)] : '0;
     end
   end
 
@@ -306,9 +366,12 @@ module qathw_accel #(
   logic [Lanes*ActBits-1:0] x_flat;
   logic [Rows-1:0] row_on;
   logic array_valid, array_clear, unit_last;
+  logic codes_input;  // a linear layer reading a quantize layer's codes from the activation memory
+  assign codes_input = Transformer != 0 && d[qathw_cfg_pkg::DescCodesInputLsb];
   always_comb begin
     for (int i = 0; i < Lanes; i++)
-      x_flat[i*ActBits +: ActBits] = win_on[i] ? code_q[CdBits'(win_at[i])] : '0;
+      x_flat[i*ActBits +: ActBits] = !win_on[i] ? '0 : codes_input ? ActBits'(act_q[AwBits'(d_ibase + win_at[i])])
+                                                                   : code_q[CdBits'(win_at[i])];
     for (int r = 0; r < Rows; r++) row_on[r] = tile_q * Rows + r < d_gout;
   end
   assign array_valid = state_q == Array;
@@ -328,23 +391,30 @@ module qathw_accel #(
     assign rq_shift[r*6 +: 6] = rq_valid_q ? rq_shift_q[n] : 6'd0;  // idle units: see the add unit
   end
 
+  // A static quantizer's pair: the descriptor's, or (a quantize layer with factors) the token's.
+  logic [MantBits-1:0] q_mant, tp_mant;
+  logic [5:0] q_shift, tp_shift;
+  assign q_mant = quantize && d_factor_count != 0 ? tp_mant : d_qmant;
+  assign q_shift = quantize && d_factor_count != 0 ? tp_shift : d_qshift;
+
   // The datapath. The reciprocal starts in the last absmax cycle.
   logic recip_start, recip_done;
-  logic [AccBits:0] amax_next;
+  logic [AmaxBits-1:0] amax_next;
   logic [Lanes*ActBits-1:0] codes;
   logic [Rows*AccBits-1:0] z;
   assign recip_start = state_q == Absmax && chunk_q == pass_chunks - 1;
   qathw_datapath #(
     .Rows(Rows), .Lanes(Lanes), .ActBits(ActBits), .AccBits(AccBits), .MantBits(MantBits), .ShiftMin(ShiftMin),
-    .ShiftMax(ShiftMax), .WeightInt4(WeightInt4), .Saturate(Saturate), .HalfEven(HalfEven)
+    .ShiftMax(ShiftMax), .WeightInt4(WeightInt4), .Saturate(Saturate), .HalfEven(HalfEven), .ValBits(ValBits),
+    .AmaxBits(AmaxBits)
   ) u_datapath (
     .clk_i, .rst_ni, .clear_i(array_clear), .valid_i(array_valid), .x_i(x_flat),
     .w_i(wmem_q[WaBits'(d_wbase + (group_q * tiles + tile_q) * patch_chunks + chunk_q)]), .lane_en_i(win_on),
     .row_en_i(row_on), .v_i(chunk_val), .amax_i(amax_q), .amax_o(amax_next), .recip_start_i(recip_start),
     // Outside the code pass the code units take the static path with a shift of 0 (their codes
     // are not stored then), which keeps their rounding out of the simulation.
-    .recip_done_o(recip_done), .static_i(d_static || state_q != Codes), .static_mantissa_i(d_qmant),
-    .static_shift_i(state_q == Codes ? d_qshift : 6'd0),
+    .recip_done_o(recip_done), .static_i(d_static || state_q != Codes), .static_mantissa_i(q_mant),
+    .static_shift_i(state_q == Codes ? q_shift : 6'd0),
     .codes_o(codes), .rq_mantissa_i(rq_mant), .rq_shift_i(rq_shift), .relu_i(d_relu), .z_o(z)
   );
 
@@ -398,21 +468,31 @@ module qathw_accel #(
   );
 
   // ---- the add unit: Lanes element pairs per cycle ------------------------------------------
-  logic [Lanes*AccBits-1:0] add_z;
+  // An embedding's rows come from the table memory (g_transformer); the residual's pair of an add
+  // with factors is the token's.
+  logic [Lanes*AccBits-1:0] add_z, emb_a, emb_b;
+  logic adding;
+  logic [MantBits-1:0] b_mant;
+  logic [5:0] b_shift;
+  assign adding = state_q == AddUnit || state_q == Embed;
+  assign b_mant = Transformer != 0 && d_factor_count != 0 ? tp_mant : d_bmant;
+  assign b_shift = Transformer != 0 && d_factor_count != 0 ? tp_shift : d_bshift;
   for (genvar i = 0; i < Lanes; i++) begin : g_add
     localparam logic signed [AccBits:0] ZMax = (AccBits + 1)'((64'sd1 <<< (AccBits - 1)) - 1);
     localparam logic signed [AccBits:0] ZMin = -(AccBits + 1)'(64'sd1 <<< (AccBits - 1));
     logic [AccBits-1:0] a, b, qa, qb;
     logic signed [AccBits:0] s;
-    assign a = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_ibase + chunk_q * Lanes + i)]) : '0;
-    assign b = state_q == AddUnit ? AccBits'(act_q[AwBits'(d_resbase + chunk_q * Lanes + i)]) : '0;
+    assign a = state_q == Embed ? emb_a[i*AccBits +: AccBits] :
+               state_q == AddUnit ? AccBits'(act_q[AwBits'(d_ibase + chunk_q * Lanes + i)]) : '0;
+    assign b = state_q == Embed ? emb_b[i*AccBits +: AccBits] :
+               state_q == AddUnit ? AccBits'(act_q[AwBits'(d_resbase + chunk_q * Lanes + i)]) : '0;
     // Outside AddUnit a shift of 0 keeps the idle units' rounding out of the simulation (a
     // shift of 0 takes the rounding shifter's first branch).
     qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_a (
-      .acc_i(a), .mantissa_i(d_amant), .shift_i(state_q == AddUnit ? d_ashift : 6'd0), .relu_i(1'b0), .z_o(qa)
+      .acc_i(a), .mantissa_i(d_amant), .shift_i(adding ? d_ashift : 6'd0), .relu_i(1'b0), .z_o(qa)
     );
     qathw_requant #(.AccBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_b (
-      .acc_i(b), .mantissa_i(d_bmant), .shift_i(state_q == AddUnit ? d_bshift : 6'd0), .relu_i(1'b0), .z_o(qb)
+      .acc_i(b), .mantissa_i(b_mant), .shift_i(adding ? b_shift : 6'd0), .relu_i(1'b0), .z_o(qb)
     );
     always_comb begin
       logic signed [AccBits-1:0] sat;
@@ -421,6 +501,383 @@ module qathw_accel #(
       else if (s < ZMin) sat = AccBits'(ZMin);
       else sat = AccBits'(s);
       add_z[i*AccBits +: AccBits] = d_relu && sat < 0 ? '0 : sat;
+    end
+  end
+
+  // ---- the transformer's units (docs/rtl.md, "Transformer layers") --------------------------
+  // A Transformer build: the embedding tables, the absmax registers (every dynamic quantizer's, per
+  // group, of the current token: the factors of the pairs that follow it), the token pair, and the
+  // units of rtl/transformer/ that run a Unit layer in phases:
+  //   rms_norm      NSum (ceil(F / VecLanes)), NWait (the 1/rms: 64 + 32 + MantBits, started in
+  //                 its first cycle), NApply (ceil(F / VecLanes), the first in the 1/rms's done cycle)
+  //   squared_relu  SqApply, ceil(F / VecLanes)
+  //   scores        SPair (heads x factors), SDot (per head and visible key ceil(dh / VecLanes)
+  //                 chunks; each score requantized in the next cycle), SLast (the last score)
+  //   softmax       XRow: per head one qathw_softmax_row, 3 ceil(n / VecLanes) + MantBits
+  //   attend        ADot (per output feature ceil(n / VecLanes) chunks, the feature written in its
+//                 last chunk's cycle)
+  if (Transformer != 0) begin : g_transformer
+    localparam int OpBits = VecOperandBits + 1;
+    localparam int TbBits = $clog2(TableDepth);
+    localparam int AmBits = $clog2(MaxLayers * MaxGroups);
+    typedef enum logic [3:0] { TIdle, NSum, NWait, NApply, SqApply, SPair, SDot, SLast, XRow, ADot } phase_e;
+
+    // The descriptor's transformer fields.
+    logic [63:0] d_eps;
+    logic [5:0] d_norm_bits, d_shift;
+    logic [3:0] d_index_bits, d_prob_bits;
+    logic [7:0] d_factor_heads;
+    int d_factor [8];
+    assign d_eps = d[qathw_cfg_pkg::DescEpsLsb +: qathw_cfg_pkg::DescEpsBits];
+    assign d_norm_bits = d[qathw_cfg_pkg::DescNormBitsLsb +: qathw_cfg_pkg::DescNormBitsBits];
+    assign d_shift = d[qathw_cfg_pkg::DescShiftLsb +: qathw_cfg_pkg::DescShiftBits];
+    assign d_index_bits = d[qathw_cfg_pkg::DescIndexBitsLsb +: qathw_cfg_pkg::DescIndexBitsBits];
+    assign d_prob_bits = d[qathw_cfg_pkg::DescProbBitsLsb +: qathw_cfg_pkg::DescProbBitsBits];
+    assign d_factor_heads = d[qathw_cfg_pkg::DescFactorHeadsLsb +: qathw_cfg_pkg::DescFactorHeadsBits];
+    assign d_factor[0] = 32'(d[qathw_cfg_pkg::DescFactor0Lsb +: qathw_cfg_pkg::DescFactor0Bits]);
+    assign d_factor[1] = 32'(d[qathw_cfg_pkg::DescFactor1Lsb +: qathw_cfg_pkg::DescFactor1Bits]);
+    assign d_factor[2] = 32'(d[qathw_cfg_pkg::DescFactor2Lsb +: qathw_cfg_pkg::DescFactor2Bits]);
+    assign d_factor[3] = 32'(d[qathw_cfg_pkg::DescFactor3Lsb +: qathw_cfg_pkg::DescFactor3Bits]);
+    assign d_factor[4] = 32'(d[qathw_cfg_pkg::DescFactor4Lsb +: qathw_cfg_pkg::DescFactor4Bits]);
+    assign d_factor[5] = 32'(d[qathw_cfg_pkg::DescFactor5Lsb +: qathw_cfg_pkg::DescFactor5Bits]);
+    assign d_factor[6] = 32'(d[qathw_cfg_pkg::DescFactor6Lsb +: qathw_cfg_pkg::DescFactor6Bits]);
+    assign d_factor[7] = 32'(d[qathw_cfg_pkg::DescFactor7Lsb +: qathw_cfg_pkg::DescFactor7Bits]);
+
+    // The embedding tables (the host writes them), AccBits integers.
+    logic [AccBits-1:0] tbl_q [TableDepth];
+    always_ff @(posedge clk_i) begin
+      if (cfg_we_i && cfg_kind_i == qathw_cfg_pkg::KindTableValue)
+        tbl_q[TbBits'(cfg_addr_i)] <= cfg_data_i[qathw_cfg_pkg::TableValueLsb +: AccBits];
+    end
+    int tok_row, pos_row;  // the token's and the position's rows
+    assign tok_row = d_wbase + 32'(act_q[AwBits'(d_ibase + token_q)]) * d_out;
+    assign pos_row = d_rbase + token_q * d_out;
+    for (genvar i = 0; i < Lanes; i++) begin : g_embed
+      assign emb_a[i*AccBits +: AccBits] = state_q == Embed ? tbl_q[TbBits'(tok_row + chunk_q * Lanes + i)] : '0;
+      assign emb_b[i*AccBits +: AccBits] = state_q == Embed ? tbl_q[TbBits'(pos_row + chunk_q * Lanes + i)] : '0;
+    end
+
+    // The absmax registers: a dynamic quantizer's, per group, at the end of its absmax pass.
+    logic [AmaxBits-1:0] amax_reg [MaxLayers * MaxGroups];
+    always_ff @(posedge clk_i) begin
+      if (state_q == Absmax && chunk_q == pass_chunks - 1)
+        amax_reg[AmBits'(32'(li) * MaxGroups + group_q)] <= amax_next;
+    end
+
+    // ---- the Unit layers' sequencer ----
+    phase_e ph_q, ph;
+    int th_q, tj_q, te_q, tc_q, tk_q;  // head, key (or output feature), feature in the head, chunk, factor
+    logic pend_q, cap_q;
+    int pend_at_q, pend_h_q, cap_h_q;
+    logic [MantBits-1:0] spair_mant_q [MaxGroups];
+    logic [5:0] spair_shift_q [MaxGroups];
+    logic [MantBits-1:0] inv_mant_q;
+    logic signed [7:0] inv_shift_q;
+
+    int n_vis, feat_chunks, key_chunks, head_chunks;
+    assign n_vis = token_q + 1;  // arith::causal_count(t)
+    assign feat_chunks = (d_out + VecLanes - 1) / VecLanes;
+    assign key_chunks = (n_vis + VecLanes - 1) / VecLanes;
+    assign head_chunks = (d_hdim + VecLanes - 1) / VecLanes;
+    always_comb begin
+      ph = ph_q;
+      if (ph_q == TIdle) begin
+        unique case (d_op)
+          qathw_cfg_pkg::OpRmsNorm: ph = NSum;
+          qathw_cfg_pkg::OpSquaredRelu: ph = SqApply;
+          qathw_cfg_pkg::OpScores: ph = d_factor_count != 0 ? SPair : SDot;
+          qathw_cfg_pkg::OpSoftmax: ph = XRow;
+          default: ph = ADot;
+        endcase
+      end
+      if (state_q != Unit) ph = TIdle;
+    end
+
+    // The token pair: the Pair state's factors (head 0), or the scores' per head.
+    logic tp_load, tp_step, unused_too_large;
+    logic [2:0] tp_k;  // the factor
+    int tp_h;
+    logic [MantBits-1:0] tp_base_mant;
+    logic [5:0] tp_base_shift;
+    logic [AmaxBits-1:0] tp_factor;
+    always_comb begin
+      tp_k = 3'(state_q == Pair ? chunk_q : tk_q);
+      tp_h = state_q == Pair ? 0 : th_q;
+      tp_load = (state_q == Pair && chunk_q == 0) || (ph == SPair && tk_q == 0);
+      tp_step = state_q == Pair || ph == SPair;
+      tp_base_mant = quantize ? d_qmant : d_op == qathw_cfg_pkg::OpAdd ? d_bmant : d_amant;
+      tp_base_shift = quantize ? d_qshift : d_op == qathw_cfg_pkg::OpAdd ? d_bshift : d_ashift;
+      tp_factor = amax_reg[AmBits'(d_factor[tp_k] * MaxGroups + (d_factor_heads[tp_k] ? tp_h : 0))];
+    end
+    qathw_token_pair #(.MantBits(MantBits), .ShiftMin(ShiftMin), .HalfEven(HalfEven), .NBits(AmaxBits)) u_token_pair (
+      .clk_i, .rst_ni, .load_i(tp_load), .base_mant_i(tp_base_mant), .base_shift_i(tp_base_shift), .step_i(tp_step),
+      .factor_i(tp_factor), .mant_o(tp_mant), .shift_o(tp_shift), .too_large_o(unused_too_large)
+    );
+
+    // RMSNorm: the sum of squares and 1/rms, then VecLanes features per cycle.
+    logic rms_done;
+    logic [MantBits-1:0] rms_inv_mant, inv_mant;
+    logic signed [7:0] rms_inv_shift, inv_shift;
+    logic [63:0] unused_sum, unused_mean_sq;
+    logic signed [6:0] unused_k;
+    logic [31:0] unused_root;
+    logic unused_rms_busy;
+    logic [VecLanes*ValBits-1:0] vx;  // VecLanes values of chunk tc of the input
+    logic [VecLanes-1:0] v_on;
+    int v_chunk;
+    logic napply;
+    assign napply = ph == NApply || (ph == NWait && rms_done);
+    assign v_chunk = ph == NWait ? 0 : tc_q;
+    always_comb begin
+      for (int i = 0; i < VecLanes; i++) begin
+        v_on[i] = v_chunk * VecLanes + i < d_out;
+        vx[i*ValBits +: ValBits] = (ph == NSum || napply || ph == SqApply) && v_on[i]
+            ? act_q[AwBits'(d_ibase + v_chunk * VecLanes + i)] : '0;
+      end
+    end
+    qathw_rms_inverse #(.VecLanes(VecLanes), .InBits(ValBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_rms (
+      .clk_i, .rst_ni, .clear_i(ph == NSum && tc_q == 0), .valid_i(ph == NSum), .x_i(vx), .lane_en_i(v_on),
+      .in_bits_i(d_norm_bits), .start_i(ph == NWait && tc_q == 0), .n_i(21'(d_out)), .eps_i(d_eps),
+      .busy_o(unused_rms_busy), .done_o(rms_done), .sum_o(unused_sum), .k_o(unused_k), .mean_sq_o(unused_mean_sq),
+      .root_o(unused_root), .inv_mant_o(rms_inv_mant), .inv_shift_o(rms_inv_shift)
+    );
+    assign inv_mant = rms_done ? rms_inv_mant : inv_mant_q;
+    assign inv_shift = rms_done ? rms_inv_shift : inv_shift_q;
+    logic [VecLanes*AccBits-1:0] norm_y, sq_y;
+    for (genvar i = 0; i < VecLanes; i++) begin : g_feature
+      logic [RaBits-1:0] g;
+      assign g = RaBits'(d_rbase + v_chunk * VecLanes + i);
+      qathw_rms_value #(.InBits(ValBits), .OutBits(AccBits), .MantBits(MantBits), .HalfEven(HalfEven)) u_value (
+        .x_i(vx[i*ValBits +: ValBits]), .in_bits_i(d_norm_bits), .inv_mant_i(inv_mant), .inv_shift_i(inv_shift),
+        .gain_mant_i(napply ? rq_mant_q[g] : '0), .gain_shift_i(napply ? rq_shift_q[g] : 6'd0),
+        .y_o(norm_y[i*AccBits +: AccBits])
+      );
+      qathw_squared_relu #(.InBits(ValBits), .OutBits(AccBits), .HalfEven(HalfEven)) u_square (
+        .v_i(vx[i*ValBits +: ValBits]), .shift_i(ph == SqApply ? d_shift : 6'd0), .y_o(sq_y[i*AccBits +: AccBits])
+      );
+    end
+
+    // The vector unit: Q K^T (SDot) and P V (ADot).
+    logic [VecLanes*OpBits-1:0] va, vb;
+    logic [VecLanes-1:0] vd_on;
+    logic [VecAccBits-1:0] dot, dot_sum;
+    always_comb begin
+      for (int i = 0; i < VecLanes; i++) begin
+        int k;
+        k = tc_q * VecLanes + i;
+        vd_on[i] = ph == SDot ? k < d_hdim : ph == ADot ? k < n_vis : 1'b0;
+        va[i*OpBits +: OpBits] = '0;
+        vb[i*OpBits +: OpBits] = '0;
+        if (vd_on[i] && ph == SDot) begin  // the query's head th against key tj
+          va[i*OpBits +: OpBits] = OpBits'(act_q[AwBits'(d_ibase + th_q * d_hdim + k)]);
+          vb[i*OpBits +: OpBits] = OpBits'(act_q[AwBits'(d_resbase + tj_q * d_in + th_q * d_hdim + k)]);
+        end else if (vd_on[i]) begin  // head th's probabilities against the value column th dh + te
+          va[i*OpBits +: OpBits] = OpBits'(act_q[AwBits'(d_ibase + th_q * tokens + k)]);
+          vb[i*OpBits +: OpBits] = OpBits'(act_q[AwBits'(d_resbase + k * d_out + th_q * d_hdim + te_q)]);
+        end
+      end
+    end
+    qathw_vector_dot #(.VecLanes(VecLanes), .VecOperandBits(VecOperandBits), .VecAccBits(VecAccBits),
+                       .VecSaturate(VecSaturate)) u_dot (
+      .clk_i, .rst_ni, .clear_i(tc_q == 0), .valid_i(ph == SDot || ph == ADot), .a_i(va), .b_i(vb), .lane_en_i(vd_on),
+      .acc_o(dot), .sum_o(dot_sum)
+    );
+    // A score: the dot product requantized to 32 bits by its head's pair (the static pair without factors).
+    logic [MantBits-1:0] s_mant;
+    logic [5:0] s_shift;
+    logic [31:0] score;
+    assign s_mant = d_factor_count != 0 ? spair_mant_q[pend_h_q[$clog2(MaxGroups)-1:0]] : d_amant;
+    assign s_shift = d_factor_count != 0 ? spair_shift_q[pend_h_q[$clog2(MaxGroups)-1:0]] : d_ashift;
+    qathw_requant #(.AccBits(32), .MantBits(MantBits), .HalfEven(HalfEven), .InBits(VecAccBits)) u_score (
+      .acc_i(dot), .mantissa_i(s_mant), .shift_i(pend_q && d_op == qathw_cfg_pkg::OpScores ? s_shift : 6'd0),
+      .relu_i(1'b0), .z_o(score)
+    );
+
+    // Softmax: one row per head.
+    logic [15:0] sm_chunk;
+    logic sm_valid, sm_done, unused_sm_busy;
+    logic [VecLanes*32-1:0] sm_z;
+    logic [VecLanes*VecOperandBits-1:0] sm_code;
+    logic [31:0] unused_max, unused_sm_sum;
+    logic [MantBits-1:0] unused_sm_mant;
+    logic [5:0] unused_sm_shift;
+    always_comb begin
+      for (int i = 0; i < VecLanes; i++)
+        sm_z[i*32 +: 32] = ph == XRow ? 32'(act_q[AwBits'(d_ibase + th_q * tokens + 32'(sm_chunk) * VecLanes + i)]) : '0;
+    end
+    qathw_softmax_row #(.VecLanes(VecLanes), .MantBits(MantBits), .HalfEven(HalfEven), .ProbBits(VecOperandBits)) u_softmax (
+      .clk_i, .rst_ni, .tbl_we_i(cfg_we_i && cfg_kind_i == qathw_cfg_pkg::KindExp2Entry), .tbl_addr_i(8'(cfg_addr_i)),
+      .tbl_data_i(cfg_data_i[qathw_cfg_pkg::Exp2EntryLsb +: qathw_cfg_pkg::Exp2EntryBits]),
+      .start_i(ph == XRow && (ph_q == TIdle || sm_done)), .count_i(16'(n_vis)), .index_bits_i(d_index_bits),
+      .prob_bits_i(d_prob_bits), .rd_chunk_o(sm_chunk), .z_i(sm_z), .code_valid_o(sm_valid), .code_o(sm_code),
+      .busy_o(unused_sm_busy), .done_o(sm_done), .max_o(unused_max), .sum_o(unused_sm_sum), .inv_mant_o(unused_sm_mant),
+      .inv_shift_o(unused_sm_shift)
+    );
+    logic sm_last;  // the last chunk of a row's codes
+    assign sm_last = ph == XRow && sm_valid && 32'(sm_chunk) == key_chunks - 1;
+
+    logic a_last;  // the last chunk of an attend feature
+    assign a_last = ph == ADot && tc_q == key_chunks - 1;
+    assign unit_done = (ph == NApply && tc_q == feat_chunks - 1) || (ph == NWait && rms_done && feat_chunks == 1) ||
+                       (ph == SqApply && tc_q == feat_chunks - 1) || ph == SLast ||
+                       (a_last && te_q == d_hdim - 1 && th_q == d_groups - 1) || (sm_last && th_q == d_groups - 1);
+
+    // Writes: VecLanes features (rms_norm, squared_relu), a chunk of codes (softmax), an attend
+    // feature (its sum, in its last chunk's cycle), a score (the cycle after its last chunk).
+    always_comb begin
+      tf_wr_any = 1'b0;
+      for (int p = 0; p < Ports; p++) begin
+        tf_wr_on[p] = 1'b0;
+        tf_wr_at[p] = 0;
+        tf_wr_val[p] = '0;
+      end
+      if (napply || ph == SqApply) begin
+        tf_wr_any = 1'b1;
+        for (int i = 0; i < VecLanes; i++) begin
+          tf_wr_on[i] = v_on[i];
+          tf_wr_at[i] = d_obase + v_chunk * VecLanes + i;
+          tf_wr_val[i] = ValBits'($signed(napply ? norm_y[i*AccBits +: AccBits] : sq_y[i*AccBits +: AccBits]));
+        end
+      end else if (ph == XRow && sm_valid) begin
+        tf_wr_any = 1'b1;
+        for (int i = 0; i < VecLanes; i++) begin
+          tf_wr_on[i] = 32'(sm_chunk) * VecLanes + i < n_vis;
+          tf_wr_at[i] = d_obase + th_q * tokens + 32'(sm_chunk) * VecLanes + i;
+          tf_wr_val[i] = ValBits'(sm_code[i*VecOperandBits +: VecOperandBits]);
+        end
+      end else if (a_last) begin
+        tf_wr_any = 1'b1;
+        tf_wr_on[0] = 1'b1;
+        tf_wr_at[0] = d_obase + th_q * d_hdim + te_q;
+        tf_wr_val[0] = ValBits'($signed(dot_sum));
+      end else if (pend_q) begin
+        tf_wr_any = 1'b1;
+        tf_wr_on[0] = 1'b1;
+        tf_wr_at[0] = pend_at_q;
+        tf_wr_val[0] = ValBits'($signed(score));
+      end
+    end
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        ph_q <= TIdle;
+        th_q <= 0;
+        tj_q <= 0;
+        te_q <= 0;
+        tc_q <= 0;
+        tk_q <= 0;
+        pend_q <= 1'b0;
+        pend_at_q <= 0;
+        pend_h_q <= 0;
+        cap_q <= 1'b0;
+        cap_h_q <= 0;
+        inv_mant_q <= '0;
+        inv_shift_q <= '0;
+        for (int h = 0; h < MaxGroups; h++) begin
+          spair_mant_q[h] <= '0;
+          spair_shift_q[h] <= '0;
+        end
+      end else begin
+        pend_q <= 1'b0;
+        cap_q <= 1'b0;
+        if (cap_q) begin  // a head's pair, the cycle after its last factor
+          spair_mant_q[cap_h_q[$clog2(MaxGroups)-1:0]] <= tp_mant;
+          spair_shift_q[cap_h_q[$clog2(MaxGroups)-1:0]] <= tp_shift;
+        end
+        if (state_q != Unit || unit_done) begin
+          ph_q <= TIdle;
+          th_q <= 0;
+          tj_q <= 0;
+          te_q <= 0;
+          tc_q <= 0;
+          tk_q <= 0;
+        end else begin
+          ph_q <= ph;
+          unique case (ph)
+            NSum: begin
+              tc_q <= tc_q + 1;
+              if (tc_q == feat_chunks - 1) begin
+                ph_q <= NWait;
+                tc_q <= 0;
+              end
+            end
+            NWait: begin
+              tc_q <= 1;  // the start cycle was tc 0
+              if (rms_done) begin  // apply chunk 0 ran this cycle
+                inv_mant_q <= rms_inv_mant;
+                inv_shift_q <= rms_inv_shift;
+                ph_q <= NApply;
+              end
+            end
+            NApply, SqApply: tc_q <= tc_q + 1;
+            SPair: begin
+              if (tk_q == d_factor_count - 1) begin
+                tk_q <= 0;
+                cap_q <= 1'b1;
+                cap_h_q <= th_q;
+                if (th_q == d_groups - 1) begin
+                  th_q <= 0;
+                  ph_q <= SDot;
+                end else begin
+                  th_q <= th_q + 1;
+                end
+              end else begin
+                tk_q <= tk_q + 1;
+              end
+            end
+            SDot: begin
+              if (tc_q != head_chunks - 1) begin
+                tc_q <= tc_q + 1;
+              end else begin
+                tc_q <= 0;
+                pend_q <= 1'b1;
+                pend_at_q <= d_obase + th_q * tokens + tj_q;
+                pend_h_q <= th_q;
+                if (tj_q != n_vis - 1) begin
+                  tj_q <= tj_q + 1;
+                end else begin
+                  tj_q <= 0;
+                  if (th_q != d_groups - 1) th_q <= th_q + 1;
+                  else ph_q <= SLast;
+                end
+              end
+            end
+            XRow: if (sm_last) th_q <= th_q + 1;
+            ADot: begin
+              if (tc_q != key_chunks - 1) begin
+                tc_q <= tc_q + 1;
+              end else begin  // the feature is written this cycle (the last one ends the layer)
+                tc_q <= 0;
+                if (te_q != d_hdim - 1) begin
+                  te_q <= te_q + 1;
+                end else begin
+                  te_q <= 0;
+                  th_q <= th_q + 1;
+                end
+              end
+            end
+            default: ;
+          endcase
+        end
+      end
+    end
+
+    logic unused_tf;
+    assign unused_tf = ^{unused_too_large, unused_sum, unused_mean_sq, unused_k, unused_root, unused_rms_busy,
+                         unused_sm_busy, unused_max, unused_sm_sum, unused_sm_mant, unused_sm_shift, pend_h_q, cap_h_q};
+  end else begin : g_no_transformer
+    assign tp_mant = '0;
+    assign tp_shift = '0;
+    assign emb_a = '0;
+    assign emb_b = '0;
+    assign tf_wr_any = 1'b0;
+    assign unit_done = 1'b0;
+    always_comb begin
+      for (int p = 0; p < Ports; p++) begin
+        tf_wr_on[p] = 1'b0;
+        tf_wr_at[p] = 0;
+        tf_wr_val[p] = '0;
+      end
     end
   end
 
@@ -439,9 +896,9 @@ module qathw_accel #(
       wr_val[p] = '0;
     end
     if (state_q == Load && in_valid_i) begin
-      for (int i = 0; i < Lanes; i++) begin
+      for (int i = 0; i < Lanes; i++) begin  // a sequence's token t at t
         wr_on[i] = count_q + i < d_in;
-        wr_at[i] = count_q + i;
+        wr_at[i] = (seq ? token_q : 0) + count_q + i;
         wr_val[i] = ValBits'(in_data_i[i*8 +: 8]);
       end
     end else if (rq_valid_q) begin
@@ -458,7 +915,19 @@ module qathw_accel #(
       wr_on[0] = 1'b1;
       wr_at[0] = d_obase + out_q;
       wr_val[0] = d_relu && pool_max < 0 ? '0 : ValBits'(pool_max);
-    end else if (state_q == AddUnit) begin
+    end else if (tf_wr_any) begin
+      for (int p = 0; p < Ports; p++) begin
+        wr_on[p] = tf_wr_on[p];
+        wr_at[p] = tf_wr_at[p];
+        wr_val[p] = tf_wr_val[p];
+      end
+    end else if (state_q == Codes && quantize) begin
+      for (int i = 0; i < Lanes; i++) begin  // a quantize layer's codes (a KV cache's row)
+        wr_on[i] = lane_on[i];
+        wr_at[i] = d_obase + orow + q_off + chunk_q * Lanes + i;
+        wr_val[i] = ValBits'($signed(chunk_codes[i*ActBits +: ActBits]));
+      end
+    end else if (adding) begin
       for (int i = 0; i < Lanes; i++) begin
         wr_on[i] = lane_on[i];
         wr_at[i] = d_obase + chunk_q * Lanes + i;
@@ -489,7 +958,9 @@ module qathw_accel #(
   // memory's depth are ignored; the kernel height is the patch's (DescPatch), the next
   // descriptor's other fields are read when its layer runs.
   logic unused_inputs;
-  assign unused_inputs = ^{recip_done, cfg_addr_i, cfg_data_i, d_kh, dn};
+  // An image-only build has no transformer units to size.
+  assign unused_inputs = ^{recip_done, cfg_addr_i, cfg_data_i, d_kh, dn, 32'(VecOperandBits), 32'(VecAccBits),
+                           32'(VecSaturate), 32'(TableDepth), 32'(MaxGroups)};
 
   // ---- the controller ----------------------------------------------------------------------
   // Starts layer l + 1 (or the output stream after the last layer).
@@ -500,6 +971,7 @@ module qathw_accel #(
     if (!rst_ni) begin
       state_q <= Idle;
       layer_q <= '0;
+      token_q <= 0;
       count_q <= 0;
       chunk_q <= 0;
       group_q <= 0;
@@ -526,7 +998,9 @@ module qathw_accel #(
       // A finished layer hands over to the next one's first state, its counters at zero.
       if ((state_q == RequantLast) || (state_q == PoolLast) ||
           (state_q == Pool && !average && unit_last && out_q == d_out - 1) ||
-          (state_q == AddUnit && chunk_q == pass_chunks - 1)) begin
+          (adding && chunk_q == pass_chunks - 1) ||
+          (state_q == Codes && quantize && chunk_q == pass_chunks - 1 && (d_static || group_q == d_groups - 1)) ||
+          (state_q == Unit && unit_done)) begin
         chunk_q <= 0;
         group_q <= 0;
         tile_q <= 0;
@@ -579,8 +1053,11 @@ module qathw_accel #(
           end
           Codes: begin
             if (chunk_q == pass_chunks - 1) begin
-              state_q <= Array;
+              // A kernel layer's array; a quantize layer's next group (its last ends the layer).
+              state_q <= quantize ? Absmax : Array;
               chunk_q <= 0;
+              if (quantize) group_q <= group_q + 1;
+              amax_q <= '0;
             end else begin
               chunk_q <= chunk_q + 1;
             end
@@ -643,14 +1120,25 @@ module qathw_accel #(
               if (average && out_q == d_out - 1) state_q <= PoolLast;
             end
           end
-          AddUnit: chunk_q <= chunk_q + 1;
+          AddUnit, Embed: chunk_q <= chunk_q + 1;
+          Pair: begin  // factor chunk_q; then the codes or the adder with the token's pair
+            if (chunk_q == d_factor_count - 1) begin
+              state_q <= quantize ? Codes : AddUnit;
+              chunk_q <= 0;
+            end else begin
+              chunk_q <= chunk_q + 1;
+            end
+          end
+          Unit: ;  // g_transformer runs the layer until unit_done
           Output: begin
             if (out_ready_i) begin
               if (count_q + Lanes >= d_out) begin
                 count_q <= 0;
                 if (last_layer) begin
+                  // The next token of a sequence, or the next sample.
                   state_q <= Load;
                   layer_q <= '0;
+                  token_q <= seq && token_q + 1 < tokens ? token_q + 1 : 0;
                 end else begin
                   layer_q <= layer_q + 1'b1;
                 end
@@ -667,14 +1155,21 @@ module qathw_accel #(
 
   assign in_ready_o = state_q == Load;
   assign out_valid_o = state_q == Output;
+  // A sequence's scores and probabilities past the token's visible positions are 0 on the stream
+  // (the units never read them).
+  logic masked_rows;
+  assign masked_rows = seq && (d_op == qathw_cfg_pkg::OpScores || d_op == qathw_cfg_pkg::OpSoftmax);
   always_comb begin
     for (int i = 0; i < Lanes; i++)
-      out_data_o[i*AccBits +: AccBits] =
-          state_q == Output && count_q + i < d_out ? AccBits'(act_q[AwBits'(d_obase + count_q + i)]) : '0;
+      out_data_o[i*OutBits +: OutBits] =
+          state_q == Output && count_q + i < d_out && !(masked_rows && (count_q + i) % tokens > token_q)
+              ? OutBits'(act_q[AwBits'(d_obase + orow + count_q + i)]) : '0;
   end
+  assign out_bits_o = 6'(OutBits);
   assign out_layer_o = layer_q;
-  assign out_last_o = state_q == Output && last_layer && count_q + Lanes >= d_out;
+  assign out_last_o = state_q == Output && last_layer && count_q + Lanes >= d_out && (!seq || token_q + 1 >= tokens);
   assign computing_o = state_q == Absmax || state_q == Recip || state_q == Codes || state_q == Array ||
-                       state_q == RequantLast || state_q == Pool || state_q == PoolLast || state_q == AddUnit;
+                       state_q == RequantLast || state_q == Pool || state_q == PoolLast || state_q == AddUnit ||
+                       state_q == Pair || state_q == Embed || state_q == Unit;
   assign layer_o = layer_q;
 endmodule

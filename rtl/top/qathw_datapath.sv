@@ -14,7 +14,8 @@ module qathw_datapath #(
   parameter int WeightInt4 = 0,
   parameter int Saturate = 1,
   parameter int HalfEven = 0,
-  localparam int ValBits = AccBits > 9 ? AccBits : 9,  // a pixel (0..255) or a layer output
+  parameter int ValBits = AccBits > 9 ? AccBits : 9,  // a pixel (0..255) or a layer output
+  parameter int AmaxBits = AccBits + 1,              // the absmax: a bit above the widest value
   localparam int WBits = WeightInt4 != 0 ? 4 : 2       // bits of one weight code: arith::code_bits
 ) (
   input  logic                         clk_i,
@@ -28,8 +29,8 @@ module qathw_datapath #(
   input  logic [Rows-1:0]              row_en_i,
   // The activation quantizer: Lanes values of one chunk (zero on lanes that are off).
   input  logic [Lanes*ValBits-1:0]     v_i,
-  input  logic [AccBits:0]             amax_i,       // absmax of the token's earlier chunks
-  output logic [AccBits:0]             amax_o,       // absmax of those and of v_i
+  input  logic [AmaxBits-1:0]          amax_i,       // absmax of the token's earlier chunks
+  output logic [AmaxBits-1:0]          amax_o,       // absmax of those and of v_i
   input  logic                         recip_start_i,  // start the reciprocal of amax_o
   output logic                         recip_done_o,
   input  logic                         static_i,     // the codes by the static pair below instead
@@ -57,16 +58,16 @@ module qathw_datapath #(
   always_comb begin
     amax_o = amax_i;
     for (int i = 0; i < Lanes; i++) begin
-      logic signed [AccBits:0] v;
-      logic [AccBits:0] mag;
-      v = (AccBits + 1)'($signed(v_i[i*ValBits +: ValBits]));  // sign-extends: ValBits <= AccBits + 1
-      mag = v[AccBits] ? -v : v;
+      logic signed [AmaxBits-1:0] v;
+      logic [AmaxBits-1:0] mag;
+      v = AmaxBits'($signed(v_i[i*ValBits +: ValBits]));  // sign-extends: ValBits < AmaxBits
+      mag = v[AmaxBits-1] ? -v : v;
       if (mag > amax_o) amax_o = mag;
     end
   end
 
   qathw_reciprocal #(
-    .InBits(AccBits + 1), .ActBits(ActBits), .MantBits(MantBits), .ShiftMin(ShiftMin), .ShiftMax(ShiftMax),
+    .InBits(AmaxBits), .ActBits(ActBits), .MantBits(MantBits), .ShiftMin(ShiftMin), .ShiftMax(ShiftMax),
     .HalfEven(HalfEven)
   ) u_recip (
     .clk_i, .rst_ni, .start_i(recip_start_i), .amax_i(amax_o), .qbits_i(5'(ActBits - 1)), .busy_o(unused_busy),

@@ -17,7 +17,8 @@ module qathw_vector_dot #(
   input  logic [VecLanes*OpBits-1:0] a_i,        // two's complement
   input  logic [VecLanes*OpBits-1:0] b_i,        // two's complement
   input  logic [VecLanes-1:0]        lane_en_i,  // lanes past the end of the dot product are off
-  output logic [VecAccBits-1:0]      acc_o       // two's complement
+  output logic [VecAccBits-1:0]      acc_o,      // two's complement
+  output logic [VecAccBits-1:0]      sum_o       // what acc_o becomes after this valid cycle
 );
   localparam int ProdBits = 2 * OpBits;
   localparam int TreeBits = ProdBits + $clog2(VecLanes) + 1;
@@ -59,4 +60,5 @@ module qathw_vector_dot #(
   end
 
   assign acc_o = acc_q;
+  assign sum_o = acc_d;
 endmodule

@@ -68,7 +68,9 @@ std::vector<RtlParameter> rtl_memory_parameters(const TargetSpec& spec) {
           {"ActWords", m.act_words},
           {"CodeDepth", m.code_depth},
           {"WeightWords", m.weight_words},
-          {"RequantDepth", m.requant_depth}};
+          {"RequantDepth", m.requant_depth},
+          {"TableDepth", m.table_depth},
+          {"MaxGroups", m.max_groups}};
 }
 
 std::vector<std::string> verilator_memory_args(const TargetSpec& spec) {
@@ -215,9 +217,16 @@ std::string config_port_sv_package() {
       << "  // A requantization pair: the mantissa in [RequantMantissaLsb +: MantBits], the shift right above it\n"
       << "  localparam int RequantMantissaLsb = " << cp::kRequantMantissaLsb << ";\n"
       << "  localparam int RequantShiftBits = " << cp::kRequantShiftBits << ";\n\n"
-      << "  // The layer count\n"
+      << "  // The layer count and a sequence's tokens\n"
       << "  localparam int " << cp::kLayerCount.name << "Lsb = " << cp::kLayerCount.lsb << ";\n"
-      << "  localparam int " << cp::kLayerCount.name << "Bits = " << cp::kLayerCount.width << ";\n\n"
+      << "  localparam int " << cp::kLayerCount.name << "Bits = " << cp::kLayerCount.width << ";\n"
+      << "  localparam int " << cp::kTokenCount.name << "Lsb = " << cp::kTokenCount.lsb << ";\n"
+      << "  localparam int " << cp::kTokenCount.name << "Bits = " << cp::kTokenCount.width << ";\n\n"
+      << "  // An embedding table's integer, an exp2 table entry\n"
+      << "  localparam int " << cp::kTableValue.name << "Lsb = " << cp::kTableValue.lsb << ";\n"
+      << "  localparam int " << cp::kTableValue.name << "Bits = " << cp::kTableValue.width << ";\n"
+      << "  localparam int " << cp::kExp2Entry.name << "Lsb = " << cp::kExp2Entry.lsb << ";\n"
+      << "  localparam int " << cp::kExp2Entry.name << "Bits = " << cp::kExp2Entry.width << ";\n\n"
       << "  // cfg_data_i is as wide as a weight word, and at least DataMinBits wide\n"
       << "  localparam int DataMinBits = " << cp::kDataMinBits << ";\n"
       << "\n  /* verilator lint_on UNUSEDPARAM */\n\nendpackage\n`endif  // QATHW_CFG_PKG_SV\n";

@@ -13,6 +13,8 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
+#include "qathw/model/accelerator_layers.h"
+#include "random_transformer.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/target/target_spec.h"
 #include "qathw/training/export.h"
@@ -162,6 +164,47 @@ INSTANTIATE_TEST_SUITE_P(Engines, OpTable,
                          ::testing::Combine(::testing::ValuesIn(cases()),
                                             ::testing::Values("int", "systemc", "rtl", "hls")),
                          case_name);
+
+// The transformer's op table: a random tiny transformer (2 sequences) on the built-in targets,
+// every engine of the registry that runs sequences against the integer engine on every op both
+// observe. The fused engines (SystemC, RTL) observe every layer of the lowering (a quantizer fused
+// into its linear layer keeps its codes inside); the HLS transformer tops every op.
+class TransformerOpTable : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+
+TEST_P(TransformerOpTable, EveryObservedOpEqualsTheIntegerEngine) {
+  const auto& [target_name, engine_name] = GetParam();
+  const target::TargetSpec t = target::builtin_target(target_name);
+  const std::uint64_t seed = test::test_seed(103);
+  SCOPED_TRACE("target " + target_name + ", " + test::seed_note(seed));
+  const test::TransformerShape shape;
+  const model::Bundle b = test::random_transformer_bundle(shape, t, seed);
+  const Engine* engine = find_engine(engine_name);
+  ASSERT_NE(engine, nullptr);
+  const auto why = engine->unsupported(b);
+  ASSERT_FALSE(why) << engine_name << ": " << *why;
+  constexpr std::size_t kSequences = 2;
+  const std::vector<std::uint8_t> tokens = test::random_tokens(kSequences * shape.context, seed + 7);
+  const std::vector<model::OpOutputs> want = model::IntEngine(b).run_all(tokens.data(), kSequences);
+  const EngineRun got = engine->run(b, tokens.data(), kSequences);
+  const Comparison cmp = compare(b.graph, "int", want, engine_name, got.outputs);
+  EXPECT_EQ(cmp.samples, kSequences);
+  EXPECT_FALSE(cmp.first) << describe(*cmp.first);
+  const std::size_t layers = model::accelerator_layers(b.graph, true).layers.size();
+  const std::size_t expected = engine_name == "systemc" || engine_name == "rtl" ? layers : b.graph.ops.size();
+  EXPECT_EQ(cmp.ops.size(), expected);
+}
+
+std::string transformer_case_name(const ::testing::TestParamInfo<std::tuple<std::string, std::string>>& info) {
+  std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, TransformerOpTable,
+                         ::testing::Combine(::testing::Values("ternary-asic", "int4-fpga"),
+                                            ::testing::Values("int", "systemc", "rtl", "hls")),
+                         transformer_case_name);
 
 // The generator yields targets the validator accepts, different ones for different seeds.
 TEST(RandomTargets, ValidAndVaried) {

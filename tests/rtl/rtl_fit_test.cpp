@@ -44,10 +44,12 @@ TEST(RtlMemories, WeightWordsAreTheWeightSramInWords) {
   EXPECT_EQ(target::rtl_weight_words(ternary(1, 1, 256)), 1 << 16);    // capped by the 16-bit address
   EXPECT_EQ(target::rtl_weight_words(ternary(64, 64, 1)), 2);          // a word wider than the SRAM: 2
   const target::RtlMemories m = target::rtl_memories(ternary(4, 4, 1));
-  EXPECT_EQ(m.max_layers, 16);
+  EXPECT_EQ(m.max_layers, 64);
   EXPECT_EQ(m.act_words, 1 << 18);
   EXPECT_EQ(m.code_depth, 1 << 16);
-  EXPECT_EQ(m.requant_depth, 2048);
+  EXPECT_EQ(m.requant_depth, 4096);
+  EXPECT_EQ(m.table_depth, 1 << 16);
+  EXPECT_EQ(m.max_groups, 16);
 }
 
 TEST(RtlFit, AFittingBundleIsAccepted) {
@@ -69,11 +71,11 @@ TEST(RtlFit, WeightMemory) {
 }
 
 TEST(RtlFit, LayerDescriptors) {
-  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), std::vector<int>(16, 8));  // 17 layers
+  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), std::vector<int>(64, 8));  // 65 layers
   const auto why = rtl_unsupported(b);
   EXPECT_TRUE(contains(why, "layer descriptor memory")) << why.value_or("accepted");
-  EXPECT_TRUE(contains(why, "17 layers")) << why.value_or("accepted");
-  EXPECT_TRUE(contains(why, "holds 16")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "65 layers")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 64")) << why.value_or("accepted");
 }
 
 TEST(RtlFit, ActivationMemory) {
@@ -94,20 +96,20 @@ TEST(RtlFit, CodeMemory) {
 }
 
 TEST(RtlFit, RequantizationMemory) {
-  // 4 MiB of weight SRAM (the weight memory's 2^16 words): the 2105 requantization pairs overflow first.
-  const model::Bundle b = bundle(ternary(16, 16, 4096), {1000, 1000, 100});
+  // 4 MiB of weight SRAM (the weight memory's 2^16 words): the 4105 requantization pairs overflow first.
+  const model::Bundle b = bundle(ternary(16, 16, 4096), {2000, 2000, 100});
   const auto why = rtl_unsupported(b);
   EXPECT_TRUE(contains(why, "requantization memory")) << why.value_or("accepted");
-  EXPECT_TRUE(contains(why, "2105 pairs")) << why.value_or("accepted");
-  EXPECT_TRUE(contains(why, "holds 2048")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "4105 pairs")) << why.value_or("accepted");
+  EXPECT_TRUE(contains(why, "holds 4096")) << why.value_or("accepted");
 }
 
 TEST(RtlFit, RunningARefusedBundleThrowsTheSameReason) {
-  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), std::vector<int>(16, 8));
+  const model::Bundle b = bundle(target::builtin_target("ternary-asic"), std::vector<int>(64, 8));
   const std::vector<std::uint8_t> pixels(27, 0);
   try {
     run_rtl(b, pixels.data(), 1);
-    FAIL() << "the RTL ran a bundle of 17 layers";
+    FAIL() << "the RTL ran a bundle of 65 layers";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("layer descriptor memory"), std::string::npos) << e.what();
   }

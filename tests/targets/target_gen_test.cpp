@@ -168,12 +168,19 @@ TEST(ConfigPortPackage, HoldsTheTable) {
   expected.emplace_back("RequantShiftBits", cp::kRequantShiftBits);
   expected.emplace_back("LayerCountLsb", cp::kLayerCount.lsb);
   expected.emplace_back("LayerCountBits", cp::kLayerCount.width);
+  expected.emplace_back("TokenCountLsb", cp::kTokenCount.lsb);
+  expected.emplace_back("TokenCountBits", cp::kTokenCount.width);
+  expected.emplace_back("TableValueLsb", cp::kTableValue.lsb);
+  expected.emplace_back("TableValueBits", cp::kTableValue.width);
+  expected.emplace_back("Exp2EntryLsb", cp::kExp2Entry.lsb);
+  expected.emplace_back("Exp2EntryBits", cp::kExp2Entry.width);
   expected.emplace_back("DataMinBits", cp::kDataMinBits);
   const std::string text = config_port_sv_package();
   EXPECT_EQ(sv_localparams(text), expected) << text;
   EXPECT_NE(text.find("package qathw_cfg_pkg;\n"), std::string::npos);
-  // A descriptor takes eight words of the port; a requantization pair's layout is unchanged.
-  EXPECT_EQ(cp::kDescWords, 8);
+  // A descriptor takes eleven words of the port (the transformer's fields after the image
+  // layers'); a requantization pair's layout is unchanged.
+  EXPECT_EQ(cp::kDescWords, 11);
   EXPECT_EQ(cp::requant_shift(16).lsb, 16);
   EXPECT_EQ(cp::requant_shift(16).width, 6);
 }
@@ -201,13 +208,16 @@ TEST(ConfigPortPackage, TheAcceleratorReadsItsLayoutFromThePackage) {
 TEST(RtlMemoryParameters, FromTheTargetsWeightSram) {
   EXPECT_EQ(pairs(rtl_memory_parameters(builtin_target("ternary-asic"))),
             (std::vector<std::pair<std::string, std::int64_t>>{
-                {"MaxLayers", 16}, {"ActWords", 262144}, {"CodeDepth", 65536}, {"WeightWords", 4096}, {"RequantDepth", 2048}}));
+                {"MaxLayers", 64}, {"ActWords", 262144}, {"CodeDepth", 65536}, {"WeightWords", 4096}, {"RequantDepth", 4096},
+                {"TableDepth", 65536}, {"MaxGroups", 16}}));
   TargetSpec big = builtin_target("ternary-asic");
   big.memory.weight_sram_kib = 512;
   EXPECT_EQ(verilator_memory_args(big),
-            (std::vector<std::string>{"-GMaxLayers=16", "-GActWords=262144", "-GCodeDepth=65536", "-GWeightWords=8192", "-GRequantDepth=2048"}));
+            (std::vector<std::string>{"-GMaxLayers=64", "-GActWords=262144", "-GCodeDepth=65536", "-GWeightWords=8192",
+                                      "-GRequantDepth=4096", "-GTableDepth=65536", "-GMaxGroups=16"}));
   const std::string text = cmake_fragment(builtin_target("int4-fpga"), "P");
-  EXPECT_NE(text.find("set(P_MEMORY_ARGS \"-GMaxLayers=16;-GActWords=262144;-GCodeDepth=65536;-GWeightWords=4096;-GRequantDepth=2048\")"),
+  EXPECT_NE(text.find("set(P_MEMORY_ARGS \"-GMaxLayers=64;-GActWords=262144;-GCodeDepth=65536;-GWeightWords=4096;-GRequantDepth=4096;"
+                      "-GTableDepth=65536;-GMaxGroups=16\")"),
             std::string::npos)
       << text;
   // Each is a parameter of the accelerator top.

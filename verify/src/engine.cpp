@@ -67,7 +67,10 @@ EngineRun run_systemc(const model::Bundle& b, const std::uint8_t* inputs, std::s
 EngineRun run_rtl(const model::Bundle& b, const std::uint8_t* inputs, std::size_t count) {
   rtl::RtlRun s = rtl::run_rtl_any(b, inputs, count);
   EngineRun r;
-  r.outputs = fused_to_ops(b, std::move(s.outputs));
+  // The lowering with the transformer's units, as the SystemC model's: a sequence's layers hold
+  // every token's row.
+  const model::AcceleratorLowering lowering = model::accelerator_layers(b.graph, true);
+  for (auto& sample : s.outputs) r.outputs.push_back(model::op_outputs(b.graph, lowering.layers, std::move(sample)));
   r.layer_end = std::move(s.layer_end);
   r.seconds = s.wall_seconds;
   std::uint64_t total = 0;
@@ -138,7 +141,7 @@ const Engine* find_engine(const std::string& name) {
 }
 
 std::optional<std::size_t> fused_layer_of(const model::Graph& g, std::size_t op) {
-  const model::AcceleratorLowering lowering = model::accelerator_layers(g);
+  const model::AcceleratorLowering lowering = model::accelerator_layers(g, true);
   for (std::size_t l = 0; l < lowering.layers.size(); ++l)
     if (lowering.layers[l].output_op == op) return l;
   return std::nullopt;

@@ -34,9 +34,14 @@ std::vector<std::string> split(const std::string& list) {
   return items;
 }
 
-std::vector<std::string> parameter_args(const target::TargetSpec& t) {
+std::vector<std::string> parameter_args(const target::TargetSpec& t, bool transformer) {
   std::vector<std::string> args = target::verilator_parameter_args(t);
   for (const std::string& a : target::verilator_memory_args(t)) args.push_back(a);
+  if (transformer) {
+    args.push_back("-GTransformer=1");
+    for (const target::RtlParameter& p : target::vector_unit_parameters(t))
+      args.push_back("-G" + p.name + "=" + std::to_string(p.value));
+  }
   return args;
 }
 
@@ -110,9 +115,9 @@ void keep_runtime(const fs::path& obj, const fs::path& runtime, bool trace) {
 
 }  // namespace
 
-std::string rtl_build_key(const target::TargetSpec& t, bool trace) {
+std::string rtl_build_key(const target::TargetSpec& t, bool trace, bool transformer) {
   std::string inputs = trace ? "trace-fst\n" : "";
-  for (const std::string& a : parameter_args(t)) inputs += a + "\n";
+  for (const std::string& a : parameter_args(t, transformer)) inputs += a + "\n";
   for (const std::string& f : split(kRtlSources)) inputs += util::read_file(f);
   inputs += util::read_file(kHarness) + include_contents() + tool_versions();
   return util::fnv1a64_hex(inputs);
@@ -120,7 +125,7 @@ std::string rtl_build_key(const target::TargetSpec& t, bool trace) {
 
 fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
   const fs::path cache = cache_dir_of(s);
-  const std::string key = rtl_build_key(t, s.trace);
+  const std::string key = rtl_build_key(t, s.trace, s.transformer);
   const fs::path done = cache / key, so = done / "qathw_rtl_point.so";
   if (fs::exists(so)) return so;
   fs::create_directories(cache);
@@ -145,7 +150,7 @@ fs::path build_rtl(const target::TargetSpec& t, const RtlBuildSettings& s) {
                                    "--Mdir", obj.string(), "-o", so.filename().string(),
                                    "-CFLAGS", cflags, "-LDFLAGS", "-shared -Wl,-Bsymbolic"};
   if (s.trace) argv.push_back("--trace-fst");
-  for (const std::string& a : parameter_args(t)) argv.push_back(a);
+  for (const std::string& a : parameter_args(t, s.transformer)) argv.push_back(a);
   for (const std::string& f : split(kRtlSources)) argv.push_back(f);
   argv.push_back(kHarness);
   util::ProgramRun r = util::run_program(argv, work / "verilate.log");
@@ -182,6 +187,7 @@ RtlRun run_rtl_any(const model::Bundle& bundle, const std::uint8_t* pixels, std:
   if (!run) {
     RtlBuildSettings s = settings;
     s.trace = s.trace || !fst_path.empty();
+    s.transformer = s.transformer || bundle.sequence();
     run = load(build_rtl(bundle.target, s));
   }
   return run_rtl_entry(run, bundle, pixels, count, fst_path);

@@ -46,9 +46,10 @@ void put_field(Port& port, const cp::Field& f, std::uint64_t value) {
 class Harness {
  public:
   Harness(const model::Bundle& b, const std::vector<model::AcceleratorLayer>& layers)
-      : b_(b), layers_(layers), rows_(b.target.array.rows), lanes_(b.target.array.lanes) {
+      : b_(b), layers_(layers), rows_(b.target.array.rows), lanes_(b.target.array.lanes),
+        sequence_{&b.graph, b.sequence() ? static_cast<int>(b.features()) : 0, b.target.format.acc_bits} {
     // Every RTL build of the target has the memories of qathw/target/rtl_memories.h.
-    if (const auto misfit = rtl_memory_misfit(layers, b.target)) throw std::runtime_error("RTL: " + *misfit);
+    if (const auto misfit = rtl_memory_misfit(layers, b.target, sequence_)) throw std::runtime_error("RTL: " + *misfit);
     m_.clk_i = 0;
     m_.rst_ni = 0;
     m_.eval();
@@ -81,12 +82,16 @@ class Harness {
     model::LayerOutputs out(layers_.size());
     std::size_t fed = 0;
     m_.out_ready_i = 1;
-    const int acc_bits = b_.target.format.acc_bits;
-    for (std::uint64_t guard = 0; guard < 100000000; ++guard) {
+    // The values on the stream: AccBits, or 32 bits in a build with the transformer's units.
+    const int out_bits = m_.out_bits_o;
+    // A sequence's tokens go in one per beat, each token's layers run before the next is taken.
+    const bool seq = b_.sequence();
+    const std::size_t step = seq ? 1 : static_cast<std::size_t>(lanes_);
+    for (std::uint64_t guard = 0; guard < 1000000000; ++guard) {
       // A beat of lanes pixels; lanes past the image are zero.
       m_.in_valid_i = fed < features && m_.in_ready_o;
       clear_bits(m_.in_data_i);
-      for (int i = 0; i < lanes_ && fed + i < features; ++i) put_bits(m_.in_data_i, 8 * i, 8, pixels[fed + i]);
+      for (std::size_t i = 0; i < step && fed + i < features; ++i) put_bits(m_.in_data_i, 8 * static_cast<int>(i), 8, pixels[fed + i]);
       fall();
       if (m_.computing_o) {
         ++layer_cycles.at(m_.layer_o);
@@ -99,13 +104,15 @@ class Harness {
         // A beat of up to lanes values of one layer's outputs.
         const std::size_t layer = m_.out_layer_o;
         std::vector<std::int32_t>& values = out.at(layer);
+        // One token's row of the layer (an image: its whole output), the beat's part of it.
         const std::size_t n = static_cast<std::size_t>(layers_.at(layer).out);
-        for (int i = 0; i < lanes_ && values.size() < n; ++i)
+        const std::size_t row_end = values.size() / n * n + n;
+        for (int i = 0; i < lanes_ && values.size() < row_end; ++i)
           values.push_back(static_cast<std::int32_t>(
-              arith::wrap(static_cast<std::int64_t>(get_bits(m_.out_data_o, i * acc_bits, acc_bits)), acc_bits)));
+              arith::wrap(static_cast<std::int64_t>(get_bits(m_.out_data_o, i * out_bits, out_bits)), out_bits)));
       }
       rise();
-      if (took) fed += static_cast<std::size_t>(lanes_);
+      if (took) fed += step;
       if (gave && last) return out;
     }
     throw std::runtime_error("the RTL did not finish a sample");
@@ -146,10 +153,54 @@ class Harness {
   // Weight words (kernel layers: per group g, tile t, chunk c, row r holds channel g group_out +
   // t rows + r and lane i patch element c lanes + i, at (r lanes + i) code bits), requantization
   // pairs (one per output channel), then each layer's descriptor word by word.
+  void write_pair(std::size_t at, arith::FixedPoint p, int mant_bits) {
+    clear_bits(m_.cfg_data_i);
+    put_field(m_.cfg_data_i, cp::requant_mantissa(mant_bits), static_cast<std::uint64_t>(p.mantissa));
+    put_field(m_.cfg_data_i, cp::requant_shift(mant_bits), static_cast<std::uint64_t>(p.shift));
+    write(cp::Kind::RequantPair, at);
+  }
+
+  // A sequence's: each rms_norm layer's gain pairs (requantization memory), each embedding's
+  // token and position tables (table memory) and the softmax's exp2 table.
+  void configure_sequence(const RtlLayout& layout, int mant_bits) {
+    using model::TransformerOp;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const model::AcceleratorLayer& layer = layers_[l];
+      std::uint64_t wbase = 0, rbase = 0;
+      for (const auto& [field, value] : layout.descriptors[l]) {
+        if (std::string(field.name) == cp::kDescWeightBase.name) wbase = value;
+        if (std::string(field.name) == cp::kDescRequantBase.name) rbase = value;
+      }
+      if (layer.unit == TransformerOp::RmsNorm)
+        for (std::size_t k = 0; k < layer.pairs.size(); ++k) write_pair(rbase + k, layer.pairs[k], mant_bits);
+      if (layer.unit == TransformerOp::Embed) {
+        const model::EmbedParams& e = b_.graph.ops[layer.linear_op].embed;
+        const auto table = [&](std::uint64_t base, const std::vector<std::int32_t>& values) {
+          for (std::size_t k = 0; k < values.size(); ++k) {
+            clear_bits(m_.cfg_data_i);
+            put_field(m_.cfg_data_i, cp::kTableValue, static_cast<std::uint32_t>(values[k]));
+            write(cp::Kind::TableValue, base + k);
+          }
+        };
+        table(wbase, e.tokens);
+        table(rbase, e.positions_table);
+      }
+    }
+    if (const auto softmax = rtl_softmax(layers_, b_.graph)) {
+      const arith::Exp2Table t = arith::exp2_table(softmax->index_bits, softmax->value_bits, b_.target.format.rounding);
+      for (int k = 0; k < (1 << t.index_bits); ++k) {
+        clear_bits(m_.cfg_data_i);
+        put_field(m_.cfg_data_i, cp::kExp2Entry, t.entry[k]);
+        write(cp::Kind::Exp2Entry, static_cast<std::size_t>(k));
+      }
+    }
+  }
+
   void configure() {
-    const RtlLayout layout = rtl_layout(layers_, rows_, lanes_);
+    const RtlLayout layout = rtl_layout(layers_, rows_, lanes_, sequence_);
     const int mant_bits = b_.target.format.scale_mantissa_bits;
     std::size_t wbase = 0, rbase = 0;
+    if (layout.use.tokens) configure_sequence(layout, mant_bits);
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const model::AcceleratorLayer& layer = layers_[l];
       if (layer.params) {
@@ -172,13 +223,9 @@ class Harness {
                 }
               write(cp::Kind::WeightWord, wbase++);
             }
-        for (int n = 0; n < s.out_c; ++n) {
-          clear_bits(m_.cfg_data_i);
-          put_field(m_.cfg_data_i, cp::requant_mantissa(mant_bits), static_cast<std::uint64_t>(p.requant[n].mantissa));
-          put_field(m_.cfg_data_i, cp::requant_shift(mant_bits), static_cast<std::uint64_t>(p.requant[n].shift));
-          write(cp::Kind::RequantPair, rbase++);
-        }
+        for (int n = 0; n < s.out_c; ++n) write_pair(rbase++, p.requant[n], mant_bits);
       }
+      if (layer.unit == model::TransformerOp::RmsNorm) rbase += layer.pairs.size();  // its gains
       std::uint64_t desc[cp::kDescWords] = {};
       for (const auto& [field, value] : layout.descriptors[l])
         for (int b = 0; b < field.width; ++b)
@@ -191,12 +238,14 @@ class Harness {
     }
     clear_bits(m_.cfg_data_i);
     put_field(m_.cfg_data_i, cp::kLayerCount, layers_.size());
+    put_field(m_.cfg_data_i, cp::kTokenCount, layout.use.tokens);
     write(cp::Kind::LayerCount, 0);
   }
 
   const model::Bundle& b_;
   const std::vector<model::AcceleratorLayer>& layers_;
   const int rows_, lanes_;
+  const RtlSequence sequence_;
   QATHW_RTL_MODEL m_;
   std::unique_ptr<Waveform> fst_;
   std::uint64_t cycles_ = 0;

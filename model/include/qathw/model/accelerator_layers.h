@@ -4,8 +4,8 @@
 // layer (a map is stored channels last, so flattening moves nothing). The engines observe each
 // layer's output, not the codes it fuses.
 //
-// With the transformer's units (the SystemC model has them; the RTL, the CUDA engine and the HLS
-// image tops do not) a sequence graph lowers too: every layer runs per token
+// With the transformer's units (the SystemC model and the RTL have them; the CUDA engine and the
+// HLS image tops do not) a sequence graph lowers too: every layer runs per token
 // (`AcceleratorLowering::tokens` rows), the transformer's ops are layers of their own
 // (`TransformerOp`), a quantize op that is not the sole input of the kernel op after it (groups,
 // factors, or several readers) is a layer writing codes, and a kernel layer may read such a

@@ -17,14 +17,18 @@ struct RtlMemories {
   int act_words = 0;      // activation memory: the pixels and every layer's output values
   int code_depth = 0;     // code memory: the activation codes of one linear or conv2d layer's input
   int weight_words = 0;   // weight words of Rows x Lanes codes: one tile x chunk block of a layer each
-  int requant_depth = 0;  // requantization pairs: one per output channel of every layer
+  int requant_depth = 0;  // requantization pairs: one per output channel of every layer, then the RMSNorm gains
+  int table_depth = 0;    // embedding table integers: every embed layer's token and position tables
+  int max_groups = 0;     // absmax registers per layer: a dynamic quantizer's groups (heads)
 };
 
-// Fixed by the RTL, the same for every target.
-inline constexpr int kRtlMaxLayers = 16;
+// Fixed by the RTL, the same for every target (a transformer's layers: bitnet-tiny has 39).
+inline constexpr int kRtlMaxLayers = 64;
 inline constexpr int kRtlActWords = 1 << 18;
 inline constexpr int kRtlCodeDepth = 1 << 16;
-inline constexpr int kRtlRequantDepth = 2048;
+inline constexpr int kRtlRequantDepth = 4096;
+inline constexpr int kRtlTableDepth = 1 << 16;
+inline constexpr int kRtlMaxGroups = 16;
 
 // Weight words of a target's RTL: its weight SRAM (memory.weight_sram_kib) divided into words of
 // rows x lanes codes, floor(weight_sram_kib * 8192 / (rows * lanes * code bits)); at least 2 (one
@@ -38,7 +42,8 @@ inline int rtl_weight_words(const TargetSpec& t) {
 }
 
 inline RtlMemories rtl_memories(const TargetSpec& t) {
-  return {kRtlMaxLayers, kRtlActWords, kRtlCodeDepth, rtl_weight_words(t), kRtlRequantDepth};
+  return {kRtlMaxLayers, kRtlActWords, kRtlCodeDepth, rtl_weight_words(t), kRtlRequantDepth, kRtlTableDepth,
+          kRtlMaxGroups};
 }
 
 }  // namespace qathw::target

@@ -30,7 +30,7 @@ std::vector<std::string> verilator_parameter_args(const TargetSpec& spec);
 // MaxLayers, ActWords, CodeDepth, WeightWords, RequantDepth. Every RTL build of the target passes them.
 std::vector<RtlParameter> rtl_memory_parameters(const TargetSpec& spec);
 
-// The same as Verilator overrides: "-GMaxLayers=16", ...
+// The same as Verilator overrides: "-GMaxLayers=64", ...
 std::vector<std::string> verilator_memory_args(const TargetSpec& spec);
 
 // The target's vector unit ([vector_unit]) as the parameters of the RTL's transformer units:

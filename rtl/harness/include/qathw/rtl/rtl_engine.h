@@ -33,7 +33,8 @@ using RtlRunFunction = RtlRun(const model::Bundle&, const std::vector<model::Acc
 // about whether a model of the target is compiled in or can be built.
 std::optional<std::string> rtl_unsupported(const model::Bundle& bundle);
 
-// The RTL model built into this program for the bundle's target (matched by content hash), or null.
+// The RTL model built into this program for the bundle's target (matched by content hash), or null:
+// for a sequence bundle the model with the transformer's units, for an image the image-only one.
 RtlRunFunction* builtin_rtl(const model::Bundle& bundle);
 
 // Throws std::runtime_error when no RTL model was built for the bundle's target (matched by
