@@ -7,7 +7,8 @@
 #
 # Writes OUT_DIR/train_vs_peers.json (every run) and OUT_DIR/train_vs_peers.md (the table and
 # the ratios against the fastest peer). Environment: EPOCHS (default 20), THREADS ("1 2"),
-# PEERS ("torch-pypi torch-debian brevitas"). Run it on an otherwise idle machine.
+# PEERS ("torch-pypi torch-debian brevitas"), NO_BUILD=1 (use build/release as it is; default:
+# scripts/build first). Run it on an otherwise idle machine.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-$ROOT/bench/results}"
@@ -20,7 +21,7 @@ RECIPE=(--epochs "${EPOCHS:-20}" --batch 256 --lr 4e-3 --weight-decay 0.05 --war
         --seed 1 --ste identity)
 
 cd "$ROOT"
-scripts/build >/dev/null
+[[ "${NO_BUILD:-0}" == 1 ]] || scripts/build >/dev/null
 bench/peers/setup_venv.sh >&2
 bench/peers/setup_debian_torch.sh >&2 || echo "train_vs_peers: Debian's python3-torch unavailable; that row is skipped" >&2
 
