@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace qathw::kernels {
 
@@ -217,16 +218,22 @@ std::size_t packed_columns_bytes(int n, int k) {
   return static_cast<std::size_t>(column_blocks(n)) * (padded_depth(k) / 4) * kGroupBytes;
 }
 
-void pack_int8_columns(const float* codes, int n, int k, std::int8_t* packed, std::int32_t* offsets) {
+void pack_int8_column(const std::int8_t* row, int j, int k, std::int8_t* packed) {
   const int groups = padded_depth(k) / 4;
+  std::int8_t* block = packed + static_cast<long>(j / kColumns) * groups * kGroupBytes + (j % kColumns) * 4;
+  for (int g = 0; g < groups; ++g) std::memcpy(block + static_cast<long>(g) * kGroupBytes, row + 4 * g, 4);
+}
+
+void pack_int8_columns(const float* codes, int n, int k, std::int8_t* packed, std::int32_t* offsets) {
   std::fill_n(packed, packed_columns_bytes(n, k), std::int8_t{0});
+  std::vector<std::int8_t> row(static_cast<std::size_t>(padded_depth(k)), 0);
   for (int j = 0; j < n; ++j) {
     std::int32_t sum = 0;
     for (int kk = 0; kk < k; ++kk) {
-      const std::int8_t v = static_cast<std::int8_t>(codes[static_cast<long>(j) * k + kk]);
-      packed[(static_cast<long>(j / kColumns) * groups + kk / 4) * kGroupBytes + (j % kColumns) * 4 + kk % 4] = v;
-      sum += v;
+      row[static_cast<std::size_t>(kk)] = static_cast<std::int8_t>(codes[static_cast<long>(j) * k + kk]);
+      sum += row[static_cast<std::size_t>(kk)];
     }
+    pack_int8_column(row.data(), j, k, packed);
     offsets[j] = 128 * sum;
   }
 }

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -257,8 +256,7 @@ bool int8_chunks_exact(int in, int lanes, const arith::Format& f) {
 void accumulate_exact_int8(const float* codes, const float* weight_codes, int rows, int out, int in, int lanes,
                            const arith::Format& f, std::int64_t* acc) {
   const ChunkLayout l = chunk_layout(in, lanes, f);
-  // Weights in the padded layout, packed once (pack_int8_columns' layout, written directly: blocks
-  // of 16 columns, each chunk's groups of 4 codes per column); each chunk's offsets 128 sum(b).
+  // Weights in the padded layout, packed once (pack_int8_column); each chunk's offsets 128 sum(b).
   std::vector<std::int8_t> packed(packed_columns_bytes(out, l.depth), 0);
   std::vector<std::int32_t> chunk_offsets(static_cast<std::size_t>(l.chunks) * out, 0);
   {
@@ -275,8 +273,7 @@ void accumulate_exact_int8(const float* codes, const float* weight_codes, int ro
         }
         chunk_offsets[static_cast<std::size_t>(c) * out + n] = 128 * sum;
       }
-      std::int8_t* block = packed.data() + static_cast<std::size_t>(n / 16) * (l.depth / 4) * 64 + (n % 16) * 4;
-      for (int g = 0; g < l.depth / 4; ++g) std::memcpy(block + static_cast<std::size_t>(g) * 64, row.data() + 4 * g, 4);
+      pack_int8_column(row.data(), n, l.depth, packed.data());
     }
   }
   // The codes as bytes in the padded layout (padding bytes multiply zero weights).

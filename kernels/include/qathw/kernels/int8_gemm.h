@@ -44,6 +44,10 @@ std::size_t packed_columns_bytes(int n, int k);
 // offsets 128 * sum_k b[j][k].
 void pack_int8_columns(const float* codes, int n, int k, std::int8_t* packed, std::int32_t* offsets);
 
+// Column j's codes, a row of padded_depth(k) int8 codes with zeros past k, into that layout (the
+// one place it is written; pack_int8_columns calls it per column).
+void pack_int8_column(const std::int8_t* row, int j, int k, std::int8_t* packed);
+
 // c[m x n] (rows ldc apart) = (a - 128)[m x k] . b[n x k]^T, exact in int32, b packed by
 // pack_int8_columns. Rows of a are `lda` >= padded_depth(k) bytes apart; bytes past k are read
 // but multiply zero codes. With b_offset null, a's bytes are taken as they are (unsigned):
