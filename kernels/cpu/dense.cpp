@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -166,6 +167,73 @@ void ab_short(const float* a, const float* b, int m, int n, int k, float* c) {
   }
 }
 
+// c[i][j] = sum over o < depth of A(i, o) b[o][j], A(i, o) = a[i * ai + o * ao]: a^T b and a b
+// with both operands wide (the MLP's and the transformer's gradients), without Eigen's repacking
+// per tile. A task is a panel of V vectors of c's columns by 16 tiles of R rows: b's columns are
+// first copied to a contiguous panel (wide rows a power-of-two bytes apart would otherwise fall
+// into the same cache sets), then each tile keeps R x V = 24 sums in registers, each element
+// summed over o in order: the same sums whatever the thread count.
+template <int R, int V>
+__attribute__((target("avx512f"))) void broadcast_tile(const float* a, long ai, long ao, const float* panel,
+                                                       int depth, int rows, int i0, int cols, float* c, long ldc) {
+  const float* arow[R];
+  for (int r = 0; r < R; ++r) arow[r] = a + static_cast<long>(std::min(i0 + r, rows - 1)) * ai;
+  __m512 acc[R][V];
+  #pragma GCC unroll 32
+  for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 32
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int o = 0; o < depth; ++o) {
+    const float* po = panel + static_cast<long>(o) * 16 * V;
+    __m512 bv[V];
+    #pragma GCC unroll 32
+    for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(po + 16 * v);
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) {
+      const __m512 ar = _mm512_set1_ps(arow[r][o * ao]);
+      #pragma GCC unroll 32
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+  }
+  #pragma GCC unroll 32
+  for (int v = 0; v < V; ++v) {
+    const int left = std::clamp(cols - 16 * v, 0, 16);
+    const __mmask16 mask = static_cast<__mmask16>((1u << left) - 1);
+    for (int r = 0; r < R && i0 + r < rows; ++r)
+      _mm512_mask_storeu_ps(c + static_cast<long>(i0 + r) * ldc + 16 * v, mask, acc[r][v]);
+  }
+}
+
+template <int R, int V>
+void broadcast_panels(const float* a, long ai, long ao, const float* b, int rows, int depth, int k, float* c) {
+  constexpr int kCols = 16 * V, kTaskRows = 16 * R;
+  const int col_blocks = (k + kCols - 1) / kCols, row_blocks = (rows + kTaskRows - 1) / kTaskRows;
+  const long flops = static_cast<long>(rows) * k * depth;
+#pragma omp parallel if (col_blocks * row_blocks > 1 && flops > (1L << 18))
+  {
+    std::vector<float> panel(static_cast<std::size_t>(depth) * kCols);
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < col_blocks * row_blocks; ++t) {
+      const int j0 = t / row_blocks * kCols, i0 = t % row_blocks * kTaskRows;
+      const int cols = std::min(kCols, k - j0);
+      for (int o = 0; o < depth; ++o) {
+        float* po = panel.data() + static_cast<long>(o) * kCols;
+        std::copy_n(b + static_cast<long>(o) * k + j0, cols, po);
+        std::fill(po + cols, po + kCols, 0.0f);
+      }
+      for (int i = i0; i < std::min(rows, i0 + kTaskRows); i += R)
+        broadcast_tile<R, V>(a, ai, ao, panel.data(), depth, rows, i, cols, c + j0, k);
+    }
+  }
+}
+
+// Panels of three or four vectors, whichever pads c's columns less (three on a tie).
+void broadcast_gemm(const float* a, long ai, long ao, const float* b, int rows, int depth, int k, float* c) {
+  const auto padded = [k](int cols) { return (k + cols - 1) / cols * cols; };
+  if (padded(64) < padded(48)) broadcast_panels<6, 4>(a, ai, ao, b, rows, depth, k, c);
+  else broadcast_panels<8, 3>(a, ai, ao, b, rows, depth, k, c);
+}
+
 const bool kAvx512 = __builtin_cpu_supports("avx512f");
 #else
 const bool kAvx512 = false;
@@ -213,6 +281,7 @@ void gemm_atb(const float* a, const float* b, int m, int n, int k, float* c) {
     else atb_narrow<2>(a, b, m, n, k, c);
     return;
   }
+  if (kAvx512) return broadcast_gemm(a, 1, n, b, n, m, k, c);
 #endif
   for_each_tile(n, k, m, [&](int i0, int rows, int j0, int cols) {
     Map(c, n, k).block(i0, j0, rows, cols).noalias() =
@@ -223,6 +292,7 @@ void gemm_atb(const float* a, const float* b, int m, int n, int k, float* c) {
 void gemm_ab(const float* a, const float* b, int m, int n, int k, float* c) {
 #if defined(__x86_64__)
   if (kAvx512 && n <= 64) return ab_short(a, b, m, n, k, c);  // a convolution's patch gradient
+  if (kAvx512) return broadcast_gemm(a, n, 1, b, m, n, k, c);
 #endif
   for_each_tile(m, k, n, [&](int i0, int rows, int j0, int cols) {
     Map(c, m, k).block(i0, j0, rows, cols).noalias() =

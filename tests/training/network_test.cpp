@@ -632,52 +632,65 @@ TEST(DenseGemms, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_NEAR(one[2][13 * k + 17], ab, 1e-3);
 }
 
+// a^T b and a b of random operands of one shape: the product on every element (against
+// double-precision sums), and the same bits run inside a parallel region (in the calling thread)
+// as shared among the threads.
+static void check_atb_and_ab(int m, int n, int k, std::mt19937& rng, std::uint32_t seed) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> a(static_cast<std::size_t>(m) * n), b(static_cast<std::size_t>(m) * k),
+      w(static_cast<std::size_t>(n) * k);
+  for (auto* v : {&a, &b, &w})
+    for (float& x : *v) x = u(rng);
+  std::vector<float> atb(static_cast<std::size_t>(n) * k), ab(static_cast<std::size_t>(m) * k);
+  qathw::kernels::gemm_atb(a.data(), b.data(), m, n, k, atb.data());
+  qathw::kernels::gemm_ab(a.data(), w.data(), m, n, k, ab.data());
+  std::vector<float> atb_inside(atb.size()), ab_inside(ab.size());
+#pragma omp parallel num_threads(2)
+#pragma omp single
+  {
+    qathw::kernels::gemm_atb(a.data(), b.data(), m, n, k, atb_inside.data());
+    qathw::kernels::gemm_ab(a.data(), w.data(), m, n, k, ab_inside.data());
+  }
+  const std::string where = "m " + std::to_string(m) + ", n " + std::to_string(n) + ", k " + std::to_string(k) +
+                            " (seed " + std::to_string(seed) + ")";
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < k; ++j) {
+      double sum = 0;
+      for (int r = 0; r < m; ++r) sum += static_cast<double>(a[r * n + i]) * b[r * k + j];
+      ASSERT_NEAR(atb[i * k + j], sum, 1e-4 * m) << "a^T b [" << i << "][" << j << "], " << where;
+    }
+  for (int r = 0; r < m; ++r)
+    for (int j = 0; j < k; ++j) {
+      double sum = 0;
+      for (int i = 0; i < n; ++i) sum += static_cast<double>(a[r * n + i]) * w[i * k + j];
+      ASSERT_NEAR(ab[r * k + j], sum, 1e-4 * n) << "a b [" << r << "][" << j << "], " << where;
+    }
+  EXPECT_EQ(0, std::memcmp(atb.data(), atb_inside.data(), atb.size() * sizeof(float))) << where;
+  EXPECT_EQ(0, std::memcmp(ab.data(), ab_inside.data(), ab.size() * sizeof(float))) << where;
+}
+
 // A convolution's GEMMs are narrow (a group's output channels on one side): the kernel gradient
 // a^T b and the patches' gradient a b, run per chunk inside a parallel region. Every shape around
-// the vector widths and tiles gives the product (against double-precision sums) and the same
-// bits in a parallel region as outside one.
+// the vector widths and tiles.
 TEST(DenseGemms, NarrowConvolutionShapes) {
   const std::uint32_t seed = 20261129;
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   qathw::kernels::set_threads(2);
-  for (int m : {1, 7, 13, 600}) {  // 600: shared among the threads outside a parallel region
-    for (int n : {1, 5, 16, 17, 32, 33, 64}) {
-      for (int k : {1, 7, 25, 64, 403}) {
-        std::vector<float> a(static_cast<std::size_t>(m) * n), b(static_cast<std::size_t>(m) * k),
-            w(static_cast<std::size_t>(n) * k);
-        for (auto* v : {&a, &b, &w})
-          for (float& x : *v) x = u(rng);
-        std::vector<float> atb(static_cast<std::size_t>(n) * k), ab(static_cast<std::size_t>(m) * k);
-        qathw::kernels::gemm_atb(a.data(), b.data(), m, n, k, atb.data());
-        qathw::kernels::gemm_ab(a.data(), w.data(), m, n, k, ab.data());
-        std::vector<float> atb_inside(atb.size()), ab_inside(ab.size());
-#pragma omp parallel num_threads(2)
-#pragma omp single
-        {
-          qathw::kernels::gemm_atb(a.data(), b.data(), m, n, k, atb_inside.data());
-          qathw::kernels::gemm_ab(a.data(), w.data(), m, n, k, ab_inside.data());
-        }
-        const std::string where = "m " + std::to_string(m) + ", n " + std::to_string(n) + ", k " + std::to_string(k) +
-                                  " (seed " + std::to_string(seed) + ")";
-        for (int i = 0; i < n; ++i)
-          for (int j = 0; j < k; ++j) {
-            double sum = 0;
-            for (int r = 0; r < m; ++r) sum += static_cast<double>(a[r * n + i]) * b[r * k + j];
-            ASSERT_NEAR(atb[i * k + j], sum, 1e-4 * m) << "a^T b [" << i << "][" << j << "], " << where;
-          }
-        for (int r = 0; r < m; ++r)
-          for (int j = 0; j < k; ++j) {
-            double sum = 0;
-            for (int i = 0; i < n; ++i) sum += static_cast<double>(a[r * n + i]) * w[i * k + j];
-            ASSERT_NEAR(ab[r * k + j], sum, 1e-4 * n) << "a b [" << r << "][" << j << "], " << where;
-          }
-        // Shared among threads or run in the calling thread: the same sums.
-        EXPECT_EQ(0, std::memcmp(atb.data(), atb_inside.data(), atb.size() * sizeof(float))) << where;
-        EXPECT_EQ(0, std::memcmp(ab.data(), ab_inside.data(), ab.size() * sizeof(float))) << where;
-      }
-    }
-  }
+  for (int m : {1, 7, 13, 600})  // 600: shared among the threads outside a parallel region
+    for (int n : {1, 5, 16, 17, 32, 33, 64})
+      for (int k : {1, 7, 25, 64, 403}) check_atb_and_ab(m, n, k, rng, seed);
+  qathw::kernels::set_threads(1);
+}
+
+// The MLP's and the transformer's gradients: both sides wide (panels of three or four vectors of
+// c's columns, tiles of eight or six rows), around every panel and tile edge.
+TEST(DenseGemms, WideShapesGiveTheProduct) {
+  const std::uint32_t seed = 20261130;
+  std::mt19937 rng(seed);
+  qathw::kernels::set_threads(2);
+  for (int m : {1, 9, 131})
+    for (int n : {65, 97, 200})
+      for (int k : {1, 17, 48, 64, 100, 785}) check_atb_and_ab(m, n, k, rng, seed);
   qathw::kernels::set_threads(1);
 }
 

@@ -44,9 +44,9 @@ void quantize_weights(const Mlp& net, const arith::Format& f, std::vector<Quanti
     q.reference = kernels::quantize_weights(layer.w.data(), layer.out, layer.in, f, q.codes.data(), q.scales.data(),
                                             q.dequantized.data(), q.ste_mask.data(), q.requant.data());
     if (kernels::int8_gemm_enabled() && kernels::int8_accumulation_exact(layer.in, f)) {
-      q.codes_s8.resize(static_cast<std::size_t>(layer.out) * kernels::padded_row(layer.in));
+      q.codes_s8.resize(kernels::packed_columns_bytes(layer.out, layer.in));
       q.code_offsets.resize(layer.out);
-      kernels::pack_int8_rows(q.codes.data(), layer.out, layer.in, q.codes_s8.data(), q.code_offsets.data());
+      kernels::pack_int8_columns(q.codes.data(), layer.out, layer.in, q.codes_s8.data(), q.code_offsets.data());
     } else {
       q.codes_s8.clear();
     }
@@ -113,8 +113,8 @@ void forward_quantized(const Mlp& net, const std::vector<QuantizedLayer>& q, con
     act.z[l].resize(outputs);
     if (!ql.codes_s8.empty()) {
       act.acc_i32.resize(outputs);
-      kernels::gemm_u8s8_abt(act.inputs_u8[l].data(), ql.codes_s8.data(), ql.code_offsets.data(), batch, layer.out,
-                             kernels::padded_row(layer.in), act.acc_i32.data());
+      kernels::gemm_u8s8_packed(act.inputs_u8[l].data(), kernels::padded_row(layer.in), ql.codes_s8.data(),
+                                ql.code_offsets.data(), batch, layer.out, layer.in, act.acc_i32.data(), layer.out);
       kernels::accumulator_epilogue(act.acc_i32.data(), batch, layer.out, ql.requant.data(), layer.relu, f,
                                     act.z[l].data());
     } else if (kernels::float_accumulation_exact(layer.in, f)) {

@@ -1,6 +1,6 @@
 // Integer GEMM for the forward pass: activation codes times weight codes, exact in int32.
 // Runs on AVX-512 VNNI when the processor has it (checked at run time); callers use the float
-// GEMM otherwise. Operands are row-major with rows padded to kInt8RowAlign bytes.
+// GEMM otherwise. Activation rows are padded to kInt8RowAlign bytes (padded_row).
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,7 @@ inline constexpr int kInt8RowAlign = 64;
 
 constexpr int padded_row(int k) { return (k + kInt8RowAlign - 1) / kInt8RowAlign * kInt8RowAlign; }
 
-// Whether gemm_u8s8_abt can run on this processor.
+// Whether the int8 GEMMs can run on this processor.
 bool int8_gemm_available();
 
 // Whether callers should use it: available and not switched off (tests and benchmarks switch it
@@ -19,20 +19,10 @@ bool int8_gemm_available();
 bool int8_gemm_enabled();
 void set_int8_gemm_enabled(bool enabled);
 
-// Weight codes (floats holding integers) as padded int8 rows, with the offsets gemm_u8s8_abt needs.
-void pack_int8_rows(const float* codes, int rows, int cols, std::int8_t* packed, std::int32_t* offsets);
-
-// c[m x n] = (a - 128)[m x k] . b[n x k]^T, exact in int32. `a` holds activation codes offset by
-// +128 (unsigned, as VNNI multiplies unsigned by signed bytes); `b_offset[j]` must be
-// 128 * sum_k b[j][k], which the kernel subtracts. Rows are `lda` = padded_row(k) bytes; b's
-// padding must be zero (a's may be anything). Requires |result| < 2^31.
-void gemm_u8s8_abt(const std::uint8_t* a, const std::int8_t* b, const std::int32_t* b_offset, int m, int n, int lda,
-                   std::int32_t* c);
-
-// ---- the same product with b packed for short rows (convolution patches) -------------------
-// gemm_u8s8_abt reduces each output across a vector, which costs as much as the products when a
-// row is a few dozen bytes (a 5 x 5 patch). Here each lane of a vector is one output column and
-// VNNI sums 4 bytes of a row into it: a's rows need only be padded to 4 bytes.
+// ---- the product with b packed in column blocks ---------------------------------------------
+// Each lane of a vector is one output column and VNNI sums 4 bytes of a row into it: no reduction
+// across a vector (which costs as much as the products when a row is a few dozen bytes, a 5 x 5
+// patch), and a's rows need only be padded to 4 bytes.
 
 constexpr int padded_depth(int k) { return (k + 3) / 4 * 4; }
 

@@ -39,8 +39,8 @@ struct QuantizedLayer {
   std::vector<float> ste_mask;     // 1 where the weight quantizer does not clip
   std::vector<arith::FixedPoint> requant;  // per output channel: scale / reference
   float reference = 0;                     // real value of one requantized z unit per input code unit
-  std::vector<std::int8_t> codes_s8;       // the codes as padded int8 rows, when the int8 GEMM runs
-  std::vector<std::int32_t> code_offsets;  // its per-row offsets
+  std::vector<std::int8_t> codes_s8;       // the codes packed in column blocks, when the int8 GEMM runs
+  std::vector<std::int32_t> code_offsets;  // its per-column offsets
 };
 
 // Quantizes every layer into `out`, reusing its buffers (this runs once per training step).
