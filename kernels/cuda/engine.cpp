@@ -131,7 +131,7 @@ CudaEngine::CudaEngine(const model::Bundle& bundle) : s_(std::make_unique<State>
   s.classes = bundle.classes;
   const model::AcceleratorLowering lowering = model::accelerator_layers(bundle.graph);
   if (lowering.unsupported) throw std::runtime_error("CUDA engine: " + *lowering.unsupported);
-  const std::size_t code_bytes = s.f.act_bits <= 8 ? 1 : 2;
+  const std::size_t code_bytes = arith::act_code_bytes(s.f.act_bits);
   std::size_t bytes_per_sample = static_cast<std::size_t>(s.features);
   for (const model::AcceleratorLayer& l : lowering.layers) {
     EngineLayer e;

@@ -280,9 +280,19 @@ TargetSpec spec_from_table(const toml::table& root, const std::string& origin) {
   }
 
   const toml::table& mem = r.table(root, "memory");
-  r.only(mem, "memory.", {"weight_sram_kib", "activation_sram_kib"});
+  r.only(mem, "memory.", {"weight_sram_kib", "activation_sram_kib", "kv_cache_kib"});
   spec.memory.weight_sram_kib = static_cast<int>(r.integer(mem, "memory", "weight_sram_kib", 1, 1 << 20));
   spec.memory.activation_sram_kib = static_cast<int>(r.integer(mem, "memory", "activation_sram_kib", 1, 1 << 20));
+  // Optional (0: none reserved); a region of the activation SRAM, so at most all of it.
+  if (mem.get("kv_cache_kib")) {
+    spec.memory.kv_cache_kib = static_cast<int>(r.integer(mem, "memory", "kv_cache_kib", 0, 1 << 20));
+    if (spec.memory.kv_cache_kib > spec.memory.activation_sram_kib)
+      r.fail("memory.kv_cache_kib", "must be at most memory.activation_sram_kib (" +
+                                        std::to_string(spec.memory.activation_sram_kib) +
+                                        "): the KV caches' region is part of the activation SRAM" +
+                                        where(*mem.get("kv_cache_kib")) + ", got " +
+                                        std::to_string(spec.memory.kv_cache_kib));
+  }
 
   const toml::table& clk = r.table(root, "clock");
   r.only(clk, "clock.", {"frequency_mhz"});
@@ -423,7 +433,10 @@ nlohmann::json to_json(const TargetSpec& s) {
         {"operand_bits", s.vector_unit.operand_bits},
         {"accumulator_bits", s.vector_unit.acc_bits},
         {"overflow", to_string(s.vector_unit.overflow)}}},
-      {"memory", {{"weight_sram_kib", s.memory.weight_sram_kib}, {"activation_sram_kib", s.memory.activation_sram_kib}}},
+      {"memory",
+       {{"weight_sram_kib", s.memory.weight_sram_kib},
+        {"activation_sram_kib", s.memory.activation_sram_kib},
+        {"kv_cache_kib", s.memory.kv_cache_kib}}},
       {"clock", {{"frequency_mhz", s.clock_mhz}}},
       {"energy",
        {{"source", s.energy.source},
@@ -441,6 +454,8 @@ std::string content_hash(const TargetSpec& spec) {
   j["energy"].erase("source");
   // A default vector unit is no field the hash has ever covered (targets before it keep theirs).
   if (j["vector_unit"] == to_json(TargetSpec{})["vector_unit"]) j.erase("vector_unit");
+  // Nor is no KV cache region.
+  if (spec.memory.kv_cache_kib == 0) j["memory"].erase("kv_cache_kib");
   return util::fnv1a64_hex(j.dump());
 }
 

@@ -146,6 +146,14 @@ TEST(TransformerSystemC, Int4FpgaEqualsTheIntegerEngineOnEveryOp) {
   check_sequences(target::builtin_target("int4-fpga"), Shape{}, 32, 3);
 }
 
+// A KV cache region (memory.kv_cache_kib, here more than the caches need) moves every token's
+// buffers past it: the same integers on every op.
+TEST(TransformerSystemC, KvCacheRegionEqualsTheIntegerEngineOnEveryOp) {
+  target::TargetSpec t = target::builtin_target("ternary-asic");
+  t.memory.kv_cache_kib = 1;  // the caches: 7 tokens x 2 layers x K, V x 16 codes = 448 bytes
+  check_sequences(t, Shape{}, 34, 3);
+}
+
 TEST(TransformerSystemC, OddArrayEqualsTheIntegerEngineOnEveryOp) {
   // Heads of 12 features (not a multiple of the vector unit's 5 lanes), an FFN of 40.
   check_sequences(odd_array(), Shape{9, 24, 2, 40, 2}, 33, 2);
@@ -258,6 +266,43 @@ TEST(TransformerSystemC, TooLargeAModelIsRefusedNamingTheField) {
     ASSERT_TRUE(why);
     EXPECT_NE(why->find("memory.weight_sram_kib"), std::string::npos) << *why;
     EXPECT_NE(why->find("bytes of weight SRAM"), std::string::npos) << *why;
+  }
+  {
+    // A KV cache region too small for the context: refused by the SystemC model and the RTL alike,
+    // naming the field and the tokens it holds (the caches: 2 x 2 x 64 = 256 bytes a token).
+    target::TargetSpec small = t;
+    small.memory.kv_cache_kib = 4;
+    const model::Bundle b = random_bundle(shape, small, 41);
+    const std::optional<std::string> why = systemc_unsupported(b);
+    ASSERT_TRUE(why);
+    EXPECT_NE(why->find("the model's KV caches need 8192 bytes (32 tokens x 256); target 'ternary-asic' reserves "
+                        "4096 (memory.kv_cache_kib): room for 16 tokens"),
+              std::string::npos)
+        << *why;
+    EXPECT_THROW(run_systemc(b, random_tokens(32, 1).data(), 1, false), std::runtime_error);
+    const verify::Engine* rtl = verify::find_engine("rtl");
+    ASSERT_NE(rtl, nullptr);
+    const std::optional<std::string> rtl_why = rtl->unsupported(b);
+    ASSERT_TRUE(rtl_why);
+    EXPECT_NE(rtl_why->find("room for 16 tokens"), std::string::npos) << *rtl_why;
+  }
+  {
+    // A region the caches fit, but the region and one token's buffers exceed the SRAM: the whole
+    // region counts, and the message says so.
+    target::TargetSpec small = t;
+    small.memory.activation_sram_kib = 12;
+    small.memory.kv_cache_kib = 12;
+    const model::Bundle b = random_bundle(shape, small, 42);
+    const std::optional<std::string> why = systemc_unsupported(b);
+    ASSERT_TRUE(why);
+    EXPECT_NE(why->find("(12288 of them the KV cache region, memory.kv_cache_kib); target 'ternary-asic' has 12288 "
+                        "(memory.activation_sram_kib)"),
+              std::string::npos)
+        << *why;
+    // Exactly the caches' size, with room after it: the model runs.
+    small.memory.activation_sram_kib = 64;
+    small.memory.kv_cache_kib = 8;
+    EXPECT_FALSE(systemc_unsupported(random_bundle(shape, small, 43)));
   }
   // The lowering without the transformer units (the CUDA engine's, the HLS image tops') refuses its
   // ops naming the op; the RTL lowers them with the units and runs them.

@@ -277,6 +277,44 @@ TEST(VectorUnit, OptionalFieldsDefaultsHashAndErrors) {
   EXPECT_NE(error_of("[vector_unit]\nmultipliers = 4\n").find("vector_unit.multipliers"), std::string::npos);
 }
 
+// memory.kv_cache_kib: optional, 0 or absent reserves nothing and keeps the hash; a region is part
+// of the activation SRAM, so larger than it is refused naming both fields.
+TEST(KvCacheRegion, OptionalHashAndBoundedByTheActivationSram) {
+  const std::string base = read_text(fs::path(QATHW_BUILTIN_TARGETS_DIR) / "ternary-asic.toml");
+  const std::string line = "activation_sram_kib = 64\n";
+  ASSERT_NE(base.find(line), std::string::npos);
+  const auto with = [&](const std::string& kv) {
+    std::string text = base;
+    text.replace(text.find(line), line.size(), line + kv + "\n");
+    return text;
+  };
+  const TargetSpec plain = parse_target(base, "a.toml");
+  EXPECT_EQ(plain.memory.kv_cache_kib, 0);
+  EXPECT_EQ(content_hash(parse_target(with("kv_cache_kib = 0"), "b.toml")), content_hash(plain));
+  const TargetSpec region = parse_target(with("kv_cache_kib = 16"), "c.toml");
+  EXPECT_EQ(region.memory.kv_cache_kib, 16);
+  EXPECT_NE(content_hash(region), content_hash(plain));
+  EXPECT_EQ(to_json(region)["memory"]["kv_cache_kib"], 16);
+  EXPECT_EQ(target_from_json(to_json(region), "d.json").memory.kv_cache_kib, 16);
+  EXPECT_EQ(content_hash(target_from_json(to_json(plain), "e.json")), content_hash(plain));
+  EXPECT_EQ(parse_target(with("kv_cache_kib = 64"), "f.toml").memory.kv_cache_kib, 64);
+  const auto error_of = [&](const std::string& kv) {
+    try {
+      parse_target(with(kv), "g.toml");
+    } catch (const TargetError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string over = error_of("kv_cache_kib = 65");
+  EXPECT_NE(over.find("g.toml: field 'memory.kv_cache_kib': must be at most memory.activation_sram_kib (64)"),
+            std::string::npos) << over;
+  EXPECT_NE(over.find("got 65"), std::string::npos) << over;
+  EXPECT_NE(error_of("kv_cache_kib = -1").find("field 'memory.kv_cache_kib': must be an integer in [0, 1048576]"),
+            std::string::npos);
+  EXPECT_NE(error_of("kv_cache_kib = \"8\"").find("field 'memory.kv_cache_kib'"), std::string::npos);
+}
+
 TEST(ToJson, RoundTripsEveryField) {
   const TargetSpec s = builtin_target("int4-fpga");
   const nlohmann::json j = to_json(s);

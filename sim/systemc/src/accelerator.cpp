@@ -548,7 +548,7 @@ void Accelerator::run_transformer_layer(const LayerDescriptor& d, std::size_t la
     return reinterpret_cast<std::int32_t*>(activations_.at(d.output_offset, 4 * std::size_t{d.out}));
   };
   const auto codes_at = [&](std::uint32_t offset, std::size_t count) {
-    if (code_bytes(f) != 1) throw std::runtime_error("the vector unit takes codes of at most 8 bits");
+    if (arith::act_code_bytes(f.act_bits) != 1) throw std::runtime_error("the vector unit takes codes of at most 8 bits");
     return reinterpret_cast<const std::int8_t*>(activations_.at(offset, count));
   };
   switch (static_cast<Opcode>(d.opcode)) {
@@ -568,8 +568,8 @@ void Accelerator::run_transformer_layer(const LayerDescriptor& d, std::size_t la
       s.unit_cycles = transformer_.squared_relu(values(d.input_offset, d.in), d, int32_out(), s);
       break;
     case Opcode::Quantize: {
-      const std::size_t row = d.cache ? static_cast<std::size_t>(t) * d.out * code_bytes(f) : 0;
-      if (code_bytes(f) == 1) {
+      const std::size_t row = d.cache ? static_cast<std::size_t>(t) * d.out * arith::act_code_bytes(f.act_bits) : 0;
+      if (arith::act_code_bytes(f.act_bits) == 1) {
         run_quantize_layer<std::int8_t>(d, layer, s);
         const auto* y = reinterpret_cast<const std::int8_t*>(activations_.at(d.output_offset + row, d.out));
         std::copy(y, y + d.out, seen.begin());
@@ -627,7 +627,7 @@ void Accelerator::run_inference(sc_core::sc_time& delay) {
       switch (static_cast<Opcode>(d.opcode)) {
         case Opcode::Linear:
         case Opcode::Conv2d:
-          if (code_bytes(target_.format) == 1)
+          if (arith::act_code_bytes(target_.format.act_bits) == 1)
             run_kernel_layer<std::int8_t>(d, l, s);
           else
             run_kernel_layer<std::int16_t>(d, l, s);

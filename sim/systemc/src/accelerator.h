@@ -31,9 +31,6 @@ inline constexpr std::uint64_t kActivations = 0x2000'0000;  // activation SRAM
 inline constexpr std::uint64_t kRegionMask = 0xF000'0000;
 }  // namespace address
 
-// Bytes of one activation code in the activation SRAM's code scratch area.
-inline std::size_t code_bytes(const arith::Format& f) { return f.act_bits <= 8 ? 1 : 2; }
-
 // Bytes of one embedding table integer in the weight SRAM: acc_bits rounded up to bytes, little-endian,
 // two's complement (sign-extended when read).
 inline std::size_t table_bytes(const arith::Format& f) { return (static_cast<std::size_t>(f.acc_bits) + 7) / 8; }

@@ -79,7 +79,7 @@ Opcode opcode_of(const model::AcceleratorLayer& l) {
 // probability codes (softmax).
 std::size_t output_bytes(const model::AcceleratorLayer& l, const arith::Format& f) {
   const std::size_t n = static_cast<std::size_t>(l.out);
-  if (l.unit == model::TransformerOp::Quantize) return n * code_bytes(f);
+  if (l.unit == model::TransformerOp::Quantize) return n * arith::act_code_bytes(f.act_bits);
   if (l.unit == model::TransformerOp::Softmax) return n;
   return 4 * n;
 }
@@ -132,10 +132,9 @@ MemoryPlan plan_memory(const model::Bundle& bundle, const model::AcceleratorLowe
   }
 
   ActivationAllocator act(align4(bundle.features()));
-  // The KV caches (the codes scores and attend read as their second operand) for the whole run.
-  std::vector<bool> cache(layers.size(), false);
-  for (const model::AcceleratorLayer& l : layers)
-    if (l.unit == model::TransformerOp::Scores || l.unit == model::TransformerOp::Attend) cache[l.residual] = true;
+  // The KV caches for the whole run, in the region the target reserves for them when it does
+  // (memory.kv_cache_kib: the layers' buffers start after it).
+  const std::vector<bool> cache = model::kv_cache_layers(layers);
   for (std::size_t l = 0; l < layers.size(); ++l) {
     if (!cache[l]) continue;
     const std::size_t bytes = T * output_bytes(layers[l], t.format);
@@ -143,6 +142,8 @@ MemoryPlan plan_memory(const model::Bundle& bundle, const model::AcceleratorLowe
     d[l].output_offset = static_cast<std::uint32_t>(act.allocate(bytes, kNever));
     plan.cache_bytes += bytes;
   }
+  const std::size_t region = static_cast<std::size_t>(t.memory.kv_cache_kib) * 1024;
+  if (plan.cache_bytes > 0 && region > plan.cache_bytes) act.allocate(region - plan.cache_bytes, kNever);
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const model::AcceleratorLayer& bl = layers[l];
     LayerDescriptor& dl = d[l];
@@ -155,7 +156,7 @@ MemoryPlan plan_memory(const model::Bundle& bundle, const model::AcceleratorLowe
     dl.input_bits = pixels ? 8 : 32;
     if (bl.residual != model::AcceleratorLayer::kPixels) dl.residual_offset = d[bl.residual].output_offset;
     dl.codes_input = bl.codes_input ? 1 : 0;
-    if (bl.codes_input) dl.input_bits = static_cast<std::uint32_t>(8 * code_bytes(t.format));
+    if (bl.codes_input) dl.input_bits = static_cast<std::uint32_t>(8 * arith::act_code_bytes(t.format.act_bits));
     if (bl.unit != model::TransformerOp::None) {
       const model::Op& op = g.ops[bl.linear_op];
       dl.groups = static_cast<std::uint32_t>(op.groups);
@@ -207,19 +208,23 @@ MemoryPlan plan_memory(const model::Bundle& bundle, const model::AcceleratorLowe
       dl.output_offset = static_cast<std::uint32_t>(act.allocate(output_bytes(bl, t.format), last_reader[l]));
     if (bl.params && !bl.codes_input)
       dl.code_offset =
-          static_cast<std::uint32_t>(act.allocate(static_cast<std::size_t>(bl.in) * code_bytes(t.format), l));
+          static_cast<std::uint32_t>(act.allocate(static_cast<std::size_t>(bl.in) * arith::act_code_bytes(t.format.act_bits), l));
   }
   plan.weight_bytes = weight_end;
   plan.activation_bytes = act.peak();
 
   const std::size_t weight_capacity = static_cast<std::size_t>(t.memory.weight_sram_kib) * 1024;
   const std::size_t act_capacity = static_cast<std::size_t>(t.memory.activation_sram_kib) * 1024;
-  if (plan.weight_bytes > weight_capacity)
+  if (const std::optional<std::string> kv = model::kv_cache_misfit(layers, lowering.tokens, t))
+    plan.overflow = *kv;
+  else if (plan.weight_bytes > weight_capacity)
     plan.overflow = "the model needs " + std::to_string(plan.weight_bytes) + " bytes of weight SRAM; target '" +
                     t.name + "' has " + std::to_string(weight_capacity) + " (memory.weight_sram_kib)";
   else if (plan.activation_bytes > act_capacity)
     plan.overflow = "the model needs " + std::to_string(plan.activation_bytes) + " bytes of activation SRAM" +
-                    (plan.cache_bytes ? " (" + std::to_string(plan.cache_bytes) + " of them the KV cache)" : "") +
+                    (plan.cache_bytes ? " (" + std::to_string(std::max(region, plan.cache_bytes)) + " of them the KV cache" +
+                                            (region ? std::string(" region, memory.kv_cache_kib") : std::string()) + ")"
+                                      : std::string()) +
                     "; target '" + t.name + "' has " + std::to_string(act_capacity) + " (memory.activation_sram_kib)";
   return plan;
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "qathw/model/graph.h"
+#include "qathw/target/target_spec.h"
 
 namespace qathw::model {
 
@@ -67,6 +68,40 @@ struct AcceleratorLowering {
 // transformer_units: lower the transformer's ops and sequences (the SystemC model); without, a
 // graph with them is refused naming the op, as the RTL, the CUDA engine and the HLS image tops need.
 AcceleratorLowering accelerator_layers(const Graph& g, bool transformer_units = false);
+
+// The KV caches: the layers whose codes scores and attend read as their second operand (the keys
+// and the values), kept for every token of the sequence. Inline, as the RTL's fit check is.
+inline std::vector<bool> kv_cache_layers(const std::vector<AcceleratorLayer>& layers) {
+  std::vector<bool> cache(layers.size(), false);
+  for (const AcceleratorLayer& l : layers)
+    if ((l.unit == TransformerOp::Scores || l.unit == TransformerOp::Attend) && l.residual < layers.size())
+      cache[l.residual] = true;
+  return cache;
+}
+
+// Bytes one token adds to the KV caches: every cache's codes of it.
+inline std::size_t kv_cache_bytes_per_token(const std::vector<AcceleratorLayer>& layers, const arith::Format& f) {
+  const std::vector<bool> cache = kv_cache_layers(layers);
+  std::size_t bytes = 0;
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    if (cache[l]) bytes += static_cast<std::size_t>(layers[l].out) * arith::act_code_bytes(f.act_bits);
+  return bytes;
+}
+
+// Whether the caches of `tokens` tokens fit the target's KV cache region (memory.kv_cache_kib,
+// when it reserves one): the reason they do not, or nothing. The SystemC model and the RTL both
+// check it before they run.
+inline std::optional<std::string> kv_cache_misfit(const std::vector<AcceleratorLayer>& layers, int tokens,
+                                                  const target::TargetSpec& t) {
+  const std::size_t per_token = kv_cache_bytes_per_token(layers, t.format);
+  if (t.memory.kv_cache_kib == 0 || per_token == 0) return std::nullopt;
+  const std::size_t need = per_token * static_cast<std::size_t>(tokens);
+  const std::size_t region = static_cast<std::size_t>(t.memory.kv_cache_kib) * 1024;
+  if (need <= region) return std::nullopt;
+  return "the model's KV caches need " + std::to_string(need) + " bytes (" + std::to_string(tokens) + " tokens x " +
+         std::to_string(per_token) + "); target '" + t.name + "' reserves " + std::to_string(region) +
+         " (memory.kv_cache_kib): room for " + std::to_string(region / per_token) + " tokens";
+}
 
 // Per fused layer, the output integers of one sample (a sequence: every token's row, in order).
 using LayerOutputs = std::vector<std::vector<std::int32_t>>;

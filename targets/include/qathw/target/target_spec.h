@@ -21,6 +21,9 @@ struct ArrayGeometry {
 struct Memory {
   int weight_sram_kib = 0;
   int activation_sram_kib = 0;
+  // The part of the activation SRAM reserved for a transformer's KV caches (0: none reserved,
+  // the caches take what the model needs).
+  int kv_cache_kib = 0;
 };
 
 // Energy per event in picojoules, with the reference the figures come from.

@@ -89,10 +89,7 @@ inline RtlLayout rtl_layout(const std::vector<model::AcceleratorLayer>& layers, 
   const std::size_t T = seq ? static_cast<std::size_t>(sequence.tokens) : 1;
   u.tokens = seq ? T : 0;
   u.act_words = seq ? T : layers.empty() ? 0 : static_cast<std::size_t>(layers.front().in);
-  std::vector<bool> cache(layers.size(), false);
-  for (const model::AcceleratorLayer& l : layers)
-    if ((l.unit == TransformerOp::Scores || l.unit == TransformerOp::Attend) && l.residual < layers.size())
-      cache[l.residual] = true;
+  const std::vector<bool> cache = model::kv_cache_layers(layers);
   std::optional<model::SoftmaxParams> softmax;
   if (seq) softmax = rtl_softmax(layers, *sequence.graph);
   std::vector<std::size_t> output_base;
@@ -313,9 +310,12 @@ inline std::optional<std::string> rtl_memory_misfit(const std::vector<model::Acc
   return std::nullopt;
 }
 
-// The same for a bundle's target.
+// The same for a bundle's target, and a sequence's KV caches against the target's region for
+// them (memory.kv_cache_kib), as the SystemC model checks.
 inline std::optional<std::string> rtl_memory_misfit(const std::vector<model::AcceleratorLayer>& layers,
                                                     const target::TargetSpec& t, const RtlSequence& sequence = {}) {
+  if (sequence.graph && sequence.tokens > 0)
+    if (std::optional<std::string> kv = model::kv_cache_misfit(layers, sequence.tokens, t)) return kv;
   return rtl_memory_misfit(layers, t.array.rows, t.array.lanes, t.format.scale_mantissa_bits, target::rtl_memories(t),
                            sequence);
 }

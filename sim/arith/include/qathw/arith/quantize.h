@@ -59,6 +59,10 @@ QATHW_HD inline bool weight_in_range(float w, float scale, WeightFormat format) 
 // Codes are symmetric: [-qmax, qmax] with qmax = 2^(act_bits-1) - 1 (127 for INT8).
 QATHW_HD constexpr std::int64_t act_qmax(int act_bits) { return signed_max(act_bits); }
 
+// Bytes of one activation code in the accelerator's memories (a layer's code scratch, a KV
+// cache): one up to 8 bits, else two.
+QATHW_HD constexpr int act_code_bytes(int act_bits) { return act_bits <= 8 ? 1 : 2; }
+
 // One element: clamp(round((v * mantissa) / 2^shift), -qmax, qmax). v is an integer the
 // datapath holds (a requantized accumulator, or an input pixel), |v| < 2^31.
 QATHW_HD constexpr std::int64_t quantize_act(std::int64_t v, FixedPoint inv_scale, int act_bits, Rounding mode) {
