@@ -29,15 +29,15 @@ def cpu_name():
 
 
 def peers_md(p, digits=0):
-    lines = ["| side | mode | weights | threads | steps/s | first / last epoch | test accuracy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| round | side | mode | weights | threads | steps/s | first / last epoch | test accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in p["rows"]:
         if "error" in r:
-            lines.append(f"| {r['side']} | failed: {r['error'][:60]} | | | | | |")
+            lines.append(f"| {r.get('round', 1)} | {r['side']} | failed: {r['error'][:60]} | | | | | |")
             continue
         epochs = f"{r['first_epoch']:.{digits}f} / {r['last_epoch']:.{digits}f}" if r.get("first_epoch") else ""
-        lines.append(f"| {r['side']} | {r['mode']} | {r['weights']} | {r['threads']} | {r['steps_per_s']:.{digits}f} | "
-                     f"{epochs} | {100 * r['accuracy']:.2f}% |")
+        lines.append(f"| {r.get('round', 1)} | {r['side']} | {r['mode']} | {r['weights']} | {r['threads']} | "
+                     f"{r['steps_per_s']:.{digits}f} | {epochs} | {100 * r['accuracy']:.2f}% |")
     return lines + [""] + p["summary"]
 
 

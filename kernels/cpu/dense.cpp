@@ -206,7 +206,7 @@ __attribute__((target("avx512f"))) void broadcast_tile(const float* a, long ai, 
 
 template <int R, int V>
 void broadcast_panels(const float* a, long ai, long ao, const float* b, int rows, int depth, int k, float* c) {
-  constexpr int kCols = 16 * V, kTaskRows = 16 * R;
+  constexpr int kCols = 16 * V, kTaskRows = 32 * R;
   const int col_blocks = (k + kCols - 1) / kCols, row_blocks = (rows + kTaskRows - 1) / kTaskRows;
   const long flops = static_cast<long>(rows) * k * depth;
 #pragma omp parallel if (col_blocks * row_blocks > 1 && flops > (1L << 18))

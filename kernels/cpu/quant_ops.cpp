@@ -26,7 +26,7 @@ float quantize_weights(const float* w, int out, int in, const arith::Format& f, 
   if (f.weights == arith::WeightFormat::Ternary) {
     std::uint64_t sum = 0;  // integer sum: the same whatever the thread split
     const long total = static_cast<long>(per_row) * out;
-#pragma omp simd reduction(+ : sum)
+#pragma omp parallel for simd schedule(static) reduction(+ : sum) if (total > 32768)
     for (long i = 0; i < total; ++i) sum += arith::abs_fixed(w[i]);
     const float scale = arith::weight_scale(arith::mean_from_abs_fixed(sum, static_cast<std::uint64_t>(total)), f.weights);
     std::fill(scales, scales + out, scale);
