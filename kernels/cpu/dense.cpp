@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include <Eigen/Core>
@@ -211,18 +212,20 @@ void broadcast_panels(const float* a, long ai, long ao, const float* b, int rows
   const long flops = static_cast<long>(rows) * k * depth;
 #pragma omp parallel if (col_blocks * row_blocks > 1 && flops > (1L << 18))
   {
-    std::vector<float> panel(static_cast<std::size_t>(depth) * kCols);
+    // 64-byte aligned: every row of the panel a whole number of cache lines.
+    std::vector<float> buffer(static_cast<std::size_t>(depth) * kCols + 16);
+    float* const panel = buffer.data() + (16 - reinterpret_cast<std::uintptr_t>(buffer.data()) / 4 % 16) % 16;
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < col_blocks * row_blocks; ++t) {
       const int j0 = t / row_blocks * kCols, i0 = t % row_blocks * kTaskRows;
       const int cols = std::min(kCols, k - j0);
       for (int o = 0; o < depth; ++o) {
-        float* po = panel.data() + static_cast<long>(o) * kCols;
+        float* po = panel + static_cast<long>(o) * kCols;
         std::copy_n(b + static_cast<long>(o) * k + j0, cols, po);
         std::fill(po + cols, po + kCols, 0.0f);
       }
       for (int i = i0; i < std::min(rows, i0 + kTaskRows); i += R)
-        broadcast_tile<R, V>(a, ai, ao, panel.data(), depth, rows, i, cols, c + j0, k);
+        broadcast_tile<R, V>(a, ai, ao, panel, depth, rows, i, cols, c + j0, k);
     }
   }
 }
