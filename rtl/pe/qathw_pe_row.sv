@@ -2,7 +2,8 @@
 // row's accumulator. Weight codes are the fields arith::encode_code stores (pack.h): 2-bit
 // ternary (-1 0b11, 0 0b00, +1 0b01) selecting x, 0 or -x (sign-select; 0b10 is not a code), or
 // 4-bit INT4 adding shifted copies of x (shift-and-add). Each valid cycle adds the tree's exact sum into the accumulator,
-// then applies the overflow rule (saturate or wrap to AccBits), as arith::accumulate does.
+// then applies the overflow rule (saturate or wrap to AccBits: qathw_accumulator), as
+// arith::accumulate does.
 module qathw_pe_row #(
   parameter int Lanes = 16,
   parameter int ActBits = 8,
@@ -22,7 +23,6 @@ module qathw_pe_row #(
 );
   localparam int ProdBits = ActBits + 4;
   localparam int TreeBits = ProdBits + $clog2(Lanes) + 1;
-  localparam int SumBits = (AccBits > TreeBits ? AccBits : TreeBits) + 1;
 
   // Products of each lane, without a multiplier. Operand isolation: a lane that is off, or a row
   // in a cycle without a chunk, computes nothing (and the simulation skips it).
@@ -58,28 +58,10 @@ module qathw_pe_row #(
     for (int l = 0; l < Lanes; l++) partial = partial + TreeBits'(prod[l]);
   end
 
-  // Accumulator with the target's overflow rule.
-  localparam logic signed [SumBits-1:0] AccMax = SumBits'((64'sd1 <<< (AccBits - 1)) - 1);
-  localparam logic signed [SumBits-1:0] AccMin = -(SumBits'(64'sd1 <<< (AccBits - 1)));
-  logic signed [AccBits-1:0] acc_q;
-  logic signed [SumBits-1:0] sum_full;
-  logic signed [AccBits-1:0] acc_d;
-  always_comb begin
-    sum_full = (clear_i ? '0 : SumBits'(acc_q)) + SumBits'(partial);
-    if (Saturate != 0) begin
-      if (sum_full > AccMax) acc_d = AccBits'(AccMax);
-      else if (sum_full < AccMin) acc_d = AccBits'(AccMin);
-      else acc_d = AccBits'(sum_full);
-    end else begin
-      acc_d = AccBits'(sum_full);  // keep the low AccBits: two's-complement wrap
-    end
-  end
-
-  always_ff @(posedge clk_i or negedge rst_ni) begin
-    if (!rst_ni) acc_q <= '0;
-    else if (valid_i) acc_q <= acc_d;
-    else if (clear_i) acc_q <= '0;
-  end
-
-  assign acc_o = acc_q;
+  // Accumulator with the target's overflow rule; the row reads the held sum only.
+  /* verilator lint_off PINCONNECTEMPTY */
+  qathw_accumulator #(.AccBits(AccBits), .TreeBits(TreeBits), .Saturate(Saturate)) u_acc (
+    .clk_i, .rst_ni, .clear_i, .valid_i, .partial_i(partial), .acc_o, .sum_o()
+  );
+  /* verilator lint_on PINCONNECTEMPTY */
 endmodule

@@ -1,6 +1,7 @@
 // The attention datapath's multiply-accumulate unit (arith::VectorUnit, arith::vector_dot):
 // VecLanes products of two operands per valid cycle, summed exactly by an adder tree, the sum
-// added into the accumulator under the overflow rule (saturate or wrap to VecAccBits). Operands
+// added into the accumulator under the overflow rule (saturate or wrap to VecAccBits,
+// qathw_accumulator). Operands
 // are VecOperandBits + 1 bits signed: signed codes (Q, K, V) and unsigned probability codes below
 // 2^VecOperandBits both fit.
 module qathw_vector_dot #(
@@ -22,7 +23,6 @@ module qathw_vector_dot #(
 );
   localparam int ProdBits = 2 * OpBits;
   localparam int TreeBits = ProdBits + $clog2(VecLanes) + 1;
-  localparam int SumBits = (VecAccBits > TreeBits ? VecAccBits : TreeBits) + 1;
 
   // The products and the exact adder tree; a lane that is off computes nothing.
   logic signed [TreeBits-1:0] partial;
@@ -37,28 +37,7 @@ module qathw_vector_dot #(
     end
   end
 
-  localparam logic signed [SumBits-1:0] One = SumBits'(1);
-  localparam logic signed [SumBits-1:0] AccMax = (One <<< (VecAccBits - 1)) - One;
-  localparam logic signed [SumBits-1:0] AccMin = -(One <<< (VecAccBits - 1));
-  logic signed [VecAccBits-1:0] acc_q, acc_d;
-  logic signed [SumBits-1:0]    sum_full;
-  always_comb begin
-    sum_full = (clear_i ? '0 : SumBits'(acc_q)) + SumBits'(partial);
-    if (VecSaturate != 0) begin
-      if (sum_full > AccMax) acc_d = VecAccBits'(AccMax);
-      else if (sum_full < AccMin) acc_d = VecAccBits'(AccMin);
-      else acc_d = VecAccBits'(sum_full);
-    end else begin
-      acc_d = VecAccBits'(sum_full);  // keep the low VecAccBits: two's-complement wrap
-    end
-  end
-
-  always_ff @(posedge clk_i or negedge rst_ni) begin
-    if (!rst_ni) acc_q <= '0;
-    else if (valid_i) acc_q <= acc_d;
-    else if (clear_i) acc_q <= '0;
-  end
-
-  assign acc_o = acc_q;
-  assign sum_o = acc_d;
+  qathw_accumulator #(.AccBits(VecAccBits), .TreeBits(TreeBits), .Saturate(VecSaturate)) u_acc (
+    .clk_i, .rst_ni, .clear_i, .valid_i, .partial_i(partial), .acc_o, .sum_o
+  );
 endmodule

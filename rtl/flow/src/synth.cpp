@@ -16,9 +16,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const char* const kRtlFiles[] = {"pe/qathw_pe_row.sv",     "pe/qathw_pe_array.sv",     "quant/qathw_round_shift.sv",
-                                 "quant/qathw_requant.sv", "quant/qathw_act_code.sv",  "quant/qathw_reciprocal.sv",
-                                 "top/qathw_datapath.sv"};
+const char* const kRtlFiles[] = {"pe/qathw_accumulator.sv", "pe/qathw_pe_row.sv",      "pe/qathw_pe_array.sv",
+                                 "quant/qathw_round_shift.sv", "quant/qathw_requant.sv", "quant/qathw_act_code.sv",
+                                 "quant/qathw_reciprocal.sv",  "top/qathw_datapath.sv"};
 
 // "Number of cells" and every cell type of the last `stat` in a yosys report.
 nlohmann::json parse_stat(const std::string& text) {
