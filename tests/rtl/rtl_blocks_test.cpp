@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
+#include "block_test_support.h"
 #include "Vact_code.h"
 #include "Vpe_array.h"
 #include "Vpe_row.h"
@@ -19,34 +20,6 @@
 
 namespace qathw::rtl {
 namespace {
-
-const target::TargetSpec& spec() {
-  static const target::TargetSpec t = target::builtin_target(QATHW_RTL_TARGET);
-  return t;
-}
-
-std::int64_t sign_extend(std::uint64_t v, int width) {
-  const std::uint64_t sign = std::uint64_t{1} << (width - 1);
-  v &= (width == 64) ? ~std::uint64_t{0} : ((std::uint64_t{1} << width) - 1);
-  return static_cast<std::int64_t>((v ^ sign) - sign);
-}
-
-template <typename Model>
-void tick(Model& m) {
-  m.clk_i = 0;
-  m.eval();
-  m.clk_i = 1;
-  m.eval();
-}
-
-template <typename Model>
-void reset(Model& m) {
-  m.clk_i = 0;
-  m.rst_ni = 0;
-  m.eval();
-  m.rst_ni = 1;
-  m.eval();
-}
 
 // Weight codes reach the RTL as the bundle stores them: arith::encode_code's fields of
 // arith::code_bits bits (2-bit ternary, 4-bit INT4).

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "../arith/test_support.h"
+#include "block_test_support.h"
 #include "Vexp2_neg.h"
 #include "Vrms_inverse.h"
 #include "Vrms_value.h"
@@ -31,36 +32,6 @@
 
 namespace qathw::rtl {
 namespace {
-
-const target::TargetSpec& spec() {
-  static const target::TargetSpec t = target::builtin_target(QATHW_RTL_TARGET);
-  return t;
-}
-
-std::int64_t sign_extend(std::uint64_t v, int width) {
-  const std::uint64_t sign = std::uint64_t{1} << (width - 1);
-  v &= (width == 64) ? ~std::uint64_t{0} : ((std::uint64_t{1} << width) - 1);
-  return static_cast<std::int64_t>((v ^ sign) - sign);
-}
-
-std::uint64_t mask(int bits) { return bits >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1; }
-
-template <typename Model>
-void tick(Model& m) {
-  m.clk_i = 0;
-  m.eval();
-  m.clk_i = 1;
-  m.eval();
-}
-
-template <typename Model>
-void reset(Model& m) {
-  m.clk_i = 0;
-  m.rst_ni = 0;
-  m.eval();
-  m.rst_ni = 1;
-  m.eval();
-}
 
 // A random value of a random bit length in [0, bits] (so small and large magnitudes both occur).
 std::uint64_t random_magnitude(std::mt19937_64& rng, int bits) {
