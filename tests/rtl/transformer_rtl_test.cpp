@@ -12,6 +12,7 @@
 
 #include "../arith/test_support.h"
 #include "../engines/random_transformer.h"
+#include "../engines/sequence_check.h"
 #include "qathw/model/accelerator_layers.h"
 #include "qathw/model/int_engine.h"
 #include "qathw/rtl/point_rtl.h"
@@ -38,24 +39,8 @@ void check_sequences(const target::TargetSpec& t, const Shape& shape, std::uint6
   const verify::EngineRun run = engine->run(b, tokens.data(), static_cast<std::size_t>(count));
   const std::vector<model::OpOutputs> want = model::IntEngine(b).run_all(tokens.data(), static_cast<std::size_t>(count));
   const model::Graph& g = b.graph;
-  ASSERT_EQ(run.outputs.size(), want.size());
-  std::size_t observed = 0;
-  for (std::size_t s = 0; s < run.outputs.size(); ++s) {
-    observed = 0;
-    for (std::size_t i = 0; i < g.ops.size(); ++i) {
-      const model::Op& op = g.ops[i];
-      if (op.type == model::OpType::Quantize && run.outputs[s][i].empty()) {  // fused: its codes stay inside
-        EXPECT_TRUE(i + 1 < g.ops.size() && g.ops[i + 1].type == model::OpType::Linear) << op.name;
-        continue;
-      }
-      ++observed;
-      ASSERT_EQ(run.outputs[s][i].size(), g.tensor(op.output).size()) << t.name << " sequence " << s << " op " << op.name;
-      for (std::size_t k = 0; k < want[s][i].size(); ++k)
-        ASSERT_EQ(run.outputs[s][i][k], want[s][i][k])
-            << t.name << " sequence " << s << " op " << op.name << " position " << k / g.tensor(op.output).features
-            << " feature " << k % g.tensor(op.output).features;
-    }
-  }
+  const std::size_t observed = test::expect_ops_equal(b, t.name, run, want);
+  if (::testing::Test::HasFailure()) return;
   // Every layer of the lowering is observed (each writes its op's output).
   const model::AcceleratorLowering lowering = model::accelerator_layers(g, true);
   EXPECT_EQ(observed, lowering.layers.size());

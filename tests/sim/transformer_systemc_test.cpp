@@ -20,6 +20,7 @@
 #include "qathw/training/transformer_net.h"
 #include "qathw/verify/engine.h"
 #include "../engines/random_transformer.h"
+#include "../engines/sequence_check.h"
 
 namespace qathw::sim {
 namespace {
@@ -73,22 +74,8 @@ void check_sequences(const target::TargetSpec& t, const Shape& shape, std::uint6
   const verify::EngineRun run = engine->run(b, tokens.data(), static_cast<std::size_t>(count));
   const std::vector<model::OpOutputs> want = model::IntEngine(b).run_all(tokens.data(), static_cast<std::size_t>(count));
   const model::Graph& g = b.graph;
-  EXPECT_EQ(run.outputs.size(), want.size());
-  for (std::size_t s = 0; s < run.outputs.size() && s < want.size(); ++s) {
-    for (std::size_t i = 0; i < g.ops.size(); ++i) {
-      const model::Op& op = g.ops[i];
-      const bool fused_codes = op.type == model::OpType::Quantize && run.outputs[s][i].empty();
-      if (fused_codes) {  // a quantizer fused into the linear layer after it: its codes stay inside
-        EXPECT_TRUE(i + 1 < g.ops.size() && g.ops[i + 1].type == model::OpType::Linear) << op.name;
-        continue;
-      }
-      ASSERT_EQ(run.outputs[s][i].size(), g.tensor(op.output).size()) << t.name << " sequence " << s << " op " << op.name;
-      for (std::size_t k = 0; k < want[s][i].size(); ++k)
-        ASSERT_EQ(run.outputs[s][i][k], want[s][i][k])
-            << t.name << " sequence " << s << " op " << op.name << " position " << k / g.tensor(op.output).features
-            << " feature " << k % g.tensor(op.output).features;
-    }
-  }
+  test::expect_ops_equal(b, t.name, run, want);
+  if (::testing::Test::HasFailure()) return;
 
   // The counts: every layer's sequence figure is the sum over its tokens; the last token's step
   // follows the closed forms of docs/sim.md, "Transformer layers".
