@@ -93,6 +93,19 @@ inline RtlLayout rtl_layout(const std::vector<model::AcceleratorLayer>& layers, 
   std::optional<model::SoftmaxParams> softmax;
   if (seq) softmax = rtl_softmax(layers, *sequence.graph);
   std::vector<std::size_t> output_base;
+  // A sequence layer's factors (the layers whose per-token absmax multiply its last pair) as
+  // descriptor fields, and which of them are per-head quantizers.
+  const auto factor_fields = [&](const model::AcceleratorLayer& l, std::uint64_t& heads) {
+    std::vector<std::pair<cp::Field, std::uint64_t>> fields;
+    heads = 0;
+    u.factors = std::max(u.factors, l.factors.size());
+    for (std::size_t k = 0; k < l.factors.size() && k < static_cast<std::size_t>(cp::kMaxFactors); ++k) {
+      const model::AcceleratorLayer& f = layers.at(l.factors[k]);
+      if (f.unit == TransformerOp::Quantize && sequence.graph->ops[f.linear_op].groups > 1) heads |= 1u << k;
+      fields.push_back({cp::kDescFactors[k], static_cast<std::uint64_t>(l.factors[k])});
+    }
+    return fields;
+  };
   const auto base_of = [&](std::size_t layer) {
     return layer == model::AcceleratorLayer::kPixels ? std::size_t{0} : output_base.at(layer);
   };
@@ -137,13 +150,7 @@ inline RtlLayout rtl_layout(const std::vector<model::AcceleratorLayer>& layers, 
       const arith::FixedPoint pair_a = pairs && l.pairs.size() > 0 ? l.pairs[0] : arith::FixedPoint{};
       const arith::FixedPoint pair_b = pairs && l.pairs.size() > 1 ? l.pairs[1] : arith::FixedPoint{};
       std::uint64_t factor_heads = 0;
-      std::vector<std::pair<cp::Field, std::uint64_t>> factors;
-      u.factors = std::max(u.factors, l.factors.size());
-      for (std::size_t k = 0; k < l.factors.size() && k < static_cast<std::size_t>(cp::kMaxFactors); ++k) {
-        const model::AcceleratorLayer& f = layers.at(l.factors[k]);
-        if (f.unit == TransformerOp::Quantize && sequence.graph->ops[f.linear_op].groups > 1) factor_heads |= 1u << k;
-        factors.push_back({cp::kDescFactors[k], static_cast<std::uint64_t>(l.factors[k])});
-      }
+      const std::vector<std::pair<cp::Field, std::uint64_t>> factors = factor_fields(l, factor_heads);
       const std::size_t out_base = u.act_words;
       const std::size_t n = static_cast<std::size_t>(l.out);
       const int norm_bits = std::min(sequence.acc_bits, arith::rmsnorm_max_input_bits(l.out));
@@ -234,12 +241,7 @@ inline RtlLayout rtl_layout(const std::vector<model::AcceleratorLayer>& layers, 
     });
     if (seq) {  // a layer of the array or the adder in a sequence
       std::uint64_t factor_heads = 0;
-      for (std::size_t k = 0; k < l.factors.size() && k < static_cast<std::size_t>(cp::kMaxFactors); ++k) {
-        const model::AcceleratorLayer& f = layers.at(l.factors[k]);
-        if (f.unit == TransformerOp::Quantize && sequence.graph->ops[f.linear_op].groups > 1) factor_heads |= 1u << k;
-        out.descriptors.back().push_back({cp::kDescFactors[k], static_cast<std::uint64_t>(l.factors[k])});
-      }
-      u.factors = std::max(u.factors, l.factors.size());
+      for (const auto& f : factor_fields(l, factor_heads)) out.descriptors.back().push_back(f);
       out.descriptors.back().push_back({cp::kDescFactorCount, static_cast<std::uint64_t>(l.factors.size())});
       out.descriptors.back().push_back({cp::kDescFactorHeads, factor_heads});
       out.descriptors.back().push_back({cp::kDescCodesInput, l.codes_input ? 1u : 0u});
