@@ -46,13 +46,21 @@ std::vector<std::int32_t> sequence_of(const std::vector<V>& all, int b, int T, i
 
 TEST(TransformerExport, IntegerEngineEqualsTheTrainerOnEveryOp) {
   const auto dir = std::filesystem::temp_directory_path() / ("qathw-transformer-export-" + std::to_string(::getpid()));
-  // The built-in targets, and ternary-asic with a vector unit of 3 lanes into 12 saturating bits
-  // (attention's sums saturate chunk by chunk: the trainer computes with the target's unit).
-  for (const char* target_name : {"ternary-asic", "int4-fpga", "narrow-vector-unit"}) {
-    target::TargetSpec t = target::builtin_target(target_name[0] == 'n' ? "ternary-asic" : target_name);
-    if (target_name[0] == 'n') t.vector_unit = arith::VectorUnit{3, 8, 12, arith::Overflow::Saturate};
+  // The built-in targets; ternary-asic with a vector unit of 3 lanes into 12 saturating bits
+  // (attention's sums saturate chunk by chunk: the trainer computes with the target's unit); and
+  // 12-bit activations (Q, K and V codes past a byte) on a 5 x 7 array, 32-bit accumulators and
+  // a vector unit of 16-bit operands.
+  for (const std::string target_name : {"ternary-asic", "int4-fpga", "narrow-vector-unit", "wide-activations"}) {
+    target::TargetSpec t = target::builtin_target(target_name == "int4-fpga" ? "int4-fpga" : "ternary-asic");
+    if (target_name == "narrow-vector-unit") t.vector_unit = arith::VectorUnit{3, 8, 12, arith::Overflow::Saturate};
+    if (target_name == "wide-activations") {
+      t.format.act_bits = 12;
+      t.format.acc_bits = 32;
+      t.array = {5, 7};
+      t.vector_unit = arith::VectorUnit{5, 16, 32, arith::Overflow::Saturate};
+    }
     for (std::uint64_t seed : {21u, 22u}) {
-      const std::string what = std::string(target_name) + " seed " + std::to_string(seed);
+      const std::string what = target_name + " seed " + std::to_string(seed);
       const int T = 7, batch = 3, H = 2, D = 16, F = 32;
       TransformerNet net = random_net(T, seed);
       const std::vector<std::uint8_t> tokens = random_tokens(static_cast<std::size_t>(batch) * T, seed + 1);

@@ -230,7 +230,7 @@ struct Reference {
       ASSERT_EQ(g.k, k) << at << " k";
       ASSERT_EQ(g.v, v) << at << " v";
       const double ks = net.k_step(l), vs = net.v_step(l);
-      std::vector<std::int8_t> qc(x.size()), kc(x.size()), vc(x.size());
+      std::vector<std::int16_t> qc(x.size()), kc(x.size()), vc(x.size());
       std::vector<double> qs(static_cast<std::size_t>(N) * H);
       for (int t = 0; t < N; ++t) {
         const arith::FixedPoint kp = follow(s1 / qmax * reference(p + "wk") / ks, {a1[t]}),
@@ -240,12 +240,12 @@ struct Reference {
           for (int e = 0; e < dh; ++e) amax = std::max<std::int64_t>(amax, std::llabs(q[t * D + h * dh + e]));
           const arith::FixedPoint inv = arith::token_inv_scale(amax, f);
           for (int e = 0; e < dh; ++e)
-            qc[t * D + h * dh + e] = static_cast<std::int8_t>(arith::quantize_act(q[t * D + h * dh + e], inv, f.act_bits, f.rounding));
+            qc[t * D + h * dh + e] = static_cast<std::int16_t>(arith::quantize_act(q[t * D + h * dh + e], inv, f.act_bits, f.rounding));
           qs[t * H + h] = static_cast<double>(amax);
         }
         for (int i = 0; i < D; ++i) {
-          kc[t * D + i] = static_cast<std::int8_t>(arith::quantize_act(k[t * D + i], kp, f.act_bits, f.rounding));
-          vc[t * D + i] = static_cast<std::int8_t>(arith::quantize_act(v[t * D + i], vp, f.act_bits, f.rounding));
+          kc[t * D + i] = static_cast<std::int16_t>(arith::quantize_act(k[t * D + i], kp, f.act_bits, f.rounding));
+          vc[t * D + i] = static_cast<std::int16_t>(arith::quantize_act(v[t * D + i], vp, f.act_bits, f.rounding));
         }
       }
       ASSERT_EQ(g.q_codes, qc) << at << " q codes";

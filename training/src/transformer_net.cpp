@@ -919,15 +919,15 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
         const std::size_t k0 = static_cast<std::size_t>(t) * D;
         const arith::FixedPoint kp = k_pair[t], vp = v_pair[t];
         const double uk = unit_k[t], uv = unit_v[t];
-        // Pointers and sizes as constants of the loop, which stores bytes (they alias anything).
+        // Pointers and sizes as constants of the loop.
         const int n = D, act_bits = fr.act_bits;
         const std::int32_t* kin = z.k.data() + k0;
         const std::int32_t* vin = z.v.data() + k0;
-        std::int8_t* __restrict kc = z.k_codes.data() + k0;
-        std::int8_t* __restrict vc = z.v_codes.data() + k0;
+        std::int16_t* __restrict kc = z.k_codes.data() + k0;
+        std::int16_t* __restrict vc = z.v_codes.data() + k0;
         for (int i = 0; i < n; ++i) {
-          kc[i] = static_cast<std::int8_t>(arith::quantize_act(kin[i], kp, act_bits, kMode));
-          vc[i] = static_cast<std::int8_t>(arith::quantize_act(vin[i], vp, act_bits, kMode));
+          kc[i] = static_cast<std::int16_t>(arith::quantize_act(kin[i], kp, act_bits, kMode));
+          vc[i] = static_cast<std::int16_t>(arith::quantize_act(vin[i], vp, act_bits, kMode));
         }
         for (int i = 0; i < D; ++i) {
           const std::size_t k = k0 + i;
@@ -972,7 +972,7 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
 #pragma omp for schedule(static)
         for (int bh = 0; bh < batch * H; ++bh) {
           const int b = bh / H, h = bh % H;
-          const std::int8_t* k0 = z.k_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
+          const std::int16_t* k0 = z.k_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
           if (qk_order_free)
             for (int j = 0; j < T; ++j)
               for (int e = 0; e < dh; ++e) kt[static_cast<std::size_t>(e) * T + j] = k0[static_cast<std::size_t>(j) * D + e];
@@ -982,7 +982,7 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
             std::uint8_t* pr = z.probs.data() + (static_cast<std::size_t>(bh) * T + t) * T;
             const arith::FixedPoint pair = row_pair[static_cast<std::size_t>(b * T + t) * H + h];
             const int count = arith::causal_count(t);
-            const std::int8_t* qt = z.q_codes.data() + at;
+            const std::int16_t* qt = z.q_codes.data() + at;
             if (qk_order_free) {  // the exact sums in int32, the overflow rule once
               const std::int32_t* r = row.data();
               weighted_rows(qt, 1, kt.data(), T, 0, head_dim, padded_count(count, T), row.data());
@@ -991,13 +991,13 @@ const std::vector<float>& TransformerNet::forward_quantized(const std::uint8_t* 
                     arith::requantize(arith::apply_overflow(r[j], acc_bits, overflow), pair, kMode, 32));
             } else {
               for (int j = 0; j < count; ++j) {
-                const std::int8_t* kj = k0 + static_cast<std::size_t>(j) * D;
+                const std::int16_t* kj = k0 + static_cast<std::size_t>(j) * D;
                 zr[j] = static_cast<std::int32_t>(arith::requantize(arith::vector_dot(qt, kj, dh, vu), pair, kMode, 32));
               }
             }
             std::fill(zr + count, zr + T, 0);  // masked
             arith::softmax_row(zr, T, count, table, kProbBits, fr, pr);
-            const std::int8_t* v0 = z.v_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
+            const std::int16_t* v0 = z.v_codes.data() + static_cast<std::size_t>(b * T) * D + h * dh;
             std::int32_t* out = z.attention.data() + at;
             if (pv_order_free) {  // each output's exact sum, the keys outermost so the head's lanes vectorise
               weighted_rows(pr, 1, v0, D, 0, count, head_dim, out);

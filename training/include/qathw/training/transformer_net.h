@@ -155,7 +155,7 @@ class TransformerNet {
     std::vector<std::int32_t> x;                   // the residual stream in (width)
     std::vector<std::int32_t> norm1;               // RMSNorm outputs
     std::vector<std::int32_t> q, k, v;             // BitLinear outputs
-    std::vector<std::int8_t> q_codes, k_codes, v_codes;
+    std::vector<std::int16_t> q_codes, k_codes, v_codes;  // up to 16 activation bits
     std::vector<std::int32_t> scores;              // log2-domain scores (masked entries 0)
     std::vector<std::uint8_t> probs;               // probability codes
     std::vector<std::int32_t> attention;           // P V accumulators (unit: V's step / qp)
